@@ -1,0 +1,82 @@
+"""The ``edgeanomaly`` command line.
+
+Commands are listed in one table and imported only when invoked, so ``edgeanomaly --help``
+stays fast and never imports torch, OpenVINO or ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+
+import click
+
+from edgeanomaly import __version__
+
+# name -> (module, attribute, one-line help shown by --help without importing the module)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "quickstart": ("edgeanomaly.cli._quickstart", "quickstart", "Fit, export, validate and benchmark on an embedded default."),
+    "fit": ("edgeanomaly.cli._fit", "fit", "Fit a model on normal images in one pass and save a checkpoint."),
+    "export": ("edgeanomaly.cli._export", "export", "Export a checkpoint (or a recipe) to a versioned bundle."),
+    "predict": ("edgeanomaly.cli._predict", "predict", "Run a bundle on images, folders, videos or a camera (no torch)."),
+    "validate": ("edgeanomaly.cli._validate", "validate", "Check a bundle against ground truth and its torch reference."),
+    "benchmark": ("edgeanomaly.cli._benchmark", "benchmark", "Latency, throughput and accuracy of every artifact x backend."),
+    "calibrate": ("edgeanomaly.cli._calibrate", "calibrate", "Recompute thresholds and normalisation on the device."),
+    "info": ("edgeanomaly.cli._info", "info", "Describe a bundle and verify its checksums."),
+    "data": ("edgeanomaly.cli._data", "data", "Synthesise or check datasets."),
+}
+
+
+def _available() -> dict[str, tuple[str, str, str]]:
+    """Commands whose module is present in this installation."""
+    out = {}
+    for name, entry in COMMANDS.items():
+        if importlib.util.find_spec(entry[0]) is not None:
+            out[name] = entry
+    return out
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_available())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        entry = _available().get(name)
+        if entry is None:
+            return None
+        module = importlib.import_module(entry[0])
+        return getattr(module, entry[1])
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[override]
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in _available():
+            close = difflib.get_close_matches(name, list(_available()), n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint} See 'edgeanomaly --help'.")
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, entry[2]) for name, entry in _available().items()]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="edgeanomaly")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """edgeanomaly: visual anomaly detection from the training machine to the edge device.
+
+    Typical flow: fit on normal images, export a bundle, then on the device
+    predict, validate and benchmark (no torch needed there).
+    """
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

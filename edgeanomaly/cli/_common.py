@@ -1,0 +1,47 @@
+"""Shared CLI plumbing: turning our errors into clean messages, progress bars."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable, TypeVar
+
+import click
+
+from edgeanomaly.errors import EdgeAnomalyError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Show an :class:`EdgeAnomalyError` as ``Error: <message>`` with exit code 1, not a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except EdgeAnomalyError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def progress(iterable: Any = None, length: int | None = None, label: str = "", enabled: bool = True):
+    """A click progress bar on stderr (hidden when not a terminal or when disabled)."""
+    stream = sys.stderr
+    # Off a terminal (CI logs, pipes) a bar only adds noise between result lines.
+    return click.progressbar(
+        iterable,
+        length=length,
+        label=label,
+        file=stream,
+        show_pos=True,
+        hidden=not (enabled and stream.isatty()),
+    )
+
+
+def split_csv(value: str | None) -> list[str]:
+    """'a, b,c' -> ['a', 'b', 'c']; None or '' -> []."""
+    if not value:
+        return []
+    return [v.strip() for v in value.split(",") if v.strip()]

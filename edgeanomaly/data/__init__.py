@@ -1,0 +1,29 @@
+"""Data layer (numpy + OpenCV only): image IO, datasets, preprocessing, synthetic data."""
+
+from __future__ import annotations
+
+from edgeanomaly.data._datasets import Dataset, Sample, folder_dataset, load_dataset, mvtec_dataset
+from edgeanomaly.data._io import IMAGE_EXTENSIONS, decode_image, is_image_file, read_image, read_mask
+from edgeanomaly.data._preprocess import PreprocessConfig, preprocess, preprocess_batch, resize_image
+from edgeanomaly.data._synth import CATEGORIES, DEFECTS, generate_synthetic_dataset, render_sample
+
+__all__ = [
+    "CATEGORIES",
+    "DEFECTS",
+    "IMAGE_EXTENSIONS",
+    "Dataset",
+    "PreprocessConfig",
+    "Sample",
+    "decode_image",
+    "folder_dataset",
+    "generate_synthetic_dataset",
+    "is_image_file",
+    "load_dataset",
+    "mvtec_dataset",
+    "preprocess",
+    "preprocess_batch",
+    "read_image",
+    "read_mask",
+    "render_sample",
+    "resize_image",
+]

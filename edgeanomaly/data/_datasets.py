@@ -1,0 +1,287 @@
+"""Dataset layouts: MVTec AD and plain folders.
+
+A dataset is scanned once into :class:`Sample` records (paths only, nothing decoded), and
+every problem found is collected so that ``edgeanomaly data check`` can report all of them
+at once, while fitting refuses a dataset that has any.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from edgeanomaly.data._io import is_image_file, read_image, read_mask
+from edgeanomaly.errors import DatasetError
+
+__all__ = ["Sample", "Dataset", "load_dataset", "mvtec_dataset", "folder_dataset"]
+
+NORMAL = "good"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a dataset.
+
+    Attributes:
+        path: the image file.
+        label: 0 normal, 1 anomalous.
+        defect_type: ``"good"`` for normal images, else the defect folder name.
+        split: ``"train"`` or ``"test"``.
+        mask_path: ground-truth mask for anomalous images that have one, else None.
+    """
+
+    path: Path
+    label: int
+    defect_type: str
+    split: str
+    mask_path: Path | None = None
+
+    def image(self) -> np.ndarray:
+        """RGB uint8 (H, W, 3)."""
+        return read_image(self.path)
+
+    def mask(self, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+        """bool (H, W) ground truth; all False for normal images (needs ``shape``), None if unknown."""
+        if self.mask_path is not None:
+            return read_mask(self.mask_path)
+        if self.label == 0 and shape is not None:
+            return np.zeros(shape, dtype=bool)
+        return None
+
+
+@dataclass
+class Dataset:
+    """A scanned dataset: samples of both splits plus every problem found while scanning."""
+
+    name: str
+    root: Path
+    layout: str
+    train: list[Sample] = field(default_factory=list)
+    test: list[Sample] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def has_masks(self) -> bool:
+        return any(s.mask_path is not None for s in self.test)
+
+    @property
+    def is_labelled(self) -> bool:
+        """True when the test split holds both normal and anomalous images."""
+        labels = {s.label for s in self.test}
+        return labels == {0, 1}
+
+    def counts(self) -> dict[str, Counter]:
+        """{split: Counter(defect_type -> number of images)}."""
+        return {
+            "train": Counter(s.defect_type for s in self.train),
+            "test": Counter(s.defect_type for s in self.test),
+        }
+
+    def check(self) -> "Dataset":
+        """Raise :class:`DatasetError` listing every problem, else return self."""
+        if self.problems:
+            listed = "\n  - ".join(self.problems)
+            raise DatasetError(f"Dataset {self.root} has {len(self.problems)} problem(s):\n  - {listed}")
+        return self
+
+    def __iter__(self) -> Iterator[Sample]:
+        yield from self.train
+        yield from self.test
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+
+
+def _non_images_in(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not is_image_file(p) and not p.name.startswith(".")
+    )
+
+
+def _is_mvtec_category(path: Path) -> bool:
+    return (path / "train").is_dir() or (path / "test").is_dir()
+
+
+def mvtec_dataset(root: str | os.PathLike[str], category: str | None = None) -> Dataset:
+    """Scan an MVTec AD layout.
+
+    ``root`` is either the category folder (holding ``train/``, ``test/``, ``ground_truth/``)
+    or its parent together with ``category``. Masks are ``ground_truth/<defect>/<stem>_mask.png``.
+    """
+    root = Path(root)
+    cat_dir = root / category if category else root
+    if not cat_dir.is_dir():
+        raise DatasetError(f"Dataset folder not found: {cat_dir}")
+    if not _is_mvtec_category(cat_dir):
+        subs = sorted(p.name for p in cat_dir.iterdir() if p.is_dir() and _is_mvtec_category(p))
+        hint = f" It contains categories: {', '.join(subs)}; pass one with --category." if subs else ""
+        raise DatasetError(
+            f"Expected an MVTec-style category folder with train/ and test/ at {cat_dir}.{hint}"
+        )
+    ds = Dataset(name=cat_dir.name, root=cat_dir, layout="mvtec")
+    problems = ds.problems
+
+    train_dir = cat_dir / "train" / NORMAL
+    if not train_dir.is_dir():
+        problems.append(f"missing training folder {train_dir}")
+    else:
+        ds.train = [Sample(p, 0, NORMAL, "train") for p in _images_in(train_dir)]
+        if not ds.train:
+            problems.append(f"empty split: no images in {train_dir}")
+        for p in _non_images_in(train_dir):
+            problems.append(f"not an image file (by extension): {p}")
+        other = sorted(p.name for p in (cat_dir / "train").iterdir() if p.is_dir() and p.name != NORMAL)
+        if other:
+            problems.append(f"train/ must hold only normal images in train/good, found folders: {', '.join(other)}")
+
+    test_dir = cat_dir / "test"
+    gt_dir = cat_dir / "ground_truth"
+    if test_dir.is_dir():
+        defect_dirs = sorted(p for p in test_dir.iterdir() if p.is_dir())
+        for ddir in defect_dirs:
+            images = _images_in(ddir)
+            if not images:
+                problems.append(f"empty split: no images in {ddir}")
+            for p in _non_images_in(ddir):
+                problems.append(f"not an image file (by extension): {p}")
+            if ddir.name == NORMAL:
+                ds.test += [Sample(p, 0, NORMAL, "test") for p in images]
+                continue
+            mask_folder = gt_dir / ddir.name
+            for p in images:
+                mask = _find_mask(mask_folder, p.stem)
+                if mask is None:
+                    problems.append(
+                        f"defect image without a mask: {p} (expected {mask_folder / (p.stem + '_mask.png')})"
+                    )
+                ds.test.append(Sample(p, 1, ddir.name, "test", mask))
+            if mask_folder.is_dir():
+                stems = {p.stem for p in images}
+                for m in _images_in(mask_folder):
+                    stem = m.stem[: -len("_mask")] if m.stem.endswith("_mask") else m.stem
+                    if stem not in stems:
+                        problems.append(f"mask without an image: {m} (expected {ddir / (stem + '.png')} or similar)")
+        if not defect_dirs:
+            problems.append(f"empty split: no folders in {test_dir}")
+        if gt_dir.is_dir():
+            for gdir in sorted(p for p in gt_dir.iterdir() if p.is_dir()):
+                if not (test_dir / gdir.name).is_dir():
+                    problems.append(f"mask folder without a test folder: {gdir}")
+    return ds
+
+
+def _find_mask(folder: Path, stem: str) -> Path | None:
+    if not folder.is_dir():
+        return None
+    for name in (f"{stem}_mask", stem):
+        for ext in (".png", ".bmp", ".tif", ".tiff", ".PNG"):
+            cand = folder / f"{name}{ext}"
+            if cand.is_file():
+                return cand
+    return None
+
+
+def folder_dataset(
+    normal_dir: str | os.PathLike[str],
+    abnormal_dir: str | os.PathLike[str] | None = None,
+    mask_dir: str | os.PathLike[str] | None = None,
+    normal_test_dir: str | os.PathLike[str] | None = None,
+    normal_test_ratio: float = 0.2,
+    name: str | None = None,
+) -> Dataset:
+    """Scan a plain-folder layout: a normal folder, an optional abnormal folder and mask folder.
+
+    Normal images are split into train and test deterministically: every ``1/normal_test_ratio``-th
+    image in sorted order goes to test (none when there is no abnormal folder and no
+    ``normal_test_dir``, so a normal-only folder is all training data). Masks are matched
+    by file stem (``<stem>.png`` or ``<stem>_mask.png``).
+    """
+    normal_dir = Path(normal_dir)
+    if not normal_dir.is_dir():
+        raise DatasetError(f"Normal image folder not found: {normal_dir}")
+    ds = Dataset(name=name or normal_dir.parent.name or normal_dir.name, root=normal_dir.parent, layout="folder")
+    normals = _images_in(normal_dir)
+    if not normals:
+        ds.problems.append(f"empty split: no images in {normal_dir}")
+    for p in _non_images_in(normal_dir):
+        ds.problems.append(f"not an image file (by extension): {p}")
+    if normal_test_dir is not None:
+        ds.train = [Sample(p, 0, NORMAL, "train") for p in normals]
+        ds.test = [Sample(p, 0, NORMAL, "test") for p in _images_in(Path(normal_test_dir))]
+    elif abnormal_dir is not None and normal_test_ratio > 0:
+        if not 0 < normal_test_ratio < 1:
+            raise DatasetError(f"Expected normal_test_ratio in (0, 1), got {normal_test_ratio}")
+        step = max(2, round(1 / normal_test_ratio))
+        for i, p in enumerate(normals):
+            if i % step == step - 1:
+                ds.test.append(Sample(p, 0, NORMAL, "test"))
+            else:
+                ds.train.append(Sample(p, 0, NORMAL, "train"))
+    else:
+        ds.train = [Sample(p, 0, NORMAL, "train") for p in normals]
+
+    if abnormal_dir is not None:
+        abnormal_dir = Path(abnormal_dir)
+        if not abnormal_dir.is_dir():
+            raise DatasetError(f"Abnormal image folder not found: {abnormal_dir}")
+        defect = abnormal_dir.name
+        abnormals = _images_in(abnormal_dir)
+        if not abnormals:
+            ds.problems.append(f"empty split: no images in {abnormal_dir}")
+        mdir = Path(mask_dir) if mask_dir is not None else None
+        if mdir is not None and not mdir.is_dir():
+            raise DatasetError(f"Mask folder not found: {mdir}")
+        for p in abnormals:
+            mask = _find_mask(mdir, p.stem) if mdir is not None else None
+            if mdir is not None and mask is None:
+                ds.problems.append(f"defect image without a mask: {p} (expected {mdir / (p.stem + '.png')})")
+            ds.test.append(Sample(p, 1, defect, "test", mask))
+        if mdir is not None:
+            stems = {p.stem for p in abnormals}
+            for m in _images_in(mdir):
+                stem = m.stem[: -len("_mask")] if m.stem.endswith("_mask") else m.stem
+                if stem not in stems:
+                    ds.problems.append(f"mask without an image: {m}")
+    return ds
+
+
+def load_dataset(
+    path: str | os.PathLike[str],
+    category: str | None = None,
+    abnormal_dir: str | os.PathLike[str] | None = None,
+    mask_dir: str | os.PathLike[str] | None = None,
+) -> Dataset:
+    """Scan a dataset, detecting the layout.
+
+    - ``path`` (or ``path/category``) with ``train/`` or ``test/`` inside: MVTec AD layout.
+    - otherwise ``path`` is a folder of normal images (plain-folder layout), with optional
+      ``abnormal_dir`` and ``mask_dir``.
+
+    The returned :class:`Dataset` lists problems in ``.problems``; call ``.check()`` to raise.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"Dataset path not found: {path}")
+    if not path.is_dir():
+        raise DatasetError(f"Expected a dataset folder, got a file: {path}")
+    if category or _is_mvtec_category(path):
+        return mvtec_dataset(path, category)
+    subs = sorted(p.name for p in path.iterdir() if p.is_dir() and _is_mvtec_category(p))
+    if len(subs) == 1:
+        return mvtec_dataset(path, subs[0])
+    if len(subs) > 1:
+        raise DatasetError(
+            f"{path} holds several MVTec categories ({', '.join(subs)}); choose one with --category."
+        )
+    return folder_dataset(path, abnormal_dir=abnormal_dir, mask_dir=mask_dir)
+
+
+def split_labels(samples: Sequence[Sample]) -> np.ndarray:
+    """Labels of ``samples`` as an int64 array (0 normal, 1 anomalous)."""
+    return np.fromiter((s.label for s in samples), dtype=np.int64, count=len(samples))

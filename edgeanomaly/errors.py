@@ -1,0 +1,74 @@
+"""One exception hierarchy for edgeanomaly.
+
+Every error a user can cause derives from :class:`EdgeAnomalyError`, so a line
+integrator can catch one type. Specific errors also derive from the matching
+builtin (``ValueError``, ``FileNotFoundError``, ``ImportError``...) so that
+ordinary Python code that catches those keeps working.
+
+Messages follow one pattern: what was expected, what came, and what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EdgeAnomalyError",
+    "ImageReadError",
+    "DatasetError",
+    "BundleError",
+    "BundleIntegrityError",
+    "BackendUnavailableError",
+    "DeviceUnavailableError",
+    "NotFittedError",
+    "ConfigError",
+    "MissingDependencyError",
+    "ExportError",
+    "ParityError",
+]
+
+
+class EdgeAnomalyError(Exception):
+    """Base class of every error raised on purpose by edgeanomaly."""
+
+
+class ImageReadError(EdgeAnomalyError, ValueError):
+    """An image or mask file is missing, empty, truncated or not an image."""
+
+
+class DatasetError(EdgeAnomalyError, ValueError):
+    """A dataset folder does not have the expected layout or content."""
+
+
+class BundleError(EdgeAnomalyError, ValueError):
+    """A bundle is missing, malformed, of an unsupported version or inconsistent."""
+
+
+class BundleIntegrityError(BundleError):
+    """An artifact of a bundle does not match the checksum or size in its manifest."""
+
+
+class BackendUnavailableError(EdgeAnomalyError, RuntimeError):
+    """An inference backend (OpenVINO, ONNX Runtime) is not installed or cannot run the artifact."""
+
+
+class DeviceUnavailableError(EdgeAnomalyError, RuntimeError):
+    """The requested device is not present; the message lists the devices that are."""
+
+
+class NotFittedError(EdgeAnomalyError, ValueError, AttributeError):
+    """An estimator was used before ``fit()``."""
+
+
+class ConfigError(EdgeAnomalyError, ValueError):
+    """An option or setting has an invalid value (unknown name, wrong range, bad combination)."""
+
+
+class MissingDependencyError(EdgeAnomalyError, ImportError):
+    """An optional package is needed; the message names the extra that installs it."""
+
+
+class ExportError(EdgeAnomalyError, RuntimeError):
+    """Exporting a model to a graph format failed."""
+
+
+class ParityError(ExportError):
+    """An exported FP32 artifact disagrees with the torch model beyond tolerance."""
