@@ -1,0 +1,87 @@
+"""Atomic replacement of files and directories: a crash leaves the old version or the new one.
+
+Everything is written under a hidden temporary name next to the destination (same
+filesystem, so the final rename is atomic), flushed to disk, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+__all__ = ["fsync_dir", "temp_dir_beside", "temp_file_beside", "replace_dir", "replace_file", "write_bytes_atomic"]
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry to disk, so a rename survives a power cut (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # Windows cannot open directories; its renames are journaled anyway
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temp_dir_beside(dest: Path, tag: str = "tmp") -> Path:
+    """A new hidden directory ``.NAME.TAG-xxxx`` in the parent of ``dest``."""
+    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.{tag}-", dir=dest.parent))
+
+
+def temp_file_beside(dest: Path, tag: str = "tmp") -> Path:
+    """A new empty hidden file ``.NAME.TAG-xxxx`` in the parent of ``dest``."""
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.{tag}-", dir=dest.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def replace_dir(new: Path, dest: Path) -> None:
+    """Move the finished directory ``new`` to ``dest``, replacing an existing ``dest``.
+
+    An existing ``dest`` is renamed aside first, the new one renamed in, then the old one
+    deleted; if the second rename fails the old one is put back. POSIX has no portable
+    atomic swap of two directories, so for the instant between the two renames ``dest``
+    does not exist and the old bundle sits in ``.NAME.old-xxxx`` next to it.
+    """
+    if not dest.exists() and not dest.is_symlink():
+        os.rename(new, dest)
+        fsync_dir(dest.parent)
+        return
+    aside = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(dest, aside)
+    try:
+        os.rename(new, dest)
+    except BaseException:
+        os.rename(aside, dest)
+        raise
+    fsync_dir(dest.parent)
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
+
+
+def replace_file(new: Path, dest: Path) -> None:
+    """``os.replace`` ``new`` onto ``dest`` (atomic on POSIX and Windows) and flush the directory."""
+    os.replace(new, dest)
+    fsync_dir(dest.parent)
+
+
+def write_bytes_atomic(dest: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling, fsync it, then atomically replace ``dest``."""
+    tmp = temp_file_beside(dest)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        replace_file(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
