@@ -1,0 +1,259 @@
+"""``edgeanomaly predict``: run a bundle on images, folders, globs, videos or a camera (no torch)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+
+from edgeanomaly.cli._common import friendly_errors, progress
+
+#: Exit code when the run finished but some inputs could not be scored (corrupt files...).
+EXIT_SOME_FAILED = 3
+
+_GLOB_CHARS = set("*?[")
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    import numpy as np
+
+    return round(float(np.percentile(values, q)), 3)
+
+
+def _resolve_source(source: str, watch: bool) -> tuple[str, Any]:
+    """-> (kind, value): ("camera", 0), ("watch", dir), ("files", [paths]), ("video", path)."""
+    from edgeanomaly.data._io import is_image_file
+
+    if source.strip().isdigit() and not Path(source).exists():
+        return "camera", int(source)
+    path = Path(source)
+    if path.is_dir():
+        if watch:
+            return "watch", path
+        return "files", sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+    if watch:
+        raise click.BadParameter(f"--watch needs a folder, got {source}", param_hint="SOURCE")
+    if path.is_file():
+        return ("files", [path]) if is_image_file(path) else ("video", path)
+    if _GLOB_CHARS & set(source):
+        import glob
+
+        matches = sorted(Path(p) for p in glob.glob(source, recursive=True))
+        return "files", [p for p in matches if p.is_file() and is_image_file(p)]
+    raise click.BadParameter(
+        f"{source} is not an image, a folder, a glob pattern, a video file or a camera index",
+        param_hint="SOURCE",
+    )
+
+
+class _Report:
+    """Writes result lines (stdout and optionally DIR/predictions.jsonl) and keeps the summary."""
+
+    def __init__(self, as_json: bool, out: Path | None, save_overlays: bool) -> None:
+        self.as_json = as_json
+        self.out = out
+        self.overlay_dir = out / "overlays" if (out is not None and save_overlays) else None
+        self.file = None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            self.file = (out / "predictions.jsonl").open("w", encoding="utf-8")
+        if self.overlay_dir is not None:
+            self.overlay_dir.mkdir(parents=True, exist_ok=True)
+        self.n_ok = 0
+        self.n_failed = 0
+        self.n_anomalous = 0
+        self.totals: list[float] = []
+        self.stages: dict[str, list[float]] = {}
+
+    def _emit(self, record: dict[str, Any], human: str) -> None:
+        line = json.dumps(record, ensure_ascii=False)
+        if self.file is not None:
+            self.file.write(line + "\n")
+        click.echo(line if self.as_json else human)
+
+    def ok(self, key: str, name: Any, prediction: Any, image: Any = None, color: str = "RGB") -> None:
+        record = prediction.to_dict()
+        record.pop("source", None)
+        record = {key: name, **record}
+        self.n_ok += 1
+        self.n_anomalous += int(prediction.label)
+        for stage, ms in prediction.timings.items():
+            self.stages.setdefault(stage, []).append(ms)
+        if self.overlay_dir is not None and image is not None:
+            import cv2
+
+            from edgeanomaly.runtime import overlay
+
+            stem = Path(str(name)).stem if key == "path" else f"frame_{int(name):06d}"
+            target = self.overlay_dir / f"{stem}.png"
+            vis = overlay(image, prediction, color=color)
+            cv2.imwrite(str(target), vis if color == "BGR" else cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
+            record["overlay"] = str(target)
+        label = "ANOMALOUS" if prediction.label else "normal"
+        total = prediction.timings.get("total", float("nan"))
+        self._emit(record, f"{name}\t{label}\tscore={prediction.score:.4f}\t{total:.1f} ms")
+
+    def failed(self, key: str, name: Any, error: Exception) -> None:
+        self.n_failed += 1
+        self._emit({key: str(name), "error": str(error)}, f"{name}\tERROR\t{error}")
+
+    def summary(self, info: dict[str, Any], wall_s: float) -> dict[str, Any]:
+        n = self.n_ok + self.n_failed
+        out = {
+            "summary": {
+                "inputs": n,
+                "scored": self.n_ok,
+                "failed": self.n_failed,
+                "anomalous": self.n_anomalous,
+                "wall_s": round(wall_s, 3),
+                "images_per_s": round(self.n_ok / wall_s, 2) if wall_s > 0 else None,
+                "latency_ms": {
+                    stage: {"mean": round(sum(v) / len(v), 3), "p50": _percentile(v, 50), "p95": _percentile(v, 95)}
+                    for stage, v in self.stages.items()
+                },
+                **{k: info[k] for k in ("backend", "device", "precision", "artifact")},
+            }
+        }
+        line = json.dumps(out, ensure_ascii=False)
+        if self.file is not None:
+            self.file.write(line + "\n")
+            self.file.close()
+        if self.as_json:
+            click.echo(line)
+        else:
+            s = out["summary"]
+            total = s["latency_ms"].get("total", {})
+            click.echo(
+                f"{s['scored']}/{s['inputs']} scored, {s['anomalous']} anomalous, {s['failed']} failed; "
+                f"{s['images_per_s']} images/s; total p50 {total.get('p50')} ms, p95 {total.get('p95')} ms "
+                f"[{s['backend']} {s['device']} {s['precision']}]",
+                err=True,
+            )
+        return out
+
+
+@click.command("predict")
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.argument("source")
+@click.option("--backend", type=click.Choice(["auto", "openvino", "onnxruntime"]), default="auto", show_default=True)
+@click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU (OpenVINO); CPU, CUDA, TensorRT (ONNX Runtime).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True, help="Artifact precision to run.")
+@click.option("--artifact", default=None, help="Artifact name (e.g. openvino-int8); overrides --precision.")
+@click.option("--inference-precision", type=click.Choice(["f32", "bf16", "f16"]), default=None, help="OpenVINO execution precision (default f32 on CPU).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Images per inference call (folders and globs).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write predictions.jsonl (and overlays/) here.")
+@click.option("--save-overlays", is_flag=True, help="Save heat-map overlays as PNG under --out/overlays.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per input and a JSON summary on stdout.")
+@click.option("--watch", is_flag=True, help="Treat a folder SOURCE as a drop folder: score new files as they arrive.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop a video, camera or watch after N predictions.")
+@click.option("--timeout", type=float, default=None, help="Stop a camera or watch after this many idle seconds.")
+@friendly_errors
+def predict(
+    bundle: Path,
+    source: str,
+    backend: str,
+    device: str,
+    precision: str,
+    artifact: str | None,
+    inference_precision: str | None,
+    batch_size: int,
+    out_dir: Path | None,
+    save_overlays: bool,
+    as_json: bool,
+    watch: bool,
+    max_frames: int | None,
+    timeout: float | None,
+) -> None:
+    """Score SOURCE with BUNDLE: an image, a folder, a glob ("parts/*.png"), a video or a camera index.
+
+    Prints one line per input (JSON with --json: path, score, label, raw_score, timings_ms)
+    and a summary. A file that cannot be read is reported on its own line and the run goes
+    on. Exit code: 0 all inputs scored, 3 some inputs failed, 1 fatal error, 2 bad usage.
+
+    \b
+    Examples:
+      edgeanomaly predict bundles/fabric parts/ --json > results.jsonl
+      edgeanomaly predict bundles/fabric "line3/**/*.png" --out runs/line3 --save-overlays
+      edgeanomaly predict bundles/fabric 0 --device GPU --max-frames 100
+    """
+    from edgeanomaly.runtime import load
+
+    if save_overlays and out_dir is None:
+        raise click.BadParameter("--save-overlays needs --out DIR (nothing is written to the current directory)", param_hint="--save-overlays")
+    kind, value = _resolve_source(source, watch)
+    if kind == "files" and not value:
+        raise click.ClickException(f"No image files found in {source}")
+
+    detector = load(
+        bundle,
+        backend=backend,
+        device=device,
+        precision=precision,
+        artifact=artifact,
+        inference_precision=inference_precision,
+    )
+    info = detector.info()
+    if not as_json:
+        click.echo(f"{detector!r}", err=True)
+    report = _Report(as_json, out_dir, save_overlays)
+    t0 = time.perf_counter()
+    try:
+        if kind == "files":
+            _run_files(detector, value, batch_size, report, save_overlays)
+        elif kind == "watch":
+            for path, prediction in detector.stream(value, max_frames=max_frames, timeout=timeout):
+                report.ok("path", str(path), prediction, path if save_overlays else None)
+        else:
+            for frame, prediction in detector.stream(value, max_frames=max_frames, timeout=timeout):
+                report.ok("frame", prediction.source, prediction, frame, color="BGR")
+    finally:
+        wall = time.perf_counter() - t0
+        detector.close()
+    report.summary(info, wall)
+    if report.n_failed:
+        raise SystemExit(EXIT_SOME_FAILED)
+
+
+def _run_files(detector: Any, paths: list[Path], batch_size: int, report: _Report, keep_images: bool) -> None:
+    """Decode in this thread, infer pipelined; every line (result or error) in input order."""
+    from collections import deque
+
+    from edgeanomaly.data._io import read_image
+    from edgeanomaly.errors import ImageReadError
+
+    # (path, decode_ms, rgb) for decoded files, (path, None, error) for unreadable ones.
+    queue: deque[tuple[Path, float | None, Any]] = deque()
+
+    def images() -> Iterator[Any]:
+        for path in paths:
+            t0 = time.perf_counter()
+            try:
+                rgb = read_image(path)
+            except ImageReadError as exc:
+                queue.append((path, None, exc))
+                continue
+            queue.append((path, (time.perf_counter() - t0) * 1e3, rgb))
+            yield rgb
+
+    with progress(length=len(paths), label="predict", enabled=len(paths) > 1) as bar:
+
+        def report_failures() -> None:
+            while queue and queue[0][1] is None:
+                path, _, error = queue.popleft()
+                report.failed("path", path, error)
+                bar.update(1)
+
+        for prediction in detector.predict_many(images(), batch_size=batch_size):
+            report_failures()
+            path, decode_ms, rgb = queue.popleft()
+            prediction.source = str(path)
+            prediction.timings = {"decode": decode_ms, **prediction.timings}
+            prediction.timings["total"] += decode_ms
+            report.ok("path", str(path), prediction, rgb if keep_images else None)
+            bar.update(1)
+        report_failures()

@@ -1,0 +1,49 @@
+"""Torch-free inference: load a bundle, predict on images, folders, videos and cameras.
+
+Backends: OpenVINO (CPU, GPU, NPU, AUTO on request) and ONNX Runtime (CPU; CUDA/TensorRT
+with ``onnxruntime-gpu``), each imported only when used. This package never imports torch.
+
+>>> from edgeanomaly.runtime import load                     # doctest: +SKIP
+>>> det = load("bundles/patchcore-fabric")                  # doctest: +SKIP
+>>> det.backend, det.device, det.precision                  # doctest: +SKIP
+('openvino', 'CPU', 'fp32 (f32 execution)')
+>>> p = det.predict("part.png")                             # doctest: +SKIP
+>>> p.score, p.label, p.anomaly_map.shape                   # doctest: +SKIP
+(0.91, True, (1024, 1280))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Names resolve lazily so `import edgeanomaly.runtime` stays cheap (cold start on a device).
+_EXPORTS = {
+    "load": "edgeanomaly.runtime._detector",
+    "Detector": "edgeanomaly.runtime._detector",
+    "select_artifact": "edgeanomaly.runtime._detector",
+    "Prediction": "edgeanomaly.runtime._prediction",
+    "overlay": "edgeanomaly.runtime._overlay",
+    "stream": "edgeanomaly.runtime._stream",
+    "watch_folder": "edgeanomaly.runtime._stream",
+    "FolderWatcher": "edgeanomaly.runtime._stream",
+    "compute_calibration": "edgeanomaly.runtime._calibration",
+    "DEFAULT_QUANTILE": "edgeanomaly.runtime._calibration",
+    "recalibrate": "edgeanomaly.runtime._recalibrate",
+    "BACKENDS": "edgeanomaly.runtime._devices",
+    "list_devices": "edgeanomaly.runtime._devices",
+    "Backend": "edgeanomaly.runtime._backends",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgeanomaly.runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,108 @@
+"""Inference backends behind one small protocol.
+
+A backend turns a preprocessed batch ``(N, 3, H, W) float32`` into the graph's named outputs
+(``pred_score (N,)``, ``anomaly_map (N, 1, H, W)``). It knows nothing about images, bundles
+or calibration: the :class:`~edgeanomaly.runtime.Detector` does that once for all backends.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["Backend", "TensorInfo", "run_padded", "pipelined"]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, shape (``-1`` for a dynamic dimension) and dtype of a graph input or output."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the Detector needs from an inference engine.
+
+    Attributes:
+        name: ``"openvino"`` or ``"onnxruntime"``.
+        device: the device that actually runs the graph (after AUTO resolution), e.g. ``"CPU"``.
+        precision: verified description, e.g. ``"fp32 (f32 execution)"``.
+        inputs / outputs: graph signature.
+
+    ``run`` accepts any batch size (a static-batch graph is padded and chunked) and must be
+    safe to call from several threads. Backends may also offer
+    ``run_async_many(batches) -> Iterator[(outputs, infer_ms)]`` yielding in input order.
+    """
+
+    name: str
+    device: str
+    precision: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+def run_padded(
+    run_fixed: Callable[[np.ndarray], dict[str, np.ndarray]], batch: np.ndarray, static_batch: int | None
+) -> dict[str, np.ndarray]:
+    """Run a graph whose batch dimension may be fixed at ``static_batch``.
+
+    A batch smaller than the static size is zero-padded (the padded rows are dropped from the
+    outputs); a larger one is split into chunks.
+    """
+    n = batch.shape[0]
+    if static_batch is None or n == static_batch:
+        return run_fixed(batch)
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, n, static_batch):
+        chunk = batch[start : start + static_batch]
+        k = chunk.shape[0]
+        if k < static_batch:
+            padded = np.zeros((static_batch, *batch.shape[1:]), dtype=batch.dtype)
+            padded[:k] = chunk
+            chunk = padded
+        out = run_fixed(chunk)
+        parts.append({name: value[:k] for name, value in out.items()})
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def pipelined(
+    run: Callable[[np.ndarray], dict[str, np.ndarray]], batches: Iterable[np.ndarray], depth: int = 2
+) -> Iterator[tuple[dict[str, np.ndarray], float]]:
+    """Run ``run`` on a worker thread so the caller prepares batch i+1 while batch i runs.
+
+    Yields ``(outputs, infer_ms)`` in input order; at most ``depth`` batches are in flight.
+    Used by backends without a native asynchronous API (ONNX Runtime releases the GIL while
+    it computes, so this overlaps decoding/preprocessing with inference).
+    """
+
+    def timed(batch: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+        t0 = time.perf_counter()
+        out = run(batch)
+        return out, (time.perf_counter() - t0) * 1e3
+
+    pending: deque[concurrent.futures.Future] = deque()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeanomaly-infer") as pool:
+        try:
+            for batch in batches:
+                pending.append(pool.submit(timed, batch))
+                while len(pending) >= depth or (pending and pending[0].done()):
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()

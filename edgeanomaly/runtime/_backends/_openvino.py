@@ -1,0 +1,289 @@
+"""OpenVINO backend: CPU, GPU, NPU and (when asked for) AUTO.
+
+Precision policy: OpenVINO's CPU plugin silently runs FP32 graphs in bf16 on AMX/AVX512-BF16
+machines and the GPU plugin in f16. An anomaly threshold calibrated on FP32 scores does not
+transfer to that, so we always set ``INFERENCE_PRECISION_HINT`` (f32 unless the user asks for
+another precision) and read the compiled model's value back: ``precision`` reports what was
+verified, never what was merely requested.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from edgeanomaly.errors import BackendUnavailableError, DeviceUnavailableError
+from edgeanomaly.runtime._backends import TensorInfo, run_padded
+from edgeanomaly.runtime._devices import resolve_openvino_device
+
+__all__ = ["OpenVINOBackend", "core"]
+
+log = logging.getLogger("edgeanomaly.runtime")
+
+_CORE: Any = None
+_CORE_LOCK = threading.Lock()
+
+
+def core() -> Any:
+    """The process-wide ``ov.Core`` (creating one per model would reload the plugins)."""
+    global _CORE
+    with _CORE_LOCK:
+        if _CORE is None:
+            try:
+                import openvino as ov
+            except ImportError as exc:
+                raise BackendUnavailableError(
+                    f"The openvino backend needs the 'openvino' package ({exc}). Install it with: pip install openvino"
+                ) from exc
+            _CORE = ov.Core()
+        return _CORE
+
+
+def _default_precision_hint(family: str, artifact_precision: str, requested: str | None) -> str | None:
+    if requested is not None:
+        return requested
+    if family == "CPU":
+        # f32 for every artifact: FP32 and INT8 keep their precision, and an FP16 IR is only
+        # a storage format on CPU (its weights are decompressed to f32).
+        return "f32"
+    if family == "GPU":
+        # The GPU plugin defaults to f16; an FP32 artifact must still run at FP32.
+        return "f16" if artifact_precision == "fp16" else "f32"
+    return None  # NPU: the plugin chooses; we read back and report what it did.
+
+
+def _type_name(value: Any) -> str:
+    to_string = getattr(value, "to_string", None)
+    return to_string() if callable(to_string) else str(value)
+
+
+def _shape(partial_shape: Any) -> tuple[int, ...]:
+    return tuple(d.get_length() if d.is_static else -1 for d in partial_shape)
+
+
+class OpenVINOBackend:
+    """Run an OpenVINO IR (``.xml``) or ONNX file with OpenVINO.
+
+    Args:
+        model_path: ``model.xml`` (weights next to it) or ``model.onnx``.
+        device: ``CPU``, ``GPU``, ``GPU.1``, ``NPU``, ``AUTO`` or ``AUTO:GPU,CPU``.
+        artifact_precision: ``fp32`` / ``fp16`` / ``int8``: the artifact's storage precision.
+        inference_precision: ``None`` (policy above), ``"f32"``, ``"bf16"`` or ``"f16"``.
+        performance_hint: ``"LATENCY"`` or ``"THROUGHPUT"``.
+        cache_dir: compiled-model cache directory; no cache when None (never the cwd).
+        num_streams, num_threads: override the hint's choice (CPU).
+        static_batch: batch size fixed in the artifact, or None when dynamic.
+    """
+
+    name = "openvino"
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        device: str = "CPU",
+        *,
+        artifact_precision: str = "fp32",
+        inference_precision: str | None = None,
+        performance_hint: str = "LATENCY",
+        cache_dir: str | os.PathLike[str] | None = None,
+        num_streams: int | None = None,
+        num_threads: int | None = None,
+        static_batch: int | None = None,
+    ) -> None:
+        ov_core = core()
+        self.requested_device = resolve_openvino_device(device, list(ov_core.available_devices))
+        auto = self.requested_device.startswith("AUTO")
+        if auto:
+            families = [c.split(".")[0] for c in self.requested_device.partition(":")[2].split(",") if c]
+            families = families or sorted({d.split(".")[0] for d in ov_core.available_devices})
+        else:
+            families = [self.requested_device.split(".")[0]]
+
+        per_device: dict[str, dict[str, Any]] = {}
+        for fam in families:
+            props: dict[str, Any] = {}
+            hint = _default_precision_hint(fam, artifact_precision, inference_precision)
+            if hint is not None:
+                props["INFERENCE_PRECISION_HINT"] = hint
+            if fam == "CPU":
+                if num_threads is not None:
+                    props["INFERENCE_NUM_THREADS"] = int(num_threads)
+                if num_streams is not None:
+                    props["NUM_STREAMS"] = int(num_streams)
+            per_device[fam] = props
+        config: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint}
+        if auto:
+            # AUTO forwards per-device settings only through DEVICE_PROPERTIES.
+            config["DEVICE_PROPERTIES"] = {k: v for k, v in per_device.items() if v}
+        else:
+            config.update(per_device[families[0]])
+        if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            config["CACHE_DIR"] = str(cache_dir)
+
+        # NPUs compile static shapes only; a dynamic-batch graph is fixed at batch 1 for them.
+        needs_static = static_batch is None and "NPU" in families
+        self.static_batch = static_batch if static_batch is not None else (1 if needs_static else None)
+        t0 = time.perf_counter()
+        try:
+            if needs_static:
+                model = ov_core.read_model(str(model_path))
+                shape = [d.get_length() if d.is_static else 1 for d in model.input(0).get_partial_shape()]
+                model.reshape({0: shape})
+                self._compiled = ov_core.compile_model(model, self.requested_device, config)
+            else:
+                # Compiling from the path lets OpenVINO mmap the weights and key its cache on the file.
+                self._compiled = ov_core.compile_model(str(model_path), self.requested_device, config)
+        except RuntimeError as exc:
+            if not auto and self.requested_device.split(".")[0] != "CPU":
+                raise DeviceUnavailableError(
+                    f"OpenVINO could not compile {model_path} for {self.requested_device}: {exc}. "
+                    f"Available devices: {', '.join(ov_core.available_devices)}"
+                ) from exc
+            raise BackendUnavailableError(f"OpenVINO could not compile {model_path}: {exc}") from exc
+        self.compile_ms = (time.perf_counter() - t0) * 1e3
+
+        self.inputs = [TensorInfo(p.get_any_name(), _shape(p.get_partial_shape()), _type_name(p.get_element_type())) for p in self._compiled.inputs]
+        self.outputs = [TensorInfo(p.get_any_name(), _shape(p.get_partial_shape()), _type_name(p.get_element_type())) for p in self._compiled.outputs]
+        if self.static_batch is None and self.inputs[0].shape and self.inputs[0].shape[0] > 0:
+            self.static_batch = self.inputs[0].shape[0]
+        self._output_names = [o.name for o in self.outputs]
+
+        executed = list(self._compiled.get_property("EXECUTION_DEVICES"))
+        self.device = ",".join(executed)
+        self.execution_precision = self._read_precision(executed, auto)
+        self.precision = (
+            f"{artifact_precision} ({self.execution_precision} execution)"
+            if self.execution_precision
+            else f"{artifact_precision} (execution precision not reported by {self.device})"
+        )
+        self.performance_hint = str(self._compiled.get_property("PERFORMANCE_HINT"))
+        try:
+            self.optimal_requests = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        except RuntimeError:
+            self.optimal_requests = 1
+
+        # Synchronous path: a pool of infer requests, one per concurrent caller, created on demand.
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        self._created = 0
+        self._max_requests = max(2, self.optimal_requests)
+        self._pool_lock = threading.Lock()
+        self._closed = False
+
+    def _read_precision(self, executed: list[str], auto: bool) -> str | None:
+        try:
+            if auto:
+                props = self._compiled.get_property("DEVICE_PROPERTIES")
+                values = {_type_name(props[d]["INFERENCE_PRECISION_HINT"]) for d in executed if d in props}
+                return ",".join(sorted(values)) or None
+            return _type_name(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        except (RuntimeError, KeyError, TypeError):
+            return None
+
+    # -- synchronous ---------------------------------------------------------------------------
+    def _acquire(self) -> Any:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._pool_lock:
+            if self._created < self._max_requests:
+                self._created += 1
+                return self._compiled.create_infer_request()
+        return self._idle.get()
+
+    def _run_fixed(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        request = self._acquire()
+        try:
+            request.infer({0: batch}, share_inputs=True)
+            # Copy: the request's output buffers are reused by the next caller.
+            return {name: request.get_output_tensor(i).data.copy() for i, name in enumerate(self._output_names)}
+        finally:
+            self._idle.put(request)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """(N, 3, H, W) float32 -> {output name: array}; thread-safe."""
+        if self._closed:
+            raise RuntimeError("This OpenVINO backend is closed")
+        return run_padded(self._run_fixed, np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
+
+    # -- asynchronous --------------------------------------------------------------------------
+    def run_async_many(
+        self, batches: Iterable[np.ndarray], jobs: int | None = None
+    ) -> Iterator[tuple[dict[str, np.ndarray], float]]:
+        """Pipeline batches through an ``AsyncInferQueue``; yield ``(outputs, infer_ms)`` in input order.
+
+        ``infer_ms`` is the time from submission to completion of that batch (queueing included).
+        Each call owns its queue, so concurrent calls do not share callbacks.
+        """
+        import openvino as ov
+
+        n_jobs = int(jobs) if jobs else max(2, self.optimal_requests)
+        infer_queue = ov.AsyncInferQueue(self._compiled, n_jobs)
+        done: dict[int, tuple[dict[str, np.ndarray] | BaseException, float]] = {}
+        cond = threading.Condition()
+        names = self._output_names
+
+        def on_done(request: Any, userdata: tuple[int, float]) -> None:
+            index, t0 = userdata
+            try:
+                result: dict[str, np.ndarray] | BaseException = {
+                    name: request.get_output_tensor(i).data.copy() for i, name in enumerate(names)
+                }
+            except BaseException as exc:  # surfaced in the consumer's thread below
+                result = exc
+            with cond:
+                done[index] = (result, (time.perf_counter() - t0) * 1e3)
+                cond.notify_all()
+
+        infer_queue.set_callback(on_done)
+
+        def take(index: int) -> tuple[dict[str, np.ndarray], float]:
+            with cond:
+                cond.wait_for(lambda: index in done)
+                result, ms = done.pop(index)
+            if isinstance(result, BaseException):
+                raise result
+            return result, ms
+
+        submitted = 0
+        next_out = 0
+        try:
+            for batch in batches:
+                if self.static_batch is not None and batch.shape[0] != self.static_batch:
+                    # Padding/chunking needs the synchronous path; keep order by draining first.
+                    while next_out < submitted:
+                        yield take(next_out)
+                        next_out += 1
+                    t0 = time.perf_counter()
+                    out = self.run(batch)
+                    yield out, (time.perf_counter() - t0) * 1e3
+                    continue
+                # start_async blocks until a request is idle, which bounds the work in flight.
+                infer_queue.start_async({0: np.ascontiguousarray(batch, dtype=np.float32)}, (submitted, time.perf_counter()))
+                submitted += 1
+                while next_out < submitted and next_out in done:
+                    yield take(next_out)
+                    next_out += 1
+            while next_out < submitted:
+                yield take(next_out)
+                next_out += 1
+        finally:
+            infer_queue.wait_all()
+
+    def close(self) -> None:
+        """Release the compiled model and its requests."""
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait()
+            except queue.Empty:
+                break
+        self._compiled = None

@@ -1,0 +1,121 @@
+"""Recalibrate a bundle on the device from new images (``edgeanomaly calibrate``), torch-free."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeanomaly._optional import check_choice
+from edgeanomaly.errors import DatasetError
+from edgeanomaly.runtime._calibration import DEFAULT_QUANTILE, compute_calibration
+
+__all__ = ["SPLITS", "recalibrate"]
+
+log = logging.getLogger("edgeanomaly.runtime")
+
+#: Which images of a dataset are used: ``auto`` = the labelled test split when it holds both
+#: classes, else every normal image.
+SPLITS = ("auto", "train", "test", "all")
+
+
+def _mask_at_input(mask: np.ndarray, preprocessing: Any) -> np.ndarray:
+    """A ground-truth mask (H, W) bool brought to model input size with the image's geometry."""
+    from edgeanomaly.data._preprocess import resize_image
+
+    out = resize_image(mask.astype(np.uint8), preprocessing.image_size, "nearest")
+    if preprocessing.center_crop is not None:
+        ch, cw = preprocessing.center_crop
+        top = (out.shape[0] - ch) // 2
+        left = (out.shape[1] - cw) // 2
+        out = out[top : top + ch, left : left + cw]
+    return out > 0
+
+
+def recalibrate(
+    bundle: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    backend: str = "auto",
+    device: str = "CPU",
+    precision: str = "fp32",
+    artifact: str | None = None,
+    split: str = "auto",
+    quantile: float = DEFAULT_QUANTILE,
+    category: str | None = None,
+    write: bool = True,
+    on_image: Callable[[int, int], None] | None = None,
+):
+    """Run a bundle over a dataset, compute a new calibration, and (optionally) write it.
+
+    Args:
+        bundle: bundle directory (or ``.zip``).
+        data: MVTec-layout category folder (``train/good``, ``test/<defect>``,
+            ``ground_truth/<defect>``) or a folder of normal images.
+        backend, device, precision, artifact: as in :func:`edgeanomaly.runtime.load`; the
+            calibration then matches the graph that will run on this device.
+        split: ``auto`` (labelled test split if it has both classes, else all normal images),
+            ``train``, ``test`` or ``all``.
+        quantile: for normal-only data; see :func:`compute_calibration`.
+        write: rewrite the manifest atomically with ``edgeanomaly.bundle.update_calibration``
+            (the previous calibration goes into ``calibration.history``).
+        on_image: called as ``on_image(done, total)`` after each image (progress bars).
+
+    Returns:
+        The new ``Calibration``.
+    """
+    from edgeanomaly.data import load_dataset
+    from edgeanomaly.runtime._detector import load
+
+    check_choice("split", split, SPLITS)
+    dataset = load_dataset(data, category=category).check()
+    if split == "auto":
+        samples = dataset.test if dataset.is_labelled else [s for s in dataset if s.label == 0]
+        split_name = "test" if dataset.is_labelled else "normal"
+    elif split == "all":
+        samples, split_name = list(dataset), "all"
+    else:
+        samples, split_name = list(getattr(dataset, split)), split
+    if not samples:
+        raise DatasetError(f"No images to calibrate on in {data} (split {split!r})")
+
+    scores: list[float] = []
+    maps: list[np.ndarray] = []
+    masks: list[np.ndarray | None] = []
+    labels = np.array([s.label for s in samples], dtype=np.int64)
+    with load(bundle, backend=backend, device=device, precision=precision, artifact=artifact) as detector:
+        segmentation = detector.task == "segmentation"
+        for done, (sample, prediction) in enumerate(zip(samples, detector.predict_many(s.path for s in samples)), 1):
+            scores.append(prediction.raw_score)
+            if segmentation:
+                maps.append(prediction.raw_anomaly_map)
+                mask = sample.mask(prediction.image_size) if sample.label else None
+                masks.append(None if mask is None else _mask_at_input(mask, detector.preprocessing))
+            if on_image is not None:
+                on_image(done, len(samples))
+        info = detector.info()
+    calibration = compute_calibration(
+        np.asarray(scores),
+        labels=labels,
+        raw_maps=maps if maps else None,
+        masks=masks if maps else None,
+        quantile=quantile,
+        source={"split": split_name, "data": str(Path(data))},
+    )
+    log.info(
+        "calibrated %s on %d images (%s, %s/%s): image threshold %.6g",
+        bundle,
+        len(samples),
+        calibration.method,
+        info["backend"],
+        info["device"],
+        calibration.image_threshold,
+    )
+    if write:
+        from edgeanomaly.bundle import update_calibration
+
+        update_calibration(bundle, calibration)
+    return calibration
