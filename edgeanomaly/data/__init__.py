@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from edgeanomaly.data._datasets import Dataset, Sample, folder_dataset, load_dataset, mvtec_dataset
+from edgeanomaly.data._datasets import Dataset, Sample, folder_dataset, load_dataset, mvtec_dataset, sample_labels, sample_masks
 from edgeanomaly.data._io import IMAGE_EXTENSIONS, decode_image, is_image_file, read_image, read_mask
-from edgeanomaly.data._preprocess import PreprocessConfig, preprocess, preprocess_batch, resize_image
+from edgeanomaly.data._preprocess import (
+    PreprocessConfig,
+    preprocess,
+    preprocess_batch,
+    preprocess_mask,
+    resize_and_crop,
+    resize_image,
+)
 from edgeanomaly.data._synth import CATEGORIES, DEFECTS, generate_synthetic_dataset, render_sample
 
 __all__ = [
@@ -22,8 +29,12 @@ __all__ = [
     "mvtec_dataset",
     "preprocess",
     "preprocess_batch",
+    "preprocess_mask",
     "read_image",
     "read_mask",
     "render_sample",
+    "resize_and_crop",
     "resize_image",
+    "sample_labels",
+    "sample_masks",
 ]

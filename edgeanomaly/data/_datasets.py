@@ -11,14 +11,17 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
 from edgeanomaly.data._io import is_image_file, read_image, read_mask
 from edgeanomaly.errors import DatasetError
 
-__all__ = ["Sample", "Dataset", "load_dataset", "mvtec_dataset", "folder_dataset"]
+if TYPE_CHECKING:
+    from edgeanomaly.data._preprocess import PreprocessConfig
+
+__all__ = ["Sample", "Dataset", "load_dataset", "mvtec_dataset", "folder_dataset", "sample_labels", "sample_masks"]
 
 NORMAL = "good"
 
@@ -282,6 +285,24 @@ def load_dataset(
     return folder_dataset(path, abnormal_dir=abnormal_dir, mask_dir=mask_dir)
 
 
-def split_labels(samples: Sequence[Sample]) -> np.ndarray:
+def sample_labels(samples: Sequence[Sample]) -> np.ndarray:
     """Labels of ``samples`` as an int64 array (0 normal, 1 anomalous)."""
     return np.fromiter((s.label for s in samples), dtype=np.int64, count=len(samples))
+
+
+def sample_masks(samples: Sequence[Sample], config: "PreprocessConfig") -> np.ndarray | None:
+    """Ground truth of ``samples`` at model input size: bool (N, h, w), or None.
+
+    Normal images get empty masks. None when an anomalous image has no mask (pixel metrics
+    are then undefined for the set).
+    """
+    from edgeanomaly.data._preprocess import preprocess_mask
+
+    h, w = config.input_size
+    out = np.zeros((len(samples), h, w), dtype=bool)
+    for i, s in enumerate(samples):
+        if s.mask_path is not None:
+            out[i] = preprocess_mask(read_mask(s.mask_path), config)
+        elif s.label == 1:
+            return None
+    return out

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgeanomaly.errors import ConfigError
 
-__all__ = ["PreprocessConfig", "preprocess", "preprocess_batch", "resize_image"]
+__all__ = ["PreprocessConfig", "preprocess", "preprocess_batch", "preprocess_mask", "resize_and_crop", "resize_image"]
 
 _INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
@@ -132,7 +132,8 @@ def resize_image(image: np.ndarray, size: tuple[int, int], interpolation: str = 
     return cv2.resize(image, (int(size[1]), int(size[0])), interpolation=flag)
 
 
-def _resize_crop_uint8(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+def resize_and_crop(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """The geometric half of :func:`preprocess`: (H, W, C) -> (h, w, C), same dtype."""
     out = resize_image(image, config.image_size, config.interpolation)
     if config.center_crop is not None:
         ch, cw = config.center_crop
@@ -157,7 +158,7 @@ def preprocess(image: np.ndarray, config: PreprocessConfig | None = None) -> np.
     ((3, 256, 256), dtype('float32'))
     """
     config = config or PreprocessConfig()
-    out = _resize_crop_uint8(_check_image(image), config)
+    out = resize_and_crop(_check_image(image), config)
     # Scale in float32 with one multiply, the exact same op the runtime uses.
     chw = np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)
     chw *= np.float32(1.0 / 255.0)
@@ -174,3 +175,16 @@ def preprocess_batch(images: Sequence[np.ndarray], config: PreprocessConfig | No
     for i, image in enumerate(images):
         batch[i] = preprocess(image, config)
     return batch
+
+
+def preprocess_mask(mask: np.ndarray, config: PreprocessConfig | None = None) -> np.ndarray:
+    """Bring a ground-truth mask through the image's geometry: bool (H, W) -> bool (h, w).
+
+    Nearest-neighbour resize, then the same centre crop: a pixel is a defect pixel at model
+    resolution exactly when the mask pixel it samples is.
+    """
+    config = config or PreprocessConfig()
+    if mask.ndim != 2:
+        raise ValueError(f"Expected a mask of shape (H, W), got {mask.shape}")
+    nearest = PreprocessConfig(config.image_size, config.center_crop, "nearest")
+    return resize_and_crop(mask.astype(np.uint8), nearest).astype(bool)
