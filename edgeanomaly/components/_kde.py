@@ -1,0 +1,137 @@
+"""Gaussian kernel density estimation with Scott's bandwidth (as ``scipy.stats.gaussian_kde``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from edgeanomaly._validation import check_is_fitted
+from edgeanomaly.components._buffer import DynamicBufferModule
+
+__all__ = ["GaussianKDE"]
+
+_FITTED = ("mean_", "bw_transform_", "dataset_", "log_norm_")
+
+
+def _check_x(x: Any, name: str = "x") -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"Expected {name} as a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"Expected {name} of a floating dtype, got {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"Expected {name} of shape (N, D), got {tuple(x.shape)}")
+    return x
+
+
+class GaussianKDE(DynamicBufferModule):
+    """Gaussian kernel density of ``N`` points in ``D`` dimensions.
+
+    The kernel covariance is the data covariance (unbiased) times ``f^2`` with Scott's factor
+    ``f = N ** (-1 / (D + 4))``: the same estimate as ``scipy.stats.gaussian_kde(x.T)``.
+    ``fit`` stores the data whitened by the kernel covariance (``dataset_ = (x - mean_) @
+    bw_transform_`` with ``bw_transform_ @ bw_transform_.T`` its inverse), so evaluation is
+    one matrix product and an exponential: pure tensor ops, exportable.
+
+    ``forward(x)`` returns the density; ``score_samples(x)`` its logarithm, computed with a
+    log-sum-exp, which stays finite where the density underflows (prefer it for scoring).
+
+    Fitted attributes (state-dict buffers, dtype of the fitted data): ``mean_`` ``(D,)``,
+    ``bw_transform_`` ``(D, D)``, ``dataset_`` ``(N, D)``, ``log_norm_`` ``()`` (log of the
+    normalisation ``1 / (N sqrt(det(2 pi cov)))``); ``norm_`` is derived.
+
+    >>> x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    >>> kde = GaussianKDE().fit(x)
+    >>> tuple(kde(x[:5]).shape)
+    (5,)
+    """
+
+    mean_: torch.Tensor | None
+    bw_transform_: torch.Tensor | None
+    dataset_: torch.Tensor | None
+    log_norm_: torch.Tensor | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in _FITTED:
+            self.register_buffer(name, None)
+
+    def get_config(self) -> dict[str, Any]:
+        """Settings as a JSON-able dict (Scott's rule has none)."""
+        return {}
+
+    @property
+    def norm_(self) -> torch.Tensor | None:
+        """``exp(log_norm_)`` (None before ``fit``)."""
+        return None if self.log_norm_ is None else self.log_norm_.exp()
+
+    @property
+    def factor_(self) -> float | None:
+        """Scott's bandwidth factor used by ``fit`` (None before)."""
+        if self.dataset_ is None:
+            return None
+        n, d = self.dataset_.shape
+        return float(n ** (-1.0 / (d + 4)))
+
+    def fit(self, x: torch.Tensor) -> GaussianKDE:
+        """Fit on ``x: (N, D)`` float with ``N > D`` (the covariance must be invertible)."""
+        x = _check_x(x)
+        n, d = x.shape
+        if n < 2 or d < 1:
+            raise ValueError(f"Expected x of shape (N, D) with N >= 2 and D >= 1, got {tuple(x.shape)}")
+        with torch.no_grad():
+            data = x.detach().to(torch.float64)
+            if not bool(torch.isfinite(data).all()):
+                raise ValueError("Expected finite x, got NaN or infinite values")
+            mean = data.mean(dim=0)
+            centred = data - mean
+            cov = centred.t() @ centred / (n - 1)
+            factor = n ** (-1.0 / (d + 4))
+            kernel_cov = cov * factor**2
+            chol_cov, info = torch.linalg.cholesky_ex(kernel_cov)
+            if int(info) != 0:
+                raise ValueError(
+                    f"The covariance of x ({n} samples, {d} dimensions) is singular; a kernel "
+                    "density needs more samples than dimensions and no constant or collinear "
+                    "features (reduce the dimension first, e.g. with PCA)"
+                )
+            # bw @ bw.T = inverse(kernel_cov), from the Cholesky factor L of kernel_cov:
+            # inverse = L^-T L^-1, so bw = L^-T.
+            eye = torch.eye(d, dtype=torch.float64)
+            bw = torch.linalg.solve_triangular(chol_cov, eye, upper=False).t()
+            log_det = 2.0 * torch.log(torch.diagonal(chol_cov)).sum()
+            log_norm = -math.log(n) - 0.5 * (d * math.log(2 * math.pi) + log_det)
+        out = {"dtype": x.dtype, "device": x.device}
+        self.mean_ = mean.to(**out)
+        self.bw_transform_ = bw.contiguous().to(**out)
+        self.dataset_ = (centred @ bw).to(**out)
+        self.log_norm_ = log_norm.to(**out)
+        return self
+
+    def _half_sq_dist(self, x: torch.Tensor) -> torch.Tensor:
+        check_is_fitted(self, _FITTED)
+        x = _check_x(x)
+        if x.shape[1] != self.dataset_.shape[1]:
+            raise ValueError(f"Expected x of shape (N, {self.dataset_.shape[1]}), got {tuple(x.shape)}")
+        z = (x - self.mean_) @ self.bw_transform_
+        # Expanded squared distance: a (M, N) matrix instead of a (M, N, D) difference tensor.
+        data = self.dataset_
+        sq = (z * z).sum(1, keepdim=True) + (data * data).sum(1) - 2.0 * z @ data.t()
+        return -0.5 * sq.clamp(min=0)
+
+    def score_samples(self, x: torch.Tensor) -> torch.Tensor:
+        """Log density at ``x: (M, D)`` -> ``(M,)``."""
+        # log-sum-exp written out: OpenVINO's ONNX frontend (2026.4) turns the exported
+        # ReduceLogSumExp(axes=[1], keepdims=0) into a scalar, losing the batch dimension.
+        e = self._half_sq_dist(x)
+        peak = e.amax(dim=1, keepdim=True)
+        return (peak.squeeze(1) + torch.log(torch.exp(e - peak).sum(dim=1))) + self.log_norm_
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Density at ``x: (M, D)`` -> ``(M,)`` (``scipy.stats.gaussian_kde.evaluate``)."""
+        return self.score_samples(x).exp()
+
+    def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`forward`."""
+        return self.forward(x)
