@@ -1,0 +1,181 @@
+"""What every model shares: settings, the frozen feature extractor, the one-pass fit, checks.
+
+One level of inheritance only. A model implements ``embed`` (fitting-time and scoring-time
+features), ``_finish`` (turn the accumulated embeddings into fitted buffers) and ``forward``
+(pure torch, exportable); ``_update`` keeps every batch unless a model overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from edgeanomaly.components import FeatureExtractor
+from edgeanomaly.components._buffer import DynamicBufferModule
+from edgeanomaly.errors import ConfigError, NotFittedError
+
+__all__ = ["AnomalyModel", "concat_layers"]
+
+
+def concat_layers(features: dict[str, torch.Tensor], layers: Sequence[str], mode: str) -> torch.Tensor:
+    """Resize every layer's map to the first (shallowest) layer's size and concatenate channels.
+
+    features: {layer: (N, C_l, h_l, w_l)} -> (N, sum C_l, h_0, w_0).
+    """
+    base = features[layers[0]]
+    parts = [base]
+    for name in layers[1:]:
+        f = features[name]
+        if mode == "bilinear":
+            f = F.interpolate(f, size=base.shape[-2:], mode="bilinear", align_corners=False)
+        else:
+            f = F.interpolate(f, size=base.shape[-2:], mode="nearest")
+        parts.append(f)
+    return torch.cat(parts, dim=1)
+
+
+class AnomalyModel(DynamicBufferModule, ABC):
+    """Base of the registered models (settings, feature extractor, fit loop, fitted check).
+
+    Subclasses set the class attributes ``name``, ``task`` (``"segmentation"`` or
+    ``"classification"``) and ``output_names``.
+    """
+
+    name: ClassVar[str] = ""
+    task: ClassVar[str] = "segmentation"
+    output_names: ClassVar[tuple[str, ...]] = ("pred_score", "anomaly_map")
+    default_layers: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def __init__(
+        self,
+        backbone: str,
+        layers: Sequence[str] | None,
+        pretrained: bool,
+        weights: str | os.PathLike[str] | None,
+        cache_dir: str | os.PathLike[str] | None,
+        random_state: int | None,
+        settings: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        if random_state is not None and (isinstance(random_state, bool) or not isinstance(random_state, int)):
+            raise ConfigError(f"Expected random_state as an int or None, got {random_state!r}")
+        if isinstance(layers, str):
+            layers = tuple(v.strip() for v in layers.split(",") if v.strip())
+        if layers is None:
+            layers = self.default_layers.get(backbone)
+        self.feature_extractor = FeatureExtractor(
+            backbone,
+            layers,
+            pretrained=pretrained,
+            weights=weights,
+            cache_dir=cache_dir,
+            random_state=0 if random_state is None else random_state,
+        )
+        self.backbone = backbone
+        self.layers: tuple[str, ...] = tuple(self.feature_extractor.layers)
+        self.pretrained = bool(pretrained or weights is not None)
+        self.random_state = random_state
+        self.weights_source = self.feature_extractor.weights_source
+        self._settings = dict(settings)
+        self._rows: list[torch.Tensor] = []
+        self.n_train_images_ = 0
+
+    # ----------------------------------------------------------------- configuration
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serialisable settings that rebuild this model (without its fitted state)."""
+        return {
+            "model": self.name,
+            "params": {
+                "backbone": self.backbone,
+                "layers": list(self.layers),
+                "random_state": self.random_state,
+                **self._settings,
+            },
+            "pretrained": self.pretrained,
+            "weights_source": self.weights_source,
+        }
+
+    @property
+    def max_stride(self) -> int:
+        return max(self.feature_extractor.strides.values())
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise ConfigError unless (height, width) is divisible by the deepest layer's stride."""
+        s = self.max_stride
+        if height % s or width % s:
+            ok_h, ok_w = s * max(1, round(height / s)), s * max(1, round(width / s))
+            raise ConfigError(
+                f"Expected an input size divisible by {s} (the stride of layer "
+                f"{self.layers[-1]!r} of {self.backbone}), got {height}x{width}; try {ok_h}x{ok_w}."
+            )
+
+    # ----------------------------------------------------------------- fitting
+    @abstractmethod
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Features used both to fit and to score: images (N, 3, H, W) -> the model's embedding."""
+
+    def _update(self, embedding: torch.Tensor) -> None:
+        """Accumulate one batch of embeddings during fit(); by default keep them all.
+
+        Models whose statistics can be summed batch by batch (PaDiM) override this.
+        """
+        self._rows.append(embedding)
+
+    def _take_rows(self) -> torch.Tensor:
+        """Everything ``_update`` kept, concatenated along the batch; the buffer is emptied."""
+        rows, self._rows = self._rows, []
+        return torch.cat(rows)
+
+    @abstractmethod
+    def _finish(self) -> None:
+        """Turn the accumulated state into the fitted buffers (called once, at the end of fit())."""
+
+    @abstractmethod
+    def _fitted_tensors(self) -> Sequence[torch.Tensor]:
+        """The buffers that are empty until fit() (their emptiness means 'not fitted')."""
+
+    @torch.no_grad()
+    def fit(self, batches: Iterable[torch.Tensor]) -> "AnomalyModel":
+        """One pass over batches of normal images: (N, 3, H, W) float32 RGB in [0, 1].
+
+        Returns self. Fitting again starts from scratch.
+        """
+        self.eval()
+        self._reset()
+        n = 0
+        for batch in batches:
+            if not isinstance(batch, torch.Tensor):
+                batch = torch.as_tensor(batch)
+            if batch.ndim != 4 or batch.shape[1] != 3:
+                raise ValueError(f"Expected image batches of shape (N, 3, H, W), got {tuple(batch.shape)}")
+            self.check_input_size(int(batch.shape[-2]), int(batch.shape[-1]))
+            self._update(self.embed(batch.float()))
+            n += int(batch.shape[0])
+        if n == 0:
+            raise ValueError(f"{type(self).__name__}.fit() received no images: expected at least one batch of normal images")
+        self._finish()
+        self.n_train_images_ = n
+        return self
+
+    def _reset(self) -> None:
+        """Forget accumulated fitting state."""
+        self._rows = []
+
+    @property
+    def is_fitted(self) -> bool:
+        return all(t is not None and t.numel() > 0 for t in self._fitted_tensors())
+
+    def check_is_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet: call fit() first.")
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run ``forward`` and name the outputs: {"pred_score": (N,), "anomaly_map": (N, 1, H, W)}."""
+        self.check_is_fitted()
+        out = self.forward(images)
+        return dict(zip(self.output_names, out))

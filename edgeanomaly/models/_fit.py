@@ -1,0 +1,96 @@
+"""The one-pass fit loop and torch-side batch prediction over dataset samples.
+
+Images go through ``edgeanomaly.data.preprocess``, the same function the runtime calls, so
+what the model saw while fitting is exactly what it sees on the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from edgeanomaly.data import PreprocessConfig, Sample, preprocess
+from edgeanomaly.errors import DatasetError, ImageReadError
+from edgeanomaly.models._base import AnomalyModel
+
+__all__ = ["iter_batches", "fit_model", "predict_samples", "TorchOutputs"]
+
+Progress = Callable[[int], None]
+
+
+def iter_batches(
+    samples: Sequence[Sample],
+    config: PreprocessConfig,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield (B, 3, h, w) float32 tensors in [0, 1] for ``samples``, in order.
+
+    An unreadable image stops the fit with an error naming the file: silently skipping a
+    training image would change the model without anybody knowing.
+    """
+    if batch_size < 1:
+        raise ValueError(f"Expected batch_size >= 1, got {batch_size}")
+    h, w = config.input_size
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        batch = np.empty((len(chunk), 3, h, w), dtype=np.float32)
+        for i, s in enumerate(chunk):
+            try:
+                batch[i] = preprocess(s.image(), config)
+            except ImageReadError as exc:
+                raise DatasetError(f"Cannot use training/test image {s.path}: {exc}") from exc
+        yield torch.from_numpy(batch)
+        if progress is not None:
+            progress(len(chunk))
+
+
+def fit_model(
+    model: AnomalyModel,
+    samples: Sequence[Sample],
+    config: PreprocessConfig,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+) -> AnomalyModel:
+    """Fit ``model`` in one pass over the normal ``samples`` (under ``torch.no_grad``)."""
+    if not samples:
+        raise DatasetError("No training images: the training split is empty (expected normal images in train/good)")
+    bad = [s.path for s in samples if s.label != 0]
+    if bad:
+        raise DatasetError(f"Training images must all be normal; got {len(bad)} anomalous, e.g. {bad[0]}")
+    model.check_input_size(*config.input_size)
+    with torch.no_grad():
+        model.fit(iter_batches(samples, config, batch_size, progress))
+    return model
+
+
+@dataclass(frozen=True)
+class TorchOutputs:
+    """Raw outputs of the torch model: ``scores`` (N,) float32, ``maps`` (N, h, w) float32 or None."""
+
+    scores: np.ndarray
+    maps: np.ndarray | None
+
+
+def predict_samples(
+    model: AnomalyModel,
+    samples: Sequence[Sample],
+    config: PreprocessConfig,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+) -> TorchOutputs:
+    """Raw torch outputs for ``samples`` at model input size (no normalisation)."""
+    model.check_is_fitted()
+    model.eval()
+    scores: list[np.ndarray] = []
+    maps: list[np.ndarray] = []
+    with torch.no_grad():
+        for batch in iter_batches(samples, config, batch_size, progress):
+            out = model.predict(batch)
+            scores.append(out["pred_score"].numpy().astype(np.float32))
+            if "anomaly_map" in out:
+                maps.append(out["anomaly_map"][:, 0].numpy().astype(np.float32))
+    return TorchOutputs(np.concatenate(scores), np.concatenate(maps) if maps else None)

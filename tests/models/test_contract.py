@@ -1,0 +1,144 @@
+"""Contract tests over every registered model: a model is tested here by being registered."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgeanomaly.errors import ConfigError, NotFittedError
+from edgeanomaly.models import create_model, list_models
+from edgeanomaly.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edgeanomaly.data import PreprocessConfig
+
+SIZE = 64
+
+
+def small(name: str, seed: int = 0):
+    # resnet18 with random weights keeps these tests fast and independent of downloads.
+    return create_model(name, backbone="resnet18", pretrained=False, random_state=seed)
+
+
+def images(n: int, seed: int) -> torch.Tensor:
+    return torch.rand(n, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def train() -> list[torch.Tensor]:
+    return [images(4, 1), images(4, 2)]
+
+
+def test_registry_lists_the_four_models() -> None:
+    assert list_models() == ["dfkde", "dfm", "padim", "patchcore"]
+
+
+def test_unknown_model_suggests_close_match() -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'patchcore'"):
+        create_model("patchcor")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_fit_returns_self_and_outputs_follow_graph_contract(name: str, train) -> None:
+    m = small(name)
+    assert m.fit(train) is m
+    out = m.predict(images(3, 5))
+    assert tuple(out) == m.output_names
+    assert out["pred_score"].shape == (3,)
+    assert torch.isfinite(out["pred_score"]).all()
+    if m.task == "segmentation":
+        assert out["anomaly_map"].shape == (3, 1, SIZE, SIZE)
+        assert torch.isfinite(out["anomaly_map"]).all()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_unfitted_use_raises(name: str) -> None:
+    m = small(name)
+    with pytest.raises(NotFittedError, match=f"{type(m).__name__}.*call fit\\(\\) first"):
+        m.predict(images(1, 0))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_deterministic_under_random_state(name: str, train) -> None:
+    a = small(name, seed=3).fit(train).predict(images(2, 9))
+    b = small(name, seed=3).fit(train).predict(images(2, 9))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_checkpoint_round_trip_gives_identical_outputs(name: str, train, tmp_path) -> None:
+    m = small(name).fit(train)
+    save_checkpoint(tmp_path, Checkpoint(m, PreprocessConfig(SIZE)))
+    loaded = load_checkpoint(tmp_path)
+    x = images(2, 11)
+    a, b = m.predict(x), loaded.model.predict(x)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert loaded.model.get_config() == m.get_config()
+    assert loaded.preprocessing == PreprocessConfig(SIZE)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_bad_inputs(name: str) -> None:
+    m = small(name)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        m.fit([torch.rand(2, 1, SIZE, SIZE)])
+    with pytest.raises(ConfigError, match="divisible by"):
+        m.fit([torch.rand(2, 3, SIZE + 8, SIZE)])
+    with pytest.raises(ValueError, match="no images"):
+        m.fit([])
+
+
+def test_unknown_layer_suggests() -> None:
+    with pytest.raises(ConfigError, match="layer3"):
+        create_model("patchcore", backbone="resnet18", layers=("layer2", "layr3"), pretrained=False)
+
+
+def test_patchcore_memory_bank_cap_and_ratio(train) -> None:
+    m = create_model("patchcore", backbone="resnet18", pretrained=False, coreset_ratio=0.5, max_bank_size=10, random_state=0)
+    m.fit(train)
+    assert m.memory_bank_.shape[0] == 10
+    assert m.support_idx_.shape == (10, 9)
+    # every bank entry is its own first neighbour
+    assert torch.equal(m.support_idx_[:, 0], torch.arange(10))
+
+
+def test_patchcore_scores_match_naive_cdist(train) -> None:
+    """Patch scores and the re-weighted image score against a direct, slow formulation."""
+    m = create_model("patchcore", backbone="resnet18", pretrained=False, coreset_ratio=0.25, random_state=0).fit(train)
+    x = images(2, 21)
+    with torch.no_grad():
+        score, amap = m(x)
+        emb = m.embed(x).double()
+        n, d, h, w = emb.shape
+        bank = m.memory_bank_.double()
+        for i in range(n):
+            patches = emb[i].permute(1, 2, 0).reshape(-1, d)
+            dist = torch.cdist(patches, bank)
+            min_d, nn_idx = dist.min(dim=1)
+            j = int(min_d.argmax())
+            nn = bank[nn_idx[j]]
+            k = min(9, bank.shape[0])
+            support = torch.cdist(nn[None], bank)[0].topk(k, largest=False).indices
+            dsup = torch.cdist(patches[j][None], bank[support])[0]
+            weight = 1 - torch.softmax(dsup, 0)[0]
+            assert abs(float(weight * min_d[j]) - float(score[i])) <= 1e-3 * float(score[i])
+
+
+def test_padim_mahalanobis_against_numpy(train) -> None:
+    import numpy as np
+
+    m = create_model("padim", backbone="resnet18", pretrained=False, n_features=20, random_state=0).fit(train)
+    x = images(1, 4)
+    with torch.no_grad():
+        emb = torch.cat([m.embed(t) for t in train]).double().numpy()  # (N, C, h, w)
+        test = m.embed(x).double().numpy()[0]
+    n, c, h, w = emb.shape
+    dist = np.zeros((h, w))
+    for yy in range(h):
+        for xx in range(w):
+            v = emb[:, :, yy, xx]
+            cov = np.cov(v, rowvar=False) + 0.01 * np.eye(c)
+            diff = test[:, yy, xx] - v.mean(0)
+            dist[yy, xx] = np.sqrt(diff @ np.linalg.inv(cov) @ diff)
+    got = m.gaussian.mahalanobis(torch.from_numpy(test[None]).float())[0].numpy()
+    np.testing.assert_allclose(got, dist, rtol=2e-3, atol=2e-3)
