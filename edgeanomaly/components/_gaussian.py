@@ -156,6 +156,25 @@ class MultivariateGaussian(DynamicBufferModule):
         self._finalize()
         return self
 
+    def reset(self) -> MultivariateGaussian:
+        """Forget accumulated statistics (fitted buffers stay until the next ``finalize``)."""
+        self._reset()
+        return self
+
+    def accumulate(self, embedding: torch.Tensor) -> MultivariateGaussian:
+        """Add one batch ``(N, C, H, W)`` to the running sums without inverting anything yet.
+
+        For one-pass fitting over many batches: ``reset()``, ``accumulate()`` per batch, then
+        ``finalize()`` once (``partial_fit`` inverts all covariances after every batch).
+        """
+        self._accumulate(embedding)
+        return self
+
+    def finalize(self) -> MultivariateGaussian:
+        """Compute ``mean_`` and ``inv_cov_`` from everything accumulated; returns self."""
+        self._finalize()
+        return self
+
     def partial_fit(self, embedding: torch.Tensor) -> MultivariateGaussian:
         """Add one batch ``(N, C, H, W)``; fitted attributes reflect all batches so far.
 
