@@ -6,7 +6,9 @@ Fitting (on the training machine) and ``edgeanomaly calibrate`` (on the device) 
 - labelled data (normal and anomalous images): the image threshold maximises F1
   (``edgeanomaly.metrics.f1_adaptive_threshold``); with ground-truth masks the pixel
   threshold maximises pixel-level F1 as well; without masks it maximises F1 of the per-image
-  map maxima against the image labels.
+  map maxima against the image labels. Every threshold between the optimal calibration value
+  and the next lower one has the same F1; the midpoint is used, so no calibration image sits
+  exactly on the boundary.
 - normal images only: the image threshold is the ``quantile`` (default 0.99) of the normal
   images' scores, so about 1% of normal parts are flagged on the calibration set. A lower
   quantile flags more; with fewer than ~100 images 0.99 is close to the maximum score.
@@ -47,10 +49,23 @@ def _as_maps(raw_maps: Any, n: int) -> list[np.ndarray]:
     return maps
 
 
+def _between(values: np.ndarray, threshold: float) -> float:
+    """Move an optimal threshold from a calibration value down to the midpoint of the gap below it.
+
+    Every threshold in (largest value below t, t] gives the same F1 on the calibration data;
+    the midpoint keeps the calibration images themselves away from the decision boundary, so
+    float differences between torch, ONNX Runtime and OpenVINO cannot flip their labels.
+    """
+    below = values[values < threshold]
+    if below.size == 0:
+        return float(threshold)
+    return float((float(below.max()) + float(threshold)) / 2.0)
+
+
 def _f1_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     from edgeanomaly.metrics import f1_adaptive_threshold
 
-    return float(f1_adaptive_threshold(scores, labels).threshold)
+    return _between(scores, float(f1_adaptive_threshold(scores, labels).threshold))
 
 
 def compute_calibration(
@@ -138,7 +153,8 @@ def compute_calibration(
                 truth.append(mask)
             from edgeanomaly.metrics import pixel_f1_adaptive_threshold
 
-            pixel_threshold = float(pixel_f1_adaptive_threshold(np.stack(values), np.stack(truth)).threshold)
+            stacked = np.stack(values)
+            pixel_threshold = _between(stacked, float(pixel_f1_adaptive_threshold(stacked, np.stack(truth)).threshold))
         elif labelled:
             # Labels but no masks: the pixel threshold that best separates images by their
             # map maxima, so a mask appears on an image iff the map "labels" it anomalous.

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeanomaly._optional import check_choice
+from edgeanomaly.data import preprocess_mask
 from edgeanomaly.errors import DatasetError
 from edgeanomaly.runtime._calibration import DEFAULT_QUANTILE, compute_calibration
 
@@ -20,19 +21,6 @@ log = logging.getLogger("edgeanomaly.runtime")
 #: Which images of a dataset are used: ``auto`` = the labelled test split when it holds both
 #: classes, else every normal image.
 SPLITS = ("auto", "train", "test", "all")
-
-
-def _mask_at_input(mask: np.ndarray, preprocessing: Any) -> np.ndarray:
-    """A ground-truth mask (H, W) bool brought to model input size with the image's geometry."""
-    from edgeanomaly.data._preprocess import resize_image
-
-    out = resize_image(mask.astype(np.uint8), preprocessing.image_size, "nearest")
-    if preprocessing.center_crop is not None:
-        ch, cw = preprocessing.center_crop
-        top = (out.shape[0] - ch) // 2
-        left = (out.shape[1] - cw) // 2
-        out = out[top : top + ch, left : left + cw]
-    return out > 0
 
 
 def recalibrate(
@@ -93,7 +81,7 @@ def recalibrate(
             if segmentation:
                 maps.append(prediction.raw_anomaly_map)
                 mask = sample.mask(prediction.image_size) if sample.label else None
-                masks.append(None if mask is None else _mask_at_input(mask, detector.preprocessing))
+                masks.append(None if mask is None else preprocess_mask(mask, detector.preprocessing))
             if on_image is not None:
                 on_image(done, len(samples))
         info = detector.info()

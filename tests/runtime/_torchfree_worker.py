@@ -65,6 +65,11 @@ def check_bundle(path: str) -> list[dict]:
                     "map_tolerance": TOLERANCE[precision][1],
                     "score_err": _rel(np.array([p.raw_score for p in preds]), ref["pred_score"]),
                     "async_score_err": _rel(np.array([p.raw_score for p in many]), ref["pred_score"]),
+                    "label_flips": int(np.sum(
+                        det.calibration.label_score(np.array([p.raw_score for p in preds]))
+                        != det.calibration.label_score(ref["pred_score"])
+                    )),
+                    "n_images": len(images),
                 }
                 if "anomaly_map" in ref:
                     rec["map_err"] = _rel(np.stack([p.raw_anomaly_map for p in preds]), ref["anomaly_map"][:, 0])
@@ -86,7 +91,7 @@ def check_cli(path: str) -> dict:
         for i, rgb in enumerate(images):
             cv2.imwrite(str(Path(tmp) / f"{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         result = CliRunner().invoke(predict, [path, tmp, "--json"])
-    return {"cli": Path(path).name, "exit_code": result.exit_code, "lines": len(result.output.splitlines())}
+    return {"cli": Path(path).name, "exit_code": result.exit_code, "lines": len(result.output.splitlines()), "n_images": len(images)}
 
 
 def main(paths: list[str]) -> None:

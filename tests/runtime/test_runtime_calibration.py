@@ -34,8 +34,9 @@ def test_labelled_uses_f1_adaptive_thresholds() -> None:
     maps[:4, 1, 1] = [0.1, 0.2, 0.3, 0.35]
     cal = compute_calibration(scores, labels, raw_maps=maps[:, None], masks=masks)
     assert cal.method == "f1_adaptive" and cal.quantile is None
-    assert cal.image_threshold == pytest.approx(0.4)  # all anomalous scores >= 0.4 > normal ones
-    assert cal.pixel_threshold == pytest.approx(0.4)
+    # F1 is 1 for any threshold in (0.35, 0.4]; the midpoint keeps both images off the boundary.
+    assert cal.image_threshold == pytest.approx(0.375)
+    assert cal.pixel_threshold == pytest.approx(0.375)
     assert cal.source["n_anomalous"] == 3 and cal.source["n_normal"] == 4
 
 
@@ -43,7 +44,7 @@ def test_labelled_without_masks_separates_images_by_map_maxima() -> None:
     maps = np.zeros((4, 3, 3), np.float32)
     maps[:, 1, 1] = [1.0, 2.0, 5.0, 6.0]
     cal = compute_calibration([1.0, 2.0, 5.0, 6.0], [0, 0, 1, 1], raw_maps=maps)
-    assert cal.pixel_threshold == pytest.approx(5.0)
+    assert cal.pixel_threshold == pytest.approx(3.5)  # midpoint of the gap (2, 5]
 
 
 def test_classification_has_no_pixel_values_and_bad_input_is_rejected() -> None:
