@@ -29,7 +29,7 @@ def test_real_mvtec_subset_counts(mvtec_root: Path) -> None:
 
 def test_synthetic_category_is_clean(synthetic_root: Path) -> None:
     ds = load_dataset(synthetic_root, category="metal").check()
-    assert ds.counts()["test"]["scratch"] == 3
+    assert ds.counts()["test"]["scratch"] == 6
     with pytest.raises(DatasetError, match="several MVTec categories.*fabric.*metal"):
         load_dataset(synthetic_root)
 

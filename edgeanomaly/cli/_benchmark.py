@@ -1,0 +1,32 @@
+"""``edgeanomaly benchmark``: every artifact x backend x device of a bundle (torch-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeanomaly.cli._common import friendly_errors
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Labelled dataset for image AUROC / pixel AUPRO (optional).")
+@click.option("--category", default=None, help="Category inside --data.")
+@click.option("--repeats", default=30, show_default=True, type=click.IntRange(min=3), help="Batch-1 predictions timed per combination.")
+@click.option("--throughput-images", default=64, show_default=True, type=click.IntRange(min=1), help="Images streamed through the async path.")
+@click.option("--cold-start/--no-cold-start", default=True, show_default=True, help="Measure import + load + first prediction in a fresh process.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to save benchmark.json and benchmark.md (default: BUNDLE-benchmark next to the bundle).")
+@friendly_errors
+def benchmark(bundle: Path, data: Path | None, category: str | None, repeats: int, throughput_images: int, cold_start: bool, out: Path | None) -> None:
+    """Latency, throughput, accuracy and drift of every artifact x backend x device."""
+    from edgeanomaly.runtime._benchmark import benchmark_bundle, benchmark_markdown, write_benchmark
+
+    rows = benchmark_bundle(bundle, data, category=category, repeats=repeats, throughput_images=throughput_images,
+                            cold_start=cold_start, progress=lambda what: click.echo(f"benchmarking {what} ...", err=True))
+    click.echo(benchmark_markdown(rows))
+    target = out or bundle.with_name(bundle.name.removesuffix(".zip") + "-benchmark")
+    for p in write_benchmark(rows, target):
+        click.echo(f"wrote {p}")
+    if any(r.status != "ok" for r in rows):
+        raise SystemExit(1)

@@ -1,0 +1,48 @@
+"""``edgeanomaly validate``: prove a bundle against ground truth on the device (torch-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeanomaly.cli._common import friendly_errors, split_csv
+
+
+def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, imported lazily
+    from edgeanomaly.runtime._validation import _markdown
+
+    # The Markdown table reads well in a terminal too, and is what the report file holds.
+    for line in _markdown(report).splitlines()[2:]:
+        click.echo(line)
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Labelled dataset (MVTec layout with test/ and ground_truth/).")
+@click.option("--category", default=None, help="Category inside --data.")
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "openvino", "onnxruntime"]))
+@click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO (OpenVINO); CPU, CUDA (ONNX Runtime).")
+@click.option("--artifact", "artifacts", default=None, help="Comma-separated artifact names (default: all the backend can run).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write validation.json, validation.md and figures here.")
+@click.option("--tolerance", type=float, default=None, help="Largest allowed |metric - reference| for every precision (default: fp32 0.005, fp16 0.01, int8 0.02).")
+@click.option("--figures/--no-figures", default=True, show_default=True, help="ROC, PRO, PIMO and score histograms (needs matplotlib).")
+@friendly_errors
+def validate(bundle: Path, data: Path, category: str | None, backend: str, device: str, artifacts: str | None,
+             out: Path | None, tolerance: float | None, figures: bool) -> None:
+    """Check BUNDLE against ground truth and against its torch reference; exit 1 on drift."""
+    from edgeanomaly.cli._fit import _StageBar
+    from edgeanomaly.runtime._validation import validate_bundle, write_validation_report
+
+    bar = _StageBar()
+    try:
+        report = validate_bundle(bundle, data, category=category, backend=backend, device=device,
+                                 artifacts=split_csv(artifacts) or None, tolerance=tolerance, progress=bar)
+    finally:
+        bar.close()
+    print_validation(report)
+    if out is not None:
+        for p in write_validation_report(report, out, figures=figures):
+            click.echo(f"wrote {p}")
+    if not report.ok:
+        raise SystemExit(1)
