@@ -15,9 +15,8 @@ import click
 from edgeanomaly.cli._common import friendly_errors
 
 
-def _stage(title: str) -> float:
+def _stage(title: str) -> None:
     click.echo(f"\n== {title}")
-    return time.perf_counter()
 
 
 @click.command()
@@ -41,7 +40,8 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     if data is None:
         from edgeanomaly.data import generate_synthetic_dataset
 
-        t0 = _stage("1/5 synthetic dataset (brushed metal: scratch, dent, stain, crack)")
+        _stage("1/5 synthetic dataset (brushed metal: scratch, dent, stain, crack)")
+        t0 = time.perf_counter()
         generate_synthetic_dataset(out / "data", ["metal"], n_train=40, n_test=8, seed=seed)
         data, category = out / "data", "metal"
         click.echo(f"  {data / 'metal'}: 40 train, 8 good + 32 defective test images ({time.perf_counter() - t0:.1f} s)")
@@ -50,7 +50,7 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
 
     from edgeanomaly.models._pipeline import fit_run
 
-    t0 = _stage(f"2/5 fit {model_name} (efficientnet_lite0, ImageNet weights)")
+    _stage(f"2/5 fit {model_name} (efficientnet_lite0, ImageNet weights)")
     bar = _StageBar()
     try:
         result = fit_run(model_name, data, out / "run", category=category, progress=bar, random_state=seed)
@@ -62,14 +62,14 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
 
     from edgeanomaly.export import export_checkpoint
 
-    t0 = _stage("3/5 export ONNX + OpenVINO at FP32, FP16, INT8")
+    _stage("3/5 export ONNX + OpenVINO at FP32, FP16, INT8")
     bundle = out / "bundle"
     report = export_checkpoint(ckpt, bundle, ["onnx", "openvino"], ["fp32", "fp16", "int8"], overwrite=True, step=print_step)
     print_parity(report)
 
     from edgeanomaly.runtime._validation import validate_bundle, write_validation_report
 
-    t0 = _stage("4/5 validate every artifact against ground truth (torch-free runtime)")
+    _stage("4/5 validate every artifact against ground truth (torch-free runtime)")
     vbar = _StageBar()
     try:
         vreport = validate_bundle(bundle, data, category=category, progress=vbar)
@@ -80,11 +80,10 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
 
     from edgeanomaly.runtime._benchmark import benchmark_bundle, benchmark_markdown, write_benchmark
 
-    t0 = _stage("5/5 benchmark (batch-1 latency per decoded image, async throughput, cold start)")
+    _stage("5/5 benchmark (batch-1 latency per decoded image, async throughput, cold start)")
     rows = benchmark_bundle(bundle, data, category=category, repeats=20, throughput_images=32)
     click.echo(benchmark_markdown(rows))
     write_benchmark(rows, out / "benchmark")
-    del t0
 
     click.echo(f"Done in {time.perf_counter() - start:.0f} s. Everything is in {out}/:")
     click.echo(f"  data/        the dataset{' (synthetic)' if (out / 'data').exists() else ''}")

@@ -80,7 +80,9 @@ def model_info(model: Any, preprocessing: PreprocessConfig, static_batch: int | 
         "weights_source": str(model.weights_source),
         "schema_version": "1",
         "preprocessing": json.dumps(preprocessing.to_dict(), sort_keys=True),
-        "normalization": "imagenet-in-graph",
+        "normalization": "in-graph mean={} std={}".format(
+            [round(float(v), 6) for v in model.feature_extractor.mean], [round(float(v), 6) for v in model.feature_extractor.std]
+        ),
         "opset": str(ONNX_OPSET),
         "static_batch": "" if static_batch is None else str(static_batch),
         "model_config": json.dumps(model.get_config()["params"], sort_keys=True),

@@ -142,3 +142,18 @@ def test_padim_mahalanobis_against_numpy(train) -> None:
             dist[yy, xx] = np.sqrt(diff @ np.linalg.inv(cov) @ diff)
     got = m.gaussian.mahalanobis(torch.from_numpy(test[None]).float())[0].numpy()
     np.testing.assert_allclose(got, dist, rtol=2e-3, atol=2e-3)
+
+
+def test_fit_names_an_unreadable_training_image(tmp_path) -> None:
+    from edgeanomaly.data import generate_synthetic_dataset, load_dataset
+    from edgeanomaly.errors import DatasetError
+    from edgeanomaly.models._fit import fit_model
+
+    generate_synthetic_dataset(tmp_path, ["metal"], n_train=3, n_test=1, size=64)
+    bad = tmp_path / "metal" / "train" / "good" / "001.png"
+    bad.write_bytes(bad.read_bytes()[:100])  # truncated
+    ds = load_dataset(tmp_path / "metal")
+    with pytest.raises(DatasetError, match="001.png"):
+        fit_model(small("patchcore"), ds.train, PreprocessConfig(SIZE))
+    with pytest.raises(DatasetError, match="training split is empty"):
+        fit_model(small("patchcore"), [], PreprocessConfig(SIZE))

@@ -1,0 +1,63 @@
+"""Quality, fit time, export sizes and parity of every registered model (run by hand).
+
+    .venv/bin/python tests/benchmarks/bench_models.py DATA_DIR CATEGORY [--models patchcore,padim,...]
+                                                      [--no-export] [--out DIR]
+
+Fits each model with the pretrained EfficientNet-Lite0 at 256 px on DATA_DIR/CATEGORY,
+prints image AUROC, pixel AUROC and AUPRO of the torch model on the test split, then (unless
+--no-export) exports ONNX + OpenVINO FP32/FP16/INT8 and prints each artifact's size, largest
+relative difference to torch and image / pixel AUROC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from edgeanomaly.export import export_checkpoint
+from edgeanomaly.models import list_models
+from edgeanomaly.models._pipeline import fit_run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("data")
+    ap.add_argument("category")
+    ap.add_argument("--models", default=",".join(list_models()))
+    ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    out = Path(args.out or tempfile.mkdtemp(prefix="edgeanomaly-bench-"))
+    quality, exports = [], []
+    for name in args.models.split(","):
+        t0 = time.perf_counter()
+        r = fit_run(name, args.data, out / f"{name}.run", category=args.category, image_size=256, random_state=0)
+        m = r.checkpoint.metrics
+        quality.append((name, r.checkpoint.info["n_train"], r.seconds["fit"], m.get("image_auroc"), m.get("pixel_auroc"), m.get("pixel_aupro")))
+        if not args.no_export:
+            rep = export_checkpoint(r.checkpoint, out / f"{name}.bundle", ["onnx", "openvino"], ["fp32", "fp16", "int8"], overwrite=True)
+            for a in rep.artifacts:
+                p = a.parity
+                worst = max(p["max_rel_score_diff"], p.get("max_rel_map_diff", 0.0))
+                exports.append((name, a.name, a.bytes, worst, p.get("image_auroc"), p.get("pixel_auroc"), p["label_flips"], p["n_images"]))
+        print(f"{name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    print(f"\n### {args.category} ({args.data})\n")
+    print("| model | train images | fit s | image AUROC | pixel AUROC | AUPRO |")
+    print("|---|---|---|---|---|---|")
+    for name, n, secs, ia, pa, ap_ in quality:
+        print(f"| {name} | {n} | {secs:.1f} | {f(ia)} | {f(pa)} | {f(ap_)} |")
+    if exports:
+        print("\n| model | artifact | size MiB | max rel diff to torch | image AUROC | pixel AUROC | label flips |")
+        print("|---|---|---|---|---|---|---|")
+        for name, art, size, worst, ia, pa, flips, n in exports:
+            print(f"| {name} | {art} | {size / 2**20:.1f} | {worst:.1e} | {f(ia)} | {f(pa)} | {flips}/{n} |")
+
+
+if __name__ == "__main__":
+    main()
