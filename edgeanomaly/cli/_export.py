@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from edgeanomaly.cli._common import friendly_errors, split_csv
+from edgeanomaly.cli._common import StageBar, friendly_errors, split_csv
 
 
 def _size(n: int | None) -> str:
@@ -66,7 +66,6 @@ def export(checkpoint: Path | None, out: Path, recipe: Path | None, data: Path |
     fmt_list = split_csv(formats)
     prec_list = split_csv(precisions)
     if recipe is not None:
-        from edgeanomaly.cli._fit import _StageBar
         from edgeanomaly.models._pipeline import fit_run
 
         if data is None:
@@ -76,7 +75,7 @@ def export(checkpoint: Path | None, out: Path, recipe: Path | None, data: Path |
         prec_list = prec_list or r.precisions
         static = static if static is not None else r.static_batch
         click.echo(f"Fitting {r.model} from recipe {recipe} on {data}")
-        bar = _StageBar()
+        bar = StageBar()
         try:
             result = fit_run(r.model, data, out.with_name(out.name.removesuffix(".zip") + ".run"), category=category,
                              image_size=r.image_size, center_crop=r.center_crop, batch_size=r.batch_size,

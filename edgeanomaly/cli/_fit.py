@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from edgeanomaly.cli._common import friendly_errors, split_csv
+from edgeanomaly.cli._common import StageBar, friendly_errors, split_csv
 
 MODEL_NAMES = ("patchcore", "padim", "dfkde", "dfm")
 
@@ -86,30 +86,6 @@ def print_metrics(metrics: dict[str, float], calibration: dict[str, Any] | None)
             click.echo(f"  {k:<22} {v:.4f}" if isinstance(v, float) else f"  {k:<22} {v}")
 
 
-class _StageBar:
-    """One progress bar per stage, on stderr, only on a terminal."""
-
-    def __init__(self) -> None:
-        self.stage: str | None = None
-        self.bar: Any = None
-        self.done = 0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        from edgeanomaly.cli._common import progress
-
-        if stage != self.stage:
-            self.close()
-            self.stage, self.done = stage, 0
-            self.bar = progress(length=total, label=f"{stage:<6}").__enter__()
-        self.bar.update(done - self.done)
-        self.done = done
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
-
-
 @click.command()
 @click.option("--model", "model_name", default="patchcore", show_default=True, help=f"One of {', '.join(MODEL_NAMES)}.")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Dataset folder (MVTec layout or a folder of normal images).")
@@ -127,7 +103,7 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, backbone: 
     from edgeanomaly.models._pipeline import fit_run
 
     kwargs = build_model_kwargs(backbone, layers, seed, weights, weights_cache, pretrained, params)
-    bar = _StageBar()
+    bar = StageBar()
     try:
         result = fit_run(model_name, data, out, category=category, image_size=image_size, center_crop=center_crop,
                          batch_size=batch_size, progress=bar, **kwargs)

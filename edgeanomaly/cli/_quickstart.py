@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import friendly_errors
+from edgeanomaly.cli._common import StageBar, friendly_errors
 
 
 def _stage(title: str) -> None:
@@ -32,7 +32,7 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
 
     require("torch", "the quickstart (it fits and exports a model)")
     from edgeanomaly.cli._export import print_parity, print_step
-    from edgeanomaly.cli._fit import _StageBar, print_metrics
+    from edgeanomaly.cli._fit import print_metrics
     from edgeanomaly.cli._validate import print_validation
 
     start = time.perf_counter()
@@ -51,7 +51,7 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     from edgeanomaly.models._pipeline import fit_run
 
     _stage(f"2/5 fit {model_name} (efficientnet_lite0, ImageNet weights)")
-    bar = _StageBar()
+    bar = StageBar()
     try:
         result = fit_run(model_name, data, out / "run", category=category, progress=bar, random_state=seed)
     finally:
@@ -70,7 +70,7 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     from edgeanomaly.runtime._validation import validate_bundle, write_validation_report
 
     _stage("4/5 validate every artifact against ground truth (torch-free runtime)")
-    vbar = _StageBar()
+    vbar = StageBar()
     try:
         vreport = validate_bundle(bundle, data, category=category, progress=vbar)
     finally:

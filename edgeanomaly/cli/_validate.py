@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import friendly_errors, split_csv
+from edgeanomaly.cli._common import StageBar, friendly_errors, split_csv
 
 
 def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, imported lazily
@@ -31,10 +31,9 @@ def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, import
 def validate(bundle: Path, data: Path, category: str | None, backend: str, device: str, artifacts: str | None,
              out: Path | None, tolerance: float | None, figures: bool) -> None:
     """Check BUNDLE against ground truth and against its torch reference; exit 1 on drift."""
-    from edgeanomaly.cli._fit import _StageBar
     from edgeanomaly.runtime._validation import validate_bundle, write_validation_report
 
-    bar = _StageBar()
+    bar = StageBar()
     try:
         report = validate_bundle(bundle, data, category=category, backend=backend, device=device,
                                  artifacts=split_csv(artifacts) or None, tolerance=tolerance, progress=bar)

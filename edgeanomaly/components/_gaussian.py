@@ -9,20 +9,11 @@ import torch
 from edgeanomaly._validation import check_is_fitted
 from edgeanomaly.components._buffer import DynamicBufferModule
 from edgeanomaly.errors import ConfigError
+from edgeanomaly.components._validate import check_float_tensor
 
 __all__ = ["MultivariateGaussian"]
 
 _FITTED = ("mean_", "inv_cov_")
-
-
-def _check_embedding(x: Any, name: str = "embedding") -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"Expected {name} as a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"Expected {name} of a floating dtype, got {x.dtype}")
-    if x.ndim != 4:
-        raise ValueError(f"Expected {name} of shape (N, C, H, W), got {tuple(x.shape)}")
-    return x
 
 
 class MultivariateGaussian(DynamicBufferModule):
@@ -82,7 +73,7 @@ class MultivariateGaussian(DynamicBufferModule):
         return self._n or None
 
     def _accumulate(self, batch: torch.Tensor) -> None:
-        batch = _check_embedding(batch)
+        batch = check_float_tensor(batch, "embedding", "(N, C, H, W)")
         n, c, h, w = batch.shape
         if self._shape is None:
             if n < 1 or c < 1 or h < 1 or w < 1:
@@ -191,7 +182,7 @@ class MultivariateGaussian(DynamicBufferModule):
         Batched matrix products only (no loop over locations): exportable.
         """
         check_is_fitted(self, _FITTED)
-        x = _check_embedding(embedding)
+        x = check_float_tensor(embedding, "embedding", "(N, C, H, W)")
         n, c, h, w = x.shape
         channels, locations = self.mean_.shape
         if c != channels or h * w != locations:

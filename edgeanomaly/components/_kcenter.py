@@ -11,10 +11,10 @@ from edgeanomaly.components._buffer import DynamicBufferModule
 from edgeanomaly.components._random_projection import (
     RandomState,
     SparseRandomProjection,
-    _check_x,
     johnson_lindenstrauss_min_dim,
     make_generator,
 )
+from edgeanomaly.components._validate import check_float_tensor
 from edgeanomaly.errors import ConfigError
 
 __all__ = ["KCenterGreedy"]
@@ -128,7 +128,7 @@ class KCenterGreedy(DynamicBufferModule):
 
     def fit(self, embedding: torch.Tensor) -> KCenterGreedy:
         """Select the coreset rows of ``embedding: (N, D)`` float; sets ``indices_``."""
-        x = _check_x(embedding, "embedding")
+        x = check_float_tensor(embedding, "embedding")
         n_rows = x.shape[0]
         if n_rows < 1 or x.shape[1] < 1:
             raise ValueError(f"Expected embedding of shape (N, D) with N, D >= 1, got {tuple(x.shape)}")
@@ -156,7 +156,7 @@ class KCenterGreedy(DynamicBufferModule):
     def select(self, embedding: torch.Tensor) -> torch.Tensor:
         """The selected rows of ``embedding: (N, D)`` -> ``(n_selected, D)``."""
         check_is_fitted(self, "indices_")
-        x = _check_x(embedding, "embedding")
+        x = check_float_tensor(embedding, "embedding")
         if self.indices_.numel() and int(self.indices_.max()) >= x.shape[0]:
             raise ValueError(
                 f"Expected the embedding that was fitted (at least {int(self.indices_.max()) + 1} "

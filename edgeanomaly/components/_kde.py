@@ -9,20 +9,11 @@ import torch
 
 from edgeanomaly._validation import check_is_fitted
 from edgeanomaly.components._buffer import DynamicBufferModule
+from edgeanomaly.components._validate import check_float_tensor
 
 __all__ = ["GaussianKDE"]
 
 _FITTED = ("mean_", "bw_transform_", "dataset_", "log_norm_")
-
-
-def _check_x(x: Any, name: str = "x") -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"Expected {name} as a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"Expected {name} of a floating dtype, got {x.dtype}")
-    if x.ndim != 2:
-        raise ValueError(f"Expected {name} of shape (N, D), got {tuple(x.shape)}")
-    return x
 
 
 class GaussianKDE(DynamicBufferModule):
@@ -76,7 +67,7 @@ class GaussianKDE(DynamicBufferModule):
 
     def fit(self, x: torch.Tensor) -> GaussianKDE:
         """Fit on ``x: (N, D)`` float with ``N > D`` (the covariance must be invertible)."""
-        x = _check_x(x)
+        x = check_float_tensor(x)
         n, d = x.shape
         if n < 2 or d < 1:
             raise ValueError(f"Expected x of shape (N, D) with N >= 2 and D >= 1, got {tuple(x.shape)}")
@@ -111,7 +102,7 @@ class GaussianKDE(DynamicBufferModule):
 
     def _half_sq_dist(self, x: torch.Tensor) -> torch.Tensor:
         check_is_fitted(self, _FITTED)
-        x = _check_x(x)
+        x = check_float_tensor(x)
         if x.shape[1] != self.dataset_.shape[1]:
             raise ValueError(f"Expected x of shape (N, {self.dataset_.shape[1]}), got {tuple(x.shape)}")
         z = (x - self.mean_) @ self.bw_transform_

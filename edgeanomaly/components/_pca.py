@@ -9,20 +9,11 @@ import torch
 from edgeanomaly._validation import check_is_fitted
 from edgeanomaly.components._buffer import DynamicBufferModule
 from edgeanomaly.errors import ConfigError
+from edgeanomaly.components._validate import check_float_tensor
 
 __all__ = ["PCA"]
 
 _FITTED = ("mean_", "components_", "explained_variance_", "explained_variance_ratio_", "singular_values_")
-
-
-def _check_x(x: Any, name: str = "x") -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"Expected {name} as a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"Expected {name} of a floating dtype, got {x.dtype}")
-    if x.ndim != 2:
-        raise ValueError(f"Expected {name} of shape (N, D), got {tuple(x.shape)}")
-    return x
 
 
 class PCA(DynamicBufferModule):
@@ -90,7 +81,7 @@ class PCA(DynamicBufferModule):
 
     def fit(self, x: torch.Tensor) -> PCA:
         """Fit on ``x: (N, D)`` float, ``N >= 2``; returns ``self``."""
-        x = _check_x(x)
+        x = check_float_tensor(x)
         n_samples, n_features = x.shape
         if n_samples < 2 or n_features < 1:
             raise ValueError(f"Expected x of shape (N, D) with N >= 2 and D >= 1, got {tuple(x.shape)}")
@@ -124,14 +115,14 @@ class PCA(DynamicBufferModule):
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """Project ``x: (N, D)`` -> ``(N, n_components_)``; pure tensor ops (exportable)."""
         check_is_fitted(self, _FITTED)
-        x = _check_x(x)
+        x = check_float_tensor(x)
         self._check_features(x, self.components_.shape[1], "x")
         return (x - self.mean_) @ self.components_.t()
 
     def inverse_transform(self, z: torch.Tensor) -> torch.Tensor:
         """Map ``z: (N, n_components_)`` back to ``(N, D)`` (exact if all components kept)."""
         check_is_fitted(self, _FITTED)
-        z = _check_x(z, "z")
+        z = check_float_tensor(z, "z")
         self._check_features(z, self.components_.shape[0], "z")
         return z @ self.components_ + self.mean_
 

@@ -10,6 +10,7 @@ import torch
 from edgeanomaly._validation import check_is_fitted
 from edgeanomaly.components._buffer import DynamicBufferModule
 from edgeanomaly.errors import ConfigError
+from edgeanomaly.components._validate import check_float_tensor
 
 __all__ = ["SparseRandomProjection", "johnson_lindenstrauss_min_dim", "make_generator"]
 
@@ -58,16 +59,6 @@ def johnson_lindenstrauss_min_dim(n_samples: int, eps: float) -> int:
         raise ConfigError(f"Expected eps in (0, 1), got {eps!r}")
     denominator = eps**2 / 2 - eps**3 / 3
     return int(4 * math.log(n_samples) / denominator)
-
-
-def _check_x(x: Any, name: str = "x") -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"Expected {name} as a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"Expected {name} of a floating dtype, got {x.dtype}")
-    if x.ndim != 2:
-        raise ValueError(f"Expected {name} of shape (N, D), got {tuple(x.shape)}")
-    return x
 
 
 class SparseRandomProjection(DynamicBufferModule):
@@ -143,7 +134,7 @@ class SparseRandomProjection(DynamicBufferModule):
 
     def fit(self, x: torch.Tensor) -> SparseRandomProjection:
         """Draw the projection matrix for data like ``x: (N, D)``; only the shape is used."""
-        x = _check_x(x)
+        x = check_float_tensor(x)
         n_samples, n_features = x.shape
         if n_samples < 1 or n_features < 1:
             raise ValueError(f"Expected x of shape (N, D) with N, D >= 1, got {tuple(x.shape)}")
@@ -172,7 +163,7 @@ class SparseRandomProjection(DynamicBufferModule):
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """Project ``x: (N, D)`` to ``(N, n_components_)`` (pure matmul, exportable)."""
         check_is_fitted(self, "components_")
-        x = _check_x(x)
+        x = check_float_tensor(x)
         if x.shape[1] != self.components_.shape[1]:
             raise ValueError(
                 f"Expected x of shape (N, {self.components_.shape[1]}), got {tuple(x.shape)}"

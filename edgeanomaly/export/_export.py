@@ -84,7 +84,7 @@ def model_info(model: Any, preprocessing: PreprocessConfig, static_batch: int | 
             [round(float(v), 6) for v in model.feature_extractor.mean], [round(float(v), 6) for v in model.feature_extractor.std]
         ),
         "opset": str(ONNX_OPSET),
-        "static_batch": "" if static_batch is None else str(static_batch),
+        "static_batch": "dynamic" if static_batch is None else str(static_batch),
         "model_config": json.dumps(model.get_config()["params"], sort_keys=True),
     }
 
@@ -359,10 +359,13 @@ def _int8_artifact(model: Any, ds: Dataset | None, pp: PreprocessConfig, info: d
     refitted = refit_on_int8_features(model, batches, calib, work, pp.input_size, info)
     onnx_path = work / "model.onnx"
     export_onnx(refitted, onnx_path, pp.input_size, info, static_batch)
-    fp32_xml = work / "fp32" / "model.xml"
-    onnx_to_openvino(onnx_path, fp32_xml, info, fp16=False)
+    # FP16-compressed first: what stays floating point (memory bank, covariances, PCA) is then
+    # stored in FP16 and computed in f32, as in the FP16 artifact; OpenVINO does not compress
+    # a graph after quantisation.
+    fp16_xml = work / "fp16" / "model.xml"
+    onnx_to_openvino(onnx_path, fp16_xml, info, fp16=True)
     quantized = work / "quantized" / "model.xml"
-    quantize_openvino_int8(fp32_xml, quantized, calib, info)
+    quantize_openvino_int8(fp16_xml, quantized, calib, info)
     outs, _ = _run_artifact(quantized, "openvino", "int8", held_out, static_batch)
     own = calibrate(outs, "held-out (INT8 artifact)")
     coefficients = {"pred_score": affine_to(own, cal, pixel=False)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -134,12 +135,17 @@ def _deep_backbone_nodes(model: Any, max_stride: int) -> list[str]:
 
 @contextlib.contextmanager
 def _quiet_nncf(nncf: Any) -> Iterator[None]:
-    """NNCF logs at INFO and draws progress bars on stdout; export prints its own steps."""
+    """NNCF logs at INFO and draws rich progress bars on stdout; export prints its own steps.
+
+    The bars have no off switch; rich writes to whatever ``sys.stdout`` is, so it is
+    redirected for the duration.
+    """
     logger = logging.getLogger("nncf")
     level = logger.level
     nncf.set_log_level(logging.ERROR)
     try:
-        yield
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            yield
     finally:
         logger.setLevel(level)
 
@@ -195,5 +201,7 @@ def quantize_openvino_int8(
         raise ExportError(f"NNCF INT8 quantisation failed: {type(exc).__name__}: {exc}") from exc
     _set_rt_info(q, {**model_info, "precision": "int8"})
     xml_path.parent.mkdir(parents=True, exist_ok=True)
+    # compress_to_fp16 is not applied to graphs holding FakeQuantize: to store the remaining
+    # floating-point constants in FP16, pass an FP16-compressed IR in (see export._export).
     ov.save_model(q, str(xml_path), compress_to_fp16=False)
     return [xml_path, xml_path.with_suffix(".bin")]

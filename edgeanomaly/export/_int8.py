@@ -121,5 +121,6 @@ def append_output_affine(xml_in: Path, xml_out: Path, coefficients: dict[str, tu
         model.set_rt_info(str(v), ["model_info", k])
     model.set_rt_info("int8", ["model_info", "precision"])
     xml_out.parent.mkdir(parents=True, exist_ok=True)
+    # The weights are already INT8 / FP16 from quantisation; keep the new scalars exact.
     ov.save_model(model, str(xml_out), compress_to_fp16=False)
     return [xml_out, xml_out.with_suffix(".bin")]
