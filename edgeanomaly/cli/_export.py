@@ -41,7 +41,7 @@ def print_next_steps(out: Path, data: str | None) -> None:
 @click.command()
 @click.argument("checkpoint", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory, or a path ending in .zip.")
-@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Fit and export in one step from export/<name>.toml (needs --data).")
+@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Fit and export in one step from export/<name>.toml (needs --data); the checkpoint goes to OUT.run beside the bundle.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Dataset to fit on (with --recipe).")
 @click.option("--category", default=None, help="Category inside --data (MVTec layout).")
 @click.option("--format", "formats", default=None, help="Comma-separated: onnx,openvino. Default: both (or the recipe's).")

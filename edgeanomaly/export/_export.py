@@ -104,8 +104,9 @@ def _held_out(ckpt: Any, calibration_data: Path | None) -> tuple[Dataset | None,
             raise ExportError(f"The dataset the checkpoint was fitted on ({data}) cannot be used for parity: {exc}") from exc
         if ds.test:
             return ds, ds.test, str(data)
-        holdout = ds.train[9::10] or ds.train[-1:]
-        return ds, holdout, f"{data} (train holdout)"
+        from edgeanomaly.models._pipeline import training_split
+
+        return ds, training_split(ds)[1], f"{data} (train holdout)"
     raise ConfigError(
         "Export needs held-out images for the parity check and calibration: the checkpoint's dataset "
         f"({data!r}) is not available here; pass --calibration-data DIR"
@@ -220,6 +221,7 @@ def export_checkpoint(
     ref = _torch_outputs(model, batch)
     labels = np.array([s.label for s in samples], np.int64)
     masks = sample_masks(samples, pp) if "anomaly_map" in ref else None
+
     def calibrate(outputs: dict[str, np.ndarray], split: str) -> Calibration:
         both = len(np.unique(labels)) == 2
         return compute_calibration(
@@ -331,13 +333,12 @@ def export_checkpoint(
 
 
 def _train_samples(ds: Dataset | None) -> list[Sample]:
-    """The images the model was fitted on (fit_run holds every 10th out when there is no test split)."""
+    """The images the model was fitted on (see ``training_split``)."""
+    from edgeanomaly.models._pipeline import training_split
+
     if ds is None or not ds.train:
         raise ExportError("INT8 export needs the normal training images (to calibrate and refit); none were found")
-    if ds.test:
-        return list(ds.train)
-    holdout = set(ds.train[9::10] or ds.train[-1:])
-    return [s for s in ds.train if s not in holdout] or list(ds.train)
+    return training_split(ds)[0]
 
 
 def _int8_artifact(model: Any, ds: Dataset | None, pp: PreprocessConfig, info: dict[str, str], static_batch: int | None,

@@ -12,6 +12,10 @@ Where this differs from the common reference implementations (anomalib, the auth
   (``support_idx_``), so the image score needs no second search over the bank at inference.
 - ``max_bank_size`` caps the coreset (default 40,000 entries) so latency stays bounded when
   many training images are used; the paper has no cap.
+- ``max_train_memory_mb`` bounds the training patches held for the coreset search (default
+  4096 MB, about 2.8 million 384-dimensional patches). Beyond it every 2nd, then 4th, ...
+  patch in fitting order is kept: a uniform, deterministic subsample from which the coreset
+  is selected. The reference implementations hold every patch.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class PatchCore(AnomalyModel):
         projection_eps: Johnson-Lindenstrauss ``eps`` of the random projection used by the
             coreset search (anomalib: 0.9).
         blur_sigma: sigma of the Gaussian blur applied to the upsampled anomaly map (paper: 4).
+        max_train_memory_mb: memory budget for the training patches (see the module notes).
         pretrained, weights, cache_dir: backbone weights (see ``create_backbone``).
         random_state: seeds the coreset start point (and random-init backbones).
 
@@ -66,6 +71,7 @@ class PatchCore(AnomalyModel):
         max_bank_size: int | None = 40_000,
         projection_eps: float = 0.9,
         blur_sigma: float = 4.0,
+        max_train_memory_mb: float = 4096.0,
         pretrained: bool = True,
         weights: str | os.PathLike[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -77,18 +83,22 @@ class PatchCore(AnomalyModel):
             raise ConfigError(f"Expected num_neighbors >= 1, got {num_neighbors}")
         if max_bank_size is not None and int(max_bank_size) < 1:
             raise ConfigError(f"Expected max_bank_size >= 1 or None, got {max_bank_size}")
+        if float(max_train_memory_mb) <= 0:
+            raise ConfigError(f"Expected max_train_memory_mb > 0, got {max_train_memory_mb}")
         settings = {
             "coreset_ratio": float(coreset_ratio),
             "num_neighbors": int(num_neighbors),
             "max_bank_size": None if max_bank_size is None else int(max_bank_size),
             "projection_eps": float(projection_eps),
             "blur_sigma": float(blur_sigma),
+            "max_train_memory_mb": float(max_train_memory_mb),
         }
         super().__init__(backbone, layers, pretrained, weights, cache_dir, random_state, settings)
         self.coreset_ratio = settings["coreset_ratio"]
         self.num_neighbors = settings["num_neighbors"]
         self.max_bank_size = settings["max_bank_size"]
         self.projection_eps = settings["projection_eps"]
+        self.max_train_memory_mb = settings["max_train_memory_mb"]
         self.pool = torch.nn.AvgPool2d(3, stride=1, padding=1)
         self.blur = GaussianBlur2d(sigma=settings["blur_sigma"], channels=1)
         self.register_buffer("memory_bank_", torch.empty(0, 0))
@@ -103,10 +113,35 @@ class PatchCore(AnomalyModel):
         return concat_layers(feats, self.layers, mode="bilinear")
 
     # ----------------------------------------------------------------- fitting
+    def _reset(self) -> None:
+        super()._reset()
+        self._index: list[torch.Tensor] = []  # fitting-order index of every kept patch
+        self._seen = 0
+        self._stride = 1
+        self._kept = 0
+
+    def _update(self, embedding: torch.Tensor) -> None:
+        d = embedding.shape[1]
+        patches = embedding.permute(0, 2, 3, 1).reshape(-1, d)
+        index = torch.arange(self._seen, self._seen + patches.shape[0])
+        self._seen += patches.shape[0]
+        keep = index % self._stride == 0
+        self._rows.append(patches[keep].contiguous())
+        self._index.append(index[keep])
+        self._kept += int(keep.sum())
+        budget = int(self.max_train_memory_mb * 2**20 // (4 * d))
+        while self._kept > budget:
+            # Keep every 2nd of the kept patches (by fitting order): uniform over all images
+            # seen so far, and the same rule for the images still to come.
+            self._stride *= 2
+            keeps = [i % self._stride == 0 for i in self._index]
+            self._rows = [r[k] for r, k in zip(self._rows, keeps)]
+            self._index = [i[k] for i, k in zip(self._index, keeps)]
+            self._kept = sum(int(k.sum()) for k in keeps)
+
     def _finish(self) -> None:
-        emb = self._take_rows()
-        patches = emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]).contiguous()
-        del emb
+        patches = self._take_rows()
+        self._index = []
         n_keep = max(1, int(round(self.coreset_ratio * patches.shape[0])))
         if self.max_bank_size is not None:
             n_keep = min(n_keep, self.max_bank_size)

@@ -22,7 +22,7 @@ from edgeanomaly.models._checkpoint import Checkpoint, save_checkpoint
 from edgeanomaly.models._fit import fit_model, predict_samples
 from edgeanomaly.models._registry import create_model
 
-__all__ = ["FitResult", "fit_run", "calibrate_and_evaluate"]
+__all__ = ["FitResult", "fit_run", "calibrate_and_evaluate", "training_split"]
 
 Progress = Callable[[str, int, int], None]
 
@@ -63,6 +63,20 @@ def calibrate_and_evaluate(
     return calibration, metrics
 
 
+def training_split(dataset: Dataset) -> tuple[list, list]:
+    """(images to fit on, images held out for calibration) of ``dataset``.
+
+    With a test split everything in train/ is fitted on. With normal images only, every 10th
+    is kept aside so the threshold comes from images the model has not memorised (a quantile
+    of training scores would sit far too low).
+    """
+    train = list(dataset.train)
+    if dataset.test:
+        return train, []
+    holdout = train[9::10] or train[-1:]
+    return [s for s in train if s not in holdout] or train, holdout
+
+
 def fit_run(
     model_name: str,
     data: str | os.PathLike[str],
@@ -100,13 +114,7 @@ def fit_run(
 
         return step
 
-    train = list(dataset.train)
-    holdout = []
-    if not dataset.test:
-        # Normal images only: keep every 10th aside, so the threshold comes from images the
-        # model has not memorised (a quantile of training scores would sit far too low).
-        holdout = train[9::10] or train[-1:]
-        train = [s for s in train if s not in holdout] or train
+    train, holdout = training_split(dataset)
     t0 = time.perf_counter()
     fit_model(model, train, preprocessing, batch_size, tick("fit", len(train)))
     seconds["fit"] = time.perf_counter() - t0

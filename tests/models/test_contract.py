@@ -157,3 +157,41 @@ def test_fit_names_an_unreadable_training_image(tmp_path) -> None:
         fit_model(small("patchcore"), ds.train, PreprocessConfig(SIZE))
     with pytest.raises(DatasetError, match="training split is empty"):
         fit_model(small("patchcore"), [], PreprocessConfig(SIZE))
+
+
+def test_patchcore_memory_budget_keeps_a_uniform_subsample() -> None:
+    # resnet18 layer2+3: 384 dims = 1536 bytes per patch; a budget of 100 patches.
+    budget_mb = 100 * 1536 / 2**20
+    m = create_model("patchcore", backbone="resnet18", pretrained=False, coreset_ratio=1.0,
+                     max_train_memory_mb=budget_mb, random_state=0)
+    batches = [images(4, 1), images(4, 2)]  # 8 images x 8x8 patches = 512 patches
+    m.fit(batches)
+    with torch.no_grad():
+        emb = torch.cat([m.embed(b) for b in batches])
+    everything = emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
+    # 512 > 256 > 128 > 100 >= 64: every 8th patch in fitting order is kept.
+    assert m.memory_bank_.shape[0] == 64
+    torch.testing.assert_close(m.memory_bank_, everything[::8], rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="max_train_memory_mb"):
+        create_model("patchcore", backbone="resnet18", pretrained=False, max_train_memory_mb=0)
+
+
+def test_fit_on_a_folder_of_normal_images_calibrates_on_a_holdout(tmp_path) -> None:
+    import cv2
+    import numpy as np
+
+    from edgeanomaly.data import render_sample
+    from edgeanomaly.models._pipeline import fit_run
+
+    folder = tmp_path / "ok"
+    folder.mkdir()
+    for i in range(20):
+        img, _, _ = render_sample("fabric", "good", i, size=64, split="train")
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    result = fit_run("dfm", folder, tmp_path / "run", image_size=64, backbone="resnet18", pretrained=False)
+    cal = result.checkpoint.calibration
+    assert result.checkpoint.info["n_train"] == 18 and result.checkpoint.info["n_calibration_holdout"] == 2
+    assert cal["method"] == "quantile" and cal["source"]["n_images"] == 2
+    assert "holdout" in cal["source"]["split"]
+    assert not result.checkpoint.metrics  # no labels, no metrics
+    assert np.isfinite(cal["image_threshold"])
