@@ -5,8 +5,9 @@ aggregation, a greedy k-center coreset of 10% of the training patches, nearest-n
 patch scores, and the paper's re-weighted image score with ``num_neighbors = 9``.
 
 Where this differs from the common reference implementations (anomalib, the authors' code):
-- The squared distances are computed as ``|x|^2 - 2 x.m + |m|^2`` with ``|m|^2`` stored at
-  fit time, and the square root is taken only of each patch's minimum: the same numbers as
+- The squared distances are computed as ``|x|^2 + (|m|^2 - 2 x.m)`` with ``|m|^2`` stored at
+  fit time; ``|x|^2`` and the square root are applied to each patch's minimum only, and the
+  nearest entry's index is looked up for the most anomalous patch only: the same numbers as
   a full ``cdist`` followed by ``min``, for a fraction of the work on the device.
 - The ``num_neighbors`` nearest bank entries of every bank entry are found once at fit time
   (``support_idx_``), so the image score needs no second search over the bank at inference.
@@ -173,18 +174,25 @@ class PatchCore(AnomalyModel):
         emb = self.embed(images)
         n, d, h, w = emb.shape
         patches = emb.permute(0, 2, 3, 1).reshape(n, h * w, d)
-        x2 = (patches * patches).sum(-1, keepdim=True)
-        d2 = x2 - 2.0 * torch.matmul(patches, self.memory_bank_.T) + self.bank_sq_norm_
-        min_d2, nn_idx = d2.min(dim=-1)  # (n, P)
-        patch_scores = min_d2.clamp_min(0.0).sqrt()
+        # |x - m|^2 = |x|^2 + (|m|^2 - 2 x.m): the bracket is one matrix product with a bias
+        # (-2 * bank, transposed, (D, M): exact, and folded into the graph's only bank
+        # constant on export); |x|^2 is the same along a row, so it is added after the
+        # minimum instead of to all P x M entries.
+        bank_t = (self.memory_bank_ * -2.0).T
+        to_bank = torch.matmul(patches, bank_t) + self.bank_sq_norm_  # (n, P, M)
+        x2 = (patches * patches).sum(-1)  # (n, P)
+        patch_scores = (to_bank.amin(dim=-1) + x2).clamp_min(0.0).sqrt()
 
         # Re-weighted image score (paper eq. 7): the most anomalous patch, damped when its
-        # nearest bank entry sits in a dense neighbourhood of the bank.
+        # nearest bank entry sits in a dense neighbourhood of the bank. Only that patch needs
+        # the index of its nearest entry: an arg-min over one row, not over all P rows.
         max_score, max_pos = patch_scores.max(dim=1)  # (n,)
-        max_feat = torch.gather(patches, 1, max_pos.view(n, 1, 1).expand(n, 1, d))  # (n, 1, d)
-        nn_of_max = torch.gather(nn_idx, 1, max_pos.view(n, 1)).squeeze(1)  # (n,)
-        support = self.memory_bank_[self.support_idx_[nn_of_max]]  # (n, k, d)
-        dist = (max_feat - support).pow(2).sum(-1).clamp_min(0.0).sqrt()  # (n, k)
+        row = torch.gather(to_bank, 1, max_pos.view(n, 1, 1).expand(n, 1, to_bank.shape[-1]))[:, 0]  # (n, M)
+        nn_of_max = row.argmin(dim=-1)  # (n,)
+        # Distances from that patch to its nearest entry's neighbours: the same |x|^2 + row
+        # arithmetic as the patch scores, so no bank rows are gathered (one bank constant).
+        x2_max = torch.gather(x2, 1, max_pos.view(n, 1))  # (n, 1)
+        dist = (torch.gather(row, 1, self.support_idx_[nn_of_max]) + x2_max).clamp_min(0.0).sqrt()  # (n, k)
         weight = 1.0 - torch.softmax(dist, dim=1)[:, 0]
         pred_score = weight * max_score
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import urllib.error
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from edgeanomaly.components._backbones import backbone_spec
 from edgeanomaly.components._weights import WeightsNotFoundError, default_cache_dir, published_weights
 from edgeanomaly.errors import ConfigError, MissingDependencyError
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+SHARED = Path(os.environ.get("EDGEANOMALY_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 LITE0_FILE = SHARED / "weights" / "efficientnet_lite0" / "efficientnet-lite0-57934424.pth"
 HAZELNUT = SHARED / "data" / "mvtec_ad_reduced" / "hazelnut" / "train" / "good" / "000.png"
 ACORN = 988  # ImageNet-1k class index
