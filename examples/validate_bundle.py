@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from edgeanomaly.runtime._validation import validate_bundle
+from edgeanomaly.runtime import validate_bundle
 
 
 def main() -> None:

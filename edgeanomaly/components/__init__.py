@@ -5,8 +5,7 @@ Names are resolved lazily so importing one component does not build the others.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgeanomaly._lazy import lazy_exports
 
 _EXPORTS = {
     "FeatureExtractor": "edgeanomaly.components._feature_extractor",
@@ -23,14 +22,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edgeanomaly.components' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

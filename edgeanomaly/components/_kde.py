@@ -9,7 +9,7 @@ import torch
 
 from edgeanomaly._validation import check_is_fitted
 from edgeanomaly.components._buffer import DynamicBufferModule
-from edgeanomaly.components._validate import check_float_tensor
+from edgeanomaly.components._validate import check_float_tensor, fit_matrix
 
 __all__ = ["GaussianKDE"]
 
@@ -67,14 +67,9 @@ class GaussianKDE(DynamicBufferModule):
 
     def fit(self, x: torch.Tensor) -> GaussianKDE:
         """Fit on ``x: (N, D)`` float with ``N > D`` (the covariance must be invertible)."""
-        x = check_float_tensor(x)
-        n, d = x.shape
-        if n < 2 or d < 1:
-            raise ValueError(f"Expected x of shape (N, D) with N >= 2 and D >= 1, got {tuple(x.shape)}")
+        data = fit_matrix(x)
+        n, d = data.shape
         with torch.no_grad():
-            data = x.detach().to(torch.float64)
-            if not bool(torch.isfinite(data).all()):
-                raise ValueError("Expected finite x, got NaN or infinite values")
             mean = data.mean(dim=0)
             centred = data - mean
             cov = centred.t() @ centred / (n - 1)

@@ -9,7 +9,7 @@ import torch
 from edgeanomaly._validation import check_is_fitted
 from edgeanomaly.components._buffer import DynamicBufferModule
 from edgeanomaly.errors import ConfigError
-from edgeanomaly.components._validate import check_float_tensor
+from edgeanomaly.components._validate import check_float_tensor, fit_matrix
 
 __all__ = ["PCA"]
 
@@ -81,14 +81,9 @@ class PCA(DynamicBufferModule):
 
     def fit(self, x: torch.Tensor) -> PCA:
         """Fit on ``x: (N, D)`` float, ``N >= 2``; returns ``self``."""
-        x = check_float_tensor(x)
-        n_samples, n_features = x.shape
-        if n_samples < 2 or n_features < 1:
-            raise ValueError(f"Expected x of shape (N, D) with N >= 2 and D >= 1, got {tuple(x.shape)}")
+        data = fit_matrix(x)
+        n_samples, n_features = data.shape
         with torch.no_grad():
-            data = x.detach().to(torch.float64)
-            if not bool(torch.isfinite(data).all()):
-                raise ValueError("Expected finite x, got NaN or infinite values")
             mean = data.mean(dim=0)
             u, s, vt = torch.linalg.svd(data - mean, full_matrices=False)
             # scikit-learn's svd_flip (v-based): largest |loading| of each component positive.

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_float_tensor"]
+__all__ = ["check_float_tensor", "fit_matrix"]
 
 
 def check_float_tensor(x: Any, name: str = "x", shape: str = "(N, D)") -> torch.Tensor:
@@ -22,3 +22,15 @@ def check_float_tensor(x: Any, name: str = "x", shape: str = "(N, D)") -> torch.
     if x.ndim != shape.count(",") + 1:
         raise ValueError(f"Expected {name} of shape {shape}, got {tuple(x.shape)}")
     return x
+
+
+def fit_matrix(x: Any, name: str = "x") -> torch.Tensor:
+    """Training data for a fit: ``(N, D)`` float with N >= 2, D >= 1, all finite -> float64, detached."""
+    x = check_float_tensor(x, name)
+    n, d = x.shape
+    if n < 2 or d < 1:
+        raise ValueError(f"Expected {name} of shape (N, D) with N >= 2 and D >= 1, got {tuple(x.shape)}")
+    data = x.detach().to(torch.float64)
+    if not bool(torch.isfinite(data).all()):
+        raise ValueError(f"Expected finite {name}, got NaN or infinite values")
+    return data

@@ -14,8 +14,7 @@ with ``onnxruntime-gpu``), each imported only when used. This package never impo
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgeanomaly._lazy import lazy_exports
 
 # Names resolve lazily so `import edgeanomaly.runtime` stays cheap (cold start on a device).
 _EXPORTS = {
@@ -33,17 +32,11 @@ _EXPORTS = {
     "BACKENDS": "edgeanomaly.runtime._devices",
     "list_devices": "edgeanomaly.runtime._devices",
     "Backend": "edgeanomaly.runtime._backends",
+    "validate_bundle": "edgeanomaly.runtime._validation",
+    "write_validation_report": "edgeanomaly.runtime._validation",
+    "TOLERANCES": "edgeanomaly.runtime._validation",
+    "benchmark_bundle": "edgeanomaly.runtime._benchmark",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edgeanomaly.runtime' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
