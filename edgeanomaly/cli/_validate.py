@@ -41,6 +41,10 @@ def validate(bundle: Path, data: Path, category: str | None, backend: str, devic
         bar.close()
     print_validation(report)
     if out is not None:
+        import importlib.util
+
+        if figures and importlib.util.find_spec("matplotlib") is None:
+            click.echo('figures skipped: matplotlib is not installed (pip install "edgeanomaly[plot]")', err=True)
         for p in write_validation_report(report, out, figures=figures):
             click.echo(f"wrote {p}")
     if not report.ok:
