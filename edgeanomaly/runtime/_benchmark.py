@@ -62,20 +62,16 @@ class BenchmarkRow:
 
 
 def _available_devices() -> dict[str, list[str]]:
+    """{backend: device families present}; a backend that cannot load is simply absent."""
+    from edgeanomaly.runtime._devices import BACKENDS, list_devices
+
     out: dict[str, list[str]] = {}
-    try:
-        from edgeanomaly.runtime._backends._openvino import core
-
-        out["openvino"] = sorted({d.split(".")[0] for d in core().available_devices})
-    except Exception:  # not installed or no plugin: that backend is simply absent
-        pass
-    try:
-        import onnxruntime as ort
-
-        names = {"CPUExecutionProvider": "CPU", "CUDAExecutionProvider": "CUDA", "TensorrtExecutionProvider": "TensorRT"}
-        out["onnxruntime"] = [names[p] for p in ort.get_available_providers() if p in names]
-    except Exception:
-        pass
+    for backend in BACKENDS:
+        try:
+            # GPU.0 and GPU.1 are one row each in a benchmark of families; keep the family.
+            out[backend] = sorted({d.split(".")[0] for d in list_devices(backend)})
+        except (EdgeAnomalyError, ImportError, RuntimeError):
+            continue
     return out
 
 
