@@ -10,7 +10,7 @@ from edgeanomaly.cli._common import StageBar, friendly_errors, split_csv
 
 
 def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, imported lazily
-    from edgeanomaly.runtime._validation import _markdown
+    from edgeanomaly.tooling._validation import _markdown
 
     # The Markdown table reads well in a terminal too, and is what the report file holds.
     for line in _markdown(report).splitlines()[2:]:
@@ -31,7 +31,7 @@ def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, import
 def validate(bundle: Path, data: Path, category: str | None, backend: str, device: str, artifacts: str | None,
              out: Path | None, tolerance: float | None, figures: bool) -> None:
     """Check BUNDLE against ground truth and against its torch reference; exit 1 on drift."""
-    from edgeanomaly.runtime._validation import validate_bundle, write_validation_report
+    from edgeanomaly.tooling._validation import validate_bundle, write_validation_report
 
     bar = StageBar()
     try:

@@ -195,7 +195,7 @@ def export_checkpoint(
     Raises:
         ParityError: an FP32 artifact differs from torch by more than ``FP32_RTOL``.
     """
-    from edgeanomaly.runtime._calibration import compute_calibration
+    from edgeanomaly.tooling._calibration import compute_calibration
 
     targets = check_targets(list(formats), list(precisions))
     if static_batch is not None and static_batch < 1:

@@ -26,16 +26,16 @@ _EXPORTS = {
     "stream": "edgeanomaly.runtime._stream",
     "watch_folder": "edgeanomaly.runtime._stream",
     "FolderWatcher": "edgeanomaly.runtime._stream",
-    "compute_calibration": "edgeanomaly.runtime._calibration",
-    "DEFAULT_QUANTILE": "edgeanomaly.runtime._calibration",
-    "recalibrate": "edgeanomaly.runtime._recalibrate",
+    "compute_calibration": "edgeanomaly.tooling._calibration",
+    "DEFAULT_QUANTILE": "edgeanomaly.tooling._calibration",
+    "recalibrate": "edgeanomaly.tooling._recalibrate",
     "BACKENDS": "edgeanomaly.runtime._devices",
     "list_devices": "edgeanomaly.runtime._devices",
     "Backend": "edgeanomaly.runtime._backends",
-    "validate_bundle": "edgeanomaly.runtime._validation",
-    "write_validation_report": "edgeanomaly.runtime._validation",
-    "TOLERANCES": "edgeanomaly.runtime._validation",
-    "benchmark_bundle": "edgeanomaly.runtime._benchmark",
+    "validate_bundle": "edgeanomaly.tooling._validation",
+    "write_validation_report": "edgeanomaly.tooling._validation",
+    "TOLERANCES": "edgeanomaly.tooling._validation",
+    "benchmark_bundle": "edgeanomaly.tooling._benchmark",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -12,7 +12,7 @@ import numpy as np
 from edgeanomaly._optional import check_choice
 from edgeanomaly.data import preprocess_mask
 from edgeanomaly.errors import DatasetError
-from edgeanomaly.runtime._calibration import DEFAULT_QUANTILE, compute_calibration
+from edgeanomaly.tooling._calibration import DEFAULT_QUANTILE, compute_calibration
 
 __all__ = ["SPLITS", "recalibrate"]
 
