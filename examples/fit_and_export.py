@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edgeanomaly.data import generate_synthetic_dataset
 from edgeanomaly.export import export_checkpoint
-from edgeanomaly.models._pipeline import fit_run
+from edgeanomaly.models import fit_run
 
 
 def main() -> None:

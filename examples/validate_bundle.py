@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from edgeanomaly.runtime import validate_bundle
+from edgeanomaly.tooling import validate_bundle
 
 
 def main() -> None:

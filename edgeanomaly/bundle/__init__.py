@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from edgeanomaly.bundle._bundle import Bundle
 from edgeanomaly.bundle._calibration import Calibration, normalize, utc_now
-from edgeanomaly.bundle._describe import describe_bundle
+from edgeanomaly.bundle._describe import describe_bundle, format_bytes
 from edgeanomaly.bundle._io import (
     load_manifest,
     pack_bundle,
@@ -52,6 +52,7 @@ __all__ = [
     "pack_bundle",
     "update_calibration",
     "describe_bundle",
+    "format_bytes",
     "verify_bundle",
     "load_manifest",
     "input_spec",

@@ -13,6 +13,7 @@ from edgeanomaly.bundle._hashing import MANIFEST_SHA256_KEY, content_sha256
 from edgeanomaly.bundle._manifest import Manifest
 from edgeanomaly.bundle._schema import MANIFEST_NAME
 from edgeanomaly.bundle._verify import FileStatus, check_files
+from edgeanomaly.registry import backends_for
 
 __all__ = ["describe_bundle", "format_bytes"]
 
@@ -122,12 +123,14 @@ def _calibration_lines(m: Manifest) -> list[str]:
 
 
 def _artifact_lines(m: Manifest, statuses: dict[str, FileStatus]) -> list[str]:
-    rows = [("name", "format", "precision", "batch", "size", "path", "checksum")]
+    rows = [("name", "format", "precision", "batch", "backends", "size", "path", "checksum")]
     for a in m.artifacts:
         bad = [statuses[f.path] for f in a.files if f.path in statuses and not statuses[f.path].ok]
         check = "ok" if not bad else ", ".join(f"{s.path}: {s.status.upper()}" for s in bad)
         batch = "dynamic" if a.static_batch is None else str(a.static_batch)
-        rows.append((a.name, a.format, a.precision, batch, format_bytes(a.bytes), a.path, check))
+        # Who can run it, from the registry (the same table load() chooses from).
+        runs = ",".join(b.name for b in backends_for(a.format)) or "-"
+        rows.append((a.name, a.format, a.precision, batch, runs, format_bytes(a.bytes), a.path, check))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for i, row in enumerate(rows):

@@ -23,6 +23,7 @@ from edgeanomaly.bundle._manifest import Artifact, ArtifactFile, Manifest
 from edgeanomaly.bundle._migrate import check_schema_version
 from edgeanomaly.bundle._paths import unsafe_reason
 from edgeanomaly.bundle._schema import MANIFEST_NAME, SCHEMA_VERSION
+from edgeanomaly.registry import get_format
 from edgeanomaly.bundle._verify import check_files, incomplete
 from edgeanomaly.bundle._zip import extract_zip, write_zip
 from edgeanomaly.errors import BundleError, BundleIntegrityError
@@ -246,11 +247,13 @@ def _write_file(stage: Path, rel: str, source: bytes | Path) -> tuple[str, int]:
 
 def _default_files(artifact: Artifact, written: Mapping[str, Any]) -> list[str]:
     """The files of an artifact that lists none: by format, from the files being written."""
-    if artifact.format == "openvino":
-        candidates = [artifact.path, artifact.path[: -len(".xml")] + ".bin"]
+    spec = get_format(artifact.format)
+    if spec.companions:  # e.g. OpenVINO's model.xml + model.bin
+        stem = artifact.path[: -len(spec.suffix)]
+        candidates = [artifact.path, *(stem + c for c in spec.companions)]
         return [p for p in candidates if p in written] or [artifact.path]
-    # onnx: the graph plus external data saved next to it under a name that extends it
-    # (model.onnx.data, model.onnx_data).
+    # Otherwise (onnx): the graph plus external data saved next to it under a name that
+    # extends it (model.onnx.data, model.onnx_data).
     folder, name = posixpath.split(artifact.path)
     extra = sorted(
         p for p in written if p != artifact.path and posixpath.dirname(p) == folder and posixpath.basename(p).startswith(name)

@@ -32,6 +32,7 @@ from edgeanomaly.bundle._schema import (
     SCHEMA_VERSION,
     TASKS,
 )
+from edgeanomaly.registry import get_format
 from edgeanomaly.errors import ConfigError
 
 __all__ = ["ArtifactFile", "Artifact", "Manifest", "input_spec", "output_specs"]
@@ -178,8 +179,9 @@ class Artifact:
             F.fail(f"{where}.files", f"lists {', '.join(duplicates)} more than once")
         if files and path not in paths:
             F.fail(f"{where}.files", f"does not list the artifact's own path {path!r}")
-        if files and fmt == "openvino" and not any(p.endswith(".bin") for p in paths):
-            F.fail(f"{where}.files", "an openvino artifact needs its weights file (.bin) listed")
+        for companion in get_format(fmt).companions:
+            if files and not any(p.endswith(companion) for p in paths):
+                F.fail(f"{where}.files", f"an {fmt} artifact needs its {companion} file (weights) listed")
         static = self.static_batch
         if static is not None:
             static = F.as_int(static, f"{where}.static_batch", minimum=1)
@@ -239,7 +241,7 @@ def _check_model_info(value: Any) -> dict[str, str]:
 
 def _check_preprocessing(value: Any) -> dict[str, Any]:
     # Imported here: the data layer pulls in OpenCV, which importing the bundle package should not.
-    from edgeanomaly.data._preprocess import PreprocessConfig
+    from edgeanomaly.data import PreprocessConfig
 
     if not isinstance(value, Mapping):
         F.fail("preprocessing", f"expected a JSON object, got {type(value).__name__}")

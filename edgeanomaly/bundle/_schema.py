@@ -6,6 +6,10 @@ Everything else in :mod:`edgeanomaly.bundle` reads its vocabulary from here, and
 
 from __future__ import annotations
 
+from typing import Iterator, Mapping
+
+from edgeanomaly import registry
+
 __all__ = [
     "SCHEMA_VERSION",
     "MANIFEST_NAME",
@@ -24,10 +28,31 @@ SCHEMA_VERSION: int = 1
 #: File name of the manifest at the bundle root.
 MANIFEST_NAME: str = "manifest.json"
 
-#: Artifact format -> file suffix of the file a backend loads (``Artifact.path``).
-FORMATS: dict[str, str] = {"onnx": ".onnx", "openvino": ".xml"}
 
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+
+class _FormatSuffixes(Mapping[str, str]):
+    """A live, read-only view of :mod:`edgeanomaly.registry`: format -> suffix of its loadable file."""
+
+    def __getitem__(self, name: str) -> str:
+        if name not in registry.format_names():
+            raise KeyError(name)
+        return registry.get_format(name).suffix
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.format_names())
+
+    def __len__(self) -> int:
+        return len(registry.format_names())
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+#: Artifact format -> file suffix of the file a backend loads (``Artifact.path``); the
+#: registry's format rows, so a format registered there is valid in a manifest.
+FORMATS: Mapping[str, str] = _FormatSuffixes()
+
+PRECISIONS: tuple[str, ...] = registry.PRECISIONS
 
 #: Task -> names of the graph outputs, in order.
 TASKS: dict[str, tuple[str, ...]] = {

@@ -20,7 +20,7 @@ from edgeanomaly.cli._common import friendly_errors
 @friendly_errors
 def benchmark(bundle: Path, data: Path | None, category: str | None, repeats: int, throughput_images: int, cold_start: bool, out: Path | None) -> None:
     """Latency, throughput, accuracy and drift of every artifact x backend x device."""
-    from edgeanomaly.tooling._benchmark import benchmark_bundle, benchmark_markdown, write_benchmark
+    from edgeanomaly.tooling import benchmark_bundle, benchmark_markdown, write_benchmark
 
     rows = benchmark_bundle(bundle, data, category=category, repeats=repeats, throughput_images=throughput_images,
                             cold_start=cold_start, progress=lambda what: click.echo(f"benchmarking {what} ...", err=True))

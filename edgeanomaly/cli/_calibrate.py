@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import friendly_errors, progress
+from edgeanomaly.cli._common import backend_choice, friendly_errors, precision_choice, progress
 
 
 @click.command("calibrate")
@@ -16,9 +16,9 @@ from edgeanomaly.cli._common import friendly_errors, progress
 @click.option("--category", default=None, help="Category when --data holds several MVTec categories.")
 @click.option("--split", type=click.Choice(["auto", "train", "test", "all"]), default="auto", show_default=True, help="auto: labelled test split if it has both classes, else all normal images.")
 @click.option("--quantile", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.99, show_default=True, help="Threshold quantile of normal scores (normal-only data).")
-@click.option("--backend", type=click.Choice(["auto", "openvino", "onnxruntime"]), default="auto", show_default=True)
+@click.option("--backend", type=backend_choice(), default="auto", show_default=True)
 @click.option("--device", default="CPU", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True, help="Calibrate the artifact of this precision (scores differ slightly between precisions).")
+@click.option("--precision", type=precision_choice(), default=None, help="Calibrate the artifact of this precision (scores differ slightly between precisions); default: the one predict picks.")
 @click.option("--artifact", default=None, help="Artifact name; overrides --precision.")
 @click.option("--dry-run", is_flag=True, help="Compute and print, do not rewrite the manifest.")
 @click.option("--json", "as_json", is_flag=True, help="Print the old and new calibration as JSON.")
@@ -31,7 +31,7 @@ def calibrate(
     quantile: float,
     backend: str,
     device: str,
-    precision: str,
+    precision: str | None,
     artifact: str | None,
     dry_run: bool,
     as_json: bool,
@@ -48,7 +48,7 @@ def calibrate(
       edgeanomaly calibrate bundles/fabric --data /data/line3/fabric
     """
     from edgeanomaly.bundle import read_bundle
-    from edgeanomaly.runtime import recalibrate
+    from edgeanomaly.tooling import recalibrate
 
     with read_bundle(bundle) as opened:
         before = opened.manifest.calibration

@@ -4,13 +4,40 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import click
 
+from edgeanomaly import registry
 from edgeanomaly.errors import EdgeAnomalyError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _LiveChoice(click.Choice):
+    """A choice read from the registry when it is used, so a row registered later is offered too."""
+
+    def __init__(self, names: Callable[[], Sequence[str]]) -> None:
+        self._names = names
+        super().__init__(list(names()))
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:  # click.Choice.__init__ assigns; the registry rules
+        pass
+
+
+def backend_choice() -> click.Choice:
+    """``--backend`` values: ``auto`` and every backend row of :mod:`edgeanomaly.registry`."""
+    return _LiveChoice(lambda: ["auto", *registry.backend_names()])
+
+
+def precision_choice() -> click.Choice:
+    """``--precision`` values: the registry's artifact precisions."""
+    return _LiveChoice(lambda: list(registry.PRECISIONS))
 
 
 def friendly_errors(func: F) -> F:

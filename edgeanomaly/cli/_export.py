@@ -11,7 +11,7 @@ from edgeanomaly.cli._common import StageBar, friendly_errors, split_csv
 
 
 def _size(n: int | None) -> str:
-    from edgeanomaly.bundle._describe import format_bytes
+    from edgeanomaly.bundle import format_bytes
 
     return "" if n is None else format_bytes(n)
 
@@ -59,14 +59,14 @@ def export(checkpoint: Path | None, out: Path, recipe: Path | None, data: Path |
     require("torch", "exporting models")
     from edgeanomaly.errors import ConfigError
     from edgeanomaly.export import export_checkpoint, load_recipe
-    from edgeanomaly.models._checkpoint import load_checkpoint
+    from edgeanomaly.models import load_checkpoint
 
     if (checkpoint is None) == (recipe is None):
         raise ConfigError("Expected either a CHECKPOINT argument or --recipe (with --data), not both and not neither")
     fmt_list = split_csv(formats)
     prec_list = split_csv(precisions)
     if recipe is not None:
-        from edgeanomaly.models._pipeline import fit_run
+        from edgeanomaly.models import fit_run
 
         if data is None:
             raise ConfigError("--recipe needs --data DIR (the dataset to fit on)")

@@ -100,7 +100,7 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, backbone: 
     from edgeanomaly._optional import require
 
     require("torch", "fitting models")
-    from edgeanomaly.models._pipeline import fit_run
+    from edgeanomaly.models import fit_run
 
     kwargs = build_model_kwargs(backbone, layers, seed, weights, weights_cache, pretrained, params)
     bar = StageBar()

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import click
 
-from edgeanomaly.cli._common import friendly_errors, progress
+from edgeanomaly.cli._common import backend_choice, friendly_errors, precision_choice, progress
 
 #: Exit code when the run finished but some inputs could not be scored (corrupt files...).
 EXIT_SOME_FAILED = 3
@@ -27,7 +27,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 def _resolve_source(source: str, watch: bool) -> tuple[str, Any]:
     """-> (kind, value): ("camera", 0), ("watch", dir), ("files", [paths]), ("video", path)."""
-    from edgeanomaly.data._io import is_image_file
+    from edgeanomaly.data import is_image_file
 
     if source.strip().isdigit() and not Path(source).exists():
         return "camera", int(source)
@@ -116,7 +116,7 @@ class _Report:
                     stage: {"mean": round(sum(v) / len(v), 3), "p50": _percentile(v, 50), "p95": _percentile(v, 95)}
                     for stage, v in self.stages.items()
                 },
-                **{k: info[k] for k in ("backend", "device", "precision", "artifact")},
+                **{k: info[k] for k in ("backend", "device", "precision", "artifact", "selection")},
             }
         }
         line = json.dumps(out, ensure_ascii=False)
@@ -140,9 +140,9 @@ class _Report:
 @click.command("predict")
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.argument("source")
-@click.option("--backend", type=click.Choice(["auto", "openvino", "onnxruntime"]), default="auto", show_default=True)
+@click.option("--backend", type=backend_choice(), default="auto", show_default=True)
 @click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU (OpenVINO); CPU, CUDA, TensorRT (ONNX Runtime).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True, help="Artifact precision to run.")
+@click.option("--precision", type=precision_choice(), default=None, help="Artifact precision to run (default: the best the device can run; CPU fp32 > fp16 > int8).")
 @click.option("--artifact", default=None, help="Artifact name (e.g. openvino-int8); overrides --precision.")
 @click.option("--inference-precision", type=click.Choice(["f32", "bf16", "f16"]), default=None, help="OpenVINO execution precision (default f32 on CPU).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Images per inference call (folders and globs).")
@@ -158,7 +158,7 @@ def predict(
     source: str,
     backend: str,
     device: str,
-    precision: str,
+    precision: str | None,
     artifact: str | None,
     inference_precision: str | None,
     batch_size: int,
@@ -199,7 +199,7 @@ def predict(
     )
     info = detector.info()
     if not as_json:
-        click.echo(f"{detector!r}", err=True)
+        click.echo(f"{detector!r}: {detector.selection}", err=True)
     report = _Report(as_json, out_dir, save_overlays)
     t0 = time.perf_counter()
     try:
@@ -223,7 +223,7 @@ def _run_files(detector: Any, paths: list[Path], batch_size: int, report: _Repor
     """Decode in this thread, infer pipelined; every line (result or error) in input order."""
     from collections import deque
 
-    from edgeanomaly.data._io import read_image
+    from edgeanomaly.data import read_image
     from edgeanomaly.errors import ImageReadError
 
     # (path, decode_ms, rgb) for decoded files, (path, None, error) for unreadable ones.

@@ -48,7 +48,7 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     else:
         _stage(f"1/5 dataset {data}")
 
-    from edgeanomaly.models._pipeline import fit_run
+    from edgeanomaly.models import fit_run
 
     _stage(f"2/5 fit {model_name} (efficientnet_lite0, ImageNet weights)")
     bar = StageBar()
@@ -67,7 +67,7 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     report = export_checkpoint(ckpt, bundle, ["onnx", "openvino"], ["fp32", "fp16", "int8"], overwrite=True, step=print_step)
     print_parity(report)
 
-    from edgeanomaly.tooling._validation import validate_bundle, write_validation_report
+    from edgeanomaly.tooling import validate_bundle, write_validation_report
 
     _stage("4/5 validate every artifact against ground truth (torch-free runtime)")
     vbar = StageBar()
@@ -78,7 +78,7 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     print_validation(vreport)
     write_validation_report(vreport, out / "validation")
 
-    from edgeanomaly.tooling._benchmark import benchmark_bundle, benchmark_markdown, write_benchmark
+    from edgeanomaly.tooling import benchmark_bundle, benchmark_markdown, write_benchmark
 
     _stage("5/5 benchmark (batch-1 latency per decoded image, async throughput, cold start)")
     rows = benchmark_bundle(bundle, data, category=category, repeats=20, throughput_images=32)

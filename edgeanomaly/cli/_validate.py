@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import StageBar, friendly_errors, split_csv
+from edgeanomaly.cli._common import StageBar, backend_choice, friendly_errors, split_csv
 
 
 def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, imported lazily
-    from edgeanomaly.tooling._validation import _markdown
+    from edgeanomaly.tooling import validation_markdown
 
     # The Markdown table reads well in a terminal too, and is what the report file holds.
-    for line in _markdown(report).splitlines()[2:]:
+    for line in validation_markdown(report).splitlines()[2:]:
         click.echo(line)
 
 
@@ -21,7 +21,7 @@ def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, import
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Labelled dataset (MVTec layout with test/ and ground_truth/).")
 @click.option("--category", default=None, help="Category inside --data.")
-@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "openvino", "onnxruntime"]))
+@click.option("--backend", default="auto", show_default=True, type=backend_choice())
 @click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO (OpenVINO); CPU, CUDA (ONNX Runtime).")
 @click.option("--artifact", "artifacts", default=None, help="Comma-separated artifact names (default: all the backend can run).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write validation.json, validation.md and figures here.")
@@ -31,7 +31,7 @@ def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, import
 def validate(bundle: Path, data: Path, category: str | None, backend: str, device: str, artifacts: str | None,
              out: Path | None, tolerance: float | None, figures: bool) -> None:
     """Check BUNDLE against ground truth and against its torch reference; exit 1 on drift."""
-    from edgeanomaly.tooling._validation import validate_bundle, write_validation_report
+    from edgeanomaly.tooling import validate_bundle, write_validation_report
 
     bar = StageBar()
     try:

@@ -26,13 +26,15 @@ import numpy as np
 from edgeanomaly import __version__
 from edgeanomaly.bundle import Artifact, Calibration, Manifest, input_spec, output_specs, utc_now, write_bundle
 from edgeanomaly.data import Dataset, PreprocessConfig, Sample, load_dataset, preprocess, sample_masks
-from edgeanomaly.data._preprocess import resize_and_crop
+from edgeanomaly.data import resize_and_crop
 from edgeanomaly.errors import ConfigError, ExportError, ParityError
-from edgeanomaly.export._formats import artifact_name, artifact_path, check_targets
+from edgeanomaly.export._formats import check_targets
 from edgeanomaly.export._graphs import ONNX_OPSET, export_onnx, onnx_to_openvino, quantize_openvino_int8
-from edgeanomaly.metrics._report import evaluate_outputs, relative_diff
+from edgeanomaly.metrics import evaluate_outputs
+from edgeanomaly.registry import backends_for, get_format
+from edgeanomaly.tooling import compare_outputs, raw_outputs
 
-__all__ = ["ExportReport", "ArtifactReport", "export_checkpoint", "FP32_RTOL", "REFERENCE_SAMPLES"]
+__all__ = ["ExportContext", "ExportReport", "ArtifactReport", "export_checkpoint", "write_onnx", "write_openvino", "FP32_RTOL", "REFERENCE_SAMPLES"]
 
 log = logging.getLogger("edgeanomaly.export")
 
@@ -60,6 +62,54 @@ class ExportReport:
     artifacts: list[ArtifactReport] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     manifest: Manifest | None = None
+
+
+@dataclass
+class ExportContext:
+    """What a format's writer (a row of :mod:`edgeanomaly.registry`) gets from the export.
+
+    Attributes:
+        held_out: the preprocessed held-out images ``(N, 3, H, W) float32``.
+        calibrate: ``(outputs, split description) -> Calibration`` on the held-out images.
+        calibration: the bundle's calibration.
+        done: ``(step description, start time, bytes)`` records a timed step in the report.
+    """
+
+    model: Any
+    preprocessing: PreprocessConfig
+    info: dict[str, str]
+    static_batch: int | None
+    stage: Path
+    dataset: Dataset | None
+    held_out: np.ndarray
+    calibrate: Callable[..., Calibration]
+    calibration: Calibration
+    done: Callable[..., float]
+    _onnx: list[Path] | None = None
+
+    def onnx_fp32(self) -> list[Path]:
+        """The FP32 ONNX graph (written once; other formats convert from it), external data after it."""
+        if self._onnx is None:
+            t0 = time.perf_counter()
+            path = self.stage / get_format("onnx").artifact_path("fp32")
+            export_onnx(self.model, path, self.preprocessing.input_size, self.info, self.static_batch)
+            data = path.with_name(path.name + ".data")
+            self._onnx = [path] + ([data] if data.exists() else [])
+            self.done("onnx graph", t0, sum(f.stat().st_size for f in self._onnx))
+        return self._onnx
+
+
+def write_onnx(ctx: ExportContext, precision: str, dest: Path) -> list[Path]:
+    """Writer of the ``onnx`` format row (FP32 only: the graph every other format starts from)."""
+    return ctx.onnx_fp32()
+
+
+def write_openvino(ctx: ExportContext, precision: str, dest: Path) -> list[Path]:
+    """Writer of the ``openvino`` format row: FP32/FP16 IR converted from ONNX, INT8 with NNCF."""
+    if precision == "int8":
+        return _int8_artifact(ctx.model, ctx.dataset, ctx.preprocessing, ctx.info, ctx.static_batch, ctx.stage, dest,
+                              ctx.held_out, ctx.calibrate, ctx.calibration)
+    return onnx_to_openvino(ctx.onnx_fp32()[0], dest, ctx.info, fp16=precision == "fp16")
 
 
 def model_info(model: Any, preprocessing: PreprocessConfig, static_batch: int | None) -> dict[str, str]:
@@ -104,7 +154,7 @@ def _held_out(ckpt: Any, calibration_data: Path | None) -> tuple[Dataset | None,
             raise ExportError(f"The dataset the checkpoint was fitted on ({data}) cannot be used for parity: {exc}") from exc
         if ds.test:
             return ds, ds.test, str(data)
-        from edgeanomaly.models._pipeline import training_split
+        from edgeanomaly.models import training_split
 
         return ds, training_split(ds)[1], f"{data} (train holdout)"
     raise ConfigError(
@@ -126,20 +176,10 @@ def _torch_outputs(model: Any, batch: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _run_artifact(path: Path, fmt: str, precision: str, batch: np.ndarray, static_batch: int | None) -> tuple[dict[str, np.ndarray], str]:
-    if fmt == "openvino":
-        from edgeanomaly.runtime._backends._openvino import OpenVINOBackend
-
-        backend = OpenVINOBackend(path, "CPU", artifact_precision=precision, static_batch=static_batch)
-    else:
-        from edgeanomaly.runtime._backends._onnxruntime import ONNXRuntimeBackend
-
-        backend = ONNXRuntimeBackend(path, "CPU", artifact_precision=precision, static_batch=static_batch)
+    """Raw outputs of an artifact file on the CPU, with the backend that prefers its format (what a device uses)."""
+    backend = backends_for(fmt)[0].create(path, "CPU", artifact_precision=precision, static_batch=static_batch)
     try:
-        outs: dict[str, list[np.ndarray]] = {}
-        for start in range(0, batch.shape[0], 8):
-            for k, v in backend.run(batch[start : start + 8]).items():
-                outs.setdefault(k, []).append(np.asarray(v, np.float32))
-        return {k: np.concatenate(v) for k, v in outs.items()}, backend.precision
+        return raw_outputs(backend, batch), backend.precision
     finally:
         backend.close()
 
@@ -154,18 +194,7 @@ def _parity(
 ) -> dict[str, Any]:
     from edgeanomaly.metrics import auroc, pixel_auroc
 
-    s_abs, s_rel = relative_diff(outs["pred_score"], ref["pred_score"])
-    result: dict[str, Any] = {
-        "execution": executed,
-        "n_images": int(ref["pred_score"].shape[0]),
-        "max_abs_score_diff": s_abs,
-        "max_rel_score_diff": s_rel,
-        "label_flips": int(np.sum(calibration.label_score(outs["pred_score"]) != calibration.label_score(ref["pred_score"]))),
-    }
-    if "anomaly_map" in ref:
-        m_abs, m_rel = relative_diff(outs["anomaly_map"], ref["anomaly_map"])
-        result["max_abs_map_diff"] = m_abs
-        result["max_rel_map_diff"] = m_rel
+    result: dict[str, Any] = {"execution": executed, **compare_outputs(outs, ref, calibration)}
     if labels is not None and len(np.unique(labels)) == 2:
         result["image_auroc"] = float(auroc(outs["pred_score"], labels))
         if masks is not None and "anomaly_map" in outs:
@@ -195,7 +224,7 @@ def export_checkpoint(
     Raises:
         ParityError: an FP32 artifact differs from torch by more than ``FP32_RTOL``.
     """
-    from edgeanomaly.tooling._calibration import compute_calibration
+    from edgeanomaly.tooling import compute_calibration
 
     targets = check_targets(list(formats), list(precisions))
     if static_batch is not None and static_batch < 1:
@@ -244,30 +273,13 @@ def export_checkpoint(
         files: dict[str, Path] = {}
         artifacts: list[Artifact] = []
         parity: dict[str, Any] = {}
-        onnx_fp32: Path | None = None
-
-        def ensure_onnx() -> Path:
-            nonlocal onnx_fp32
-            if onnx_fp32 is None:
-                t0 = time.perf_counter()
-                p = stage / "model.onnx"
-                written = export_onnx(model, p, pp.input_size, info, static_batch)
-                done("onnx graph", t0, sum(f.stat().st_size for f in written))
-                onnx_fp32 = p
-            return onnx_fp32
-
+        ctx = ExportContext(model, pp, info, static_batch, stage, ds, batch, calibrate, cal, done)
         for fmt, prec in targets:
-            name = artifact_name(fmt, prec)
-            rel = artifact_path(fmt, prec)
+            spec = get_format(fmt)
+            name = spec.artifact_name(prec)
+            rel = spec.artifact_path(prec)
             t0 = time.perf_counter()
-            dest = stage / rel
-            if fmt == "onnx":
-                src = ensure_onnx()
-                written = [src] + ([src.with_name(src.name + ".data")] if src.with_name(src.name + ".data").exists() else [])
-            elif prec == "int8":
-                written = _int8_artifact(model, ds, pp, info, static_batch, stage, dest, batch, calibrate, cal)
-            else:
-                written = onnx_to_openvino(ensure_onnx(), dest, info, fp16=prec == "fp16")
+            written = spec.load_writer()(ctx, prec, stage / rel)
             nbytes = sum(f.stat().st_size for f in written)
             secs = done(f"{name} written", t0, nbytes)
             t0 = time.perf_counter()
@@ -334,7 +346,7 @@ def export_checkpoint(
 
 def _train_samples(ds: Dataset | None) -> list[Sample]:
     """The images the model was fitted on (see ``training_split``)."""
-    from edgeanomaly.models._pipeline import training_split
+    from edgeanomaly.models import training_split
 
     if ds is None or not ds.train:
         raise ExportError("INT8 export needs the normal training images (to calibrate and refit); none were found")

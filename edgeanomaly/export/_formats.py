@@ -1,70 +1,50 @@
-"""One table of export formats. It drives argument checks, export dispatch, the artifact
-names in a bundle, backend choice at runtime and the benchmark loop."""
+"""Export targets, read from the format rows of :mod:`edgeanomaly.registry`.
+
+The registry's table drives argument checks, export dispatch (each row's writer), the
+artifact names and paths in a bundle, backend choice at runtime and the benchmark loop.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Iterator, Mapping
 
+from edgeanomaly import registry
 from edgeanomaly._optional import check_choice
 from edgeanomaly.errors import ConfigError
+from edgeanomaly.registry import PRECISIONS, FormatSpec, get_format
 
 __all__ = ["ExportFormat", "FORMATS", "PRECISIONS", "artifact_name", "artifact_path", "check_targets"]
 
-PRECISIONS = ("fp32", "fp16", "int8")
+#: An export target is a registry format row.
+ExportFormat = FormatSpec
 
 
-@dataclass(frozen=True)
-class ExportFormat:
-    """An export target.
+class _Formats(Mapping[str, FormatSpec]):
+    """A live, read-only view of the registry's format rows by name."""
 
-    Attributes:
-        name: ``--format`` value and bundle ``Artifact.format``.
-        suffix: file suffix of the loadable file.
-        precisions: precisions this format is written in.
-        backends: runtime backends that run it.
-        devices: devices those backends can target.
-        notes: shown in ``export --help`` and docs.
-    """
+    def __getitem__(self, name: str) -> FormatSpec:
+        if name not in registry.format_names():
+            raise KeyError(name)
+        return get_format(name)
 
-    name: str
-    suffix: str
-    precisions: tuple[str, ...]
-    backends: tuple[str, ...]
-    devices: tuple[str, ...]
-    notes: str
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.format_names())
+
+    def __len__(self) -> int:
+        return len(registry.format_names())
 
 
-FORMATS: dict[str, ExportFormat] = {
-    "onnx": ExportFormat(
-        name="onnx",
-        suffix=".onnx",
-        precisions=("fp32",),
-        backends=("onnxruntime", "openvino"),
-        devices=("CPU", "CUDA", "TensorRT"),
-        notes="opset 17, dynamic batch unless --static; external data beyond 2 GB",
-    ),
-    "openvino": ExportFormat(
-        name="openvino",
-        suffix=".xml",
-        precisions=("fp32", "fp16", "int8"),
-        backends=("openvino",),
-        devices=("CPU", "GPU", "NPU", "AUTO"),
-        notes="IR v11; fp16 = compressed weights; int8 = NNCF post-training quantisation of the backbone",
-    ),
-}
+FORMATS: Mapping[str, FormatSpec] = _Formats()
 
 
 def artifact_name(fmt: str, precision: str) -> str:
     """Bundle artifact name, e.g. ``openvino-int8``."""
-    return f"{fmt}-{precision}"
+    return get_format(fmt).artifact_name(precision)
 
 
 def artifact_path(fmt: str, precision: str) -> str:
     """Relative path of the loadable file inside a bundle."""
-    if fmt == "onnx":
-        return "model.onnx" if precision == "fp32" else f"model-{precision}.onnx"
-    folder = "openvino" if precision == "fp32" else f"openvino-{precision}"
-    return f"{folder}/model.xml"
+    return get_format(fmt).artifact_path(precision)
 
 
 def check_targets(formats: list[str], precisions: list[str]) -> list[tuple[str, str]]:
@@ -73,18 +53,19 @@ def check_targets(formats: list[str], precisions: list[str]) -> list[tuple[str, 
     A precision a format does not offer is skipped for that format, but each asked
     precision must be offered by at least one asked format.
     """
+    known = registry.format_names()
     if not formats:
-        raise ConfigError("Expected at least one --format (onnx, openvino)")
+        raise ConfigError(f"Expected at least one --format ({', '.join(known)})")
     if not precisions:
-        raise ConfigError("Expected at least one --precision (fp32, fp16, int8)")
+        raise ConfigError(f"Expected at least one --precision ({', '.join(PRECISIONS)})")
     for f in formats:
-        check_choice("format", f, FORMATS)
+        check_choice("format", f, known)
     for p in precisions:
         check_choice("precision", p, PRECISIONS)
-    pairs = [(f, p) for f in formats for p in precisions if p in FORMATS[f].precisions]
+    pairs = [(f, p) for f in formats for p in precisions if p in get_format(f).precisions]
     for p in precisions:
         if not any(pp == p for _, pp in pairs):
-            offered = ", ".join(f"{f}: {'/'.join(FORMATS[f].precisions)}" for f in formats)
+            offered = ", ".join(f"{f}: {'/'.join(get_format(f).precisions)}" for f in formats)
             raise ConfigError(f"No asked format offers precision {p!r} ({offered})")
     # fp32 first: it is the reference every other artifact is compared with.
-    return sorted(set(pairs), key=lambda fp: (PRECISIONS.index(fp[1]), list(FORMATS).index(fp[0])))
+    return sorted(set(pairs), key=lambda fp: (PRECISIONS.index(fp[1]), known.index(fp[0])))

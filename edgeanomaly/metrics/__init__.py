@@ -14,6 +14,7 @@ Pixel level (anomaly_maps and masks (N, H, W) or (N, 1, H, W)):
     aupro, pro, pro_curve, pimo, aupimo
 Normalisation: manual_threshold, min_max, anomaly_score_distribution
 PatchCore-style dicts: compute_imagewise_retrieval_metrics, compute_pixelwise_retrieval_metrics
+Evaluation of raw outputs with a calibration: evaluate_outputs, relative_diff
 Figures (extra ``[plot]``): plot_roc, plot_pr, plot_pro, plot_pimo
 
 Only numpy and OpenCV are imported (matplotlib inside the plotting functions).
@@ -33,6 +34,7 @@ from edgeanomaly.metrics._pimo import AUPIMO, DEFAULT_FPR_BOUNDS, PIMO, aupimo, 
 from edgeanomaly.metrics._plot import plot_pimo, plot_pr, plot_pro, plot_roc
 from edgeanomaly.metrics._pr import AUPR, PR, PixelAUPR, PixelPR, aupr, pixel_aupr, pixel_pr_curve, pr_curve
 from edgeanomaly.metrics._pro import AUPRO, PRO, PROCurve, aupro, pro, pro_curve
+from edgeanomaly.metrics._report import REPORT_METRICS, evaluate_outputs, relative_diff
 from edgeanomaly.metrics._results import (
     AdaptiveThresholdResult,
     AUPIMOResult,
@@ -110,6 +112,10 @@ __all__ = [
     "AdaptiveThresholdResult",
     "MinMaxResult",
     "ScoreDistributionResult",
+    # evaluation of raw model outputs (fit, export, validate)
+    "evaluate_outputs",
+    "relative_diff",
+    "REPORT_METRICS",
     # figures
     "plot_roc",
     "plot_pr",

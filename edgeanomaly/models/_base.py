@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeanomaly.components import FeatureExtractor
-from edgeanomaly.components._buffer import DynamicBufferModule
+from edgeanomaly.components import DynamicBufferModule
 from edgeanomaly.errors import ConfigError, NotFittedError
 
 __all__ = ["AnomalyModel", "concat_layers"]

@@ -47,8 +47,8 @@ def calibrate_and_evaluate(
     mistakes its F1 for a held-out number.
     """
     from edgeanomaly.data import sample_labels, sample_masks
-    from edgeanomaly.metrics._report import evaluate_outputs
-    from edgeanomaly.tooling._calibration import compute_calibration
+    from edgeanomaly.metrics import evaluate_outputs
+    from edgeanomaly.tooling import compute_calibration
 
     labels = sample_labels(dataset.test)
     masks = sample_masks(dataset.test, preprocessing) if maps is not None else None
@@ -122,7 +122,7 @@ def fit_run(
     calibration_dict = None
     metrics: dict[str, float] = {}
     if holdout:
-        from edgeanomaly.tooling._calibration import compute_calibration
+        from edgeanomaly.tooling import compute_calibration
 
         t0 = time.perf_counter()
         outputs = predict_samples(model, holdout, preprocessing, batch_size)
@@ -141,7 +141,7 @@ def fit_run(
         if dataset.is_labelled:
             calibration, metrics = calibrate_and_evaluate(outputs.scores, outputs.maps, dataset, preprocessing)
         else:
-            from edgeanomaly.tooling._calibration import compute_calibration
+            from edgeanomaly.tooling import compute_calibration
 
             normal = np.array([s.label == 0 for s in dataset.test])
             calibration = compute_calibration(

@@ -1,7 +1,9 @@
 """Torch-free inference: load a bundle, predict on images, folders, videos and cameras.
 
 Backends: OpenVINO (CPU, GPU, NPU, AUTO on request) and ONNX Runtime (CPU; CUDA/TensorRT
-with ``onnxruntime-gpu``), each imported only when used. This package never imports torch.
+with ``onnxruntime-gpu``), each imported only when used; which backend runs which format on
+which device is the table in :mod:`edgeanomaly.registry`. This package never imports torch.
+Validation, benchmarking and recalibration live in :mod:`edgeanomaly.tooling`.
 
 >>> from edgeanomaly.runtime import load                     # doctest: +SKIP
 >>> det = load("bundles/patchcore-fabric")                  # doctest: +SKIP
@@ -26,16 +28,8 @@ _EXPORTS = {
     "stream": "edgeanomaly.runtime._stream",
     "watch_folder": "edgeanomaly.runtime._stream",
     "FolderWatcher": "edgeanomaly.runtime._stream",
-    "compute_calibration": "edgeanomaly.tooling._calibration",
-    "DEFAULT_QUANTILE": "edgeanomaly.tooling._calibration",
-    "recalibrate": "edgeanomaly.tooling._recalibrate",
-    "BACKENDS": "edgeanomaly.runtime._devices",
     "list_devices": "edgeanomaly.runtime._devices",
     "Backend": "edgeanomaly.runtime._backends",
-    "validate_bundle": "edgeanomaly.tooling._validation",
-    "write_validation_report": "edgeanomaly.tooling._validation",
-    "TOLERANCES": "edgeanomaly.tooling._validation",
-    "benchmark_bundle": "edgeanomaly.tooling._benchmark",
 }
 
 __all__ = sorted(_EXPORTS)

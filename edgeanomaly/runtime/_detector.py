@@ -12,15 +12,11 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from edgeanomaly._optional import check_choice
-from edgeanomaly.data._preprocess import PreprocessConfig, preprocess
+from edgeanomaly.data import PreprocessConfig, preprocess
 from edgeanomaly.errors import BackendUnavailableError, BundleError, ConfigError
+from edgeanomaly.registry import PRECISIONS, BackendSpec, backends, backends_for, get_backend
 from edgeanomaly.runtime._backends import Backend
-from edgeanomaly.runtime._devices import (
-    BACKENDS,
-    backend_installed,
-    check_inference_precision,
-    check_performance_hint,
-)
+from edgeanomaly.runtime._devices import check_inference_precision, check_performance_hint
 from edgeanomaly.runtime._inputs import as_rgb
 from edgeanomaly.runtime._postprocess import postprocess
 from edgeanomaly.runtime._prediction import Prediction
@@ -36,60 +32,91 @@ def _artifact_table(bundle: Any) -> str:
     return ", ".join(f"{a.name} ({a.format}, {a.precision})" for a in bundle.artifacts) or "none"
 
 
-def select_artifact(bundle: Any, backend: str = "auto", precision: str = "fp32", artifact: str | None = None) -> tuple[str, Any]:
-    """Choose ``(backend, artifact)`` for a bundle.
+def _by_name(bundle: Any, backend: str, artifact: str, device: str) -> tuple[str, Any, str]:
+    names = [a.name for a in bundle.artifacts]
+    check_choice(f"artifact of bundle {getattr(bundle, 'root', '')}", artifact, names)
+    chosen = next(a for a in bundle.artifacts if a.name == artifact)
+    able = backends_for(chosen.format)
+    runnable = [b.name for b in able]
+    if backend != "auto":
+        if backend not in runnable:
+            raise ConfigError(
+                f"Artifact {artifact!r} ({chosen.format}) cannot run on backend {backend!r}; use {' or '.join(runnable)}."
+            )
+        return backend, chosen, "asked for by name"
+    # The backend that prefers this format first (an ONNX file on ONNX Runtime, an IR on
+    # OpenVINO), among those installed; one that knows the device before one that does not.
+    installed = sorted((b for b in able if b.auto and b.installed()), key=lambda b: not b.knows(device))
+    if not installed:
+        raise BackendUnavailableError(f"Artifact {artifact!r} needs {' or '.join(runnable)}, and none is installed.")
+    return installed[0].name, chosen, "asked for by name"
 
-    ``backend="auto"``: OpenVINO when it is installed and the bundle has an OpenVINO artifact
-    of ``precision``, else ONNX Runtime on the ONNX artifact, else OpenVINO reading the ONNX
-    file. ``artifact`` (a name such as ``"openvino-int8"``) overrides ``precision``.
-    """
-    check_choice("backend", backend, ["auto", *BACKENDS])
-    installed = {name: backend_installed(name) for name in BACKENDS}
-    if artifact is not None:
-        names = [a.name for a in bundle.artifacts]
-        check_choice(f"artifact of bundle {getattr(bundle, 'root', '')}", artifact, names)
-        chosen = next(a for a in bundle.artifacts if a.name == artifact)
-        runnable = [n for n, spec in BACKENDS.items() if chosen.format in spec.formats]
-        if backend != "auto":
-            if backend not in runnable:
-                raise ConfigError(
-                    f"Artifact {artifact!r} ({chosen.format}) cannot run on backend {backend!r}; "
-                    f"use {' or '.join(runnable)}."
-                )
-            return backend, chosen
-        # An ONNX artifact asked for by name runs on ONNX Runtime first, an IR on OpenVINO.
-        prefs = ["onnxruntime", "openvino"] if chosen.format == "onnx" else runnable
-        for name in prefs:
-            if name in runnable and installed[name]:
-                return name, chosen
-        raise BackendUnavailableError(
-            f"Artifact {artifact!r} needs {' or '.join(runnable)}, and none is installed."
-        )
 
-    def find(fmt: str) -> Any | None:
-        return next((a for a in bundle.artifacts if a.format == fmt and a.precision == precision), None)
-
-    if backend == "auto":
-        order = [("openvino", "openvino"), ("onnxruntime", "onnx"), ("openvino", "onnx")]
+def _choose(bundle: Any, backend: str, device: str, precision: str | None) -> tuple[str, Any, str]:
+    if backend != "auto":
+        candidates: list[BackendSpec] = [get_backend(backend)]
     else:
-        order = [(backend, fmt) for fmt in BACKENDS[backend].formats]
-    for name, fmt in order:
-        found = find(fmt)
-        if found is not None and (installed[name] or backend != "auto"):
-            return name, found
-    if backend == "auto" and not any(installed.values()):
-        raise BackendUnavailableError("Neither openvino nor onnxruntime is installed: pip install openvino")
+        candidates = [b for b in backends() if b.auto and b.installed() and b.knows(device)]
+        if not candidates:
+            if not any(b.installed() for b in backends()):
+                raise BackendUnavailableError("No inference backend is installed: pip install openvino (or onnxruntime)")
+            known = sorted({d for b in backends() if b.installed() for d in b.devices})
+            raise ConfigError(f"No installed backend knows device {device!r}; known devices: {', '.join(known)}")
+    prefs = (precision,) if precision else tuple(dict.fromkeys(p for c in candidates for p in c.precision_order(device)))
+    depth = max(len(c.formats) for c in candidates)
+    for prec in prefs:
+        # Format rank before backend: each backend's own format first (IR on OpenVINO, ONNX
+        # on ONNX Runtime), then the formats a backend reads as a fallback.
+        for rank in range(depth):
+            for cand in candidates:
+                if rank >= len(cand.formats) or (precision is None and prec not in cand.precision_order(device)):
+                    continue
+                static = cand.needs_static_batch(device)
+                for art in bundle.artifacts:
+                    if art.format == cand.formats[rank] and art.precision == prec and (not static or art.static_batch):
+                        why = (
+                            f"precision {prec} as asked"
+                            if precision
+                            else f"best precision for {device} on {cand.name} ({' > '.join(cand.precision_order(device))})"
+                        )
+                        return cand.name, art, why + (", static batch" if static else "")
+    static_note = " static-batch" if any(c.needs_static_batch(device) for c in candidates) else ""
     raise BundleError(
-        f"Bundle {getattr(bundle, 'root', '')} has no {precision} artifact that backend {backend!r} can run. "
-        f"Artifacts: {_artifact_table(bundle)}"
+        f"Bundle {getattr(bundle, 'root', '')} has no{static_note} {'/'.join(prefs)} artifact that backend {backend!r} "
+        f"can run on {device}. Artifacts: {_artifact_table(bundle)}"
     )
+
+
+def select_artifact(
+    bundle: Any, backend: str = "auto", precision: str | None = None, artifact: str | None = None, *, device: str = "CPU"
+) -> tuple[str, Any]:
+    """Choose ``(backend, artifact)`` for a bundle from the registry's backend rows.
+
+    With no ``precision`` and no ``artifact``: the best artifact the device can run, in the
+    backend row's precision order (CPU: fp32 > fp16 > int8; NPU: static int8 > fp16).
+    ``backend="auto"`` tries the installed backends that know ``device`` in registration
+    order, each backend's own format first (OpenVINO IR, then ONNX on ONNX Runtime, then
+    ONNX on OpenVINO). ``artifact`` (a name such as ``"openvino-int8"``) overrides ``precision``.
+    """
+    name, chosen, _ = _select(bundle, backend, precision, artifact, device)
+    return name, chosen
+
+
+def _select(bundle: Any, backend: str, precision: str | None, artifact: str | None, device: str) -> tuple[str, Any, str]:
+    if backend != "auto":
+        get_backend(backend)  # an unknown name fails here, with suggestions
+    if precision is not None:
+        check_choice("precision", precision, PRECISIONS)
+    if artifact is not None:
+        return _by_name(bundle, backend, artifact, device)
+    return _choose(bundle, backend, device, precision)
 
 
 class Detector:
     """A loaded bundle on one backend and device. Create it with :func:`load`.
 
     Attributes:
-        backend: ``"openvino"`` or ``"onnxruntime"``.
+        backend: the registry name of the backend, e.g. ``"openvino"`` or ``"onnxruntime"``.
         device: the device that actually runs the graph (e.g. ``"CPU"``, also after ``AUTO``).
         precision: verified precision, e.g. ``"fp32 (f32 execution)"``.
         artifact: the bundle artifact that was loaded (``.name``, ``.format``, ``.precision``).
@@ -123,6 +150,8 @@ class Detector:
             )
         self.calibration = manifest.calibration
         self.root = Path(bundle.root)
+        #: Why this artifact was chosen (set by :func:`load`).
+        self.selection: str = ""
 
     # -- info ----------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -132,6 +161,7 @@ class Detector:
             "model": self.manifest.model_info.get("model"),
             "task": self.task,
             "artifact": self.artifact.name,
+            "selection": self.selection,
             "backend": self.backend,
             "device": self.device,
             "precision": self.precision,
@@ -331,7 +361,7 @@ def load(
     backend: str = "auto",
     device: str = "CPU",
     *,
-    precision: str = "fp32",
+    precision: str | None = None,
     artifact: str | None = None,
     inference_precision: str | None = None,
     performance_hint: str = "latency",
@@ -344,13 +374,15 @@ def load(
 
     Args:
         bundle: bundle directory, ``.zip`` file, or an open ``edgeanomaly.bundle.Bundle``.
-        backend: ``"auto"`` (OpenVINO if installed and the bundle has an OpenVINO artifact of
-            ``precision``, else ONNX Runtime), ``"openvino"`` or ``"onnxruntime"``.
+        backend: ``"auto"`` (the installed backends that know ``device``, in the order of
+            :mod:`edgeanomaly.registry`: OpenVINO, then ONNX Runtime) or a registered name.
         device: OpenVINO ``CPU``/``GPU``/``GPU.1``/``NPU``, or ``AUTO``/``AUTO:GPU,CPU`` to let
             OpenVINO choose; ONNX Runtime ``CPU``/``CUDA``/``TensorRT`` or a fallback list
             ``"CUDA,CPU"``. A device that is not present raises
             :class:`~edgeanomaly.errors.DeviceUnavailableError` listing those that are.
-        precision: artifact precision to pick (``fp32``, ``fp16``, ``int8``).
+        precision: artifact precision to pick (``fp32``, ``fp16``, ``int8``). Default: the best
+            the device can run (CPU: fp32 > fp16 > int8; NPU: static int8 > fp16); the
+            choice and its reason are in ``Detector.selection`` and the log.
         artifact: artifact name (``"openvino-int8"``); overrides ``precision``.
         inference_precision: OpenVINO execution precision ``"f32"``, ``"bf16"`` or ``"f16"``.
             Default: f32 on CPU for every artifact, f32 on GPU unless the artifact is FP16.
@@ -370,47 +402,46 @@ def load(
     owns = isinstance(bundle, (str, os.PathLike))
     opened = read_bundle(bundle, verify=verify) if owns else bundle
     try:
-        backend_name, chosen = select_artifact(opened, backend, precision, artifact)
-        model_path = opened.path(chosen)
-        static_batch = getattr(chosen, "static_batch", None)
-        if backend_name == "openvino":
-            from edgeanomaly.runtime._backends._openvino import OpenVINOBackend
-
-            engine: Backend = OpenVINOBackend(
-                model_path,
-                device,
-                artifact_precision=chosen.precision,
-                inference_precision=inference_precision,
-                performance_hint=hint,
-                cache_dir=cache_dir,
-                num_streams=num_streams,
-                num_threads=num_threads,
-                static_batch=static_batch,
+        backend_name, chosen, why = _select(opened, backend, precision, artifact, device)
+        spec = get_backend(backend_name)
+        given = {
+            "inference_precision": inference_precision,
+            "performance_hint": hint,
+            "cache_dir": cache_dir,
+            "num_streams": num_streams,
+            "num_threads": num_threads,
+        }
+        explicit = {k for k, v in given.items() if v is not None} - ({"performance_hint"} if hint == "LATENCY" else set())
+        rejected = sorted(explicit - set(spec.options))
+        if rejected:
+            extra = (
+                " It runs the graph's own precision: pick an artifact of the precision you want instead (precision=... or artifact=...)."
+                if "inference_precision" in rejected
+                else ""
             )
-        else:
-            if inference_precision is not None:
-                raise ConfigError(
-                    "inference_precision is an OpenVINO setting; ONNX Runtime runs the graph's own precision. "
-                    "Pick an artifact of the precision you want instead (precision=... or artifact=...)."
-                )
-            from edgeanomaly.runtime._backends._onnxruntime import ONNXRuntimeBackend
-
-            engine = ONNXRuntimeBackend(
-                model_path,
-                device,
-                artifact_precision=chosen.precision,
-                num_threads=num_threads,
-                static_batch=static_batch,
+            raise ConfigError(
+                f"{', '.join(rejected)}: not a setting of the {spec.name} backend "
+                f"(it takes {', '.join(spec.options) or 'none'}).{extra}"
             )
+        engine: Backend = spec.create(
+            opened.path(chosen),
+            device,
+            artifact_precision=chosen.precision,
+            static_batch=getattr(chosen, "static_batch", None),
+            **{k: v for k, v in given.items() if k in spec.options and v is not None},
+        )
     except BaseException:
         if owns:
             opened.close()
         raise
     detector = Detector(engine, opened, chosen, owns_bundle=owns)
+    detector.backend = backend_name  # the registry row, also when two rows share a backend class
+    detector.selection = why
     log.info(
-        "loaded %s artifact %s on %s/%s, precision %s (compiled in %.0f ms)",
+        "loaded %s artifact %s (%s) on %s/%s, precision %s (compiled in %.0f ms)",
         detector.root,
         chosen.name,
+        why,
         detector.backend,
         detector.device,
         detector.precision,

@@ -1,8 +1,7 @@
-"""The one table of inference backends and devices, and the checks it drives.
+"""Device listing and checks for the built-in backends, driven by :mod:`edgeanomaly.registry`.
 
-Every argument check (backend name, device name, inference precision, performance hint),
-the ``auto`` backend choice and the error messages come from :data:`BACKENDS`, so adding a
-device means adding one row here.
+Which devices a backend knows (and ONNX Runtime's execution provider for each) is a field
+of its registry row; this module lists what is present and checks requests against it.
 
 Device selection fails fast: a device that is not present raises
 :class:`~edgeanomaly.errors.DeviceUnavailableError` listing what is present. Fallback to
@@ -13,69 +12,23 @@ or an ONNX Runtime list such as ``"CUDA,CPU"``).
 from __future__ import annotations
 
 import difflib
-import importlib.util
-from dataclasses import dataclass, field
 
-from edgeanomaly._optional import check_choice, require
-from edgeanomaly.errors import BackendUnavailableError, DeviceUnavailableError
+from edgeanomaly._optional import check_choice
+from edgeanomaly.errors import DeviceUnavailableError
+from edgeanomaly.registry import get_backend
 
 __all__ = [
-    "BackendSpec",
-    "BACKENDS",
     "INFERENCE_PRECISIONS",
     "PERFORMANCE_HINTS",
     "backend_installed",
     "list_devices",
+    "openvino_devices",
+    "onnxruntime_devices",
     "resolve_openvino_device",
     "resolve_onnxruntime_providers",
     "check_inference_precision",
     "check_performance_hint",
 ]
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """One inference backend.
-
-    Attributes:
-        name: name users pass as ``backend=``.
-        module: Python module that provides it (imported lazily).
-        formats: artifact formats it can load, preferred first.
-        devices: device families it knows (what the user may ask for).
-        providers: ONNX Runtime execution provider per device (empty for OpenVINO).
-        install_hint: what to install when it is missing.
-    """
-
-    name: str
-    module: str
-    formats: tuple[str, ...]
-    devices: tuple[str, ...]
-    providers: dict[str, str] = field(default_factory=dict)
-    install_hint: str = ""
-
-
-BACKENDS: dict[str, BackendSpec] = {
-    "openvino": BackendSpec(
-        name="openvino",
-        module="openvino",
-        # OpenVINO reads ONNX too, so a bundle without IR still runs on it.
-        formats=("openvino", "onnx"),
-        devices=("CPU", "GPU", "NPU", "AUTO"),
-        install_hint="pip install openvino",
-    ),
-    "onnxruntime": BackendSpec(
-        name="onnxruntime",
-        module="onnxruntime",
-        formats=("onnx",),
-        devices=("CPU", "CUDA", "TensorRT"),
-        providers={
-            "CPU": "CPUExecutionProvider",
-            "CUDA": "CUDAExecutionProvider",
-            "TensorRT": "TensorrtExecutionProvider",
-        },
-        install_hint='pip install onnxruntime (or "edgeanomaly[gpu]" for CUDA/TensorRT)',
-    ),
-}
 
 #: Inference precisions a user may request from OpenVINO (``None`` = the artifact's own precision,
 #: i.e. f32 for FP32/INT8 artifacts; see ``edgeanomaly.runtime.load``).
@@ -86,17 +39,8 @@ PERFORMANCE_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 
 
 def backend_installed(name: str) -> bool:
-    """True when the backend's module can be imported (checked without importing it)."""
-    spec = BACKENDS[check_choice("backend", name, BACKENDS)]
-    return importlib.util.find_spec(spec.module) is not None
-
-
-def _import_backend(name: str):
-    spec = BACKENDS[name]
-    try:
-        return require(spec.module, purpose=f"the {name} backend")
-    except ImportError as exc:
-        raise BackendUnavailableError(f"{exc}. Install with: {spec.install_hint}") from exc
+    """True when the backend's package can be imported (checked without importing it)."""
+    return get_backend(name).installed()
 
 
 def list_devices(backend: str = "openvino") -> list[str]:
@@ -105,18 +49,26 @@ def list_devices(backend: str = "openvino") -> list[str]:
     >>> "CPU" in list_devices("onnxruntime")
     True
     """
-    check_choice("backend", backend, BACKENDS)
-    if backend == "openvino":
-        from edgeanomaly.runtime._backends._openvino import core
+    return get_backend(backend).available_devices()
 
-        return list(core().available_devices)
-    ort = _import_backend("onnxruntime")
+
+def openvino_devices() -> list[str]:
+    """OpenVINO's devices on this machine (``CPU``, ``GPU.0``, ``NPU``...)."""
+    from edgeanomaly.runtime._backends._openvino import core
+
+    return list(core().available_devices)
+
+
+def onnxruntime_devices() -> list[str]:
+    """Devices whose ONNX Runtime execution provider is present, in the registry row's order."""
+    import onnxruntime as ort
+
     available = set(ort.get_available_providers())
-    return [dev for dev, prov in BACKENDS["onnxruntime"].providers.items() if prov in available]
+    return [dev for dev, prov in get_backend("onnxruntime").devices.items() if prov in available]
 
 
 def _unavailable(backend: str, requested: str, available: list[str], extra: str = "") -> DeviceUnavailableError:
-    known = BACKENDS[backend].devices
+    known = tuple(get_backend(backend).devices)
     close = difflib.get_close_matches(requested, [*known, *available], n=2, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close and requested not in close else ""
     return DeviceUnavailableError(
@@ -147,10 +99,9 @@ def resolve_openvino_device(device: str, available: list[str]) -> str:
         if not available:
             raise _unavailable("openvino", text, available)
         return "AUTO" + (":" + ",".join(c.upper() for c in candidates) if candidates else "")
-    if _family(upper) not in BACKENDS["openvino"].devices:
-        raise _unavailable(
-            "openvino", text, available, f" Known device types: {', '.join(BACKENDS['openvino'].devices)}."
-        )
+    known = get_backend("openvino").devices
+    if _family(upper) not in known:
+        raise _unavailable("openvino", text, available, f" Known device types: {', '.join(known)}.")
     # "GPU" is present as "GPU" (one card) or "GPU.0", "GPU.1" (several): both spellings work.
     if upper in available or any(_family(a) == upper for a in available):
         return upper
@@ -166,7 +117,7 @@ def resolve_onnxruntime_providers(device: str, available_providers: list[str]) -
     >>> resolve_onnxruntime_providers("CPU", ["CPUExecutionProvider"])
     ['CPUExecutionProvider']
     """
-    table = BACKENDS["onnxruntime"].providers
+    table = get_backend("onnxruntime").devices
     by_upper = {k.upper(): k for k in table}
     providers = []
     for part in str(device).split(","):

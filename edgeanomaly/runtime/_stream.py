@@ -187,7 +187,7 @@ class FolderWatcher:
         return True
 
     def __iter__(self) -> Iterator[Path]:
-        from edgeanomaly.data._io import is_image_file
+        from edgeanomaly.data import is_image_file
 
         last_new = time.monotonic()
         while True:

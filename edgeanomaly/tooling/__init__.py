@@ -1,4 +1,4 @@
-"""Device tooling, torch-free: calibration maths, validate, benchmark, recalibrate.
+"""Device tooling, torch-free: calibration maths, reproduce, validate, benchmark, recalibrate.
 
 It sits between the CLI and the runtime: it loads bundles through the public runtime API and
 judges what they produce. The training side imports only its calibration maths
@@ -14,22 +14,22 @@ from __future__ import annotations
 from edgeanomaly._lazy import lazy_exports
 
 # Names resolve lazily: importing compute_calibration must not import the runtime.
-_EXPORTS = {
-    "compute_calibration": "edgeanomaly.tooling._calibration",
-    "DEFAULT_QUANTILE": "edgeanomaly.tooling._calibration",
-    "recalibrate": "edgeanomaly.tooling._recalibrate",
-    "SPLITS": "edgeanomaly.tooling._recalibrate",
-    "Tolerance": "edgeanomaly.tooling._validation",
-    "TOLERANCES": "edgeanomaly.tooling._validation",
-    "ArtifactValidation": "edgeanomaly.tooling._validation",
-    "ValidationReport": "edgeanomaly.tooling._validation",
-    "validate_bundle": "edgeanomaly.tooling._validation",
-    "write_validation_report": "edgeanomaly.tooling._validation",
-    "BenchmarkRow": "edgeanomaly.tooling._benchmark",
-    "benchmark_bundle": "edgeanomaly.tooling._benchmark",
-    "benchmark_markdown": "edgeanomaly.tooling._benchmark",
-    "write_benchmark": "edgeanomaly.tooling._benchmark",
+_BY_MODULE = {
+    "_calibration": ("compute_calibration", "DEFAULT_QUANTILE"),
+    "_recalibrate": ("recalibrate", "SPLITS"),
+    "_validation": (
+        "Tolerance",
+        "TOLERANCES",
+        "ArtifactValidation",
+        "ValidationReport",
+        "validate_bundle",
+        "validation_markdown",
+        "write_validation_report",
+    ),
+    "_reproduce": ("reproduce", "raw_outputs", "compare_outputs"),
+    "_benchmark": ("BenchmarkRow", "benchmark_bundle", "benchmark_markdown", "write_benchmark"),
 }
+_EXPORTS = {name: f"{__name__}.{module}" for module, names in _BY_MODULE.items() for name in names}
 
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

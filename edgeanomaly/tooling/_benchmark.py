@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeanomaly.errors import EdgeAnomalyError
+from edgeanomaly.tooling._reproduce import reproduce
 
 __all__ = ["BenchmarkRow", "benchmark_bundle", "benchmark_markdown", "write_benchmark"]
 
@@ -63,13 +64,13 @@ class BenchmarkRow:
 
 def _available_devices() -> dict[str, list[str]]:
     """{backend: device families present}; a backend that cannot load is simply absent."""
-    from edgeanomaly.runtime._devices import BACKENDS, list_devices
+    from edgeanomaly.registry import backends
 
     out: dict[str, list[str]] = {}
-    for backend in BACKENDS:
+    for spec in backends():
         try:
             # GPU.0 and GPU.1 are one row each in a benchmark of families; keep the family.
-            out[backend] = sorted({d.split(".")[0] for d in list_devices(backend)})
+            out[spec.name] = sorted({d.split(".")[0] for d in spec.available_devices()})
         except (EdgeAnomalyError, ImportError, RuntimeError):
             continue
     return out
@@ -97,10 +98,10 @@ def benchmark_bundle(
     """Measure every artifact x backend x device combination; never raises for one that fails."""
     from edgeanomaly.bundle import read_bundle
     from edgeanomaly.data import load_dataset, sample_labels, sample_masks
-    from edgeanomaly.data._preprocess import PreprocessConfig
+    from edgeanomaly.data import PreprocessConfig
     from edgeanomaly.metrics import aupro, auroc
-    from edgeanomaly.metrics._report import relative_diff
-    from edgeanomaly.runtime._detector import load
+    from edgeanomaly.registry import backends_for
+    from edgeanomaly.runtime import load
 
     bundle = Path(bundle)
     devices = _available_devices()
@@ -124,15 +125,14 @@ def benchmark_bundle(
         labels = sample_labels(samples) if samples else None
         masks = sample_masks(samples, pp) if samples and manifest.task == "segmentation" else None
         for art in manifest.artifacts:
-            backends = ["onnxruntime", "openvino"] if art.format == "onnx" else ["openvino"]
-            for be in backends:
+            for be in (spec.name for spec in backends_for(art.format)):
                 for dev in devices.get(be, []):
                     row = BenchmarkRow(art.name, art.format, art.precision, be, dev, size_bytes=art.bytes)
                     rows.append(row)
                     if progress:
                         progress(f"{art.name} on {be}/{dev}")
                     try:
-                        _measure(row, b, load, ref, relative_diff, image_path, samples, labels, masks, auroc, aupro, repeats, throughput_images)
+                        _measure(row, b, load, ref, image_path, samples, labels, masks, auroc, aupro, repeats, throughput_images)
                         if cold_start:
                             row.cold_start = _cold_start(bundle, be, dev, art.name, image_path)
                             row.cold_start_s = row.cold_start["total_s"]
@@ -141,16 +141,13 @@ def benchmark_bundle(
     return rows
 
 
-def _measure(row: BenchmarkRow, b: Any, load: Any, ref: Any, relative_diff: Any, image_path: Path, samples: list, labels: Any,
+def _measure(row: BenchmarkRow, b: Any, load: Any, ref: Any, image_path: Path, samples: list, labels: Any,
              masks: Any, auroc: Any, aupro: Any, repeats: int, throughput_images: int) -> None:
     with load(b, backend=row.backend, device=row.device, artifact=row.artifact) as det:
         row.execution = det.precision
         if ref is not None:
-            preds = det.predict_batch(list(ref["images"]), batch_size=len(ref["images"]))
-            diffs = [relative_diff(np.array([p.raw_score for p in preds]), ref["pred_score"])[1]]
-            if "anomaly_map" in ref and preds[0].raw_anomaly_map is not None:
-                diffs.append(relative_diff(np.stack([p.raw_anomaly_map for p in preds]), ref["anomaly_map"][:, 0])[1])
-            row.max_rel_diff = max(diffs)
+            diff = reproduce(det, ref["images"], ref)[1]
+            row.max_rel_diff = max(diff["max_rel_score_diff"], diff.get("max_rel_map_diff", 0.0))
         for _ in range(3):  # warm-up: first runs allocate and tune kernels
             det.predict(image_path)
         totals, infers = [], []
@@ -180,7 +177,7 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 def benchmark_markdown(rows: list[BenchmarkRow]) -> str:
-    from edgeanomaly.bundle._describe import format_bytes
+    from edgeanomaly.bundle import format_bytes
 
     head = "| artifact | backend | device | status | size | execution | max rel diff | img AUROC | px AUPRO | p50 ms | p95 ms | infer p50 ms | img/s | cold start s |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]

@@ -29,7 +29,7 @@ def recalibrate(
     *,
     backend: str = "auto",
     device: str = "CPU",
-    precision: str = "fp32",
+    precision: str | None = None,
     artifact: str | None = None,
     split: str = "auto",
     quantile: float = DEFAULT_QUANTILE,
@@ -56,7 +56,7 @@ def recalibrate(
         The new ``Calibration``.
     """
     from edgeanomaly.data import load_dataset
-    from edgeanomaly.runtime._detector import load
+    from edgeanomaly.runtime import load
 
     check_choice("split", split, SPLITS)
     dataset = load_dataset(data, category=category).check()

@@ -28,7 +28,7 @@ import numpy as np
 
 from edgeanomaly.errors import DatasetError, EdgeAnomalyError
 
-__all__ = ["Tolerance", "TOLERANCES", "ArtifactValidation", "ValidationReport", "validate_bundle", "write_validation_report"]
+__all__ = ["Tolerance", "TOLERANCES", "ArtifactValidation", "ValidationReport", "validate_bundle", "validation_markdown", "write_validation_report"]
 
 
 @dataclass(frozen=True)
@@ -132,21 +132,6 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _reproduce(detector: Any, reference: dict[str, np.ndarray], calibration: Any) -> dict[str, Any]:
-    from edgeanomaly.metrics._report import relative_diff
-
-    images = list(reference["images"])
-    preds = detector.predict_batch(images, color="RGB", batch_size=len(images))
-    scores = np.array([p.raw_score for p in preds], np.float32)
-    out: dict[str, Any] = {"n_images": len(images)}
-    out["max_abs_score_diff"], out["max_rel_score_diff"] = relative_diff(scores, reference["pred_score"])
-    if "anomaly_map" in reference and preds and preds[0].raw_anomaly_map is not None:
-        maps = np.stack([p.raw_anomaly_map for p in preds])
-        out["max_abs_map_diff"], out["max_rel_map_diff"] = relative_diff(maps, reference["anomaly_map"][:, 0])
-    out["label_flips"] = int(np.sum(calibration.label_score(scores) != calibration.label_score(reference["pred_score"])))
-    return out
-
-
 def validate_bundle(
     bundle: str | Path,
     data: str | Path,
@@ -167,8 +152,10 @@ def validate_bundle(
     """
     from edgeanomaly.bundle import read_bundle
     from edgeanomaly.data import PreprocessConfig, load_dataset, sample_labels, sample_masks
-    from edgeanomaly.metrics._report import evaluate_outputs
-    from edgeanomaly.runtime._detector import load
+    from edgeanomaly.metrics import evaluate_outputs
+    from edgeanomaly.registry import format_names, get_backend
+    from edgeanomaly.runtime import load
+    from edgeanomaly.tooling._reproduce import reproduce
 
     ds = load_dataset(data, category=category).check()
     if not ds.is_labelled:
@@ -185,7 +172,8 @@ def validate_bundle(
         masks = sample_masks(samples, pp) if manifest.task == "segmentation" else None
         reference = b.reference()
         ref_metrics = dict(manifest.reference.get("metrics", {}))
-        names = list(artifacts) if artifacts else [a.name for a in manifest.artifacts if backend == "auto" or a.format in _formats_for(backend)]
+        runs = get_backend(backend).formats if backend != "auto" else format_names()
+        names = list(artifacts) if artifacts else [a.name for a in manifest.artifacts if a.format in runs]
         results: list[ArtifactValidation] = []
         for name in names:
             art = next((a for a in manifest.artifacts if a.name == name), None)
@@ -196,12 +184,11 @@ def validate_bundle(
                 continue
             tol = TOLERANCES[art.precision]
             metric_tol = tolerance if tolerance is not None else tol.metric
-            be = backend if backend != "auto" else ("openvino" if art.format == "openvino" else "onnxruntime")
             try:
-                with load(b, backend=be, device=device, artifact=name) as det:
+                with load(b, backend=backend, device=device, artifact=name) as det:
                     res.backend, res.device, res.execution = det.backend, det.device, det.precision
                     if reference is not None:
-                        res.reproduction = _reproduce(det, reference, manifest.calibration)
+                        res.reproduction = reproduce(det, reference["images"], reference, manifest.calibration)[1]
                     scores, maps, lat = [], [], []
                     paths = [s.path for s in samples]
                     for i, p in enumerate(det.predict_many(paths)):
@@ -246,11 +233,8 @@ def validate_bundle(
         b.close()
 
 
-def _formats_for(backend: str) -> tuple[str, ...]:
-    return {"openvino": ("openvino", "onnx"), "onnxruntime": ("onnx",)}.get(backend, ("openvino", "onnx"))
-
-
-def _markdown(report: ValidationReport) -> str:
+def validation_markdown(report: ValidationReport) -> str:
+    """The report as a Markdown table (what ``validation.md`` holds and the CLI prints)."""
     keys = [k for k in ("image_auroc", "image_aupr", "image_f1", "pixel_auroc", "pixel_aupro", "pixel_aupimo", "pixel_pro", "pixel_f1")
             if any(k in a.metrics for a in report.artifacts)]
     lines = [
@@ -290,7 +274,7 @@ def write_validation_report(report: ValidationReport, out: str | Path, figures: 
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "validation.json", out / "validation.md"]
     written[0].write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    written[1].write_text(_markdown(report))
+    written[1].write_text(validation_markdown(report))
     if figures:
         written += _figures(report, out)
     return written

@@ -1,0 +1,301 @@
+"""The one table of artifact formats and inference backends (torch-free).
+
+Everything that needs to know which formats exist, which backend runs which format on which
+device, in which order precisions are preferred, where an artifact lives in a bundle and
+how it is written reads it: ``runtime.load`` and its artifact choice, the bundle schema
+checks, export dispatch and parity, ``validate``, ``benchmark``, ``info`` and the CLI
+choices. Rows name their code by import path (``"package.module:attribute"``), so reading
+the table imports neither a backend nor torch; the code loads when a row is used.
+
+Adding a backend is one module (a class following :class:`edgeanomaly.runtime.Backend`)
+plus one :func:`register_backend` call; adding a format is its writer plus one
+:func:`register_format` call.
+
+>>> from edgeanomaly.registry import get_backend, get_format
+>>> get_backend("onnxruntime").formats
+('onnx',)
+>>> get_format("openvino").artifact_path("int8")
+'openvino-int8/model.xml'
+>>> get_backend("openvino").precision_order("NPU")
+('int8', 'fp16')
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from edgeanomaly._optional import check_choice
+from edgeanomaly.errors import BackendUnavailableError, ConfigError
+
+__all__ = [
+    "PRECISIONS",
+    "BackendSpec",
+    "FormatSpec",
+    "backend_names",
+    "backends",
+    "backends_for",
+    "format_names",
+    "formats",
+    "get_backend",
+    "get_format",
+    "register_backend",
+    "register_format",
+    "resolve",
+    "unregister_backend",
+]
+
+#: Storage precisions of artifacts, most exact first.
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+
+def resolve(ref: Any) -> Any:
+    """Load ``"package.module:attribute"`` (anything else is returned as it is).
+
+    >>> resolve("math:sqrt")(9.0)
+    3.0
+    """
+    if not isinstance(ref, str):
+        return ref
+    module, _, attribute = ref.partition(":")
+    if not attribute:
+        raise ConfigError(f"Expected a reference of the form 'package.module:attribute', got {ref!r}")
+    obj: Any = importlib.import_module(module)
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _default_paths(name: str, suffix: str) -> Callable[[str], str]:
+    def path(precision: str) -> str:
+        return f"{name}/model{suffix}" if precision == "fp32" else f"{name}-{precision}/model{suffix}"
+
+    return path
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """An artifact format.
+
+    Attributes:
+        name: ``--format`` value and bundle ``Artifact.format``.
+        suffix: suffix of the file a backend loads (``Artifact.path`` ends with it).
+        precisions: precisions written in this format, most exact first.
+        path: precision -> the artifact's path inside a bundle (default ``<name>[-<precision>]/model<suffix>``).
+        companions: suffixes of files that must come with the loadable one (OpenVINO's ``.bin``).
+        writer: ``(ExportContext, precision, dest) -> [files written]``, the loadable file first;
+            an import path, so the torch-free table never imports the training side.
+        notes: one line for help texts and docs.
+    """
+
+    name: str
+    suffix: str
+    precisions: tuple[str, ...]
+    path: Callable[[str], str] | None = None
+    companions: tuple[str, ...] = ()
+    writer: Any = None
+    notes: str = ""
+
+    def artifact_name(self, precision: str) -> str:
+        """Bundle artifact name, e.g. ``openvino-int8``."""
+        return f"{self.name}-{precision}"
+
+    def artifact_path(self, precision: str) -> str:
+        """Relative path of the loadable file inside a bundle."""
+        check_choice(f"precision of the {self.name} format", precision, self.precisions)
+        return (self.path or _default_paths(self.name, self.suffix))(precision)
+
+    def load_writer(self) -> Callable[..., Any]:
+        if self.writer is None:
+            raise ConfigError(f"Format {self.name!r} has no writer registered: it can be run but not exported")
+        return resolve(self.writer)
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """An inference backend.
+
+    Attributes:
+        name: what users pass as ``backend=`` / ``--backend``.
+        factory: ``(model_path, device, *, artifact_precision, static_batch, **options) -> Backend``.
+        module: the Python package it needs (checked without importing it).
+        formats: artifact formats it runs, preferred first.
+        devices: device family (what users ask for) -> the backend's own name for it
+            (ONNX Runtime's execution provider; OpenVINO's device name).
+        list_devices: ``() -> [device names present]``.
+        precisions: device family -> artifact precisions in order of preference when none is
+            asked for; ``"*"`` is every other family.
+        static_devices: families that run only static-batch artifacts (NPUs).
+        options: ``load()`` options it takes besides device and artifact.
+        install_hint: what to install when ``module`` is missing.
+        auto: whether ``backend="auto"`` may choose it.
+    """
+
+    name: str
+    factory: Any
+    module: str
+    formats: tuple[str, ...]
+    devices: dict[str, str]
+    list_devices: Any
+    precisions: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"*": PRECISIONS})
+    static_devices: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    install_hint: str = ""
+    auto: bool = True
+
+    def installed(self) -> bool:
+        """True when :attr:`module` can be imported (checked without importing it)."""
+        return importlib.util.find_spec(self.module) is not None
+
+    def require(self) -> None:
+        if not self.installed():
+            raise BackendUnavailableError(
+                f"The {self.name} backend needs the {self.module!r} package. Install it with: {self.install_hint or 'pip install ' + self.module}"
+            )
+
+    def available_devices(self) -> list[str]:
+        """Devices present on this machine, as names ``load(device=...)`` accepts."""
+        self.require()
+        return list(resolve(self.list_devices)())
+
+    def family(self, device: str) -> str:
+        """Device family of a device string: ``"GPU.1"`` -> ``"GPU"``, ``"CUDA,CPU"`` -> ``"CUDA"``."""
+        head = str(device).split(",", 1)[0].split(":", 1)[0].split(".", 1)[0].strip()
+        by_upper = {k.upper(): k for k in self.devices}
+        return by_upper.get(head.upper(), head.upper())
+
+    def knows(self, device: str) -> bool:
+        return self.family(device) in self.devices
+
+    def precision_order(self, device: str) -> tuple[str, ...]:
+        """Artifact precisions this backend prefers on ``device``, best first."""
+        return self.precisions.get(self.family(device), self.precisions.get("*", PRECISIONS))
+
+    def needs_static_batch(self, device: str) -> bool:
+        return self.family(device) in self.static_devices
+
+    def create(self, model_path: Any, device: str, **kwargs: Any) -> Any:
+        """Instantiate the backend on one artifact file."""
+        self.require()
+        return resolve(self.factory)(model_path, device, **kwargs)
+
+
+_FORMATS: dict[str, FormatSpec] = {}
+_BACKENDS: dict[str, BackendSpec] = {}
+
+
+def register_format(spec: FormatSpec, *, replace: bool = False) -> FormatSpec:
+    """Add a format row (``replace=True`` to redefine an existing one)."""
+    if spec.name in _FORMATS and not replace:
+        raise ConfigError(f"Format {spec.name!r} is already registered")
+    unknown = [p for p in spec.precisions if p not in PRECISIONS]
+    if unknown:
+        raise ConfigError(f"Format {spec.name!r}: expected precisions among {', '.join(PRECISIONS)}, got {unknown}")
+    _FORMATS[spec.name] = spec
+    return spec
+
+
+def register_backend(spec: BackendSpec, *, replace: bool = False) -> BackendSpec:
+    """Add a backend row (``replace=True`` to redefine an existing one)."""
+    if spec.name in _BACKENDS and not replace:
+        raise ConfigError(f"Backend {spec.name!r} is already registered")
+    if spec.name == "auto":
+        raise ConfigError("'auto' is reserved for automatic backend choice")
+    unknown = [f for f in spec.formats if f not in _FORMATS]
+    if unknown:
+        raise ConfigError(f"Backend {spec.name!r} runs unregistered formats {unknown}; registered: {', '.join(_FORMATS)}")
+    _BACKENDS[spec.name] = spec
+    return spec
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a backend row (for plugins and tests that registered one)."""
+    _BACKENDS.pop(get_backend(name).name)
+
+
+def formats() -> tuple[FormatSpec, ...]:
+    """Every format row, in registration order."""
+    return tuple(_FORMATS.values())
+
+
+def format_names() -> tuple[str, ...]:
+    return tuple(_FORMATS)
+
+
+def backends() -> tuple[BackendSpec, ...]:
+    """Every backend row, in registration order (the ``auto`` preference)."""
+    return tuple(_BACKENDS.values())
+
+
+def backend_names() -> tuple[str, ...]:
+    return tuple(_BACKENDS)
+
+
+def get_format(name: str) -> FormatSpec:
+    return _FORMATS[check_choice("format", name, _FORMATS)]
+
+
+def get_backend(name: str) -> BackendSpec:
+    return _BACKENDS[check_choice("backend", name, _BACKENDS)]
+
+
+def backends_for(fmt: str) -> tuple[BackendSpec, ...]:
+    """Backends that run ``fmt``: those that prefer it most first, then in registration order.
+
+    >>> [b.name for b in backends_for("onnx")]
+    ['onnxruntime', 'openvino']
+    """
+    able = [b for b in _BACKENDS.values() if fmt in b.formats]
+    return tuple(sorted(able, key=lambda b: b.formats.index(fmt)))
+
+
+# -- the built-in rows ------------------------------------------------------------------------
+register_format(
+    FormatSpec(
+        name="onnx",
+        suffix=".onnx",
+        precisions=("fp32",),
+        path=lambda precision: "model.onnx" if precision == "fp32" else f"model-{precision}.onnx",
+        writer="edgeanomaly.export._export:write_onnx",
+        notes="opset 17, dynamic batch unless --static; external data beyond 2 GB",
+    )
+)
+register_format(
+    FormatSpec(
+        name="openvino",
+        suffix=".xml",
+        precisions=("fp32", "fp16", "int8"),
+        companions=(".bin",),
+        writer="edgeanomaly.export._export:write_openvino",
+        notes="IR v11; fp16 = compressed weights; int8 = NNCF post-training quantisation of the backbone",
+    )
+)
+register_backend(
+    BackendSpec(
+        name="openvino",
+        factory="edgeanomaly.runtime._backends._openvino:OpenVINOBackend",
+        module="openvino",
+        # OpenVINO reads ONNX too, so a bundle without IR still runs on it.
+        formats=("openvino", "onnx"),
+        devices={"CPU": "CPU", "GPU": "GPU", "NPU": "NPU", "AUTO": "AUTO"},
+        list_devices="edgeanomaly.runtime._devices:openvino_devices",
+        # NPUs compile static shapes only and run integer kernels best.
+        precisions={"NPU": ("int8", "fp16"), "*": PRECISIONS},
+        static_devices=("NPU",),
+        options=("inference_precision", "performance_hint", "cache_dir", "num_streams", "num_threads"),
+        install_hint="pip install openvino",
+    )
+)
+register_backend(
+    BackendSpec(
+        name="onnxruntime",
+        factory="edgeanomaly.runtime._backends._onnxruntime:ONNXRuntimeBackend",
+        module="onnxruntime",
+        formats=("onnx",),
+        devices={"CPU": "CPUExecutionProvider", "CUDA": "CUDAExecutionProvider", "TensorRT": "TensorrtExecutionProvider"},
+        list_devices="edgeanomaly.runtime._devices:onnxruntime_devices",
+        options=("num_threads",),
+        install_hint='pip install onnxruntime (or "edgeanomaly[gpu]" for CUDA/TensorRT)',
+    )
+)
