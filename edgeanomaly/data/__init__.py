@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgeanomaly.data._convert import COLORS, to_rgb_uint8
 from edgeanomaly.data._datasets import Dataset, Sample, folder_dataset, load_dataset, mvtec_dataset, sample_labels, sample_masks
 from edgeanomaly.data._io import IMAGE_EXTENSIONS, decode_image, is_image_file, read_image, read_mask
 from edgeanomaly.data._preprocess import (
@@ -16,6 +17,7 @@ from edgeanomaly.data._synth import CATEGORIES, DEFECTS, generate_synthetic_data
 
 __all__ = [
     "CATEGORIES",
+    "COLORS",
     "DEFECTS",
     "IMAGE_EXTENSIONS",
     "Dataset",
@@ -37,4 +39,5 @@ __all__ = [
     "resize_image",
     "sample_labels",
     "sample_masks",
+    "to_rgb_uint8",
 ]

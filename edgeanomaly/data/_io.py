@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeanomaly.data._convert import to_rgb_uint8
 from edgeanomaly.errors import ImageReadError
 
 __all__ = ["IMAGE_EXTENSIONS", "read_image", "read_mask", "is_image_file", "decode_image"]
@@ -84,39 +85,9 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return _to_rgb_uint8(img, name)
 
 
-def _to_uint8(img: np.ndarray, name: str) -> np.ndarray:
-    if img.dtype == np.uint8:
-        return img
-    if img.dtype == np.uint16:
-        # 65535 / 255 = 257 exactly, so this maps 0..65535 onto 0..255 without bias.
-        return ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if img.dtype in (np.float32, np.float64):
-        finite = np.isfinite(img)
-        if not finite.all():
-            raise ImageReadError(f"Floating-point image contains NaN or inf values: {name}")
-        lo, hi = float(img.min()), float(img.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ImageReadError(
-                f"Expected a floating-point image with values in [0, 1], got [{lo:g}, {hi:g}]: {name}"
-            )
-        return np.round(img * 255.0).astype(np.uint8)
-    raise ImageReadError(
-        f"Unsupported pixel type {img.dtype} (expected 8-bit, 16-bit or float in [0, 1]): {name}"
-    )
-
-
 def _to_rgb_uint8(img: np.ndarray, name: str) -> np.ndarray:
-    img = _to_uint8(img, name)
-    if img.ndim == 2:
-        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
-    if img.ndim == 3 and img.shape[2] == 1:
-        return np.ascontiguousarray(np.repeat(img, 3, axis=2))
-    if img.ndim == 3 and img.shape[2] == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if img.ndim == 3 and img.shape[2] == 4:
-        # Alpha is dropped, not composited: inspection images carry no meaningful transparency.
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    raise ImageReadError(f"Unsupported image layout {img.shape} (expected gray, BGR or BGRA): {name}")
+    # OpenCV decodes to BGR(A); the rules for depth, range and channels are data._convert's.
+    return to_rgb_uint8(img, "BGR", name)
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from edgeanomaly.runtime._inputs import array_to_rgb
+from edgeanomaly.data import to_rgb_uint8
 
 if TYPE_CHECKING:
     from edgeanomaly.runtime._prediction import Prediction
@@ -45,9 +45,9 @@ def overlay(
     >>> vis = overlay(frame_bgr, det.predict(frame_bgr, color="BGR"), color="BGR")   # doctest: +SKIP
     """
     if isinstance(image, np.ndarray):
-        rgb = array_to_rgb(image, color)
+        rgb = to_rgb_uint8(image, color)
     else:
-        from edgeanomaly.data._io import read_image
+        from edgeanomaly.data import read_image
 
         rgb = read_image(image)
     out = rgb.copy()
