@@ -28,7 +28,7 @@ def run_blocked(code: str, blocked: tuple[str, ...] = ("torch",)) -> subprocess.
 
 @pytest.mark.parametrize(
     "module",
-    ["edgeanomaly", "edgeanomaly.errors", "edgeanomaly.data", "edgeanomaly.metrics", "edgeanomaly.bundle", "edgeanomaly.runtime", "edgeanomaly.cli"],
+    ["edgeanomaly", "edgeanomaly.errors", "edgeanomaly.registry", "edgeanomaly.data", "edgeanomaly.metrics", "edgeanomaly.bundle", "edgeanomaly.runtime", "edgeanomaly.tooling", "edgeanomaly.cli"],
 )
 def test_torch_free_layers_import_without_torch(module: str) -> None:
     proc = run_blocked(

@@ -1,0 +1,124 @@
+"""Layers meet only through public APIs (an AST scan of every import in the package and examples).
+
+Rules (docs/ARCHITECTURE.md):
+- no module imports another layer's private module: ``edgeanomaly.X._y`` (or ``from
+  edgeanomaly.X import _y``) only from inside ``edgeanomaly.X``. Top-level private helpers
+  (``edgeanomaly._optional``, ``_lazy``, ``_validation``) are shared by every layer;
+- the training side (``models``, ``components``) imports nothing from ``runtime``,
+  ``export``, ``cli`` or ``tooling`` except the tooling's calibration maths;
+- the torch-free layers never import the layers above them.
+Examples are held to the public API only.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "edgeanomaly"
+
+#: layer -> layers it must not import (besides every other layer's private modules).
+FORBIDDEN: dict[str, set[str]] = {
+    "registry": {"data", "metrics", "bundle", "runtime", "tooling", "components", "models", "export", "cli"},
+    "data": {"metrics", "bundle", "runtime", "tooling", "components", "models", "export", "cli"},
+    "metrics": {"bundle", "runtime", "tooling", "components", "models", "export", "cli"},
+    "bundle": {"runtime", "tooling", "components", "models", "export", "cli"},
+    "runtime": {"tooling", "components", "models", "export", "cli"},
+    "tooling": {"components", "models", "export", "cli"},
+    "components": {"runtime", "tooling", "models", "export", "cli"},
+    "models": {"runtime", "export", "cli"},
+    "export": {"cli"},
+}
+#: What the training side may take from the tooling (torch-free maths that imports no runtime).
+MODELS_MAY_USE_FROM_TOOLING = {"compute_calibration", "DEFAULT_QUANTILE"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> list[tuple[int, str, tuple[str, ...]]]:
+    """(line, module imported, names imported from it) for every import in a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name, ()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module, tuple(a.name for a in node.names)))
+    return found
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "edgeanomaly" else None
+
+
+def violations(path: Path, public_only: bool = False, module: str | None = None) -> list[str]:
+    """Problems in one file; ``module`` names it when it is not under the package (the self-test)."""
+    here = module or (_module_name(path) if path.is_relative_to(PACKAGE) else "")
+    own = _layer(here)
+    out = []
+    for line, module, names in imports(path):
+        layer = _layer(module)
+        if layer is None:
+            continue
+        where = f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}:{line}"
+        parts = module.split(".")
+        targets = [module] + [f"{module}.{n}" for n in names if n.startswith("_")]
+        for target in targets:
+            tparts = target.split(".")
+            private = any(p.startswith("_") for p in tparts[2:])
+            shared_helper = tparts[1].startswith("_") and not public_only
+            if (private or (public_only and tparts[1].startswith("_"))) and not shared_helper and layer != own:
+                out.append(f"{where} imports private {target}")
+        if own in FORBIDDEN and layer in FORBIDDEN[own]:
+            if own == "models" and layer == "tooling" and len(parts) == 2 and set(names) <= MODELS_MAY_USE_FROM_TOOLING:
+                continue
+            out.append(f"{where}: {own} imports {module} (layer {layer})")
+    return out
+
+
+def test_no_private_cross_layer_imports_and_layers_point_down() -> None:
+    files = sorted(PACKAGE.rglob("*.py"))
+    assert len(files) > 50
+    problems = [v for f in files for v in violations(f)]
+    assert not problems, "\n".join(problems)
+
+
+def test_examples_use_public_names_only() -> None:
+    files = sorted((REPO / "examples").glob("*.py"))
+    assert files
+    problems = [v for f in files for v in violations(f, public_only=True)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_scan_sees_what_it_should(tmp_path: Path) -> None:
+    """The checker itself: it flags each kind of forbidden import (so the tests above can fail)."""
+    fake = tmp_path / "_scan_probe.py"
+    code = (
+        "from edgeanomaly.runtime._calibration import x\n"
+        "from edgeanomaly.runtime import load\n"
+        "from edgeanomaly.data import _io\n"
+        "from edgeanomaly.tooling import compute_calibration\n"
+        "from edgeanomaly._optional import require\n"
+        "import edgeanomaly.models._base\n"
+    )
+    fake.write_text(code)
+    found = violations(fake, module="edgeanomaly.models._scan_probe")
+    assert len(found) == 4, found  # runtime._calibration (private + layer), runtime, data._io
+    assert sum("private" in f for f in found) == 2
+
+
+def test_training_side_calibration_does_not_import_the_runtime() -> None:
+    code = (
+        "import sys\n"
+        "from edgeanomaly.tooling import compute_calibration\n"
+        "compute_calibration([1.0, 2.0, 3.0], [0, 0, 1])\n"
+        "assert not [m for m in sys.modules if m.startswith('edgeanomaly.runtime')], sorted(sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
