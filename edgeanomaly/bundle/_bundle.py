@@ -14,6 +14,7 @@ from edgeanomaly.bundle._calibration import Calibration
 from edgeanomaly.bundle._manifest import Artifact, Manifest
 from edgeanomaly.bundle._paths import resolve_inside
 from edgeanomaly.errors import BundleError
+from edgeanomaly.registry import PRECISIONS
 
 __all__ = ["Bundle"]
 
@@ -77,8 +78,8 @@ class Bundle:
     ) -> Artifact:
         """The artifact matching every given criterion.
 
-        When several match, an ``fp32`` one is preferred (unless ``precision`` is given), then
-        manifest order. FP32 is what a device runs unless asked for less.
+        When several match, the most exact precision is preferred (unless ``precision`` is
+        given: fp32 > fp16 > int8, the registry's order), then manifest order.
 
         Raises:
             BundleError: nothing matches; the message lists the artifacts there are.
@@ -100,7 +101,7 @@ class Bundle:
             available = ", ".join(f"{a.name} ({a.format}, {a.precision})" for a in self.manifest.artifacts)
             raise BundleError(f"Bundle {self.source} has no artifact with {wanted}; it has: {available}")
         if precision is None:
-            matches.sort(key=lambda a: a.precision != "fp32")  # stable: manifest order otherwise
+            matches.sort(key=lambda a: PRECISIONS.index(a.precision))  # stable: manifest order otherwise
         return matches[0]
 
     def path(self, artifact: Artifact | str) -> Path:
