@@ -369,6 +369,7 @@ def load(
     num_streams: int | None = None,
     num_threads: int | None = None,
     verify: bool = True,
+    backend_options: dict[str, Any] | None = None,
 ) -> Detector:
     """Load a bundle for inference, without torch.
 
@@ -390,6 +391,8 @@ def load(
         cache_dir: OpenVINO compiled-model cache (faster second load); none by default.
         num_streams, num_threads: override OpenVINO streams / threads (both backends: threads).
         verify: check the bundle's checksums while reading it.
+        backend_options: settings of a backend beyond those above (e.g. a server address for a
+            remote backend); each must be among its registry row's ``options``.
 
     >>> det = load("bundles/patchcore", backend="openvino", device="CPU")   # doctest: +SKIP
     >>> det.precision                                                      # doctest: +SKIP
@@ -410,6 +413,7 @@ def load(
             "cache_dir": cache_dir,
             "num_streams": num_streams,
             "num_threads": num_threads,
+            **(backend_options or {}),
         }
         explicit = {k for k, v in given.items() if v is not None} - ({"performance_hint"} if hint == "LATENCY" else set())
         rejected = sorted(explicit - set(spec.options))

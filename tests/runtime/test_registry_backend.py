@@ -58,6 +58,10 @@ def test_registered_backend_loads_and_predicts_like_the_original(ort_copy: str, 
     # The row's option list is the contract: an OpenVINO setting is refused by name.
     with pytest.raises(ConfigError, match="inference_precision: not a setting of the ort-copy backend"):
         load(seg_bundle, backend=ort_copy, inference_precision="f16")
+    with load(seg_bundle, backend=ort_copy, backend_options={"num_threads": 1}) as det:
+        assert det.predict(images[0]).raw_score == expected[0]
+    with pytest.raises(ConfigError, match="url: not a setting of the ort-copy backend"):
+        load(seg_bundle, backend=ort_copy, backend_options={"url": "http://x"})
     # auto=False: the automatic choice never picks it.
     with load(seg_bundle, artifact="onnx-fp32") as det:
         assert det.backend == "onnxruntime"
