@@ -40,11 +40,37 @@ def progress(iterable: Any = None, length: int | None = None, label: str = "", e
     )
 
 
-def split_csv(value: str | None) -> list[str]:
-    """'a, b,c' -> ['a', 'b', 'c']; None or '' -> []."""
+def split_csv(value: str | None, lower: bool = False) -> list[str]:
+    """'a, b,c' -> ['a', 'b', 'c']; None or '' -> []. ``lower`` for case-insensitive names (FP16 = fp16)."""
     if not value:
         return []
-    return [v.strip() for v in value.split(",") if v.strip()]
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return [v.lower() for v in items] if lower else items
+
+
+def check_bundle_out(out: Path, overwrite: bool) -> None:
+    """Fail now, not after minutes of work, when a bundle cannot be written at ``out``."""
+    from edgeanomaly.bundle import check_destination
+
+    check_destination(out, overwrite, flag="--overwrite")
+
+
+def check_run_dir(out: Path, overwrite: bool) -> None:
+    """Fail now when writing a checkpoint into ``out`` would replace something not asked for.
+
+    An empty or missing folder is fine; a run directory (``checkpoint.json``) is replaced only
+    with ``--overwrite``; any other non-empty folder is never written into.
+    """
+    from edgeanomaly.errors import ConfigError
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"Expected a run directory at {out}, found a file; choose another --out")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / "checkpoint.json").is_file() and not (out / "model.pt").is_file():
+        raise ConfigError(f"{out} exists and is not a run directory (no checkpoint.json); refusing to write into it. Choose another path.")
+    if not overwrite:
+        raise ConfigError(f"Run directory {out} already exists; pass --overwrite to replace its checkpoint")
 
 
 class StageBar:

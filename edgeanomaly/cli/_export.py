@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from edgeanomaly.cli._common import StageBar, friendly_errors, split_csv
+from edgeanomaly.cli._common import StageBar, check_bundle_out, check_run_dir, friendly_errors, split_csv
 
 
 def _size(n: int | None) -> str:
@@ -32,52 +32,96 @@ def print_parity(report: Any) -> None:
         click.echo(f"  {a.name:<15} {_size(a.bytes):>9} {p['max_rel_score_diff']:>17.2e} {md:>15} {ia:>9} {pa:>9} {p['label_flips']:>5}  {p['execution']}")
 
 
-def print_next_steps(out: Path, data: str | None) -> None:
+def dataset_args(data: str | None, category: str | None) -> str:
+    """``--data D [--category C]`` exactly as ``validate``/``benchmark`` need them ("" without data)."""
+    if not data:
+        return ""
+    if category and (Path(data) / category).is_dir():
+        return f" --data {data} --category {category}"
+    return f" --data {data}"
+
+
+def print_next_steps(out: Path, data: str | None, category: str | None) -> None:
+    """The commands to run next, complete and runnable (a test runs every one of them)."""
     click.echo("Next, on the device:")
-    click.echo(f"  edgeanomaly predict {out} IMAGE_OR_FOLDER")
-    click.echo(f"  edgeanomaly validate {out} --data {data or 'DATASET_DIR'}")
+    if data:
+        test = Path(data) / category if category and (Path(data) / category).is_dir() else Path(data)
+        images = test / "test" if (test / "test").is_dir() else test
+        click.echo(f"  edgeanomaly predict {out} {images} --json")
+        click.echo(f"  edgeanomaly validate {out}{dataset_args(data, category)}")
+    else:
+        click.echo(f"  edgeanomaly predict {out} IMAGE_OR_FOLDER")
+        click.echo(f"  edgeanomaly validate {out} --data DATASET_DIR")
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  edgeanomaly export runs/pc --out pc.bundle --format onnx,openvino --precision fp32,fp16,int8
+  edgeanomaly export --recipe patchcore --data data --category metal --out pc.bundle
+  edgeanomaly export --list-recipes""")
 @click.argument("checkpoint", required=False, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory, or a path ending in .zip.")
-@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Fit and export in one step from export/<name>.toml (needs --data); the checkpoint goes to OUT.run beside the bundle.")
+@click.option("--out", type=click.Path(path_type=Path), help="Bundle directory, or a path ending in .zip.")
+@click.option("--recipe", default=None, metavar="NAME|FILE", help="Fit and export in one step from a recipe: a packaged name (see --list-recipes) or a TOML file; needs --data. The checkpoint goes to OUT.run beside the bundle.")
+@click.option("--list-recipes", is_flag=True, help="List the packaged recipes and exit.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Dataset to fit on (with --recipe).")
 @click.option("--category", default=None, help="Category inside --data (MVTec layout).")
-@click.option("--format", "formats", default=None, help="Comma-separated: onnx,openvino. Default: both (or the recipe's).")
-@click.option("--precision", "precisions", default=None, help="Comma-separated: fp32,fp16,int8. Default: fp32 (or the recipe's).")
-@click.option("--static", "static", is_flag=False, flag_value=1, default=None, type=int, metavar="[BATCH]", help="Fix the batch size (default 1 when given) for NPU-style static shapes.")
+@click.option("--format", "formats", default=None, help="Comma-separated, any case: onnx,openvino. Default: both (or the recipe's).")
+@click.option("--precision", "precisions", default=None, help="Comma-separated, any case: fp32,fp16,int8. Default: fp32 (or the recipe's).")
+@click.option("--static", "static", is_flag=False, flag_value=1, default=None, type=click.IntRange(min=1), metavar="[BATCH]", help="Fix the batch size (default 1 when given) for NPU-style static shapes.")
 @click.option("--calibration-data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Recompute calibration and run parity on this dataset.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out (and, with --recipe, the run directory OUT.run).")
 @click.option("--seed", default=0, show_default=True, type=int, help="random_state when fitting from a recipe.")
 @friendly_errors
-def export(checkpoint: Path | None, out: Path, recipe: Path | None, data: Path | None, category: str | None, formats: str | None,
-           precisions: str | None, static: int | None, calibration_data: Path | None, overwrite: bool, seed: int) -> None:
-    """Export a CHECKPOINT (RUN_DIR of 'edgeanomaly fit'), or --recipe + --data, to a bundle."""
+def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_recipes: bool, data: Path | None, category: str | None,
+           formats: str | None, precisions: str | None, static: int | None, calibration_data: Path | None, overwrite: bool, seed: int) -> None:
+    """Export a CHECKPOINT (RUN_DIR of 'edgeanomaly fit'), or --recipe + --data, to a bundle.
+
+    Every argument (destinations, formats, precisions, dataset and category) is checked
+    before the fit or export starts.
+    """
+    if list_recipes:
+        from edgeanomaly.recipes import list_recipes as packaged
+
+        for name, about in packaged().items():
+            click.echo(f"{name:<16} {about}")
+        return
     from edgeanomaly._optional import require
-
-    require("torch", "exporting models")
     from edgeanomaly.errors import ConfigError
-    from edgeanomaly.export import export_checkpoint, load_recipe
-    from edgeanomaly.models._checkpoint import load_checkpoint
 
+    if out is None:
+        raise click.UsageError("Missing option '--out' (the bundle to write).")
     if (checkpoint is None) == (recipe is None):
         raise ConfigError("Expected either a CHECKPOINT argument or --recipe (with --data), not both and not neither")
-    fmt_list = split_csv(formats)
-    prec_list = split_csv(precisions)
-    if recipe is not None:
+    if recipe is not None and data is None:
+        raise ConfigError("--recipe needs --data DIR (the dataset to fit on)")
+    require("torch", "exporting models")
+    from edgeanomaly.data import load_dataset
+    from edgeanomaly.export import check_targets, export_checkpoint, load_recipe
+    from edgeanomaly.models._checkpoint import load_checkpoint
+
+    # Everything that can be wrong is checked here, before minutes of fitting and exporting.
+    r = load_recipe(recipe) if recipe is not None else None
+    fmt_list = split_csv(formats, lower=True) or (r.formats if r else ["onnx", "openvino"])
+    prec_list = split_csv(precisions, lower=True) or (r.precisions if r else ["fp32"])
+    check_targets(fmt_list, prec_list)
+    check_bundle_out(out, overwrite)
+    if calibration_data is not None:
+        load_dataset(calibration_data).check()
+    if r is not None:
+        from edgeanomaly._optional import check_choice
+        from edgeanomaly.models import list_models
+
+        check_choice("model", r.model, list_models())
+        load_dataset(data, category=category).check()  # type: ignore[arg-type]
+        run_dir = out.with_name(out.name.removesuffix(".zip") + ".run")
+        check_run_dir(run_dir, overwrite)
+        static = static if static is not None else r.static_batch
         from edgeanomaly.models._pipeline import fit_run
 
-        if data is None:
-            raise ConfigError("--recipe needs --data DIR (the dataset to fit on)")
-        r = load_recipe(recipe)
-        fmt_list = fmt_list or r.formats
-        prec_list = prec_list or r.precisions
-        static = static if static is not None else r.static_batch
-        click.echo(f"Fitting {r.model} from recipe {recipe} on {data}")
+        click.echo(f"Fitting {r.model} from recipe {r.path} on {data}")
         bar = StageBar()
         try:
-            result = fit_run(r.model, data, out.with_name(out.name.removesuffix(".zip") + ".run"), category=category,
+            result = fit_run(r.model, data, run_dir, category=category,  # type: ignore[arg-type]
                              image_size=r.image_size, center_crop=r.center_crop, batch_size=r.batch_size,
                              progress=bar, random_state=seed, **r.model_kwargs)
         finally:
@@ -86,8 +130,6 @@ def export(checkpoint: Path | None, out: Path, recipe: Path | None, data: Path |
         ckpt = result.checkpoint
     else:
         ckpt = load_checkpoint(checkpoint)  # type: ignore[arg-type]
-    fmt_list = fmt_list or ["onnx", "openvino"]
-    prec_list = prec_list or ["fp32"]
     click.echo(f"Exporting {ckpt.model.name} ({ckpt.model.backbone}) -> {out}  formats {','.join(fmt_list)}  precisions {','.join(prec_list)}"
                + (f"  static batch {static}" if static else "  dynamic batch"))
     report = export_checkpoint(ckpt, out, fmt_list, prec_list, static_batch=static, calibration_data=calibration_data,
@@ -95,4 +137,7 @@ def export(checkpoint: Path | None, out: Path, recipe: Path | None, data: Path |
     print_parity(report)
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.is_dir() else out.stat().st_size
     click.echo(f"Bundle: {out} ({_size(total)})")
-    print_next_steps(out, str(calibration_data or ckpt.info.get("data") or ""))
+    if calibration_data is not None:
+        print_next_steps(out, str(calibration_data), None)
+    else:
+        print_next_steps(out, ckpt.info.get("data"), ckpt.info.get("category") if ckpt.info.get("layout") == "mvtec" else None)

@@ -52,10 +52,13 @@ class Recipe:
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:
-    """Read and validate a recipe; unknown sections or keys are errors naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"Recipe not found: {p}")
+    """Read and validate a recipe (a file, or a packaged recipe by name such as ``"patchcore"``).
+
+    Unknown sections or keys are errors naming the file.
+    """
+    from edgeanomaly.recipes import resolve_recipe
+
+    p = resolve_recipe(path)
     try:
         doc = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
