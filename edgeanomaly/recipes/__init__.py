@@ -25,7 +25,7 @@ RECIPE_DIR = Path(__file__).resolve().parent
 def list_recipes() -> dict[str, str]:
     """``{name: first comment line}`` of every packaged recipe, sorted by name."""
     out = {}
-    for path in sorted(RECIPE_DIR.glob("*.toml")):
+    for path in sorted(RECIPE_DIR.glob("*.toml"), key=lambda p: p.stem):
         first = path.read_text(encoding="utf-8").splitlines()[:1]
         out[path.stem] = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
     return out
