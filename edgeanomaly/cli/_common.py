@@ -93,3 +93,53 @@ class StageBar:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+
+
+class Activity:
+    """Shows that a long step without a known length is running: ``activity("int8 ...")``.
+
+    On a terminal one line on stderr is redrawn with the elapsed seconds (every 0.5 s, from a
+    daemon thread) until the next step starts or :meth:`close`; off a terminal each step
+    prints one line when it starts, so a log shows what the minutes were spent on.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.label: str | None = None
+        self._stop: Any = None
+        self._thread: Any = None
+
+    def __call__(self, label: str) -> None:
+        self.close()
+        self.label = label
+        if not self.tty:
+            click.echo(f"  ... {label}", file=self.stream)
+            return
+        import threading
+        import time
+
+        stop = threading.Event()
+        start = time.perf_counter()
+
+        def redraw() -> None:
+            while not stop.wait(0.5):
+                click.echo(f"\r  ... {label} {time.perf_counter() - start:5.0f} s", file=self.stream, nl=False)
+
+        self._stop, self._thread = stop, threading.Thread(target=redraw, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """End the current step (clears the terminal line)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            click.echo("\r\033[K", file=self.stream, nl=False)
+            self._thread = self._stop = None
+        self.label = None
+
+    def __enter__(self) -> "Activity":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -32,26 +32,52 @@ def print_parity(report: Any) -> None:
         click.echo(f"  {a.name:<15} {_size(a.bytes):>9} {p['max_rel_score_diff']:>17.2e} {md:>15} {ia:>9} {pa:>9} {p['label_flips']:>5}  {p['execution']}")
 
 
-def dataset_args(data: str | None, category: str | None) -> str:
-    """``--data D [--category C]`` exactly as ``validate``/``benchmark`` need them ("" without data)."""
-    if not data:
-        return ""
+def dataset_args(data: str | Path, category: str | None) -> list[str]:
+    """``--data D [--category C]`` as ``validate`` and ``benchmark`` need them."""
     if category and (Path(data) / category).is_dir():
-        return f" --data {data} --category {category}"
-    return f" --data {data}"
+        return ["--data", str(data), "--category", category]
+    return ["--data", str(data)]
 
 
-def print_next_steps(out: Path, data: str | None, category: str | None) -> None:
-    """The commands to run next, complete and runnable (a test runs every one of them)."""
-    click.echo("Next, on the device:")
-    if data:
-        test = Path(data) / category if category and (Path(data) / category).is_dir() else Path(data)
-        images = test / "test" if (test / "test").is_dir() else test
-        click.echo(f"  edgeanomaly predict {out} {images} --json")
-        click.echo(f"  edgeanomaly validate {out}{dataset_args(data, category)}")
-    else:
-        click.echo(f"  edgeanomaly predict {out} IMAGE_OR_FOLDER")
-        click.echo(f"  edgeanomaly validate {out} --data DATASET_DIR")
+def next_commands(bundle: Path, data: str | Path | None, category: str | None) -> list[str]:
+    """The commands to run next on ``bundle``, complete and runnable (a test runs every one).
+
+    Without a dataset on this machine there is nothing concrete to suggest but placeholders.
+    """
+    import shlex
+
+    if not data or not Path(data).is_dir():
+        return [f"edgeanomaly info {shlex.quote(str(bundle))}",
+                f"edgeanomaly predict {shlex.quote(str(bundle))} IMAGE_OR_FOLDER --json",
+                f"edgeanomaly validate {shlex.quote(str(bundle))} --data DATASET_DIR"]
+    root = Path(data) / category if category and (Path(data) / category).is_dir() else Path(data)
+    images = root / "test" if (root / "test").is_dir() else root
+    commands = [
+        ["edgeanomaly", "info", str(bundle)],
+        ["edgeanomaly", "predict", str(bundle), str(images), "--json"],
+        ["edgeanomaly", "validate", str(bundle), *dataset_args(data, category)],
+    ]
+    return [shlex.join(c) for c in commands]
+
+
+def print_next_steps(title: str, commands: list[str]) -> None:
+    click.echo(title)
+    for command in commands:
+        click.echo(f"  {command}")
+
+
+def export_with_progress(ckpt: Any, out: Path, formats: list[str], precisions: list[str], **kwargs: Any) -> Any:
+    """``export_checkpoint`` printing one line per finished step and showing the running one."""
+    from edgeanomaly.cli._common import Activity
+    from edgeanomaly.export import export_checkpoint
+
+    with Activity() as activity:
+
+        def step(what: str, seconds: float, nbytes: int | None) -> None:
+            activity.close()
+            print_step(what, seconds, nbytes)
+
+        return export_checkpoint(ckpt, out, formats, precisions, step=step, begin=activity, **kwargs)
 
 
 @click.command(epilog="""\b
@@ -96,7 +122,7 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
         raise ConfigError("--recipe needs --data DIR (the dataset to fit on)")
     require("torch", "exporting models")
     from edgeanomaly.data import load_dataset
-    from edgeanomaly.export import check_targets, export_checkpoint, load_recipe
+    from edgeanomaly.export import check_targets, load_recipe
     from edgeanomaly.models._checkpoint import load_checkpoint
 
     # Everything that can be wrong is checked here, before minutes of fitting and exporting.
@@ -132,12 +158,13 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
         ckpt = load_checkpoint(checkpoint)  # type: ignore[arg-type]
     click.echo(f"Exporting {ckpt.model.name} ({ckpt.model.backbone}) -> {out}  formats {','.join(fmt_list)}  precisions {','.join(prec_list)}"
                + (f"  static batch {static}" if static else "  dynamic batch"))
-    report = export_checkpoint(ckpt, out, fmt_list, prec_list, static_batch=static, calibration_data=calibration_data,
-                               overwrite=overwrite, step=print_step)
+    report = export_with_progress(ckpt, out, fmt_list, prec_list, static_batch=static, calibration_data=calibration_data,
+                                  overwrite=overwrite)
     print_parity(report)
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.is_dir() else out.stat().st_size
     click.echo(f"Bundle: {out} ({_size(total)})")
     if calibration_data is not None:
-        print_next_steps(out, str(calibration_data), None)
+        commands = next_commands(out, calibration_data, None)
     else:
-        print_next_steps(out, ckpt.info.get("data"), ckpt.info.get("category") if ckpt.info.get("layout") == "mvtec" else None)
+        commands = next_commands(out, ckpt.info.get("data"), ckpt.info.get("category") if ckpt.info.get("layout") == "mvtec" else None)
+    print_next_steps("Next, on the device:", commands)

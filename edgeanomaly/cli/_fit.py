@@ -131,7 +131,11 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     click.echo(f"Fitted {m.name} ({m.backbone}: {', '.join(m.layers)}; weights {m.weights_source}) on {ckpt.info['n_train']} images in {result.seconds['fit']:.2f} s")
     print_metrics(ckpt.metrics, ckpt.calibration)
     click.echo(f"Checkpoint: {result.out}")
-    click.echo(f"Next: edgeanomaly export {result.out} --out {bundle_beside(result.out)}")
+    import shlex
+
+    from edgeanomaly.cli._export import print_next_steps
+
+    print_next_steps("Next:", [shlex.join(["edgeanomaly", "export", str(result.out), "--out", str(bundle_beside(result.out))])])
 
 
 def bundle_beside(run_dir: Path) -> Path:

@@ -182,6 +182,7 @@ def export_checkpoint(
     calibration_data: str | Path | None = None,
     overwrite: bool = False,
     step: Callable[[str, float, int | None], None] | None = None,
+    begin: Callable[[str], None] | None = None,
 ) -> ExportReport:
     """Export a fitted :class:`~edgeanomaly.models.Checkpoint` to a bundle at ``out``.
 
@@ -191,6 +192,8 @@ def export_checkpoint(
         calibration_data: dataset folder to recompute calibration and run parity on
             (default: the checkpoint's own dataset test split).
         step: callback ``(description, seconds, bytes or None)`` after each step.
+        begin: callback ``(description)`` before each step that may take seconds (INT8
+            quantisation takes minutes), for progress displays.
 
     Raises:
         ParityError: an FP32 artifact differs from torch by more than ``FP32_RTOL``.
@@ -206,6 +209,11 @@ def export_checkpoint(
     model.eval()
     report = ExportReport(out=out)
 
+    def start(what: str) -> float:
+        if begin is not None:
+            begin(what)
+        return time.perf_counter()
+
     def done(what: str, t0: float, nbytes: int | None = None) -> float:
         secs = time.perf_counter() - t0
         report.seconds[what] = secs
@@ -214,7 +222,7 @@ def export_checkpoint(
         return secs
 
     # 1. held-out images and the torch reference
-    t0 = time.perf_counter()
+    t0 = start("torch reference on held-out images")
     ds, samples, data_desc = _held_out(ckpt, Path(calibration_data) if calibration_data else None)
     images = [s.image() for s in samples]
     batch = np.stack([preprocess(im, pp) for im in images])
@@ -249,7 +257,7 @@ def export_checkpoint(
         def ensure_onnx() -> Path:
             nonlocal onnx_fp32
             if onnx_fp32 is None:
-                t0 = time.perf_counter()
+                t0 = start("onnx graph")
                 p = stage / "model.onnx"
                 written = export_onnx(model, p, pp.input_size, info, static_batch)
                 done("onnx graph", t0, sum(f.stat().st_size for f in written))
@@ -259,7 +267,7 @@ def export_checkpoint(
         for fmt, prec in targets:
             name = artifact_name(fmt, prec)
             rel = artifact_path(fmt, prec)
-            t0 = time.perf_counter()
+            t0 = start(f"{name}: writing" + (" (NNCF quantisation and head refit)" if prec == "int8" else ""))
             dest = stage / rel
             if fmt == "onnx":
                 src = ensure_onnx()
@@ -270,7 +278,7 @@ def export_checkpoint(
                 written = onnx_to_openvino(ensure_onnx(), dest, info, fp16=prec == "fp16")
             nbytes = sum(f.stat().st_size for f in written)
             secs = done(f"{name} written", t0, nbytes)
-            t0 = time.perf_counter()
+            t0 = start(f"{name}: parity against torch")
             outs, executed = _run_artifact(written[0], fmt, prec, batch, static_batch)
             par = _parity(outs, ref, labels, masks, cal, executed)
             par["tolerance_rel"] = FP32_RTOL if prec == "fp32" else None
@@ -320,7 +328,7 @@ def export_checkpoint(
             artifacts=artifacts,
             reference={"file": None, "metrics": ref_metrics, "parity": parity, "data": data_desc},
         )
-        t0 = time.perf_counter()
+        t0 = start("writing the bundle")
         write_bundle(out, manifest, files, overwrite=overwrite)
         done("bundle written", t0)
     finally:
