@@ -122,14 +122,18 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
         raise ConfigError("--recipe needs --data DIR (the dataset to fit on)")
     require("torch", "exporting models")
     from edgeanomaly.data import load_dataset
-    from edgeanomaly.export import check_targets, load_recipe
+    from edgeanomaly.export import artifact_name, check_targets, load_recipe
     from edgeanomaly.models._checkpoint import load_checkpoint
 
     # Everything that can be wrong is checked here, before minutes of fitting and exporting.
     r = load_recipe(recipe) if recipe is not None else None
     fmt_list = split_csv(formats, lower=True) or (r.formats if r else ["onnx", "openvino"])
     prec_list = split_csv(precisions, lower=True) or (r.precisions if r else ["fp32"])
-    check_targets(fmt_list, prec_list)
+    # A recipe's exact artifact list holds unless --format or --precision say otherwise.
+    only = r.artifacts if (r is not None and not formats and not precisions) else None
+    targets = check_targets(fmt_list, prec_list)
+    if only is not None and set(only) - {artifact_name(f, p) for f, p in targets}:
+        raise ConfigError(f"Recipe {r.path}: unknown artifact(s) in {only}")  # type: ignore[union-attr]
     check_bundle_out(out, overwrite)
     if calibration_data is not None:
         load_dataset(calibration_data).check()
@@ -156,10 +160,11 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
         ckpt = result.checkpoint
     else:
         ckpt = load_checkpoint(checkpoint)  # type: ignore[arg-type]
-    click.echo(f"Exporting {ckpt.model.name} ({ckpt.model.backbone}) -> {out}  formats {','.join(fmt_list)}  precisions {','.join(prec_list)}"
+    what = f"artifacts {','.join(only)}" if only else f"formats {','.join(fmt_list)}  precisions {','.join(prec_list)}"
+    click.echo(f"Exporting {ckpt.model.name} ({ckpt.model.backbone}) -> {out}  {what}"
                + (f"  static batch {static}" if static else "  dynamic batch"))
     report = export_with_progress(ckpt, out, fmt_list, prec_list, static_batch=static, calibration_data=calibration_data,
-                                  overwrite=overwrite)
+                                  overwrite=overwrite, only=only)
     print_parity(report)
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.is_dir() else out.stat().st_size
     click.echo(f"Bundle: {out} ({_size(total)})")

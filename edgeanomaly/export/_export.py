@@ -183,6 +183,7 @@ def export_checkpoint(
     overwrite: bool = False,
     step: Callable[[str, float, int | None], None] | None = None,
     begin: Callable[[str], None] | None = None,
+    only: Sequence[str] | None = None,
 ) -> ExportReport:
     """Export a fitted :class:`~edgeanomaly.models.Checkpoint` to a bundle at ``out``.
 
@@ -192,6 +193,8 @@ def export_checkpoint(
         calibration_data: dataset folder to recompute calibration and run parity on
             (default: the checkpoint's own dataset test split).
         step: callback ``(description, seconds, bytes or None)`` after each step.
+        only: write only these artifacts of the format x precision pairs (``"onnx-fp32"``,
+            ``"openvino-int8"``): a recipe's ``artifacts``.
         begin: callback ``(description)`` before each step that may take seconds (INT8
             quantisation takes minutes), for progress displays.
 
@@ -201,6 +204,11 @@ def export_checkpoint(
     from edgeanomaly.runtime._calibration import compute_calibration
 
     targets = check_targets(list(formats), list(precisions))
+    if only is not None:
+        missing = set(only) - {artifact_name(f, p) for f, p in targets}
+        if missing:
+            raise ConfigError(f"Unknown artifact(s) {sorted(missing)}; these formats and precisions give {[artifact_name(f, p) for f, p in targets]}")
+        targets = [t for t in targets if artifact_name(*t) in only]
     if static_batch is not None and static_batch < 1:
         raise ConfigError(f"Expected a static batch >= 1, got {static_batch}")
     out = Path(out)
