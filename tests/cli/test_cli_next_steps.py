@@ -67,8 +67,12 @@ def test_fit_then_export_next_steps_run(synthetic_root: Path, tmp_path: Path) ->
 def test_export_from_a_category_folder_suggests_no_category(synthetic_root: Path, tmp_path: Path) -> None:
     recipe = tmp_path / "r.toml"
     recipe.write_text('[model]\nname = "dfkde"\nbackbone = "resnet18"\npretrained = false\n'
-                      '[data]\nimage_size = 64\n[export]\nformats = ["onnx"]\nprecisions = ["fp32"]\n')
+                      '[data]\nimage_size = 64\n[export]\nartifacts = ["onnx-fp32", "openvino-fp16"]\n')
     r = run(["export", "--recipe", str(recipe), "--data", str(synthetic_root / "fabric"), "--out", str(tmp_path / "b.zip")])
     assert r.exit_code == 0, r.output
     assert "--category" not in r.output
     run_printed(r.output)
+    from edgeanomaly.bundle import read_bundle
+
+    with read_bundle(tmp_path / "b.zip") as b:  # exactly the recipe's artifacts, no openvino-fp32
+        assert [a.name for a in b.manifest.artifacts] == ["onnx-fp32", "openvino-fp16"]

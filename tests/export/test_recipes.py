@@ -54,3 +54,20 @@ def test_list_recipes_cli() -> None:
     lines = r.output.splitlines()
     assert [line.split()[0] for line in lines] == sorted(list_recipes())
     assert any(line.startswith("patchcore-npu") and "static" in line for line in lines)
+
+
+def test_recipe_artifacts(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from edgeanomaly.export import load_recipe
+
+    padim = load_recipe("padim")
+    assert padim.artifacts == ["onnx-fp32", "openvino-int8"]
+    assert padim.formats == ["onnx", "openvino"] and padim.precisions == ["fp32", "int8"]
+    both = tmp_path / "both.toml"
+    both.write_text('[model]\nname = "dfm"\n[export]\nformats = ["onnx"]\nartifacts = ["onnx-fp32"]\n')
+    with pytest.raises(ConfigError, match="either artifacts or formats"):
+        load_recipe(both)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model]\nname = "dfm"\n[export]\nartifacts = ["onnx"]\n')
+    with pytest.raises(ConfigError, match="FORMAT-PRECISION"):
+        load_recipe(bad)
