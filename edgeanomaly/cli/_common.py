@@ -74,7 +74,7 @@ def check_run_dir(out: Path, overwrite: bool) -> None:
 
 
 class StageBar:
-    """One progress bar per stage, on stderr, only on a terminal."""
+    """One progress bar per stage on stderr on a terminal; off a terminal one line per stage."""
 
     def __init__(self) -> None:
         self.stage: str | None = None
@@ -85,6 +85,8 @@ class StageBar:
         if stage != self.stage:
             self.close()
             self.stage, self.done = stage, 0
+            if not sys.stderr.isatty():  # a log still shows what the seconds are spent on
+                click.echo(f"  ... {stage} ({total})", err=True)
             self.bar = progress(length=total, label=f"{stage:<6}").__enter__()
         self.bar.update(done - self.done)
         self.done = done

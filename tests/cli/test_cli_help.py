@@ -58,3 +58,36 @@ def test_base_install_help_marks_train_commands() -> None:
     assert 'pip install "edgeanomaly[train]"' in proc.stdout
     r = CliRunner().invoke(main, ["--help"])  # this environment has torch: nothing marked
     assert "[needs" not in r.output
+
+
+def test_progress_off_a_terminal_is_one_line_per_stage(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeanomaly.cli._common import Activity, StageBar
+
+    bar = StageBar()
+    for stage, total in (("fit", 3), ("test", 2)):
+        for done in range(1, total + 1):
+            bar(stage, done, total)
+    bar.close()
+    with Activity() as activity:
+        activity("openvino-int8: writing")
+        activity("openvino-int8: parity against torch")
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["  ... fit (3)", "  ... test (2)", "  ... openvino-int8: writing", "  ... openvino-int8: parity against torch"]
+
+
+def test_activity_on_a_terminal_redraws_elapsed_seconds() -> None:
+    import io
+    import time
+
+    from edgeanomaly.cli._common import Activity
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    with Activity(term) as activity:
+        activity("quantising")
+        time.sleep(1.2)
+    text = term.getvalue()
+    assert text.count("\r  ... quantising") >= 1 and " s" in text and text.endswith("\r\033[K")
