@@ -14,9 +14,29 @@ import cv2
 from edgeanomaly.runtime import load, overlay
 
 
-def main() -> None:
+def has_gui() -> bool:
+    """Whether this OpenCV build can open windows (opencv-python-headless cannot)."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:"):
+            return line.split(":", 1)[1].strip().upper() != "NONE"
+    return True
+
+
+def main() -> int:
+    if len(sys.argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
     bundle, source = sys.argv[1], sys.argv[2]
     show = "--show" in sys.argv
+    if show and not has_gui():  # say it now, not as a cv2.error at the first frame
+        print(
+            "--show needs OpenCV with GUI support, but this is a headless build (edgeanomaly depends on "
+            "opencv-python-headless). Install the GUI build in this environment:\n"
+            "  pip uninstall -y opencv-python-headless && pip install opencv-python\n"
+            "or run without --show (the results are printed either way).",
+            file=sys.stderr,
+        )
+        return 2
     with load(bundle) as detector:
         src = int(source) if source.isdigit() else source
         for frame, prediction in detector.stream(src):
@@ -26,7 +46,8 @@ def main() -> None:
                 cv2.imshow("edgeanomaly", overlay(frame, prediction, color="BGR"))
                 if cv2.waitKey(1) == 27:  # Esc
                     break
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

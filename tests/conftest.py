@@ -17,7 +17,7 @@ LITE0_WEIGHTS = SHARED / "weights" / "efficientnet_lite0" / "efficientnet-lite0-
 def mvtec_root() -> Path:
     """The real MVTec AD subset (hazelnut) beside the project, or skip."""
     if not (MVTEC_REDUCED / "hazelnut" / "train" / "good").is_dir():
-        pytest.skip(f"real MVTec AD subset not found at {MVTEC_REDUCED} (set EDGEANOMALY_SHARED)")
+        pytest.skip(f"real MVTec AD subset not found at {MVTEC_REDUCED} (looked in ../shared beside the repository; set EDGEANOMALY_SHARED=DIR for another folder)")
     return MVTEC_REDUCED
 
 

@@ -15,6 +15,7 @@ from edgeanomaly.bundle._bundle import Bundle
 from edgeanomaly.bundle._calibration import Calibration, normalize, utc_now
 from edgeanomaly.bundle._describe import describe_bundle, format_bytes
 from edgeanomaly.bundle._io import (
+    check_destination,
     load_manifest,
     pack_bundle,
     read_bundle,
@@ -49,6 +50,7 @@ __all__ = [
     "Bundle",
     "read_bundle",
     "write_bundle",
+    "check_destination",
     "pack_bundle",
     "update_calibration",
     "describe_bundle",

@@ -190,11 +190,17 @@ def verify_bundle(path: str | os.PathLike[str]) -> list[str]:
 # ---------------------------------------------------------------------------- writing
 
 
-def _check_destination(out: Path, overwrite: bool) -> None:
+def check_destination(out: str | os.PathLike[str], overwrite: bool, flag: str = "overwrite=True") -> None:
+    """Raise :class:`BundleError` unless a bundle may be written at ``out``.
+
+    Callers check before expensive work (a fit, an export); ``write_bundle`` checks again.
+    ``flag`` is how the caller's user says "replace it" (``--overwrite`` on the command line).
+    """
+    out = Path(out)
     if not (out.exists() or out.is_symlink()):
         return
     if not overwrite:
-        raise BundleError(f"{out} already exists; pass overwrite=True to replace it")
+        raise BundleError(f"{out} already exists; pass {flag} to replace it")
     if _is_zip_name(out):
         if out.is_dir():
             raise BundleError(f"{out} is a directory; refusing to replace it with a zip file")
@@ -338,7 +344,7 @@ def write_bundle(
         raise TypeError(f"Expected manifest as a Manifest, got {type(manifest).__name__}")
     out = Path(out).expanduser()
     sources = _normalize_sources(files)
-    _check_destination(out, overwrite)
+    check_destination(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = temp_dir_beside(out)
     try:
@@ -350,7 +356,7 @@ def write_bundle(
         if _is_zip_name(out):
             write_zip(stage, [MANIFEST_NAME, *(f.path for f in final.files())], out)
         else:
-            _check_destination(out, overwrite)  # it may have appeared while writing
+            check_destination(out, overwrite)  # it may have appeared while writing
             replace_dir(stage, out)
     finally:
         if stage.exists():
@@ -373,7 +379,7 @@ def pack_bundle(bundle_dir: str | os.PathLike[str], zip_path: str | os.PathLike[
     if not _is_zip_name(dest):
         raise BundleError(f"pack_bundle writes a .zip file, got {dest}")
     with read_bundle(source, verify=True) as bundle:
-        _check_destination(dest, overwrite)
+        check_destination(dest, overwrite)
         dest.parent.mkdir(parents=True, exist_ok=True)
         write_zip(bundle.root, [MANIFEST_NAME, *(f.path for f in bundle.manifest.files())], dest)
     return dest

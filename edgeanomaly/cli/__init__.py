@@ -28,6 +28,25 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# command -> extra it needs beyond the base install, and the module that extra brings.
+NEEDS_EXTRA: dict[str, str] = {"quickstart": "train", "fit": "train", "export": "train"}
+_EXTRA_MODULE: dict[str, str] = {"train": "torch"}
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (``--help`` stays fast)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _missing_extra(name: str) -> str | None:
+    """The extra that ``name`` needs and this installation lacks, or None."""
+    extra = NEEDS_EXTRA.get(name)
+    return extra if extra and not _installed(_EXTRA_MODULE.get(extra, extra)) else None
+
+
 def _available() -> dict[str, tuple[str, str, str]]:
     """Commands whose module is present in this installation."""
     out = {}
@@ -57,10 +76,18 @@ class _LazyGroup(click.Group):
         return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, entry[2]) for name, entry in _available().items()]
+        rows, missing = [], set()
+        for name, entry in _available().items():
+            extra = _missing_extra(name)
+            if extra:
+                missing.add(extra)
+            rows.append((name, (f"[needs {extra}] " if extra else "") + entry[2]))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+                for extra in sorted(missing):
+                    formatter.write_paragraph()
+                    formatter.write_text(f'[needs {extra}]: install with pip install "edgeanomaly[{extra}]"')
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,6 +98,13 @@ def main(verbose: int) -> None:
 
     Typical flow: fit on normal images, export a bundle, then on the device
     predict, validate and benchmark (no torch needed there).
+
+    \b
+    Examples:
+      edgeanomaly quickstart --out runs/quickstart
+      edgeanomaly export --recipe patchcore --data data --category metal --out pc.bundle
+      edgeanomaly predict pc.bundle images/ --json
+      edgeanomaly COMMAND --help
     """
     if verbose:
         import logging

@@ -9,7 +9,10 @@ import click
 from edgeanomaly.cli._common import friendly_errors
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  edgeanomaly benchmark pc.bundle --data data --category metal
+  edgeanomaly benchmark pc.bundle --repeats 100 --no-cold-start --out bench/""")
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Labelled dataset for image AUROC / pixel AUPRO (optional).")
 @click.option("--category", default=None, help="Category inside --data.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 import click
@@ -19,7 +20,7 @@ class _LiveChoice(click.Choice):
 
     def __init__(self, names: Callable[[], Sequence[str]]) -> None:
         self._names = names
-        super().__init__(list(names()))
+        super().__init__(list(names()), case_sensitive=False)
 
     @property  # type: ignore[override]
     def choices(self) -> tuple[str, ...]:
@@ -67,15 +68,41 @@ def progress(iterable: Any = None, length: int | None = None, label: str = "", e
     )
 
 
-def split_csv(value: str | None) -> list[str]:
-    """'a, b,c' -> ['a', 'b', 'c']; None or '' -> []."""
+def split_csv(value: str | None, lower: bool = False) -> list[str]:
+    """'a, b,c' -> ['a', 'b', 'c']; None or '' -> []. ``lower`` for case-insensitive names (FP16 = fp16)."""
     if not value:
         return []
-    return [v.strip() for v in value.split(",") if v.strip()]
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return [v.lower() for v in items] if lower else items
+
+
+def check_bundle_out(out: Path, overwrite: bool) -> None:
+    """Fail now, not after minutes of work, when a bundle cannot be written at ``out``."""
+    from edgeanomaly.bundle import check_destination
+
+    check_destination(out, overwrite, flag="--overwrite")
+
+
+def check_run_dir(out: Path, overwrite: bool) -> None:
+    """Fail now when writing a checkpoint into ``out`` would replace something not asked for.
+
+    An empty or missing folder is fine; a run directory (``checkpoint.json``) is replaced only
+    with ``--overwrite``; any other non-empty folder is never written into.
+    """
+    from edgeanomaly.errors import ConfigError
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"Expected a run directory at {out}, found a file; choose another --out")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / "checkpoint.json").is_file() and not (out / "model.pt").is_file():
+        raise ConfigError(f"{out} exists and is not a run directory (no checkpoint.json); refusing to write into it. Choose another path.")
+    if not overwrite:
+        raise ConfigError(f"Run directory {out} already exists; pass --overwrite to replace its checkpoint")
 
 
 class StageBar:
-    """One progress bar per stage, on stderr, only on a terminal."""
+    """One progress bar per stage on stderr on a terminal; off a terminal one line per stage."""
 
     def __init__(self) -> None:
         self.stage: str | None = None
@@ -86,6 +113,8 @@ class StageBar:
         if stage != self.stage:
             self.close()
             self.stage, self.done = stage, 0
+            if not sys.stderr.isatty():  # a log still shows what the seconds are spent on
+                click.echo(f"  ... {stage} ({total})", err=True)
             self.bar = progress(length=total, label=f"{stage:<6}").__enter__()
         self.bar.update(done - self.done)
         self.done = done
@@ -94,3 +123,53 @@ class StageBar:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+
+
+class Activity:
+    """Shows that a long step without a known length is running: ``activity("int8 ...")``.
+
+    On a terminal one line on stderr is redrawn with the elapsed seconds (every 0.5 s, from a
+    daemon thread) until the next step starts or :meth:`close`; off a terminal each step
+    prints one line when it starts, so a log shows what the minutes were spent on.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.label: str | None = None
+        self._stop: Any = None
+        self._thread: Any = None
+
+    def __call__(self, label: str) -> None:
+        self.close()
+        self.label = label
+        if not self.tty:
+            click.echo(f"  ... {label}", file=self.stream)
+            return
+        import threading
+        import time
+
+        stop = threading.Event()
+        start = time.perf_counter()
+
+        def redraw() -> None:
+            while not stop.wait(0.5):
+                click.echo(f"\r  ... {label} {time.perf_counter() - start:5.0f} s", file=self.stream, nl=False)
+
+        self._stop, self._thread = stop, threading.Thread(target=redraw, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """End the current step (clears the terminal line)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            click.echo("\r\033[K", file=self.stream, nl=False)
+            self._thread = self._stop = None
+        self.label = None
+
+    def __enter__(self) -> "Activity":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

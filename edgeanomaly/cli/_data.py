@@ -9,12 +9,18 @@ import click
 from edgeanomaly.cli._common import friendly_errors, progress
 
 
-@click.group()
+@click.group(epilog="""\b
+Examples:
+  edgeanomaly data synth --out data
+  edgeanomaly data check data/metal""")
 def data() -> None:
     """Synthesise or check datasets."""
 
 
-@data.command()
+@data.command(epilog="""\b
+Examples:
+  edgeanomaly data synth --out data
+  edgeanomaly data synth --out small --category metal --n-train 10 --size 128""")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write <category>/... into.")
 @click.option("--category", "categories", multiple=True, type=click.Choice(["fabric", "metal"]), help="Surface(s) to generate; default: all.")
 @click.option("--n-train", default=40, show_default=True, type=click.IntRange(min=1), help="Normal training images per category.")
@@ -42,7 +48,11 @@ def synth(out: Path, categories: tuple[str, ...], n_train: int, n_test: int, siz
     click.echo(f"Check it with: edgeanomaly data check {out / summary.categories[0]}")
 
 
-@data.command()
+@data.command(epilog="""\b
+Examples:
+  edgeanomaly data check data/metal
+  edgeanomaly data check data --category metal --no-decode
+  edgeanomaly data check parts/good --abnormal-dir parts/bad --mask-dir parts/masks""")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--category", default=None, help="Category folder inside PATH (MVTec layout).")
 @click.option("--abnormal-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Plain-folder layout: folder of defect images.")

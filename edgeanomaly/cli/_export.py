@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from edgeanomaly.cli._common import StageBar, friendly_errors, split_csv
+from edgeanomaly.cli._common import StageBar, check_bundle_out, check_run_dir, friendly_errors, split_csv
 
 
 def _size(n: int | None) -> str:
@@ -32,52 +32,126 @@ def print_parity(report: Any) -> None:
         click.echo(f"  {a.name:<15} {_size(a.bytes):>9} {p['max_rel_score_diff']:>17.2e} {md:>15} {ia:>9} {pa:>9} {p['label_flips']:>5}  {p['execution']}")
 
 
-def print_next_steps(out: Path, data: str | None) -> None:
-    click.echo("Next, on the device:")
-    click.echo(f"  edgeanomaly predict {out} IMAGE_OR_FOLDER")
-    click.echo(f"  edgeanomaly validate {out} --data {data or 'DATASET_DIR'}")
+def dataset_args(data: str | Path, category: str | None) -> list[str]:
+    """``--data D [--category C]`` as ``validate`` and ``benchmark`` need them."""
+    if category and (Path(data) / category).is_dir():
+        return ["--data", str(data), "--category", category]
+    return ["--data", str(data)]
 
 
-@click.command()
+def next_commands(bundle: Path, data: str | Path | None, category: str | None) -> list[str]:
+    """The commands to run next on ``bundle``, complete and runnable (a test runs every one).
+
+    Without a dataset on this machine there is nothing concrete to suggest but placeholders.
+    """
+    import shlex
+
+    if not data or not Path(data).is_dir():
+        return [f"edgeanomaly info {shlex.quote(str(bundle))}",
+                f"edgeanomaly predict {shlex.quote(str(bundle))} IMAGE_OR_FOLDER --json",
+                f"edgeanomaly validate {shlex.quote(str(bundle))} --data DATASET_DIR"]
+    root = Path(data) / category if category and (Path(data) / category).is_dir() else Path(data)
+    images = root / "test" if (root / "test").is_dir() else root
+    commands = [
+        ["edgeanomaly", "info", str(bundle)],
+        ["edgeanomaly", "predict", str(bundle), str(images), "--json"],
+        ["edgeanomaly", "validate", str(bundle), *dataset_args(data, category)],
+    ]
+    return [shlex.join(c) for c in commands]
+
+
+def print_next_steps(title: str, commands: list[str]) -> None:
+    click.echo(title)
+    for command in commands:
+        click.echo(f"  {command}")
+
+
+def export_with_progress(ckpt: Any, out: Path, formats: list[str], precisions: list[str], **kwargs: Any) -> Any:
+    """``export_checkpoint`` printing one line per finished step and showing the running one."""
+    from edgeanomaly.cli._common import Activity
+    from edgeanomaly.export import export_checkpoint
+
+    with Activity() as activity:
+
+        def step(what: str, seconds: float, nbytes: int | None) -> None:
+            activity.close()
+            print_step(what, seconds, nbytes)
+
+        return export_checkpoint(ckpt, out, formats, precisions, step=step, begin=activity, **kwargs)
+
+
+@click.command(epilog="""\b
+Examples:
+  edgeanomaly export runs/pc --out pc.bundle --format onnx,openvino --precision fp32,fp16,int8
+  edgeanomaly export --recipe patchcore --data data --category metal --out pc.bundle
+  edgeanomaly export --list-recipes""")
 @click.argument("checkpoint", required=False, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory, or a path ending in .zip.")
-@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Fit and export in one step from export/<name>.toml (needs --data); the checkpoint goes to OUT.run beside the bundle.")
+@click.option("--out", type=click.Path(path_type=Path), help="Bundle directory, or a path ending in .zip.")
+@click.option("--recipe", default=None, metavar="NAME|FILE", help="Fit and export in one step from a recipe: a packaged name (see --list-recipes) or a TOML file; needs --data. The checkpoint goes to OUT.run beside the bundle.")
+@click.option("--list-recipes", is_flag=True, help="List the packaged recipes and exit.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Dataset to fit on (with --recipe).")
 @click.option("--category", default=None, help="Category inside --data (MVTec layout).")
-@click.option("--format", "formats", default=None, help="Comma-separated: onnx,openvino. Default: both (or the recipe's).")
-@click.option("--precision", "precisions", default=None, help="Comma-separated: fp32,fp16,int8. Default: fp32 (or the recipe's).")
-@click.option("--static", "static", is_flag=False, flag_value=1, default=None, type=int, metavar="[BATCH]", help="Fix the batch size (default 1 when given) for NPU-style static shapes.")
+@click.option("--format", "formats", default=None, help="Comma-separated, any case: onnx,openvino. Default: both (or the recipe's).")
+@click.option("--precision", "precisions", default=None, help="Comma-separated, any case: fp32,fp16,int8. Default: fp32 (or the recipe's).")
+@click.option("--static", "static", is_flag=False, flag_value=1, default=None, type=click.IntRange(min=1), metavar="[BATCH]", help="Fix the batch size (default 1 when given) for NPU-style static shapes.")
 @click.option("--calibration-data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Recompute calibration and run parity on this dataset.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out (and, with --recipe, the run directory OUT.run).")
 @click.option("--seed", default=0, show_default=True, type=int, help="random_state when fitting from a recipe.")
 @friendly_errors
-def export(checkpoint: Path | None, out: Path, recipe: Path | None, data: Path | None, category: str | None, formats: str | None,
-           precisions: str | None, static: int | None, calibration_data: Path | None, overwrite: bool, seed: int) -> None:
-    """Export a CHECKPOINT (RUN_DIR of 'edgeanomaly fit'), or --recipe + --data, to a bundle."""
+def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_recipes: bool, data: Path | None, category: str | None,
+           formats: str | None, precisions: str | None, static: int | None, calibration_data: Path | None, overwrite: bool, seed: int) -> None:
+    """Export a CHECKPOINT (RUN_DIR of 'edgeanomaly fit'), or --recipe + --data, to a bundle.
+
+    Every argument (destinations, formats, precisions, dataset and category) is checked
+    before the fit or export starts.
+    """
+    if list_recipes:
+        from edgeanomaly.recipes import list_recipes as packaged
+
+        for name, about in packaged().items():
+            click.echo(f"{name:<16} {about}")
+        return
     from edgeanomaly._optional import require
-
-    require("torch", "exporting models")
     from edgeanomaly.errors import ConfigError
-    from edgeanomaly.export import export_checkpoint, load_recipe
-    from edgeanomaly.models import load_checkpoint
 
+    if out is None:
+        raise click.UsageError("Missing option '--out' (the bundle to write).")
     if (checkpoint is None) == (recipe is None):
         raise ConfigError("Expected either a CHECKPOINT argument or --recipe (with --data), not both and not neither")
-    fmt_list = split_csv(formats)
-    prec_list = split_csv(precisions)
-    if recipe is not None:
+    if recipe is not None and data is None:
+        raise ConfigError("--recipe needs --data DIR (the dataset to fit on)")
+    require("torch", "exporting models")
+    from edgeanomaly.data import load_dataset
+    from edgeanomaly.export import artifact_name, check_targets, load_recipe
+    from edgeanomaly.models import load_checkpoint
+
+    # Everything that can be wrong is checked here, before minutes of fitting and exporting.
+    r = load_recipe(recipe) if recipe is not None else None
+    fmt_list = split_csv(formats, lower=True) or (r.formats if r else ["onnx", "openvino"])
+    prec_list = split_csv(precisions, lower=True) or (r.precisions if r else ["fp32"])
+    # A recipe's exact artifact list holds unless --format or --precision say otherwise.
+    only = r.artifacts if (r is not None and not formats and not precisions) else None
+    targets = check_targets(fmt_list, prec_list)
+    if only is not None and set(only) - {artifact_name(f, p) for f, p in targets}:
+        raise ConfigError(f"Recipe {r.path}: unknown artifact(s) in {only}")  # type: ignore[union-attr]
+    check_bundle_out(out, overwrite)
+    if calibration_data is not None:
+        load_dataset(calibration_data).check()
+    if r is not None:
+        from edgeanomaly._optional import check_choice
+        from edgeanomaly.models import list_models
+
+        check_choice("model", r.model, list_models())
+        load_dataset(data, category=category).check()  # type: ignore[arg-type]
+        run_dir = out.with_name(out.name.removesuffix(".zip") + ".run")
+        check_run_dir(run_dir, overwrite)
+        static = static if static is not None else r.static_batch
         from edgeanomaly.models import fit_run
 
-        if data is None:
-            raise ConfigError("--recipe needs --data DIR (the dataset to fit on)")
-        r = load_recipe(recipe)
-        fmt_list = fmt_list or r.formats
-        prec_list = prec_list or r.precisions
-        static = static if static is not None else r.static_batch
-        click.echo(f"Fitting {r.model} from recipe {recipe} on {data}")
+        click.echo(f"Fitting {r.model} from recipe {r.path} on {data}")
         bar = StageBar()
         try:
-            result = fit_run(r.model, data, out.with_name(out.name.removesuffix(".zip") + ".run"), category=category,
+            result = fit_run(r.model, data, run_dir, category=category,  # type: ignore[arg-type]
                              image_size=r.image_size, center_crop=r.center_crop, batch_size=r.batch_size,
                              progress=bar, random_state=seed, **r.model_kwargs)
         finally:
@@ -86,13 +160,16 @@ def export(checkpoint: Path | None, out: Path, recipe: Path | None, data: Path |
         ckpt = result.checkpoint
     else:
         ckpt = load_checkpoint(checkpoint)  # type: ignore[arg-type]
-    fmt_list = fmt_list or ["onnx", "openvino"]
-    prec_list = prec_list or ["fp32"]
-    click.echo(f"Exporting {ckpt.model.name} ({ckpt.model.backbone}) -> {out}  formats {','.join(fmt_list)}  precisions {','.join(prec_list)}"
+    what = f"artifacts {','.join(only)}" if only else f"formats {','.join(fmt_list)}  precisions {','.join(prec_list)}"
+    click.echo(f"Exporting {ckpt.model.name} ({ckpt.model.backbone}) -> {out}  {what}"
                + (f"  static batch {static}" if static else "  dynamic batch"))
-    report = export_checkpoint(ckpt, out, fmt_list, prec_list, static_batch=static, calibration_data=calibration_data,
-                               overwrite=overwrite, step=print_step)
+    report = export_with_progress(ckpt, out, fmt_list, prec_list, static_batch=static, calibration_data=calibration_data,
+                                  overwrite=overwrite, only=only)
     print_parity(report)
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.is_dir() else out.stat().st_size
     click.echo(f"Bundle: {out} ({_size(total)})")
-    print_next_steps(out, str(calibration_data or ckpt.info.get("data") or ""))
+    if calibration_data is not None:
+        commands = next_commands(out, calibration_data, None)
+    else:
+        commands = next_commands(out, ckpt.info.get("data"), ckpt.info.get("category") if ckpt.info.get("layout") == "mvtec" else None)
+    print_next_steps("Next, on the device:", commands)

@@ -8,9 +8,19 @@ from typing import Any
 
 import click
 
-from edgeanomaly.cli._common import StageBar, friendly_errors, split_csv
+from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, split_csv
 
+# Static copies of the registries (tests/cli/test_cli_help.py keeps them equal), so that
+# `fit --help` needs no torch import.
 MODEL_NAMES = ("patchcore", "padim", "dfkde", "dfm")
+BACKBONE_NAMES = ("efficientnet_lite0", "resnet18", "wide_resnet50_2")
+#: backbone -> feature layer names (shallow to deep) as the help shows them.
+LAYER_NAMES = {
+    "efficientnet_lite0": ("stem",) + tuple(f"blocks.{i}" for i in range(16)) + ("head",),
+    "resnet18": ("stem", "layer1", "layer2", "layer3", "layer4"),
+    "wide_resnet50_2": ("stem", "layer1", "layer2", "layer3", "layer4"),
+}
+LAYER_HELP = "efficientnet_lite0: stem, blocks.0 ... blocks.15, head (e.g. blocks.4,blocks.10); resnet18 and wide_resnet50_2: stem, layer1 ... layer4 (e.g. layer2,layer3)"
 
 
 def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
@@ -40,8 +50,8 @@ def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
 def model_options(func: Any) -> Any:
     """Options shared by ``fit`` and ``export --recipe``/``quickstart`` overrides."""
     options = [
-        click.option("--backbone", default=None, help="Backbone (resnet18, wide_resnet50_2, efficientnet_lite0). Default: efficientnet_lite0."),
-        click.option("--layers", default=None, help="Comma-separated feature layers, e.g. layer2,layer3. Default: the model's."),
+        click.option("--backbone", default=None, help=f"Backbone ({', '.join(BACKBONE_NAMES)}). Default: efficientnet_lite0."),
+        click.option("--layers", default=None, help=f"Comma-separated feature layers of the backbone. Default: the model's. Names: {LAYER_HELP}."),
         click.option("--image-size", default=256, show_default=True, type=int, help="Input side in pixels (divisible by the deepest layer's stride)."),
         click.option("--center-crop", default=None, type=int, help="Centre crop after resizing (model input = crop)."),
         click.option("--seed", default=0, show_default=True, type=int, help="random_state of every random step."),
@@ -86,22 +96,29 @@ def print_metrics(metrics: dict[str, float], calibration: dict[str, Any] | None)
             click.echo(f"  {k:<22} {v:.4f}" if isinstance(v, float) else f"  {k:<22} {v}")
 
 
-@click.command()
-@click.option("--model", "model_name", default="patchcore", show_default=True, help=f"One of {', '.join(MODEL_NAMES)}.")
+@click.command(epilog="""\b
+Examples:
+  edgeanomaly fit --model patchcore --data data --category metal --out pc.run
+  edgeanomaly fit --model padim --data parts/good --backbone resnet18 --layers layer1,layer2,layer3 --out padim.run
+  edgeanomaly fit --model dfm --data data --category metal --param pca_level=0.99 --out dfm.run""")
+@click.option("--model", "model_name", default="patchcore", show_default=True, help=f"Registered model: {', '.join(MODEL_NAMES)}.")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Dataset folder (MVTec layout or a folder of normal images).")
 @click.option("--category", default=None, help="Category inside DATA (MVTec layout).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory for checkpoint.json + model.pt.")
+@click.option("--overwrite", is_flag=True, help="Replace the checkpoint of an existing run directory at --out.")
 @model_options
 @friendly_errors
-def fit(model_name: str, data: Path, category: str | None, out: Path, backbone: str | None, layers: str | None, image_size: int,
-        center_crop: int | None, seed: int, weights: Path | None, weights_cache: Path | None, pretrained: bool,
+def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite: bool, backbone: str | None, layers: str | None,
+        image_size: int, center_crop: int | None, seed: int, weights: Path | None, weights_cache: Path | None, pretrained: bool,
         params: tuple[str, ...], batch_size: int) -> None:
-    """Fit a model on normal images in one pass and save a checkpoint."""
+    """Fit a model on normal images in one pass and save a checkpoint (needs the [train] extra)."""
     from edgeanomaly._optional import require
 
+    check_run_dir(out, overwrite)
     require("torch", "fitting models")
     from edgeanomaly.models import fit_run
 
+    model_name = model_name.lower()
     kwargs = build_model_kwargs(backbone, layers, seed, weights, weights_cache, pretrained, params)
     bar = StageBar()
     try:
@@ -114,4 +131,13 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, backbone: 
     click.echo(f"Fitted {m.name} ({m.backbone}: {', '.join(m.layers)}; weights {m.weights_source}) on {ckpt.info['n_train']} images in {result.seconds['fit']:.2f} s")
     print_metrics(ckpt.metrics, ckpt.calibration)
     click.echo(f"Checkpoint: {result.out}")
-    click.echo(f"Next: edgeanomaly export {result.out} --out {result.out}/bundle")
+    import shlex
+
+    from edgeanomaly.cli._export import print_next_steps
+
+    print_next_steps("Next:", [shlex.join(["edgeanomaly", "export", str(result.out), "--out", str(bundle_beside(result.out))])])
+
+
+def bundle_beside(run_dir: Path) -> Path:
+    """Where the suggested export writes: ``pc.run`` -> ``pc.bundle``, ``runs/pc`` -> ``runs/pc.bundle``."""
+    return run_dir.with_name(run_dir.name.removesuffix(".run") + ".bundle")

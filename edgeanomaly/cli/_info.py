@@ -9,7 +9,10 @@ import click
 from edgeanomaly.cli._common import friendly_errors
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  edgeanomaly info pc.bundle
+  edgeanomaly info pc.bundle.zip""")
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead.")
 @friendly_errors

@@ -35,7 +35,8 @@ def _resolve_source(source: str, watch: bool) -> tuple[str, Any]:
     if path.is_dir():
         if watch:
             return "watch", path
-        return "files", sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+        # Recursive: an MVTec test split keeps its images in one subfolder per defect type.
+        return "files", sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
     if watch:
         raise click.BadParameter(f"--watch needs a folder, got {source}", param_hint="SOURCE")
     if path.is_file():
@@ -51,13 +52,49 @@ def _resolve_source(source: str, watch: bool) -> tuple[str, Any]:
     )
 
 
+def _no_images_message(source: str) -> str:
+    """What was looked for, and a glob to try instead."""
+    from edgeanomaly.data._io import IMAGE_EXTENSIONS
+
+    looked = ", ".join(IMAGE_EXTENSIONS)
+    if Path(source).is_dir():
+        return (f"No image files found in {source} or its subfolders (looked for {looked}). "
+                f"Pass the folder that holds the images, or a glob such as \"{Path(source) / '**' / '*.png'}\"")
+    return f"No image files match {source} (looked for {looked}). Try a recursive glob such as \"parts/**/*.png\""
+
+
+def _check_outputs(out: Path | None, overwrite: bool) -> None:
+    """Before any work: refuse to replace the results of an earlier run unless asked."""
+    if out is None or overwrite:
+        return
+    earlier = [p for p in (out / "predictions.jsonl", out / "overlays") if p.exists()]
+    if earlier:
+        raise click.ClickException(
+            f"{out} already holds the results of an earlier run ({', '.join(p.name for p in earlier)}); "
+            "pass --overwrite to replace them, or choose another --out"
+        )
+
+
+def _overlay_root(kind: str, value: Any) -> Path | None:
+    """The folder whose tree the overlays mirror: the inputs' common folder (or the watched one)."""
+    import os
+
+    if kind == "watch":
+        return Path(value).resolve()
+    if kind == "files" and value:
+        return Path(os.path.commonpath([str(Path(p).resolve().parent) for p in value]))
+    return None
+
+
 class _Report:
     """Writes result lines (stdout and optionally DIR/predictions.jsonl) and keeps the summary."""
 
-    def __init__(self, as_json: bool, out: Path | None, save_overlays: bool) -> None:
+    def __init__(self, as_json: bool, out: Path | None, save_overlays: bool, root: Path | None = None) -> None:
         self.as_json = as_json
         self.out = out
         self.overlay_dir = out / "overlays" if (out is not None and save_overlays) else None
+        self.root = root
+        self.written: set[Path] = set()
         self.file = None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
@@ -89,14 +126,32 @@ class _Report:
 
             from edgeanomaly.runtime import overlay
 
-            stem = Path(str(name)).stem if key == "path" else f"frame_{int(name):06d}"
-            target = self.overlay_dir / f"{stem}.png"
+            target = self._overlay_target(key, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
             vis = overlay(image, prediction, color=color)
             cv2.imwrite(str(target), vis if color == "BGR" else cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
             record["overlay"] = str(target)
         label = "ANOMALOUS" if prediction.label else "normal"
         total = prediction.timings.get("total", float("nan"))
         self._emit(record, f"{name}\t{label}\tscore={prediction.score:.4f}\t{total:.1f} ms")
+
+    def _overlay_target(self, key: str, name: Any) -> Path:
+        """One file per input: the input's path below the common folder, as .png (never reused)."""
+        assert self.overlay_dir is not None
+        if key != "path":
+            return self.overlay_dir / f"frame_{int(name):06d}.png"
+        path = Path(str(name))
+        rel = Path(path.name)
+        if self.root is not None:
+            try:
+                rel = path.resolve().relative_to(self.root)
+            except ValueError:  # a watched file outside the folder (a symlink): keep its name
+                pass
+        target = self.overlay_dir / rel.with_suffix(".png")
+        if target in self.written:  # part.png and part.jpg side by side
+            target = self.overlay_dir / rel.parent / (rel.name + ".png")
+        self.written.add(target)
+        return target
 
     def failed(self, key: str, name: Any, error: Exception) -> None:
         self.n_failed += 1
@@ -144,10 +199,11 @@ class _Report:
 @click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU (OpenVINO); CPU, CUDA, TensorRT (ONNX Runtime).")
 @click.option("--precision", type=precision_choice(), default=None, help="Artifact precision to run (default: the best the device can run; CPU fp32 > fp16 > int8).")
 @click.option("--artifact", default=None, help="Artifact name (e.g. openvino-int8); overrides --precision.")
-@click.option("--inference-precision", type=click.Choice(["f32", "bf16", "f16"]), default=None, help="OpenVINO execution precision (default f32 on CPU).")
+@click.option("--inference-precision", type=click.Choice(["f32", "bf16", "f16"], case_sensitive=False), default=None, help="OpenVINO execution precision (default f32 on CPU).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Images per inference call (folders and globs).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write predictions.jsonl (and overlays/) here.")
-@click.option("--save-overlays", is_flag=True, help="Save heat-map overlays as PNG under --out/overlays.")
+@click.option("--save-overlays", is_flag=True, help="Save heat-map overlays as PNG under --out/overlays, mirroring the input folders.")
+@click.option("--overwrite", is_flag=True, help="Replace predictions.jsonl and overlays/ of an earlier run in --out.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per input and a JSON summary on stdout.")
 @click.option("--watch", is_flag=True, help="Treat a folder SOURCE as a drop folder: score new files as they arrive.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop a video, camera or watch after N predictions.")
@@ -164,12 +220,13 @@ def predict(
     batch_size: int,
     out_dir: Path | None,
     save_overlays: bool,
+    overwrite: bool,
     as_json: bool,
     watch: bool,
     max_frames: int | None,
     timeout: float | None,
 ) -> None:
-    """Score SOURCE with BUNDLE: an image, a folder, a glob ("parts/*.png"), a video or a camera index.
+    """Score SOURCE with BUNDLE: an image, a folder (and its subfolders), a glob ("parts/*.png"), a video or a camera index.
 
     Prints one line per input (JSON with --json: path, score, label, raw_score, timings_ms)
     and a summary. A file that cannot be read is reported on its own line and the run goes
@@ -187,7 +244,8 @@ def predict(
         raise click.BadParameter("--save-overlays needs --out DIR (nothing is written to the current directory)", param_hint="--save-overlays")
     kind, value = _resolve_source(source, watch)
     if kind == "files" and not value:
-        raise click.ClickException(f"No image files found in {source}")
+        raise click.ClickException(_no_images_message(source))
+    _check_outputs(out_dir, overwrite)
 
     detector = load(
         bundle,
@@ -200,7 +258,7 @@ def predict(
     info = detector.info()
     if not as_json:
         click.echo(f"{detector!r}: {detector.selection}", err=True)
-    report = _Report(as_json, out_dir, save_overlays)
+    report = _Report(as_json, out_dir, save_overlays, _overlay_root(kind, value))
     t0 = time.perf_counter()
     try:
         if kind == "files":

@@ -19,11 +19,14 @@ def _stage(title: str) -> None:
     click.echo(f"\n== {title}")
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  edgeanomaly quickstart --out runs/quickstart
+  edgeanomaly quickstart --data my_mvtec --category bottle --model padim --out runs/bottle""")
 @click.option("--out", default="edgeanomaly-quickstart", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for data, checkpoint, bundle and reports.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Your own MVTec-style dataset instead of the synthetic one.")
 @click.option("--category", default=None, help="Category inside --data (MVTec layout).")
-@click.option("--model", "model_name", default="patchcore", show_default=True, help="Model to fit.")
+@click.option("--model", "model_name", default="patchcore", show_default=True, help="Model to fit: patchcore, padim, dfkde, dfm.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @friendly_errors
 def quickstart(out: Path, data: Path | None, category: str | None, model_name: str, seed: int) -> None:
@@ -31,10 +34,19 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     from edgeanomaly._optional import require
 
     require("torch", "the quickstart (it fits and exports a model)")
-    from edgeanomaly.cli._export import print_parity, print_step
+    from edgeanomaly.cli._common import Activity
+    from edgeanomaly.cli._export import export_with_progress, next_commands, print_next_steps, print_parity
     from edgeanomaly.cli._fit import print_metrics
     from edgeanomaly.cli._validate import print_validation
 
+    from edgeanomaly._optional import check_choice
+    from edgeanomaly.cli._fit import MODEL_NAMES
+
+    model_name = check_choice("model", model_name.lower(), MODEL_NAMES)
+    if data is not None:  # a wrong folder or category fails now, not after the synthetic data
+        from edgeanomaly.data import load_dataset
+
+        load_dataset(data, category=category).check()
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     if data is None:
@@ -60,11 +72,9 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     click.echo(f"  fitted on {ckpt.info['n_train']} images in {result.seconds['fit']:.1f} s; weights {ckpt.model.weights_source}")
     print_metrics(ckpt.metrics, ckpt.calibration)
 
-    from edgeanomaly.export import export_checkpoint
-
     _stage("3/5 export ONNX + OpenVINO at FP32, FP16, INT8")
     bundle = out / "bundle"
-    report = export_checkpoint(ckpt, bundle, ["onnx", "openvino"], ["fp32", "fp16", "int8"], overwrite=True, step=print_step)
+    report = export_with_progress(ckpt, bundle, ["onnx", "openvino"], ["fp32", "fp16", "int8"], overwrite=True)
     print_parity(report)
 
     from edgeanomaly.tooling import validate_bundle, write_validation_report
@@ -81,7 +91,9 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     from edgeanomaly.tooling import benchmark_bundle, benchmark_markdown, write_benchmark
 
     _stage("5/5 benchmark (batch-1 latency per decoded image, async throughput, cold start)")
-    rows = benchmark_bundle(bundle, data, category=category, repeats=20, throughput_images=32)
+    with Activity() as activity:
+        rows = benchmark_bundle(bundle, data, category=category, repeats=20, throughput_images=32,
+                                progress=lambda what: activity(f"benchmarking {what}"))
     click.echo(benchmark_markdown(rows))
     write_benchmark(rows, out / "benchmark")
 
@@ -91,7 +103,7 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     click.echo("  bundle/      the bundle a device needs (edgeanomaly info " + str(bundle) + ")")
     click.echo("  validation/  validation.json, validation.md, figures")
     click.echo("  benchmark/   benchmark.json, benchmark.md")
-    click.echo(f"Try: edgeanomaly predict {bundle} {data / (category or '') / 'test' if category else data} --json")
+    print_next_steps("Try:", next_commands(bundle, data, category))
     if not vreport.ok:
         click.echo("Some artifacts did not validate: see validation/validation.md", err=True)
         raise SystemExit(1)

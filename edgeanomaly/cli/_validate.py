@@ -17,7 +17,10 @@ def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, import
         click.echo(line)
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  edgeanomaly validate pc.bundle --data data --category metal --out report/
+  edgeanomaly validate pc.bundle --data data/metal --artifact openvino-int8""")
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Labelled dataset (MVTec layout with test/ and ground_truth/).")
 @click.option("--category", default=None, help="Category inside --data.")

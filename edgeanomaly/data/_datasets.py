@@ -111,6 +111,17 @@ def _is_mvtec_category(path: Path) -> bool:
     return (path / "train").is_dir() or (path / "test").is_dir()
 
 
+def _categories_hint(root: Path, category: str) -> str:
+    """' Categories here: a, b. Did you mean 'a'?' for a mistyped --category (or '')."""
+    import difflib
+
+    subs = sorted(p.name for p in root.iterdir() if p.is_dir() and _is_mvtec_category(p))
+    if not subs:
+        return " It holds no MVTec-style category folders (with train/ and test/)."
+    close = difflib.get_close_matches(category, subs, n=3, cutoff=0.5)
+    return f" Categories here: {', '.join(subs)}." + (f" Did you mean {', '.join(repr(c) for c in close)}?" if close else "")
+
+
 def mvtec_dataset(root: str | os.PathLike[str], category: str | None = None) -> Dataset:
     """Scan an MVTec AD layout.
 
@@ -120,6 +131,8 @@ def mvtec_dataset(root: str | os.PathLike[str], category: str | None = None) -> 
     root = Path(root)
     cat_dir = root / category if category else root
     if not cat_dir.is_dir():
+        if category and root.is_dir():
+            raise DatasetError(f"No category {category!r} in {root}.{_categories_hint(root, category)}")
         raise DatasetError(f"Dataset folder not found: {cat_dir}")
     if not _is_mvtec_category(cat_dir):
         subs = sorted(p.name for p in cat_dir.iterdir() if p.is_dir() and _is_mvtec_category(p))

@@ -28,7 +28,7 @@ from edgeanomaly.bundle import Artifact, Calibration, Manifest, input_spec, outp
 from edgeanomaly.data import Dataset, PreprocessConfig, Sample, load_dataset, preprocess, sample_masks
 from edgeanomaly.data import resize_and_crop
 from edgeanomaly.errors import ConfigError, ExportError, ParityError
-from edgeanomaly.export._formats import check_targets
+from edgeanomaly.export._formats import artifact_name, check_targets
 from edgeanomaly.export._graphs import ONNX_OPSET, export_onnx, onnx_to_openvino, quantize_openvino_int8
 from edgeanomaly.metrics import evaluate_outputs
 from edgeanomaly.registry import backends_for, get_format
@@ -211,6 +211,8 @@ def export_checkpoint(
     calibration_data: str | Path | None = None,
     overwrite: bool = False,
     step: Callable[[str, float, int | None], None] | None = None,
+    begin: Callable[[str], None] | None = None,
+    only: Sequence[str] | None = None,
 ) -> ExportReport:
     """Export a fitted :class:`~edgeanomaly.models.Checkpoint` to a bundle at ``out``.
 
@@ -220,6 +222,10 @@ def export_checkpoint(
         calibration_data: dataset folder to recompute calibration and run parity on
             (default: the checkpoint's own dataset test split).
         step: callback ``(description, seconds, bytes or None)`` after each step.
+        only: write only these artifacts of the format x precision pairs (``"onnx-fp32"``,
+            ``"openvino-int8"``): a recipe's ``artifacts``.
+        begin: callback ``(description)`` before each step that may take seconds (INT8
+            quantisation takes minutes), for progress displays.
 
     Raises:
         ParityError: an FP32 artifact differs from torch by more than ``FP32_RTOL``.
@@ -227,6 +233,11 @@ def export_checkpoint(
     from edgeanomaly.tooling import compute_calibration
 
     targets = check_targets(list(formats), list(precisions))
+    if only is not None:
+        missing = set(only) - {artifact_name(f, p) for f, p in targets}
+        if missing:
+            raise ConfigError(f"Unknown artifact(s) {sorted(missing)}; these formats and precisions give {[artifact_name(f, p) for f, p in targets]}")
+        targets = [t for t in targets if artifact_name(*t) in only]
     if static_batch is not None and static_batch < 1:
         raise ConfigError(f"Expected a static batch >= 1, got {static_batch}")
     out = Path(out)
@@ -234,6 +245,11 @@ def export_checkpoint(
     model.check_is_fitted()
     model.eval()
     report = ExportReport(out=out)
+
+    def start(what: str) -> float:
+        if begin is not None:
+            begin(what)
+        return time.perf_counter()
 
     def done(what: str, t0: float, nbytes: int | None = None) -> float:
         secs = time.perf_counter() - t0
@@ -243,7 +259,7 @@ def export_checkpoint(
         return secs
 
     # 1. held-out images and the torch reference
-    t0 = time.perf_counter()
+    t0 = start("torch reference on held-out images")
     ds, samples, data_desc = _held_out(ckpt, Path(calibration_data) if calibration_data else None)
     images = [s.image() for s in samples]
     batch = np.stack([preprocess(im, pp) for im in images])
@@ -278,11 +294,11 @@ def export_checkpoint(
             spec = get_format(fmt)
             name = spec.artifact_name(prec)
             rel = spec.artifact_path(prec)
-            t0 = time.perf_counter()
+            t0 = start(f"{name}: writing" + (" (NNCF quantisation and head refit)" if prec == "int8" else ""))
             written = spec.load_writer()(ctx, prec, stage / rel)
             nbytes = sum(f.stat().st_size for f in written)
             secs = done(f"{name} written", t0, nbytes)
-            t0 = time.perf_counter()
+            t0 = start(f"{name}: parity against torch")
             outs, executed = _run_artifact(written[0], fmt, prec, batch, static_batch)
             par = _parity(outs, ref, labels, masks, cal, executed)
             par["tolerance_rel"] = FP32_RTOL if prec == "fp32" else None
@@ -332,7 +348,7 @@ def export_checkpoint(
             artifacts=artifacts,
             reference={"file": None, "metrics": ref_metrics, "parity": parity, "data": data_desc},
         )
-        t0 = time.perf_counter()
+        t0 = start("writing the bundle")
         write_bundle(out, manifest, files, overwrite=overwrite)
         done("bundle written", t0)
     finally:

@@ -15,6 +15,8 @@ image_size = 256
 formats = ["onnx", "openvino"]
 precisions = ["fp32", "fp16", "int8"]
 static_batch = 0          # 0 = dynamic batch
+# or exactly these artifacts instead of every format x precision pair:
+# artifacts = ["onnx-fp32", "openvino-int8"]
 ```
 """
 
@@ -35,7 +37,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = ["Recipe", "load_recipe"]
 
-_SECTIONS = {"model": {"name", "backbone", "layers", "params", "pretrained"}, "data": {"image_size", "center_crop", "batch_size"}, "export": {"formats", "precisions", "static_batch"}}
+_SECTIONS = {"model": {"name", "backbone", "layers", "params", "pretrained"}, "data": {"image_size", "center_crop", "batch_size"},
+             "export": {"formats", "precisions", "static_batch", "artifacts"}}
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,18 @@ class Recipe:
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     static_batch: int | None = None
     path: Path | None = None
+    #: Exactly these artifacts (``"onnx-fp32"``...) instead of every format x precision pair.
+    artifacts: list[str] | None = None
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:
-    """Read and validate a recipe; unknown sections or keys are errors naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"Recipe not found: {p}")
+    """Read and validate a recipe (a file, or a packaged recipe by name such as ``"patchcore"``).
+
+    Unknown sections or keys are errors naming the file.
+    """
+    from edgeanomaly.recipes import resolve_recipe
+
+    p = resolve_recipe(path)
     try:
         doc = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -75,6 +83,15 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
             kwargs[key] = tuple(m[key]) if key == "layers" else m[key]
     d, e = doc.get("data", {}), doc.get("export", {})
     static = int(e.get("static_batch", 0) or 0)
+    artifacts = [str(a).lower() for a in e["artifacts"]] if "artifacts" in e else None
+    if artifacts is not None:
+        if "formats" in e or "precisions" in e:
+            raise ConfigError(f"Recipe {p}: [export] takes either artifacts or formats/precisions, not both")
+        bad = [a for a in artifacts if a.count("-") != 1]
+        if bad or not artifacts:
+            raise ConfigError(f"Recipe {p}: expected artifacts named FORMAT-PRECISION (e.g. onnx-fp32, openvino-int8), got {artifacts}")
+        pairs = [a.split("-") for a in artifacts]
+        e = {**e, "formats": list(dict.fromkeys(f for f, _ in pairs)), "precisions": list(dict.fromkeys(q for _, q in pairs))}
     return Recipe(
         model=str(m["name"]),
         model_kwargs=kwargs,
@@ -85,4 +102,5 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
         precisions=list(e.get("precisions", ["fp32"])),
         static_batch=static or None,
         path=p,
+        artifacts=artifacts,
     )

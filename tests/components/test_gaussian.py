@@ -115,6 +115,37 @@ def test_mahalanobis_is_exportable() -> None:
     assert torch.allclose(exported.module()(train[:2]), gauss(train[:2]))
 
 
+@pytest.mark.parametrize("c", [1, 7, 12])
+def test_upper_block_form_matches_oracle(c: int) -> None:
+    """The form traced for export reads only the upper block triangle; same distances."""
+    train, test = _data(c=c), _data(6, c=c, seed=1)
+    gauss = MultivariateGaussian().fit(train)
+    _, _, dist = _oracle(train.numpy(), test.numpy(), 0.01)
+    n, _, h, w = test.shape
+    delta = (test.reshape(n, c, h * w) - gauss.mean_).permute(2, 0, 1)
+    sq = gauss._upper_quadratic(delta)
+    np.testing.assert_allclose(sq.sqrt().t().reshape(n, h, w).numpy(), dist, rtol=1e-9)
+
+
+def test_onnx_graph_stores_the_upper_block_triangle(tmp_path) -> None:
+    """The ONNX exporter folds the upper blocks into initialisers: 60% of the inverse, not all."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from edgeanomaly.components._gaussian import UPPER_BLOCKS
+
+    c, h, w = 20, 4, 5
+    train = _data(c=c, h=h, w=w, dtype=torch.float32)
+    gauss = MultivariateGaussian().fit(train)
+    path = tmp_path / "g.onnx"
+    with torch.no_grad():
+        torch.onnx.export(gauss, (train[:2],), str(path), input_names=["x"], do_constant_folding=True, dynamo=False)
+    stored = sum(int(np.prod(i.dims)) for i in onnx.load(str(path)).graph.initializer)
+    full = h * w * c * c
+    assert stored - c * h * w == full * (UPPER_BLOCKS + 1) // (2 * UPPER_BLOCKS)
+    got = ort.InferenceSession(str(path)).run(None, {"x": train[2:4].numpy()})[0]
+    np.testing.assert_allclose(got, gauss(train[2:4]).numpy(), rtol=1e-4)
+
+
 def test_bad_inputs() -> None:
     with pytest.raises(TypeError, match="torch.Tensor"):
         MultivariateGaussian().fit(_data().numpy()[0])  # a 3-d array is iterable, but not of tensors

@@ -115,3 +115,47 @@ def test_calibrate_dry_run_leaves_bundle_unchanged(seg_bundle_copy: Path, tmp_pa
     assert result.exit_code == 0, result.output
     assert "quantile 0.5" in result.output and "dry run" in result.output
     assert (seg_bundle_copy / "manifest.json").read_bytes() == manifest
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> Path:
+    """Same file names in different folders, as in an MVTec test split: test/{good,dent}/000.png."""
+    root = tmp_path / "test"
+    for folder, defect in (("good", None), ("dent", (20, 20, 25, 25))):
+        for i in range(2):
+            write_rgb(root / folder / f"{i:03d}.png", part_image(70, 90, defect=defect, seed=10 + i))
+    return root
+
+
+def test_predict_overlays_mirror_the_input_tree(seg_bundle: Path, tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(predict, [str(seg_bundle), str(tree / "*" / "*.png"), "--out", str(out), "--save-overlays", "--json"])
+    assert result.exit_code == 0, result.output
+    records = _lines(result.output)[:-1]
+    overlays = sorted(p.relative_to(out / "overlays").as_posix() for p in (out / "overlays").rglob("*.png"))
+    assert overlays == ["dent/000.png", "dent/001.png", "good/000.png", "good/001.png"]
+    assert sorted(Path(r["overlay"]).relative_to(out / "overlays").as_posix() for r in records) == overlays
+
+
+def test_predict_never_overwrites_earlier_outputs(seg_bundle: Path, tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [str(seg_bundle), str(tree / "good"), "--out", str(out), "--save-overlays"]
+    assert CliRunner().invoke(predict, args).exit_code == 0
+    before = (out / "predictions.jsonl").read_bytes()
+    result = CliRunner().invoke(predict, args)
+    assert result.exit_code == 1 and "--overwrite" in result.output, result.output
+    assert (out / "predictions.jsonl").read_bytes() == before
+    assert CliRunner().invoke(predict, args + ["--overwrite"]).exit_code == 0
+
+
+def test_predict_folder_is_searched_recursively(seg_bundle: Path, tree: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(predict, [str(seg_bundle), str(tree), "--json"])
+    assert result.exit_code == 0, result.output
+    names = [Path(r["path"]).relative_to(tree).as_posix() for r in _lines(result.output)[:-1]]
+    assert names == ["dent/000.png", "dent/001.png", "good/000.png", "good/001.png"]
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("x")
+    result = CliRunner().invoke(predict, [str(seg_bundle), str(empty)])
+    assert result.exit_code == 1
+    assert "No image files" in result.output and ".png" in result.output and "**" in result.output, result.output
