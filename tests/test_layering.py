@@ -23,9 +23,10 @@ PACKAGE = REPO / "edgeanomaly"
 
 #: layer -> the other layers it may import (docs/ARCHITECTURE.md's table); ``errors`` and the
 #: top-level private helpers are open to all.
-TORCH_FREE = {"registry", "data", "metrics", "bundle", "runtime", "tooling"}
+TORCH_FREE = {"registry", "recipes", "data", "metrics", "bundle", "runtime", "tooling"}
 ALLOWED: dict[str, set[str]] = {
     "registry": set(),
+    "recipes": set(),
     "data": set(),
     "metrics": {"data"},
     "bundle": {"data", "registry"},

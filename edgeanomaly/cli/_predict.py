@@ -54,7 +54,7 @@ def _resolve_source(source: str, watch: bool) -> tuple[str, Any]:
 
 def _no_images_message(source: str) -> str:
     """What was looked for, and a glob to try instead."""
-    from edgeanomaly.data._io import IMAGE_EXTENSIONS
+    from edgeanomaly.data import IMAGE_EXTENSIONS
 
     looked = ", ".join(IMAGE_EXTENSIONS)
     if Path(source).is_dir():
