@@ -49,6 +49,9 @@ class AnomalyModel(DynamicBufferModule, ABC):
     task: ClassVar[str] = "segmentation"
     output_names: ClassVar[tuple[str, ...]] = ("pred_score", "anomaly_map")
     default_layers: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: Settings added after checkpoints were first written, with the value those checkpoints
+    #: were fitted with (their config does not name them); ``load_checkpoint`` applies them.
+    unrecorded_settings: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,
