@@ -35,6 +35,7 @@ _EXPORTS = {
     "validate_bundle": "edgeanomaly.runtime._validation",
     "write_validation_report": "edgeanomaly.runtime._validation",
     "TOLERANCES": "edgeanomaly.runtime._validation",
+    "Tolerance": "edgeanomaly.runtime._validation",
     "benchmark_bundle": "edgeanomaly.runtime._benchmark",
 }
 
