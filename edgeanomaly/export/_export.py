@@ -201,7 +201,7 @@ def export_checkpoint(
             (default: the checkpoint's own dataset test split).
         step: callback ``(description, seconds, bytes or None)`` after each step.
         allow_degraded: write an INT8 artifact even when no quantisation meets the criteria
-            (its parity entry then carries ``status="degraded"`` and the reasons).
+            (its parity entry then carries ``status="degraded"``; ``rejected_attempts`` says why).
         int8_tolerance: the criteria an INT8 artifact must meet, a
             ``edgeanomaly.runtime.Tolerance`` (default: validate's, ``TOLERANCES["int8"]``).
 
@@ -315,7 +315,9 @@ def export_checkpoint(
             if prec == "int8":
                 par["quantization"] = int8.method
                 if int8.notes:
-                    par["status"], par["reasons"] = "degraded", int8.notes
+                    par["rejected_attempts"] = int8.notes
+                if not int8.passed:
+                    par["status"] = "degraded"
             done(f"{name} parity", t0)
             if par["status"] == "failed":
                 raise ParityError(
@@ -382,7 +384,8 @@ def _train_samples(ds: Dataset | None) -> list[Sample]:
 class _Int8Result:
     files: list[Path] | None  # None: not written
     method: str               # the quantisation that produced ``files``
-    notes: list[str]          # why earlier attempts (or, when files is None, every attempt) failed
+    notes: list[str]          # why the attempts before it (or, when none passed, every attempt) failed
+    passed: bool              # False: kept only because allow_degraded was given
 
 
 def _int8_artifact(model: Any, ds: Dataset | None, pp: PreprocessConfig, info: dict[str, str], static_batch: int | None,
@@ -439,12 +442,12 @@ def _int8_artifact(model: Any, ds: Dataset | None, pp: PreprocessConfig, info: d
         candidate = append_output_affine(quantized, work / method / "aligned" / "model.xml", coefficients, info)
         reasons = judge(_run_artifact(candidate[0], "openvino", "int8", held_out, static_batch)[0])
         if not reasons:
-            return _Int8Result(_move(candidate, dest), method, notes)
+            return _Int8Result(_move(candidate, dest), method, notes, True)
         notes.append(f"{method} quantisation: " + "; ".join(reasons))
         log.info("INT8 %s quantisation rejected: %s", method, "; ".join(reasons))
     if allow_degraded:
-        return _Int8Result(_move(candidate, dest), attempts[-1][0], notes)
-    return _Int8Result(None, "", notes)
+        return _Int8Result(_move(candidate, dest), attempts[-1][0], notes, False)
+    return _Int8Result(None, "", notes, False)
 
 
 def _quality(compiled: Any, items: Sequence[tuple[np.ndarray, int]], labels: np.ndarray, masks: np.ndarray | None) -> float:
