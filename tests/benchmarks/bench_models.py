@@ -3,6 +3,7 @@
     .venv/bin/python tests/benchmarks/bench_models.py DATA_DIR CATEGORY [--models patchcore,padim,...]
                                                       [--no-export] [--out DIR] [--size 256]
                                                       [--param MODEL:KEY=VALUE ...] [--before]
+                                                      [--formats onnx,openvino] [--precisions fp32,fp16,int8]
 
 Fits each model with the pretrained EfficientNet-Lite0 at 256 px on DATA_DIR/CATEGORY,
 prints image AUROC, pixel AUROC and AUPRO of the torch model on the test split, then (unless
@@ -56,6 +57,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--param", action="append", default=[])
     ap.add_argument("--before", action="store_true")
+    ap.add_argument("--formats", default="onnx,openvino")
+    ap.add_argument("--precisions", default="fp32,fp16,int8")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="edgeanomaly-bench-"))
     params = parse_params(args.param)
@@ -71,11 +74,17 @@ def main() -> None:
         m = r.checkpoint.metrics
         quality.append((label, r.checkpoint.info["n_train"], r.seconds["fit"], m.get("image_auroc"), m.get("pixel_auroc"), m.get("pixel_aupro")))
         if not args.no_export and label == name:
-            rep = export_checkpoint(r.checkpoint, out / f"{name}.bundle", ["onnx", "openvino"], ["fp32", "fp16", "int8"], overwrite=True)
+            t1 = time.perf_counter()
+            rep = export_checkpoint(r.checkpoint, out / f"{name}.bundle", args.formats.split(","), args.precisions.split(","), overwrite=True)
+            print(f"{name} exported in {time.perf_counter() - t1:.0f} s ({rep.seconds})", flush=True)
             for a in rep.artifacts:
                 p = a.parity
                 worst = max(p["max_rel_score_diff"], p.get("max_rel_map_diff", 0.0))
                 exports.append((name, a.name, a.bytes, worst, p.get("image_auroc"), p.get("pixel_auroc"), p["label_flips"], p["n_images"]))
+                for note in p.get("rejected_attempts", []):
+                    print(f"  {name} {a.name} ({p.get('quantization')} written) rejected before: {note}")
+            for art, reasons in rep.rejected.items():
+                print(f"  {name} {art} NOT WRITTEN: {reasons}")
         print(f"{label} done in {time.perf_counter() - t0:.0f} s", flush=True)
 
     def f(v: float | None) -> str:
