@@ -313,3 +313,12 @@ def test_a_model_trained_for_several_epochs_plugs_into_the_fit_pipeline(tmp_path
     assert out.scores.shape == (len(ds.test),) and out.maps is None
     with pytest.raises(TypeError, match="trains its head"):
         m.fit_embeddings([torch.zeros(2, 64)])
+
+
+def test_dfm_and_dfkde_score_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="Expected score_type in \\['fre', 'nll'\\], got 'mse'"):
+        create_model("dfm", backbone="resnet18", pretrained=False, score_type="mse")
+    with pytest.raises(ConfigError, match="residual=False with covariance='full'"):
+        create_model("dfkde", backbone="resnet18", pretrained=False, covariance="full")
+    m = create_model("dfkde", backbone="resnet18", pretrained=False, covariance="full", residual=False)
+    assert m.get_config()["params"]["covariance"] == "full"
