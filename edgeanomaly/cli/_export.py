@@ -30,6 +30,15 @@ def print_parity(report: Any) -> None:
         ia = f"{p['image_auroc']:.4f}" if "image_auroc" in p else "-"
         pa = f"{p['pixel_auroc']:.4f}" if "pixel_auroc" in p else "-"
         click.echo(f"  {a.name:<15} {_size(a.bytes):>9} {p['max_rel_score_diff']:>17.2e} {md:>15} {ia:>9} {pa:>9} {p['label_flips']:>5}  {p['execution']}")
+        if "quantization" in p:
+            state = "DEGRADED, kept on request" if p["status"] == "degraded" else "meets validate's INT8 criteria"
+            click.echo(f"    {a.name}: {p['quantization']} quantisation, {state}")
+            for reason in p.get("rejected_attempts", []):
+                click.echo(f"      rejected before: {reason}")
+    for name, reasons in report.rejected.items():
+        click.echo(f"  {name:<15} not written: no quantisation meets validate's criteria on these images")
+        for reason in reasons:
+            click.echo(f"    {reason}")
 
 
 def dataset_args(data: str | Path, category: str | None) -> list[str]:

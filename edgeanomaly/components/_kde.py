@@ -1,4 +1,8 @@
-"""Gaussian kernel density estimation with Scott's bandwidth (as ``scipy.stats.gaussian_kde``)."""
+"""Gaussian kernel density estimation with Scott's bandwidth (as ``scipy.stats.gaussian_kde``).
+
+Also with a spherical kernel (``covariance="spherical"``), the estimate of
+``sklearn.neighbors.KernelDensity`` with Scott's factor times the data's mean standard deviation.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,12 @@ import torch
 from edgeanomaly._validation import check_is_fitted
 from edgeanomaly.components._buffer import DynamicBufferModule
 from edgeanomaly.components._validate import check_float_tensor, fit_matrix
+from edgeanomaly.errors import ConfigError
 
 __all__ = ["GaussianKDE"]
 
 _FITTED = ("mean_", "bw_transform_", "dataset_", "log_norm_")
+_COVARIANCES = ("full", "spherical")
 
 
 class GaussianKDE(DynamicBufferModule):
@@ -24,6 +30,13 @@ class GaussianKDE(DynamicBufferModule):
     ``fit`` stores the data whitened by the kernel covariance (``dataset_ = (x - mean_) @
     bw_transform_`` with ``bw_transform_ @ bw_transform_.T`` its inverse), so evaluation is
     one matrix product and an exponential: pure tensor ops, exportable.
+
+    With ``covariance="spherical"`` the kernel covariance is ``f^2 * mean(diag(cov)) * I``
+    instead: distances keep the data's own geometry, so directions of small variance (the
+    last principal components of a few dozen images, mostly noise) are not blown up to the
+    weight of the leading ones, as whitening by the full covariance does. This is the
+    isotropic kernel of ``sklearn.neighbors.KernelDensity`` with bandwidth
+    ``f * sqrt(mean(diag(cov)))``, and it needs no invertible covariance.
 
     ``forward(x)`` returns the density; ``score_samples(x)`` its logarithm, computed with a
     log-sum-exp, which stays finite where the density underflows (prefer it for scoring).
@@ -43,14 +56,17 @@ class GaussianKDE(DynamicBufferModule):
     dataset_: torch.Tensor | None
     log_norm_: torch.Tensor | None
 
-    def __init__(self) -> None:
+    def __init__(self, covariance: str = "full") -> None:
         super().__init__()
+        if covariance not in _COVARIANCES:
+            raise ConfigError(f"Expected covariance in {list(_COVARIANCES)}, got {covariance!r}")
+        self.covariance = covariance
         for name in _FITTED:
             self.register_buffer(name, None)
 
     def get_config(self) -> dict[str, Any]:
-        """Settings as a JSON-able dict (Scott's rule has none)."""
-        return {}
+        """Settings as a JSON-able dict."""
+        return {"covariance": self.covariance}
 
     @property
     def norm_(self) -> torch.Tensor | None:
@@ -66,7 +82,7 @@ class GaussianKDE(DynamicBufferModule):
         return float(n ** (-1.0 / (d + 4)))
 
     def fit(self, x: torch.Tensor) -> GaussianKDE:
-        """Fit on ``x: (N, D)`` float with ``N > D`` (the covariance must be invertible)."""
+        """Fit on ``x: (N, D)`` float; ``covariance="full"`` needs ``N > D`` (an invertible covariance)."""
         data = fit_matrix(x)
         n, d = data.shape
         with torch.no_grad():
@@ -75,6 +91,8 @@ class GaussianKDE(DynamicBufferModule):
             cov = centred.t() @ centred / (n - 1)
             factor = n ** (-1.0 / (d + 4))
             kernel_cov = cov * factor**2
+            if self.covariance == "spherical":
+                kernel_cov = torch.eye(d, dtype=cov.dtype) * (torch.trace(kernel_cov) / d)
             chol_cov, info = torch.linalg.cholesky_ex(kernel_cov)
             if int(info) != 0:
                 raise ValueError(

@@ -9,6 +9,11 @@ Steps (each timed and sized in the returned report):
    absolute and relative difference of raw score and map, image/pixel AUROC, label flips.
    An FP32 artifact beyond ``FP32_RTOL`` fails the export before anything is written;
 4. the bundle is written atomically with the manifest, ``reference.npz`` and the parity table.
+
+An INT8 artifact is written only when it meets validate's INT8 criteria on the held-out
+images (``edgeanomaly.export._int8.int8_failures``): plain post-training quantisation first,
+then NNCF's accuracy-aware quantisation; when neither passes, the report's ``rejected`` says
+why and the other artifacts are written (``allow_degraded`` keeps the failing one, marked).
 """
 
 from __future__ import annotations
@@ -62,6 +67,16 @@ class ExportReport:
     artifacts: list[ArtifactReport] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     manifest: Manifest | None = None
+    #: Artifacts asked for but not written: name -> why (each quantisation tried and its failures).
+    rejected: dict[str, list[str]] = field(default_factory=dict)
+
+
+class ArtifactRejected(Exception):
+    """A writer declined to write an artifact that fails its criteria (``reasons`` say why)."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
 
 
 @dataclass
@@ -85,6 +100,14 @@ class ExportContext:
     calibrate: Callable[..., Calibration]
     calibration: Calibration
     done: Callable[..., float]
+    #: ``outputs -> reasons`` an INT8 candidate fails the criteria (empty: it passes)
+    int8_judge: Callable[[dict[str, np.ndarray]], list[str]] | None = None
+    labels: np.ndarray | None = None
+    masks: np.ndarray | None = None
+    allow_degraded: bool = False
+    int8_tolerance: Any = None
+    #: filled by the INT8 writer: how the artifact was made and what was rejected on the way
+    int8: Any = None
     _onnx: list[Path] | None = None
 
     def onnx_fp32(self) -> list[Path]:
@@ -107,8 +130,12 @@ def write_onnx(ctx: ExportContext, precision: str, dest: Path) -> list[Path]:
 def write_openvino(ctx: ExportContext, precision: str, dest: Path) -> list[Path]:
     """Writer of the ``openvino`` format row: FP32/FP16 IR converted from ONNX, INT8 with NNCF."""
     if precision == "int8":
-        return _int8_artifact(ctx.model, ctx.dataset, ctx.preprocessing, ctx.info, ctx.static_batch, ctx.stage, dest,
-                              ctx.held_out, ctx.calibrate, ctx.calibration)
+        ctx.int8 = _int8_artifact(ctx.model, ctx.dataset, ctx.preprocessing, ctx.info, ctx.static_batch, ctx.stage, dest,
+                                  ctx.held_out, ctx.calibrate, ctx.calibration, ctx.int8_judge, ctx.labels, ctx.masks,
+                                  ctx.allow_degraded, ctx.int8_tolerance)
+        if ctx.int8.files is None:
+            raise ArtifactRejected(ctx.int8.notes)
+        return ctx.int8.files
     return onnx_to_openvino(ctx.onnx_fp32()[0], dest, ctx.info, fp16=precision == "fp16")
 
 
@@ -213,6 +240,8 @@ def export_checkpoint(
     step: Callable[[str, float, int | None], None] | None = None,
     begin: Callable[[str], None] | None = None,
     only: Sequence[str] | None = None,
+    allow_degraded: bool = False,
+    int8_tolerance: Any = None,
 ) -> ExportReport:
     """Export a fitted :class:`~edgeanomaly.models.Checkpoint` to a bundle at ``out``.
 
@@ -226,9 +255,14 @@ def export_checkpoint(
             ``"openvino-int8"``): a recipe's ``artifacts``.
         begin: callback ``(description)`` before each step that may take seconds (INT8
             quantisation takes minutes), for progress displays.
+        allow_degraded: write an INT8 artifact even when no quantisation meets the criteria
+            (its parity entry then carries ``status="degraded"``; ``rejected_attempts`` says why).
+        int8_tolerance: the criteria an INT8 artifact must meet, a
+            ``edgeanomaly.tooling.Tolerance`` (default: validate's, ``TOLERANCES["int8"]``).
 
     Raises:
         ParityError: an FP32 artifact differs from torch by more than ``FP32_RTOL``.
+        ExportError: nothing could be written (e.g. only INT8 asked and it was rejected).
     """
     from edgeanomaly.tooling import compute_calibration
 
@@ -283,19 +317,41 @@ def export_checkpoint(
         cal = Calibration.from_dict(ckpt.calibration)
     done(f"torch reference on {len(samples)} held-out images", t0)
 
+    # Reference metrics: the torch model on the same held-out images with this bundle's
+    # calibration, so validate (and the INT8 decision) compare like with like.
+    ref_metrics: dict[str, float] = {}
+    if len(np.unique(labels)) == 2:
+        ref_metrics = evaluate_outputs(ref["pred_score"], labels, ref["anomaly_map"][:, 0] if "anomaly_map" in ref else None, masks, cal)
+
+    def int8_judge(outputs: dict[str, np.ndarray]) -> list[str]:
+        from edgeanomaly.export._int8 import int8_failures
+
+        flips = int(np.sum(cal.label_score(outputs["pred_score"]) != cal.label_score(ref["pred_score"])))
+        metrics = {}
+        if ref_metrics:
+            maps_out = outputs["anomaly_map"][:, 0] if "anomaly_map" in outputs else None
+            metrics = evaluate_outputs(outputs["pred_score"], labels, maps_out, masks, cal)
+        return int8_failures(metrics, ref_metrics, flips, len(samples), int8_tolerance)
+
     info = model_info(model, pp, static_batch)
     stage = Path(tempfile.mkdtemp(prefix="edgeanomaly-export-"))
     try:
         files: dict[str, Path] = {}
         artifacts: list[Artifact] = []
         parity: dict[str, Any] = {}
-        ctx = ExportContext(model, pp, info, static_batch, stage, ds, batch, calibrate, cal, done)
+        ctx = ExportContext(model, pp, info, static_batch, stage, ds, batch, calibrate, cal, done,
+                            int8_judge, labels, masks, allow_degraded, int8_tolerance)
         for fmt, prec in targets:
             spec = get_format(fmt)
             name = spec.artifact_name(prec)
             rel = spec.artifact_path(prec)
             t0 = start(f"{name}: writing" + (" (NNCF quantisation and head refit)" if prec == "int8" else ""))
-            written = spec.load_writer()(ctx, prec, stage / rel)
+            try:
+                written = spec.load_writer()(ctx, prec, stage / rel)
+            except ArtifactRejected as rejected:
+                report.rejected[name] = rejected.reasons
+                done(f"{name} not written: no quantisation met the criteria", t0)
+                continue
             nbytes = sum(f.stat().st_size for f in written)
             secs = done(f"{name} written", t0, nbytes)
             t0 = start(f"{name}: parity against torch")
@@ -304,6 +360,13 @@ def export_checkpoint(
             par["tolerance_rel"] = FP32_RTOL if prec == "fp32" else None
             worst = max(par["max_rel_score_diff"], par.get("max_rel_map_diff", 0.0))
             par["status"] = "ok" if prec != "fp32" or worst <= FP32_RTOL else "failed"
+            if prec == "int8":
+                int8 = ctx.int8
+                par["quantization"] = int8.method
+                if int8.notes:
+                    par["rejected_attempts"] = int8.notes
+                if not int8.passed:
+                    par["status"] = "degraded"
             done(f"{name} parity", t0)
             if par["status"] == "failed":
                 raise ParityError(
@@ -332,12 +395,9 @@ def export_checkpoint(
         np.savez_compressed(ref_npz, **arrays)
         files["reference.npz"] = ref_npz
 
-        # Reference metrics: the torch model on the same held-out images with this bundle's
-        # calibration, so validate compares like with like.
-        ref_metrics = {}
-        if len(np.unique(labels)) == 2:
-            maps_ref = ref["anomaly_map"][:, 0] if "anomaly_map" in ref else None
-            ref_metrics = evaluate_outputs(ref["pred_score"], labels, maps_ref, masks, cal)
+        if not artifacts:
+            raise ExportError("No artifact met its criteria, so no bundle was written: "
+                              + "; ".join(f"{k}: {' / '.join(v)}" for k, v in report.rejected.items()))
         h, w = pp.input_size
         manifest = Manifest(
             model_info=info,
@@ -369,35 +429,96 @@ def _train_samples(ds: Dataset | None) -> list[Sample]:
     return training_split(ds)[0]
 
 
+@dataclass
+class _Int8Result:
+    files: list[Path] | None  # None: not written
+    method: str               # the quantisation that produced ``files``
+    notes: list[str]          # why the attempts before it (or, when none passed, every attempt) failed
+    passed: bool              # False: kept only because allow_degraded was given
+
+
 def _int8_artifact(model: Any, ds: Dataset | None, pp: PreprocessConfig, info: dict[str, str], static_batch: int | None,
-                   stage: Path, dest: Path, held_out: np.ndarray, calibrate: Callable[..., Calibration], cal: Calibration) -> list[Path]:
+                   stage: Path, dest: Path, held_out: np.ndarray, calibrate: Callable[..., Calibration], cal: Calibration,
+                   judge: Callable[[dict[str, np.ndarray]], list[str]], labels: np.ndarray, masks: np.ndarray | None,
+                   allow_degraded: bool, tolerance: Any = None) -> _Int8Result:
     """Quantise the backbone with NNCF, refit the head on its INT8 features, align the output scale.
 
-    See :mod:`edgeanomaly.export._int8`. The last step calibrates the INT8 graph on the
-    held-out images exactly as the FP32 model was, and appends the affine map that puts its
-    threshold and range onto the bundle's calibration: one calibration then serves every
-    artifact, and INT8 labels are those of its own calibration.
+    See :mod:`edgeanomaly.export._int8`. The head is refitted only for models that declare
+    ``int8_head_refit``. Each candidate is calibrated on the held-out images exactly as the
+    FP32 model was and gets the affine map that puts its threshold and range onto the
+    bundle's calibration: one calibration then serves every artifact, and INT8 labels are
+    those of its own calibration. Candidates, in order: post-training quantisation of the
+    backbone up to stride ``INT8_MAX_STRIDE``; then (with labelled held-out images) NNCF's
+    accuracy-aware quantisation of the same scope, which returns the most harmful layers to
+    floating point. The first that ``judge`` passes is written.
     """
+    from edgeanomaly.export._graphs import AccuracyControl
     from edgeanomaly.export._int8 import affine_to, append_output_affine, refit_on_int8_features
+    from edgeanomaly.tooling import TOLERANCES
 
     train = _train_samples(ds)
     step = max(1, len(train) // INT8_CALIBRATION_IMAGES)
     calib = [preprocess(s.image(), pp)[None] for s in train[::step][:INT8_CALIBRATION_IMAGES]]
-    batches = [np.stack([preprocess(s.image(), pp) for s in train[i : i + 16]]) for i in range(0, len(train), 16)]
     work = stage / "_int8"
-    refitted = refit_on_int8_features(model, batches, calib, work, pp.input_size, info)
+    if model.int8_head_refit:
+        batches = [np.stack([preprocess(s.image(), pp) for s in train[i : i + 16]]) for i in range(0, len(train), 16)]
+        model = refit_on_int8_features(model, batches, calib, work, pp.input_size, info)
     onnx_path = work / "model.onnx"
-    export_onnx(refitted, onnx_path, pp.input_size, info, static_batch)
+    export_onnx(model, onnx_path, pp.input_size, info, static_batch)
     # FP16-compressed first: what stays floating point (memory bank, covariances, PCA) is then
     # stored in FP16 and computed in f32, as in the FP16 artifact; OpenVINO does not compress
     # a graph after quantisation.
     fp16_xml = work / "fp16" / "model.xml"
     onnx_to_openvino(onnx_path, fp16_xml, info, fp16=True)
-    quantized = work / "quantized" / "model.xml"
-    quantize_openvino_int8(fp16_xml, quantized, calib, info)
-    outs, _ = _run_artifact(quantized, "openvino", "int8", held_out, static_batch)
-    own = calibrate(outs, "held-out (INT8 artifact)")
-    coefficients = {"pred_score": affine_to(own, cal, pixel=False)}
-    if "anomaly_map" in outs and cal.pixel_threshold is not None:
-        coefficients["anomaly_map"] = affine_to(own, cal, pixel=True)
-    return append_output_affine(quantized, dest, coefficients, info)
+
+    attempts: list[tuple[str, AccuracyControl | None]] = [("post-training", None)]
+    if len(np.unique(labels)) == 2:
+        attempts.append(("accuracy-aware", AccuracyControl(
+            items=[(held_out[i : i + 1], i) for i in range(len(held_out))],
+            metric=lambda compiled, items: _quality(compiled, items, labels, masks),
+            max_drop=(tolerance or TOLERANCES["int8"]).metric,
+        )))
+    notes: list[str] = []
+    candidate: list[Path] = []
+    for method, control in attempts:
+        quantized = work / method / "model.xml"
+        quantize_openvino_int8(fp16_xml, quantized, calib, info, accuracy_control=control)
+        outs, _ = _run_artifact(quantized, "openvino", "int8", held_out, static_batch)
+        own = calibrate(outs, f"held-out (INT8 artifact, {method})")
+        coefficients = {"pred_score": affine_to(own, cal, pixel=False)}
+        if "anomaly_map" in outs and cal.pixel_threshold is not None:
+            coefficients["anomaly_map"] = affine_to(own, cal, pixel=True)
+        candidate = append_output_affine(quantized, work / method / "aligned" / "model.xml", coefficients, info)
+        reasons = judge(_run_artifact(candidate[0], "openvino", "int8", held_out, static_batch)[0])
+        if not reasons:
+            return _Int8Result(_move(candidate, dest), method, notes, True)
+        notes.append(f"{method} quantisation: " + "; ".join(reasons))
+        log.info("INT8 %s quantisation rejected: %s", method, "; ".join(reasons))
+    if allow_degraded:
+        return _Int8Result(_move(candidate, dest), attempts[-1][0], notes, False)
+    return _Int8Result(None, "", notes, False)
+
+
+def _quality(compiled: Any, items: Sequence[tuple[np.ndarray, int]], labels: np.ndarray, masks: np.ndarray | None) -> float:
+    """What accuracy-aware quantisation keeps: image AUROC, averaged with pixel AUROC for
+    segmentation models (an affine output map, added later, changes neither)."""
+    from edgeanomaly.metrics import auroc, pixel_auroc
+
+    index = [i for _, i in items]
+    outs = [{port.get_any_name(): value for port, value in compiled(x).items()} for x, _ in items]
+    value = float(auroc(np.concatenate([o["pred_score"] for o in outs]), labels[index]))
+    if masks is not None and "anomaly_map" in outs[0]:
+        maps = np.concatenate([o["anomaly_map"][:, 0] for o in outs])
+        value = 0.5 * (value + float(pixel_auroc(maps, masks[index])))
+    return value
+
+
+def _move(files: list[Path], dest: Path) -> list[Path]:
+    """Move an IR (xml + bin) to ``dest``'s folder under ``dest``'s names."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for f in files:
+        target = dest.with_suffix(f.suffix)
+        shutil.move(str(f), str(target))
+        moved.append(target)
+    return moved

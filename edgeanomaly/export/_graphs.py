@@ -14,14 +14,15 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from edgeanomaly._optional import require
 from edgeanomaly.errors import ExportError
 
-__all__ = ["ONNX_OPSET", "export_onnx", "onnx_to_openvino", "quantize_openvino_int8"]
+__all__ = ["ONNX_OPSET", "AccuracyControl", "export_onnx", "onnx_to_openvino", "quantize_openvino_int8"]
 
 #: Chosen explicitly: supported by ONNX Runtime >= 1.14 and OpenVINO >= 2023.0.
 ONNX_OPSET = 17
@@ -133,6 +134,21 @@ def _deep_backbone_nodes(model: Any, max_stride: int) -> list[str]:
     return names
 
 
+def _validation_fn(metric: Callable[[Any, Iterable[Any]], float]) -> Callable[[Any, Iterable[Any]], tuple[float, list[list[np.ndarray]]]]:
+    """NNCF's validation function: the metric over the items, and every item's outputs.
+
+    Returning the outputs puts NNCF in its output-difference mode for ranking layers: it also
+    calls the function with single items, where a ranking metric such as AUROC is undefined.
+    """
+
+    def validate(compiled: Any, items: Iterable[Any]) -> tuple[float, list[list[np.ndarray]]]:
+        items = list(items)
+        outputs = [[np.asarray(v) for v in compiled(item[0]).values()] for item in items]
+        return float(metric(compiled, items)), outputs
+
+    return validate
+
+
 @contextlib.contextmanager
 def _quiet_nncf(nncf: Any) -> Iterator[None]:
     """NNCF logs at INFO and draws rich progress bars on stdout; export prints its own steps.
@@ -150,13 +166,31 @@ def _quiet_nncf(nncf: Any) -> Iterator[None]:
         logger.setLevel(level)
 
 
+@dataclass(frozen=True)
+class AccuracyControl:
+    """What NNCF's ``quantize_with_accuracy_control`` keeps: ``metric(compiled_model, items)``
+    (higher is better) may drop by at most ``max_drop`` from the floating-point graph's value.
+
+    ``items``: ``(input (1, 3, H, W) float32, index)`` pairs; the index lets ``metric`` find
+    each image's label and mask, whatever subset NNCF passes.
+    """
+
+    items: Sequence[tuple[np.ndarray, int]]
+    metric: Callable[[Any, Iterable[tuple[np.ndarray, int]]], float]
+    max_drop: float
+
+
 def quantize_openvino_int8(
     fp32_xml: Path,
     xml_path: Path,
     calibration_inputs: Sequence[np.ndarray],
     model_info: dict[str, str],
+    accuracy_control: AccuracyControl | None = None,
 ) -> list[Path]:
     """NNCF post-training INT8 quantisation of the FP32 IR, calibrated on normal images.
+
+    With ``accuracy_control`` NNCF quantises the same scope, then returns quantised layers to
+    floating point, the most harmful first, until the metric drops by at most ``max_drop``.
 
     Only the convolutional backbone is quantised, up to stride ``INT8_MAX_STRIDE``: the heads (nearest-neighbour distances to
     a memory bank, Mahalanobis distances, PCA, KDE) are matrix products comparing feature
@@ -186,17 +220,22 @@ def quantize_openvino_int8(
     # keeps it. Full bias correction instead of the fast one: measured on the synthetic metal
     # set (EfficientNet-Lite0, 256 px) it halves the AUROC loss of DFM and DFKDE.
     advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
+    calibration = nncf.Dataset(list(calibration_inputs))
     try:
         with warnings.catch_warnings(), _quiet_nncf(nncf):
             warnings.simplefilter("ignore")
-            q = nncf.quantize(
-                fp32,
-                nncf.Dataset(list(calibration_inputs)),
-                subset_size=len(calibration_inputs),
-                ignored_scope=ignored,
-                fast_bias_correction=False,
-                advanced_parameters=advanced,
-            )
+            if accuracy_control is None:
+                q = nncf.quantize(
+                    fp32, calibration, subset_size=len(calibration_inputs), ignored_scope=ignored,
+                    fast_bias_correction=False, advanced_parameters=advanced,
+                )
+            else:
+                q = nncf.quantize_with_accuracy_control(
+                    fp32, calibration, nncf.Dataset(list(accuracy_control.items), lambda item: item[0]),
+                    _validation_fn(accuracy_control.metric), max_drop=accuracy_control.max_drop,
+                    subset_size=len(calibration_inputs), ignored_scope=ignored, fast_bias_correction=False,
+                    advanced_quantization_parameters=advanced,
+                )
     except Exception as exc:
         raise ExportError(f"NNCF INT8 quantisation failed: {type(exc).__name__}: {exc}") from exc
     _set_rt_info(q, {**model_info, "precision": "int8"})

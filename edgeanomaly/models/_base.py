@@ -1,15 +1,26 @@
-"""What every model shares: settings, the frozen feature extractor, the one-pass fit, checks.
+"""What every model shares: settings, the frozen feature extractor, the fit, checks.
 
 One level of inheritance only. A model implements ``embed`` (fitting-time and scoring-time
 features), ``_finish`` (turn the accumulated embeddings into fitted buffers) and ``forward``
 (pure torch, exportable); ``_update`` keeps every batch unless a model overrides it.
+
+The public contract that export and the pipeline rely on:
+
+- ``fit(batches)``: ``batches`` is re-iterable (each pass yields the whole training set
+  again), so a model that trains for several epochs overrides ``fit`` and iterates once per
+  epoch, switching gradients on itself. The models here need one pass.
+- ``fit_embeddings(embeddings)``: fit the head from batches of ``embed`` outputs computed
+  elsewhere (the INT8 export passes the quantised backbone's embeddings).
+- ``int8_head_refit`` (class attribute): True when the head is statistics of ``embed``
+  features, so the INT8 export refits it on the quantised backbone's features; a model whose
+  head is trained sets it False and gets the plain quantised graph.
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +60,11 @@ class AnomalyModel(DynamicBufferModule, ABC):
     task: ClassVar[str] = "segmentation"
     output_names: ClassVar[tuple[str, ...]] = ("pred_score", "anomaly_map")
     default_layers: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: Settings added after checkpoints were first written, with the value those checkpoints
+    #: were fitted with (their config does not name them); ``load_checkpoint`` applies them.
+    unrecorded_settings: ClassVar[dict[str, Any]] = {}
+    #: The head is fitted from ``embed`` features by ``fit_embeddings`` (see the module docstring).
+    int8_head_refit: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -145,16 +161,34 @@ class AnomalyModel(DynamicBufferModule, ABC):
         Returns self. Fitting again starts from scratch.
         """
         self.eval()
+
+        def embeddings() -> Iterator[torch.Tensor]:
+            for batch in batches:
+                if not isinstance(batch, torch.Tensor):
+                    batch = torch.as_tensor(batch)
+                if batch.ndim != 4 or batch.shape[1] != 3:
+                    raise ValueError(f"Expected image batches of shape (N, 3, H, W), got {tuple(batch.shape)}")
+                self.check_input_size(int(batch.shape[-2]), int(batch.shape[-1]))
+                yield self.embed(batch.float())
+
+        return self.fit_embeddings(embeddings())
+
+    @torch.no_grad()
+    def fit_embeddings(self, embeddings: Iterable[torch.Tensor]) -> "AnomalyModel":
+        """Fit the head on batches of ``embed`` outputs (each with the batch first); returns self.
+
+        ``fit`` computes them with the model's own backbone; the INT8 export passes those of
+        the quantised backbone. Fitting again starts from scratch.
+        """
+        if not self.int8_head_refit:
+            raise TypeError(f"{type(self).__name__} trains its head: it cannot be fitted from embeddings alone")
         self._reset()
         n = 0
-        for batch in batches:
-            if not isinstance(batch, torch.Tensor):
-                batch = torch.as_tensor(batch)
-            if batch.ndim != 4 or batch.shape[1] != 3:
-                raise ValueError(f"Expected image batches of shape (N, 3, H, W), got {tuple(batch.shape)}")
-            self.check_input_size(int(batch.shape[-2]), int(batch.shape[-1]))
-            self._update(self.embed(batch.float()))
-            n += int(batch.shape[0])
+        for embedding in embeddings:
+            if not isinstance(embedding, torch.Tensor):
+                embedding = torch.as_tensor(embedding)
+            self._update(embedding)
+            n += int(embedding.shape[0])
         if n == 0:
             raise ValueError(f"{type(self).__name__}.fit() received no images: expected at least one batch of normal images")
         self._finish()

@@ -20,7 +20,7 @@ from edgeanomaly import __version__
 from edgeanomaly.data import PreprocessConfig
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.models._base import AnomalyModel
-from edgeanomaly.models._registry import create_model
+from edgeanomaly.models._registry import create_model, model_class
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
@@ -98,8 +98,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             f"Checkpoint {root} has version {doc['version']}; this edgeanomaly reads <= {CHECKPOINT_VERSION}. Upgrade edgeanomaly."
         )
     mcfg = doc["model"]
+    # Settings added after a checkpoint was written take the value it was fitted with, not
+    # today's default: a checkpoint always scores as it did when it was saved.
+    params = {**model_class(mcfg["model"]).unrecorded_settings, **mcfg["params"]}
     # Random init: the state dict below carries the backbone weights that were fitted with.
-    model = create_model(mcfg["model"], **mcfg["params"], pretrained=False)
+    model = create_model(mcfg["model"], **params, pretrained=False)
     state = torch.load(w_path, map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
     model.pretrained = bool(mcfg.get("pretrained", False))

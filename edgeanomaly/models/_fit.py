@@ -1,4 +1,4 @@
-"""The one-pass fit loop and torch-side batch prediction over dataset samples.
+"""The fit loop and torch-side batch prediction over dataset samples.
 
 Images go through ``edgeanomaly.data.preprocess``, the same function the runtime calls, so
 what the model saw while fitting is exactly what it sees on the device.
@@ -55,16 +55,32 @@ def fit_model(
     batch_size: int = 16,
     progress: Progress | None = None,
 ) -> AnomalyModel:
-    """Fit ``model`` in one pass over the normal ``samples`` (under ``torch.no_grad``)."""
+    """Fit ``model`` on the normal ``samples`` (``model.fit`` may iterate them once per epoch)."""
     if not samples:
         raise DatasetError("No training images: the training split is empty (expected normal images in train/good)")
     bad = [s.path for s in samples if s.label != 0]
     if bad:
         raise DatasetError(f"Training images must all be normal; got {len(bad)} anomalous, e.g. {bad[0]}")
     model.check_input_size(*config.input_size)
-    with torch.no_grad():
-        model.fit(iter_batches(samples, config, batch_size, progress))
+    model.fit(_Batches(samples, config, batch_size, progress))
     return model
+
+
+class _Batches:
+    """The training set as batches, re-iterable: a model that trains for several epochs
+    iterates once per epoch (images are decoded again each time; nothing is held in memory).
+    ``progress`` reports the first pass only."""
+
+    def __init__(self, samples: Sequence[Sample], config: PreprocessConfig, batch_size: int, progress: Progress | None) -> None:
+        self.samples, self.config, self.batch_size, self.progress = samples, config, batch_size, progress
+        self.passes = 0
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        self.passes += 1
+        return iter_batches(self.samples, self.config, self.batch_size, self.progress if self.passes == 1 else None)
+
+    def __len__(self) -> int:
+        return -(-len(self.samples) // self.batch_size)
 
 
 @dataclass(frozen=True)

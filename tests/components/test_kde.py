@@ -98,3 +98,25 @@ def test_bad_inputs() -> None:
     kde = GaussianKDE().fit(_data())
     with pytest.raises(ValueError, match=r"Expected x of shape \(N, 3\), got \(2, 4\)"):
         kde(torch.zeros(2, 4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(("n", "d"), [(150, 3), (20, 40)])
+def test_spherical_matches_sklearn_kernel_density(n: int, d: int) -> None:
+    # The isotropic kernel of scikit-learn with bandwidth f * sqrt(mean variance); it also
+    # works with fewer samples than dimensions, where the full covariance is singular.
+    from sklearn.neighbors import KernelDensity
+
+    x = _data(n, d)
+    queries = torch.cat([x[:10], _data(15, d, seed=1) * 1.5])
+    kde = GaussianKDE(covariance="spherical").fit(x)
+    bandwidth = kde.factor_ * float(x.var(dim=0, unbiased=True).mean().sqrt())
+    ref = KernelDensity(kernel="gaussian", bandwidth=bandwidth).fit(x.numpy())
+    np.testing.assert_allclose(kde.score_samples(queries).numpy(), ref.score_samples(queries.numpy()), rtol=1e-9)
+    assert kde.get_config() == {"covariance": "spherical"}
+
+
+def test_unknown_covariance_is_a_clear_error() -> None:
+    from edgeanomaly.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Expected covariance in \\['full', 'spherical'\\], got 'diag'"):
+        GaussianKDE(covariance="diag")

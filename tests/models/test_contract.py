@@ -195,3 +195,130 @@ def test_fit_on_a_folder_of_normal_images_calibrates_on_a_holdout(tmp_path) -> N
     assert "holdout" in cal["source"]["split"]
     assert not result.checkpoint.metrics  # no labels, no metrics
     assert np.isfinite(cal["image_threshold"])
+
+
+# ----------------------------------------------------------------- the public contract (issue 10.6)
+@pytest.mark.parametrize("name", list_models())
+def test_fit_embeddings_equals_fit(name: str, train) -> None:
+    # The INT8 export refits heads through fit_embeddings: on the model's own embeddings it
+    # must give exactly what fit gives.
+    m = small(name).fit(train)
+    if not m.int8_head_refit:
+        pytest.skip(f"{name} trains its head")
+    with torch.no_grad():
+        embeddings = [m.embed(b) for b in train]
+    refit = small(name).fit_embeddings(embeddings)
+    assert refit.n_train_images_ == m.n_train_images_ == 8
+    x = images(2, 13)
+    a, b = m.predict(x), refit.predict(x)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_export_uses_only_the_public_model_contract() -> None:
+    import ast
+    from pathlib import Path
+
+    import edgeanomaly.export as export
+
+    private = {"_reset", "_update", "_finish", "_take_rows", "_fitted_tensors"}
+    for path in Path(export.__file__).parent.glob("*.py"):
+        calls = {n.attr for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Attribute)}
+        assert not calls & private, (path.name, calls & private)
+
+
+def test_old_checkpoints_keep_the_settings_they_were_fitted_with(train, tmp_path) -> None:
+    import json
+
+    m = create_model("dfm", backbone="resnet18", pretrained=False, random_state=0, score_type="nll").fit(train)
+    save_checkpoint(tmp_path, Checkpoint(m, PreprocessConfig(SIZE)))
+    cfg = tmp_path / "checkpoint.json"
+    doc = json.loads(cfg.read_text())
+    del doc["model"]["params"]["score_type"]  # as written before the setting existed
+    cfg.write_text(json.dumps(doc))
+    loaded = load_checkpoint(tmp_path).model
+    assert loaded.score_type == "nll"
+    x = images(2, 11)
+    torch.testing.assert_close(loaded.predict(x)["pred_score"], m.predict(x)["pred_score"], rtol=0, atol=0)
+
+
+class _TrainedForEpochs:
+    """Built inside the test: a model whose head is trained by SGD for several epochs, as a
+    later EfficientAD or FastFlow would be; it plugs into the contract without a registry entry."""
+
+    @staticmethod
+    def make(epochs: int):
+        import torch.nn.functional as F
+
+        from edgeanomaly.models._base import AnomalyModel
+
+        class TrainedHead(AnomalyModel):
+            name = "trained-head-example"
+            task = "classification"
+            output_names = ("pred_score",)
+            int8_head_refit = False
+
+            def __init__(self) -> None:
+                super().__init__("resnet18", ("layer1",), False, None, None, 0, {"epochs": epochs})
+                self.head = torch.nn.Linear(64, 64)
+                self.register_buffer("trained", torch.empty(0))
+                self.passes = 0
+                self.losses: list[float] = []
+
+            def embed(self, images: torch.Tensor) -> torch.Tensor:
+                return F.adaptive_avg_pool2d(self.feature_extractor(images)["layer1"], 1).flatten(1)
+
+            def fit(self, batches):
+                opt = torch.optim.SGD(self.head.parameters(), lr=0.5)
+                for _ in range(epochs):
+                    self.passes += 1
+                    total = 0.0
+                    for batch in batches:
+                        with torch.no_grad():
+                            e = self.embed(batch)
+                        loss = (self.head(e) - e).pow(2).mean()
+                        opt.zero_grad()
+                        loss.backward()
+                        opt.step()
+                        total += float(loss.detach())
+                    self.losses.append(total)
+                self.trained = torch.ones(1)
+                return self
+
+            def _finish(self) -> None:
+                pass
+
+            def _fitted_tensors(self):
+                return (self.trained,)
+
+            def forward(self, images: torch.Tensor):
+                e = self.embed(images)
+                return ((self.head(e) - e).pow(2).sum(dim=1),)
+
+        return TrainedHead()
+
+
+def test_a_model_trained_for_several_epochs_plugs_into_the_fit_pipeline(tmp_path) -> None:
+    from edgeanomaly.data import generate_synthetic_dataset, load_dataset
+    from edgeanomaly.models._fit import fit_model, predict_samples
+
+    generate_synthetic_dataset(tmp_path, ["fabric"], n_train=8, n_test=2, seed=0, size=64)
+    ds = load_dataset(tmp_path, category="fabric")
+    m = _TrainedForEpochs.make(epochs=3)
+    seen: list[int] = []
+    fit_model(m, ds.train, PreprocessConfig(SIZE), batch_size=4, progress=seen.append)
+    assert m.passes == 3 and len(m.losses) == 3 and m.losses[-1] < m.losses[0]
+    assert sum(seen) == 8  # progress reports the first pass only
+    out = predict_samples(m, ds.test, PreprocessConfig(SIZE))
+    assert out.scores.shape == (len(ds.test),) and out.maps is None
+    with pytest.raises(TypeError, match="trains its head"):
+        m.fit_embeddings([torch.zeros(2, 64)])
+
+
+def test_dfm_and_dfkde_score_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="Expected score_type in \\['fre', 'nll'\\], got 'mse'"):
+        create_model("dfm", backbone="resnet18", pretrained=False, score_type="mse")
+    with pytest.raises(ConfigError, match="residual=False with covariance='full'"):
+        create_model("dfkde", backbone="resnet18", pretrained=False, covariance="full")
+    m = create_model("dfkde", backbone="resnet18", pretrained=False, covariance="full", residual=False)
+    assert m.get_config()["params"]["covariance"] == "full"
