@@ -39,12 +39,14 @@ def array_to_rgb(array: np.ndarray, color: str = "RGB") -> np.ndarray:
     color = check_choice("color order", str(color).upper(), COLORS)
     if not isinstance(array, np.ndarray):
         raise TypeError(f"Expected an image as a file path or a numpy array, got {type(array).__name__}")
+    if array.ndim in (2, 3) and 0 in array.shape[:2]:
+        raise ValueError(f"Expected an image array of at least 1x1 pixels, got shape {array.shape}")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim == 2:
         gray = _to_uint8(array)
         return cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2RGB)
-    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.shape[0] == 0 or array.shape[1] == 0:
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
         raise ValueError(f"Expected an image array of shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
     array = _to_uint8(array)
     if array.shape[2] == 4:
