@@ -26,6 +26,7 @@ _EXPORTS = {
     "stream": "edgeanomaly.runtime._stream",
     "watch_folder": "edgeanomaly.runtime._stream",
     "FolderWatcher": "edgeanomaly.runtime._stream",
+    "StreamError": "edgeanomaly.runtime._stream",
     "compute_calibration": "edgeanomaly.runtime._calibration",
     "DEFAULT_QUANTILE": "edgeanomaly.runtime._calibration",
     "recalibrate": "edgeanomaly.runtime._recalibrate",

@@ -142,3 +142,110 @@ def test_mixed_runtimes_predicting_concurrently_survive(seg_bundle: Path) -> Non
         )
         assert run.returncode == 0, (attempt, run.returncode, run.stdout[-2000:], run.stderr[-2000:])
         assert run.stdout.strip() == "ok"
+
+
+# ---------------------------------------------------------------- streams: nothing lost silently
+
+
+def _video(path: Path, n: int, damage: str | None = None) -> Path:
+    """An MJPG .avi of ``n`` frames; ``damage``: "frame6" (zeroes the start of frame 6's JPEG) or "cut" (second half gone)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (80, 64))
+    assert writer.isOpened()
+    for i in range(n):
+        writer.write(part_image(64, 80, seed=i))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    if damage == "frame6":
+        starts = [i for i in range(len(data) - 2) if data[i] == 0xFF and data[i + 1] == 0xD8 and data[i + 2] == 0xFF]
+        assert len(starts) == n
+        data[starts[6] : starts[6] + 400] = bytes(400)
+    elif damage == "cut":
+        data = data[: len(data) // 2]
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _cli_lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def test_video_reads_past_a_bad_frame_and_reports_it(seg_bundle: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgeanomaly.cli._predict import EXIT_SOME_FAILED, predict
+
+    video = _video(tmp_path / "bad.avi", 40, "frame6")
+    result = CliRunner().invoke(predict, [str(seg_bundle), str(video), "--json"])
+    assert result.exit_code == EXIT_SOME_FAILED, result.output
+    lines = _cli_lines(result.output)
+    errors = [r for r in lines if "error" in r]
+    assert [r["frame"] for r in errors] == [6] and "could not be decoded" in errors[0]["error"]
+    scored = sorted(r["frame"] for r in lines if "score" in r)
+    assert scored == [i for i in range(40) if i != 6]
+    summary = lines[-1]["summary"]
+    assert (summary["inputs"], summary["scored"], summary["failed"]) == (40, 39, 1)
+
+
+def test_truncated_video_reports_its_missing_frames(seg_bundle: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgeanomaly.cli._predict import EXIT_SOME_FAILED, predict
+
+    video = _video(tmp_path / "cut.avi", 60, "cut")
+    result = CliRunner().invoke(predict, [str(seg_bundle), str(video), "--json"])
+    assert result.exit_code == EXIT_SOME_FAILED, result.output
+    lines = _cli_lines(result.output)
+    summary = lines[-1]["summary"]
+    (gap,) = [r for r in lines if "error" in r]
+    assert summary["inputs"] == 60 and summary["scored"] == gap["frame"] and summary["failed"] == gap["frames"] == 60 - gap["frame"]
+    assert "declares 60 frames" in gap["error"] and 20 < summary["scored"] < 40
+
+
+def test_an_intact_video_reports_no_failure(detector_ov: Any, tmp_path: Path) -> None:
+    failures: list[Any] = []
+    got = list(detector_ov.stream(_video(tmp_path / "ok.avi", 12), on_error=failures.append))
+    assert len(got) == 12 and failures == []
+    got = list(detector_ov.stream(_video(tmp_path / "ok.avi", 12), stride=5, on_error=failures.append))
+    assert [p.source for _, p in got] == [0, 5, 10] and failures == []
+
+
+@pytest.fixture(scope="module")
+def detector_ov(seg_bundle: Path):
+    with load(seg_bundle, backend="openvino") as det:
+        yield det
+
+
+@pytest.mark.slow
+def test_watch_counts_undecodable_and_empty_files(seg_bundle: Path, tmp_path: Path) -> None:
+    import time
+
+    import cv2
+    from click.testing import CliRunner
+
+    from edgeanomaly.cli._predict import EXIT_SOME_FAILED, predict
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+
+    def camera() -> None:
+        time.sleep(0.5)
+        ok, png = cv2.imencode(".png", part_image(64, 80))
+        (drop / "a_good.png").write_bytes(png.tobytes())
+        (drop / "b_garbage.png").write_bytes(b"this is not an image at all")
+        (drop / "c_empty.png").write_bytes(b"")
+
+    writer = threading.Thread(target=camera)
+    writer.start()
+    try:
+        result = CliRunner().invoke(predict, [str(seg_bundle), str(drop), "--watch", "--timeout", "7", "--json"])
+    finally:
+        writer.join()
+    assert result.exit_code == EXIT_SOME_FAILED, result.output
+    lines = _cli_lines(result.output)
+    errors = {Path(r["path"]).name: r["error"] for r in lines if "error" in r}
+    assert set(errors) == {"b_garbage.png", "c_empty.png"}
+    assert "Not an image" in errors["b_garbage.png"] and "empty (0 bytes)" in errors["c_empty.png"]
+    summary = lines[-1]["summary"]
+    assert (summary["inputs"], summary["scored"], summary["failed"]) == (3, 1, 2)
