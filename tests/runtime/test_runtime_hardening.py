@@ -249,3 +249,38 @@ def test_watch_counts_undecodable_and_empty_files(seg_bundle: Path, tmp_path: Pa
     assert "Not an image" in errors["b_garbage.png"] and "empty (0 bytes)" in errors["c_empty.png"]
     summary = lines[-1]["summary"]
     assert (summary["inputs"], summary["scored"], summary["failed"]) == (3, 1, 2)
+
+
+# ---------------------------------------------------------------- devices: behaviour as documented
+
+
+def test_explicit_fallback_lists_fall_back(seg_bundle: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`AUTO:GPU,CPU` and `CUDA,CPU` are documented as fallback lists: they run where GPU is absent."""
+    with caplog.at_level("WARNING", logger="edgeanomaly.runtime"):
+        with load(seg_bundle, backend="openvino", device="AUTO:GPU,CPU") as det:
+            assert det.device == "CPU"
+        with load(seg_bundle, backend="onnxruntime", device="CUDA,CPU") as det:
+            assert det.device == "CPU"
+    assert "GPU not present" in caplog.text and "CUDA not present" in caplog.text  # said, not silent
+    from edgeanomaly.errors import DeviceUnavailableError
+
+    for backend, device in [("openvino", "AUTO:GPU"), ("openvino", "AUTO:GPU,CPUU"), ("onnxruntime", "CUDA"), ("onnxruntime", "CUDA,CPUU")]:
+        with pytest.raises(DeviceUnavailableError):
+            load(seg_bundle, backend=backend, device=device)
+
+
+def test_an_execution_precision_the_cpu_lacks_is_refused(seg_bundle: Path) -> None:
+    """f16 asked on a CPU without FP16 arithmetic ran silently as bf16 (or f32)."""
+    from edgeanomaly.errors import ConfigError
+    from edgeanomaly.runtime._backends._openvino import core
+
+    capabilities = set(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    for asked, capability in (("f16", "FP16"), ("bf16", "BF16")):
+        if capability in capabilities:
+            with load(seg_bundle, backend="openvino", inference_precision=asked) as det:
+                assert det.precision == f"fp32 ({asked} execution)"
+        else:
+            with pytest.raises(ConfigError, match=rf"{asked}.*CPU.*{capability}"):
+                load(seg_bundle, backend="openvino", inference_precision=asked)
+    with load(seg_bundle, backend="openvino", inference_precision="f32") as det:
+        assert det.precision == "fp32 (f32 execution)"

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from edgeanomaly.errors import BackendUnavailableError, DeviceUnavailableError, InferenceError
+from edgeanomaly.errors import BackendUnavailableError, ConfigError, DeviceUnavailableError, InferenceError
 from edgeanomaly.runtime._backends import TensorInfo, inference_error, run_padded
 from edgeanomaly.runtime._devices import resolve_openvino_device
 
@@ -59,6 +59,27 @@ def _default_precision_hint(family: str, artifact_precision: str, requested: str
         # The GPU plugin defaults to f16; an FP32 artifact must still run at FP32.
         return "f16" if artifact_precision == "fp16" else "f32"
     return None  # NPU: the plugin chooses; we read back and report what it did.
+
+
+# Execution precisions and the device capability each needs (OPTIMIZATION_CAPABILITIES).
+_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+
+
+def _check_capability(ov_core: Any, device: str, precision: str) -> None:
+    """Refuse an execution precision the device lacks: the CPU plugin would quietly substitute
+    another (f16 ran as bf16 on AMX CPUs, bf16 as f32 elsewhere)."""
+    try:
+        capabilities = [str(c) for c in ov_core.get_property(device, "OPTIMIZATION_CAPABILITIES")]
+    except RuntimeError:
+        return  # a plugin that does not report capabilities: the read-back check still applies
+    needed = _CAPABILITY.get(precision)
+    if needed is not None and needed not in capabilities:
+        usable = [p for p, c in _CAPABILITY.items() if c in capabilities]
+        raise ConfigError(
+            f"Asked for {precision} execution on {device}, but this {device.split('.')[0]} lacks {needed} "
+            f"arithmetic (it reports {', '.join(capabilities)}) and would run another precision instead. "
+            f"Use inference_precision {' or '.join(repr(p) for p in usable) or 'unset'}."
+        )
 
 
 def _type_name(value: Any) -> str:
@@ -128,6 +149,8 @@ class OpenVINOBackend:
         else:
             families = [self.requested_device.split(".")[0]]
 
+        if inference_precision is not None and not auto:
+            _check_capability(ov_core, self.requested_device, inference_precision)
         per_device: dict[str, dict[str, Any]] = {}
         for fam in families:
             props: dict[str, Any] = {}
@@ -186,6 +209,11 @@ class OpenVINOBackend:
             if self.execution_precision
             else f"{artifact_precision} (execution precision not reported by {self.device})"
         )
+        if inference_precision is not None and self.execution_precision not in (None, inference_precision):
+            raise ConfigError(
+                f"Asked for {inference_precision} execution on {self.device}, but OpenVINO runs "
+                f"{self.execution_precision}; ask for {self.execution_precision} or leave inference_precision unset."
+            )
         self.performance_hint = str(self._compiled.get_property("PERFORMANCE_HINT"))
         try:
             self.optimal_requests = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
