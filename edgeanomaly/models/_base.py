@@ -7,6 +7,8 @@ features), ``_finish`` (turn the accumulated embeddings into fitted buffers) and
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Iterable, Sequence
@@ -16,7 +18,7 @@ import torch.nn.functional as F
 
 from edgeanomaly.components import FeatureExtractor
 from edgeanomaly.components._buffer import DynamicBufferModule
-from edgeanomaly.errors import ConfigError, NotFittedError
+from edgeanomaly.errors import ConfigError, DatasetError, NotFittedError
 
 __all__ = ["AnomalyModel", "concat_layers"]
 
@@ -42,11 +44,13 @@ class AnomalyModel(DynamicBufferModule, ABC):
     """Base of the registered models (settings, feature extractor, fit loop, fitted check).
 
     Subclasses set the class attributes ``name``, ``task`` (``"segmentation"`` or
-    ``"classification"``) and ``output_names``.
+    ``"classification"``), ``output_names`` and ``min_distinct_images`` (how many different
+    training images their statistics need: a covariance across images needs two).
     """
 
     name: ClassVar[str] = ""
     task: ClassVar[str] = "segmentation"
+    min_distinct_images: ClassVar[int] = 1
     output_names: ClassVar[tuple[str, ...]] = ("pred_score", "anomaly_map")
     default_layers: ClassVar[dict[str, tuple[str, ...]]] = {}
 
@@ -147,16 +151,27 @@ class AnomalyModel(DynamicBufferModule, ABC):
         self.eval()
         self._reset()
         n = 0
+        distinct: set[bytes] = set()
         for batch in batches:
             if not isinstance(batch, torch.Tensor):
                 batch = torch.as_tensor(batch)
             if batch.ndim != 4 or batch.shape[1] != 3:
                 raise ValueError(f"Expected image batches of shape (N, 3, H, W), got {tuple(batch.shape)}")
             self.check_input_size(int(batch.shape[-2]), int(batch.shape[-1]))
-            self._update(self.embed(batch.float()))
+            batch = batch.float()
+            if len(distinct) < self.min_distinct_images:  # only until enough are seen: cheap
+                distinct.update(hashlib.blake2b(img.contiguous().numpy().tobytes(), digest_size=16).digest() for img in batch)
+            self._update(self.embed(batch))
             n += int(batch.shape[0])
         if n == 0:
             raise ValueError(f"{type(self).__name__}.fit() received no images: expected at least one batch of normal images")
+        if len(distinct) < self.min_distinct_images:
+            # Identical (or blank) images give singular statistics: NaN scores or a deep ValueError.
+            raise DatasetError(
+                f"{type(self).__name__} needs at least {self.min_distinct_images} distinct training images, "
+                f"got {n} image{'s' * (n != 1)} of which {len(distinct)} distinct (identical, blank or "
+                "duplicated files). Add more normal images of the part."
+            )
         self._finish()
         self.n_train_images_ = n
         return self
