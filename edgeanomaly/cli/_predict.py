@@ -145,7 +145,7 @@ class _Report:
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.argument("source")
 @click.option("--backend", type=click.Choice(["auto", "openvino", "onnxruntime"]), default="auto", show_default=True)
-@click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU (OpenVINO); CPU, CUDA, TensorRT (ONNX Runtime).")
+@click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU (OpenVINO); CPU, CUDA, TensorRT, CUDA,CPU (ONNX Runtime). A list falls back to the devices present.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True, help="Artifact precision to run.")
 @click.option("--artifact", default=None, help="Artifact name (e.g. openvino-int8); overrides --precision.")
 @click.option("--inference-precision", type=click.Choice(["f32", "bf16", "f16"]), default=None, help="OpenVINO execution precision (default f32 on CPU).")

@@ -381,16 +381,24 @@ def load(
             ``precision``, else ONNX Runtime), ``"openvino"`` or ``"onnxruntime"``.
         device: OpenVINO ``CPU``/``GPU``/``GPU.1``/``NPU``, or ``AUTO``/``AUTO:GPU,CPU`` to let
             OpenVINO choose; ONNX Runtime ``CPU``/``CUDA``/``TensorRT`` or a fallback list
-            ``"CUDA,CPU"``. A device that is not present raises
-            :class:`~edgeanomaly.errors.DeviceUnavailableError` listing those that are.
+            ``"CUDA,CPU"``. A single device that is not present raises
+            :class:`~edgeanomaly.errors.DeviceUnavailableError` listing those that are; in a
+            list (``AUTO:GPU,CPU``, ``CUDA,CPU``) absent devices are skipped with a warning and
+            at least one must be present. ``Detector.device`` says which one runs.
         precision: artifact precision to pick (``fp32``, ``fp16``, ``int8``).
         artifact: artifact name (``"openvino-int8"``); overrides ``precision``.
         inference_precision: OpenVINO execution precision ``"f32"``, ``"bf16"`` or ``"f16"``.
             Default: f32 on CPU for every artifact, f32 on GPU unless the artifact is FP16.
+            A precision the device lacks (f16 on most CPUs, bf16 without AVX512-BF16/AMX) is
+            refused with :class:`~edgeanomaly.errors.ConfigError` instead of running another one.
         performance_hint: ``"latency"`` (one image at a time) or ``"throughput"`` (OpenVINO).
         cache_dir: OpenVINO compiled-model cache (faster second load); none by default.
         num_streams, num_threads: override OpenVINO streams / threads (both backends: threads).
         verify: check the bundle's checksums while reading it.
+
+    The graph's input and output shapes are compared with the manifest; a mismatch (a manifest
+    edited and re-signed) is a :class:`~edgeanomaly.errors.BundleError`. A request the engine
+    fails later raises :class:`~edgeanomaly.errors.InferenceError`; it never hangs.
 
     >>> det = load("bundles/patchcore", backend="openvino", device="CPU")   # doctest: +SKIP
     >>> det.precision                                                      # doctest: +SKIP
