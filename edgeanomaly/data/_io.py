@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeanomaly.errors import ImageReadError
+from edgeanomaly.errors import ConfigError, ImageReadError
 
 __all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "read_image", "read_mask", "is_image_file", "decode_image", "header_size", "max_image_pixels"]
 
@@ -77,7 +77,7 @@ def max_image_pixels() -> int:
     except ValueError:
         limit = 0
     if limit < 1:
-        raise ValueError(f"Expected $EDGEANOMALY_MAX_IMAGE_PIXELS to be a whole number >= 1, got {value!r}")
+        raise ConfigError(f"Expected $EDGEANOMALY_MAX_IMAGE_PIXELS to be a whole number >= 1, got {value!r}")
     return limit
 
 

@@ -293,7 +293,7 @@ class Detector:
     ) -> Iterator[Prediction]:
         """Stream predictions for an iterable of images, overlapping input preparation with inference.
 
-        OpenVINO runs an ``AsyncInferQueue`` (``jobs`` requests in flight, default: the compiled
+        OpenVINO runs asynchronous infer requests (``jobs`` in flight, default: the compiled
         model's optimal number, at least 2); ONNX Runtime runs inference on a worker thread.
         Results come back in input order; ``timings["infer"]`` is the submit-to-result time
         of the image's batch, which includes queueing.
