@@ -18,6 +18,7 @@ __all__ = [
     "BundleIntegrityError",
     "BackendUnavailableError",
     "DeviceUnavailableError",
+    "InferenceError",
     "NotFittedError",
     "ConfigError",
     "MissingDependencyError",
@@ -52,6 +53,10 @@ class BackendUnavailableError(EdgeAnomalyError, RuntimeError):
 
 class DeviceUnavailableError(EdgeAnomalyError, RuntimeError):
     """The requested device is not present; the message lists the devices that are."""
+
+
+class InferenceError(EdgeAnomalyError, RuntimeError):
+    """The inference engine failed to run a request (the message says which input and why)."""
 
 
 class NotFittedError(EdgeAnomalyError, ValueError, AttributeError):

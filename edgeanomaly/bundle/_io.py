@@ -72,6 +72,11 @@ def load_manifest(root: Path, label: str | None = None, *, verify: bool = True) 
         ) from exc
     except ValueError as exc:  # NaN / Infinity
         raise BundleError(f"{where}: malformed JSON: {exc}. Re-export the bundle.") from exc
+    except RecursionError as exc:
+        raise BundleError(
+            f"{where}: malformed JSON: arrays or objects nested too deeply to be a manifest. "
+            "The file is corrupted or hostile; re-export the bundle."
+        ) from exc
     if not isinstance(document, dict):
         raise BundleError(f"{where}: expected a JSON object at the top level, got {type(document).__name__}")
     try:
@@ -105,6 +110,14 @@ def load_manifest(root: Path, label: str | None = None, *, verify: bool = True) 
     return manifest
 
 
+def _starts_like_a_zip(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def _opened(path: str | os.PathLike[str]) -> Iterator[tuple[Path, str, Path | None]]:
     """Yield (root, label, tempdir) for a bundle directory or zip; removes the tempdir on error."""
@@ -116,12 +129,21 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[tuple[Path, str, Path | No
     if not source.exists():
         raise BundleError(f"Bundle {label} not found: no such file or directory")
     if not zipfile.is_zipfile(source):
+        if _starts_like_a_zip(source):
+            raise BundleError(
+                f"Bundle {label} is a damaged zip file (its end, with the table of contents, is missing: "
+                "truncated while copying or downloading?). Copy or download the bundle again."
+            )
         raise BundleError(
             f"{label} is not an edgeanomaly bundle: expected a bundle directory or a .zip file"
         )
     tempdir = Path(tempfile.mkdtemp(prefix="edgeanomaly-bundle-"))
+
+    def listed(root: Path) -> dict[str, int]:
+        return {f.path: f.bytes for f in load_manifest(root, label, verify=False).files()}
+
     try:
-        root = extract_zip(source, tempdir, label)
+        root = extract_zip(source, tempdir, label, listed)
         yield root, label, tempdir
     except BaseException:
         shutil.rmtree(tempdir, ignore_errors=True)

@@ -8,7 +8,7 @@ import stat
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from edgeanomaly.bundle._atomic import replace_file, temp_file_beside
 from edgeanomaly.bundle._hashing import CHUNK
@@ -16,7 +16,7 @@ from edgeanomaly.bundle._paths import unsafe_reason
 from edgeanomaly.bundle._schema import MANIFEST_NAME
 from edgeanomaly.errors import BundleError
 
-__all__ = ["write_zip", "extract_zip"]
+__all__ = ["MAX_COMPRESSION_RATIO", "MAX_MANIFEST_BYTES", "extract_zip", "max_compression_ratio", "write_zip"]
 
 # A fixed timestamp makes two packs of the same bundle byte-identical.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -48,7 +48,95 @@ def write_zip(root: Path, paths: Iterable[str], dest: Path) -> None:
         raise
 
 
-def extract_zip(zip_path: Path, dest: Path, label: str) -> Path:
+#: Largest ``manifest.json`` read from a zip (real ones are a few KB).
+MAX_MANIFEST_BYTES = 16 << 20
+#: Largest ratio of uncompressed to compressed size of a zip member. Deflated graph weights
+#: come out at 1-3x; bombs at 1000x and more. Override with $EDGEANOMALY_MAX_ZIP_RATIO.
+MAX_COMPRESSION_RATIO = 200.0
+#: Members this small are exempt from the ratio limit (a few KB of zeros may compress 500x).
+_RATIO_FLOOR = 1 << 20
+
+
+def max_compression_ratio() -> float:
+    """The ratio limit in force: ``$EDGEANOMALY_MAX_ZIP_RATIO`` if set, else :data:`MAX_COMPRESSION_RATIO`."""
+    value = os.environ.get("EDGEANOMALY_MAX_ZIP_RATIO")
+    if value is None:
+        return MAX_COMPRESSION_RATIO
+    try:
+        ratio = float(value)
+    except ValueError:
+        ratio = float("nan")
+    if not ratio >= 1.0:
+        raise BundleError(f"Expected $EDGEANOMALY_MAX_ZIP_RATIO to be a number >= 1, got {value!r}")
+    return ratio
+
+
+def _check_names(members: list[zipfile.ZipInfo], label: str) -> None:
+    seen: set[str] = set()
+    for info in members:
+        name = info.filename.rstrip("/") if info.is_dir() else info.filename
+        reason = unsafe_reason(name)
+        if reason is not None:
+            raise BundleError(
+                f"Bundle {label}: zip member {info.filename!r} {reason}; refusing to extract a "
+                "zip whose names point outside the bundle."
+            )
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise BundleError(f"Bundle {label}: zip member {info.filename!r} is a symbolic link; refusing to extract it.")
+        if name in seen:
+            raise BundleError(f"Bundle {label}: zip member {info.filename!r} appears twice; the zip is malformed.")
+        seen.add(name)
+
+
+def _manifest_prefix(members: list[zipfile.ZipInfo], label: str) -> str:
+    """``""`` when manifest.json is at the top, ``"b/"`` for a zip of the bundle folder."""
+    names = {info.filename for info in members if not info.is_dir()}
+    if MANIFEST_NAME in names:
+        return ""
+    tops = {name.split("/", 1)[0] for name in names}
+    if len(tops) == 1:
+        prefix = f"{tops.pop()}/"
+        if prefix + MANIFEST_NAME in names:
+            return prefix
+    raise BundleError(f"{label} is not an edgeanomaly bundle: {MANIFEST_NAME} not found in the zip")
+
+
+def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limit: int, label: str, what: str) -> None:
+    """Stream one member to ``target``, stopping at the first byte over ``limit`` or the ratio limit."""
+    ratio = max_compression_ratio()
+    allowed = max(_RATIO_FLOOR, ratio * max(info.compress_size, 1))
+    written = 0
+    too_large = (
+        f"Bundle {label}: zip member {info.filename} holds more than the {limit} bytes {what}; "
+        "refusing to extract it (a zip bomb or a corrupted zip)."
+    )
+    if info.file_size > limit:
+        raise BundleError(too_large)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with zf.open(info) as src, open(target, "wb") as out:
+            while True:
+                chunk = src.read(CHUNK)
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > limit:  # the declared size lied
+                    raise BundleError(too_large)
+                if written > allowed:
+                    raise BundleError(
+                        f"Bundle {label}: zip member {info.filename} expands beyond a compression ratio of "
+                        f"{ratio:g} ({info.compress_size} compressed bytes), the limit for bundle zips; "
+                        "refusing to extract it (a zip bomb?). Set $EDGEANOMALY_MAX_ZIP_RATIO to allow more."
+                    )
+                out.write(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise BundleError(
+            f"Bundle {label}: zip member {info.filename} could not be extracted ({exc}); the "
+            "zip is corrupted. Re-export or copy the bundle again."
+        ) from exc
+
+
+def extract_zip(zip_path: Path, dest: Path, label: str, listed: Callable[[Path], dict[str, int]]) -> Path:
     """Extract a bundle zip into the existing directory ``dest`` and return the bundle root.
 
     Every member name is checked before anything is written: absolute names, ``..``
@@ -56,8 +144,14 @@ def extract_zip(zip_path: Path, dest: Path, label: str) -> Path:
     is ``dest`` itself, or its single top-level folder when the zip was made by zipping a
     bundle directory (``zip -r b.zip b/``).
 
+    Against bombs, ``manifest.json`` is extracted first (at most :data:`MAX_MANIFEST_BYTES`),
+    then only the files it lists (``listed(root) -> {path: bytes}``): a member whose declared
+    size differs from the manifest's byte count is refused before extraction, and while
+    streaming, extraction stops at the first byte beyond that count or beyond the compression
+    ratio limit (:func:`max_compression_ratio`). Members the manifest does not list are skipped.
+
     Raises:
-        BundleError: an unsafe or corrupted member (named), or not a zip file.
+        BundleError: an unsafe, oversized or corrupted member (named), or not a zip file.
     """
     try:
         zf = zipfile.ZipFile(zip_path)
@@ -65,36 +159,23 @@ def extract_zip(zip_path: Path, dest: Path, label: str) -> Path:
         raise BundleError(f"Bundle {label} is not a readable zip file ({exc})") from exc
     with zf:
         members = zf.infolist()
-        seen: set[str] = set()
-        for info in members:
-            name = info.filename.rstrip("/") if info.is_dir() else info.filename
-            reason = unsafe_reason(name)
-            if reason is not None:
+        _check_names(members, label)
+        prefix = _manifest_prefix(members, label)
+        root = dest / prefix if prefix else dest
+        by_name = {info.filename: info for info in members if not info.is_dir()}
+        _extract_member(
+            zf, by_name[prefix + MANIFEST_NAME], root / MANIFEST_NAME, MAX_MANIFEST_BYTES, label,
+            f"allowed for {MANIFEST_NAME} (it is larger than any real manifest)",
+        )
+        for rel, size in listed(root).items():
+            info = by_name.get(prefix + rel)
+            if info is None:
+                continue  # reported as missing by the file check, with the artifact named
+            if info.file_size != size:
                 raise BundleError(
-                    f"Bundle {label}: zip member {info.filename!r} {reason}; refusing to extract a "
-                    "zip whose names point outside the bundle."
+                    f"Bundle {label}: zip member {info.filename} declares {info.file_size} bytes but "
+                    f"{MANIFEST_NAME} records {size}; refusing to extract it (a zip bomb or a corrupted zip). "
+                    "Re-export or copy the bundle again."
                 )
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise BundleError(f"Bundle {label}: zip member {info.filename!r} is a symbolic link; refusing to extract it.")
-            if name in seen:
-                raise BundleError(f"Bundle {label}: zip member {info.filename!r} appears twice; the zip is malformed.")
-            seen.add(name)
-        for info in members:
-            target = dest / info.filename
-            try:
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, CHUNK)
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-                raise BundleError(
-                    f"Bundle {label}: zip member {info.filename} could not be extracted ({exc}); the "
-                    "zip is corrupted. Re-export or copy the bundle again."
-                ) from exc
-    if not (dest / MANIFEST_NAME).exists():
-        entries = list(dest.iterdir())
-        if len(entries) == 1 and entries[0].is_dir() and (entries[0] / MANIFEST_NAME).exists():
-            return entries[0]
-    return dest
+            _extract_member(zf, info, root / rel, size, label, f"{MANIFEST_NAME} records")
+    return root

@@ -62,6 +62,7 @@ Examples:
 def check(path: Path, category: str | None, abnormal_dir: Path | None, mask_dir: Path | None, decode: bool) -> None:
     """Validate a dataset folder: counts per split and defect type, and every problem found."""
     from edgeanomaly.data import load_dataset
+    from edgeanomaly.data._datasets import mask_size_problem
     from edgeanomaly.errors import ImageReadError
 
     ds = load_dataset(path, category=category, abnormal_dir=abnormal_dir, mask_dir=mask_dir)
@@ -74,8 +75,9 @@ def check(path: Path, category: str | None, abnormal_dir: Path | None, mask_dir:
                     img = s.image()
                     if s.mask_path is not None:
                         mask = s.mask()
-                        if mask is not None and mask.shape != img.shape[:2]:
-                            problems.append(f"mask size {mask.shape[::-1]} differs from image size {img.shape[1::-1]}: {s.mask_path}")
+                        size_problem = None if mask is None else mask_size_problem(mask.shape, img.shape, s.mask_path)
+                        if size_problem is not None:
+                            problems.append(size_problem)
                         elif mask is not None and not mask.any():
                             problems.append(f"mask of a defect image has no defect pixels: {s.mask_path}")
                 except ImageReadError as exc:

@@ -153,9 +153,13 @@ class _Report:
         self.written.add(target)
         return target
 
-    def failed(self, key: str, name: Any, error: Exception) -> None:
-        self.n_failed += 1
-        self._emit({key: str(name), "error": str(error)}, f"{name}\tERROR\t{error}")
+    def failed(self, key: str, name: Any, error: Exception, count: int = 1) -> None:
+        """One input (or ``count`` video frames, e.g. a truncated tail) that could not be scored."""
+        self.n_failed += count
+        record: dict[str, Any] = {key: name if key == "frame" else str(name), "error": str(error)}
+        if count != 1:
+            record["frames"] = count
+        self._emit(record, f"{name}\tERROR\t{error}")
 
     def summary(self, info: dict[str, Any], wall_s: float) -> dict[str, Any]:
         n = self.n_ok + self.n_failed
@@ -196,7 +200,7 @@ class _Report:
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.argument("source")
 @click.option("--backend", type=backend_choice(), default="auto", show_default=True)
-@click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU (OpenVINO); CPU, CUDA, TensorRT (ONNX Runtime).")
+@click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU (OpenVINO); CPU, CUDA, TensorRT, CUDA,CPU (ONNX Runtime). A list falls back to the devices present.")
 @click.option("--precision", type=precision_choice(), default=None, help="Artifact precision to run (default: the best the device can run; CPU fp32 > fp16 > int8).")
 @click.option("--artifact", default=None, help="Artifact name (e.g. openvino-int8); overrides --precision.")
 @click.option("--inference-precision", type=click.Choice(["f32", "bf16", "f16"], case_sensitive=False), default=None, help="OpenVINO execution precision (default f32 on CPU).")
@@ -264,10 +268,18 @@ def predict(
         if kind == "files":
             _run_files(detector, value, batch_size, report, save_overlays)
         elif kind == "watch":
-            for path, prediction in detector.stream(value, max_frames=max_frames, timeout=timeout):
+
+            def file_failed(failure: Any) -> None:
+                report.failed("path", failure.source, failure.error)
+
+            for path, prediction in detector.stream(value, max_frames=max_frames, timeout=timeout, on_error=file_failed):
                 report.ok("path", str(path), prediction, path if save_overlays else None)
         else:
-            for frame, prediction in detector.stream(value, max_frames=max_frames, timeout=timeout):
+
+            def frames_failed(failure: Any) -> None:
+                report.failed("frame", failure.source, failure.error, failure.frames)
+
+            for frame, prediction in detector.stream(value, max_frames=max_frames, timeout=timeout, on_error=frames_failed):
                 report.ok("frame", prediction.source, prediction, frame, color="BGR")
     finally:
         wall = time.perf_counter() - t0

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
-from edgeanomaly.data._io import is_image_file, read_image, read_mask
+from edgeanomaly.data._io import header_size, is_image_file, read_image, read_mask
 from edgeanomaly.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -315,7 +315,27 @@ def sample_masks(samples: Sequence[Sample], config: "PreprocessConfig") -> np.nd
     out = np.zeros((len(samples), h, w), dtype=bool)
     for i, s in enumerate(samples):
         if s.mask_path is not None:
-            out[i] = preprocess_mask(read_mask(s.mask_path), config)
+            mask = read_mask(s.mask_path)
+            problem = mask_size_problem(mask.shape, image_shape(s.path), s.mask_path)
+            if problem is not None:
+                # Resized silently, it would move every pixel metric (pixel_pro 0.338 instead of 0.444).
+                raise DatasetError(f"Ground truth does not fit its image: {problem}. `edgeanomaly data check` lists every such problem.")
+            out[i] = preprocess_mask(mask, config)
         elif s.label == 1:
             return None
     return out
+
+
+def image_shape(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file, from its header when it can be read (no decoding), else decoded."""
+    size = header_size(path.read_bytes()) if path.is_file() else None
+    if size is None:
+        return read_image(path).shape[:2]
+    return size[1], size[0]
+
+
+def mask_size_problem(mask_shape: tuple[int, ...], image_hw: tuple[int, ...], mask_path: Path) -> str | None:
+    """The sentence `data check` and the metric paths report for a mask of another size, or None."""
+    if tuple(mask_shape[:2]) == tuple(image_hw[:2]):
+        return None
+    return f"mask size {mask_shape[1]}x{mask_shape[0]} differs from image size {image_hw[1]}x{image_hw[0]}: {mask_path}"

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import struct
+import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edgeanomaly.data._convert import to_rgb_uint8
-from edgeanomaly.errors import ImageReadError
+from edgeanomaly.errors import ConfigError, ImageReadError
 
-__all__ = ["IMAGE_EXTENSIONS", "read_image", "read_mask", "is_image_file", "decode_image"]
+__all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "read_image", "read_mask", "is_image_file", "decode_image", "header_size", "max_image_pixels"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -51,26 +55,173 @@ def _read_bytes(path: Path, what: str) -> bytes:
     return data
 
 
+#: Default largest image accepted, in pixels (width x height): 250 megapixels, about 750 MB
+#: as 8-bit RGB. Override per call (``max_pixels=``) or with $EDGEANOMALY_MAX_IMAGE_PIXELS.
+MAX_IMAGE_PIXELS = 250_000_000
+
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic...): they carry the size.
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+# Markers without a length field.
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xDA)}
+# libjpeg reports damaged entropy-coded data only as a warning on stderr, then fills the
+# rest of the image with grey: these are treated as errors.
+_JPEG_CORRUPTION = ("Corrupt JPEG data", "Premature end of JPEG file")
+
+
+def max_image_pixels() -> int:
+    """The pixel limit in force: ``$EDGEANOMALY_MAX_IMAGE_PIXELS`` if set, else :data:`MAX_IMAGE_PIXELS`."""
+    value = os.environ.get("EDGEANOMALY_MAX_IMAGE_PIXELS")
+    if value is None:
+        return MAX_IMAGE_PIXELS
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise ConfigError(f"Expected $EDGEANOMALY_MAX_IMAGE_PIXELS to be a whole number >= 1, got {value!r}")
+    return limit
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    n = len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            i += 2
+            continue
+        if marker in _JPEG_SOF and i + 9 <= n:
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return width, height
+        if marker == 0xDA:  # start of scan before any frame header: malformed
+            return None
+        i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack(order + "I", data[4:8])
+        (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
+        found: dict[int, int] = {}
+        for k in range(count):
+            entry = data[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
+            tag, kind = struct.unpack(order + "HH", entry[:4])
+            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
+                found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), entry[8:10] if kind == 3 else entry[8:12])[0]
+    except struct.error:
+        return None
+    return (found[256], found[257]) if len(found) == 2 else None
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the header of PNG, JPEG, BMP or TIFF bytes, without decoding.
+
+    ``None`` when the header cannot be read (the decoder then reports what is wrong).
+
+    >>> header_size(b"\x89PNG\r\n\x1a\n" + bytes(4) + b"IHDR" + bytes.fromhex("0000000500000003"))
+    (5, 3)
+    """
+    kind = _sniff(data)
+    try:
+        if kind == "png" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if kind == "jpeg":
+            return _jpeg_size(data)
+        if kind == "bmp":
+            (header,) = struct.unpack("<I", data[14:18])
+            if header == 12:  # BITMAPCOREHEADER: 16-bit sizes
+                return struct.unpack("<HH", data[18:22])
+            width, height = struct.unpack("<ii", data[18:26])
+            return abs(width), abs(height)  # a negative height means top-down rows
+        if kind == "tiff":
+            return _tiff_size(data)
+    except struct.error:
+        return None
+    return None
+
+
+def _check_pixels(data: bytes, name: str, max_pixels: int | None) -> None:
+    limit = max_image_pixels() if max_pixels is None else int(max_pixels)
+    size = header_size(data)
+    if size is not None and size[0] * size[1] > limit:
+        w, h = size
+        raise ImageReadError(
+            f"Image is {w}x{h} pixels ({w * h / 1e6:.1f} megapixels), more than the limit of "
+            f"{limit / 1e6:g} megapixels; refusing to decode it (it would need about "
+            f"{3 * w * h / 2**30:.1f} GiB). Set $EDGEANOMALY_MAX_IMAGE_PIXELS (or max_pixels=) to allow "
+            f"larger images: {name}"
+        )
+
+
 def _check_complete(data: bytes, kind: str | None, name: str) -> None:
     # libjpeg decodes a truncated JPEG into a grey-filled image with only a warning;
     # on a production line that would be scored as a (probably anomalous) real part.
-    if kind == "jpeg":
-        tail = data.rstrip(b"\x00\r\n ")
-        if not tail.endswith(b"\xff\xd9"):
-            raise ImageReadError(
-                f"JPEG file is truncated (no end-of-image marker): {name}. "
-                "Check that the camera software finished writing it."
-            )
+    # Bytes after the end-of-image marker (camera trailers) are ignored by libjpeg and fine.
+    if kind == "jpeg" and b"\xff\xd9" not in data:
+        raise ImageReadError(
+            f"JPEG file is truncated (no end-of-image marker): {name}. "
+            "Check that the camera software finished writing it."
+        )
 
 
-def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode encoded image bytes into RGB uint8 (H, W, 3); see :func:`read_image`."""
+_STDERR_LOCK = threading.Lock()
+
+
+def _imdecode_jpeg(buf: np.ndarray, flags: int, name: str) -> np.ndarray | None:
+    """``cv2.imdecode`` of a JPEG, with libjpeg's corruption warnings turned into errors.
+
+    libjpeg prints them on the C-level stderr and OpenCV does not expose them, so fd 2 is
+    redirected into a temporary file for the duration of the decode (one decode at a time;
+    anything else printed meanwhile is written back to stderr, not lost).
+    """
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            try:
+                img = cv2.imdecode(buf, flags)
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        sink.seek(0)
+        printed = sink.read().decode("utf-8", errors="replace")
+    if not printed:
+        return img
+    lines = printed.splitlines()
+    corrupt = [line.strip() for line in lines if line.startswith(_JPEG_CORRUPTION)]
+    others = [line for line in lines if not line.startswith(_JPEG_CORRUPTION)]
+    if others:
+        os.write(2, ("\n".join(others) + "\n").encode("utf-8", errors="replace"))
+    if corrupt:
+        raise ImageReadError(
+            f"JPEG file is corrupt ({'; '.join(corrupt)}); the decoder would fill the damaged part "
+            f"with grey: {name}. Check the camera's transfer or re-save the file."
+        )
+    return img
+
+
+def decode_image(data: bytes, name: str = "<bytes>", *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode encoded image bytes into RGB uint8 (H, W, 3); see :func:`read_image`.
+
+    ``max_pixels``: refuse images larger than this (default :func:`max_image_pixels`),
+    checked on the header before anything is decoded.
+    """
     kind = _sniff(data)
     _check_complete(data, kind, name)
+    _check_pixels(data, name, max_pixels)
     buf = np.frombuffer(data, dtype=np.uint8)
     flags = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
     try:
-        img = cv2.imdecode(buf, flags)
+        img = _imdecode_jpeg(buf, flags, name) if kind == "jpeg" else cv2.imdecode(buf, flags)
     except cv2.error as exc:  # pragma: no cover - depends on codec build
         img = None
         detail = f" ({exc.msg.strip() if hasattr(exc, 'msg') else exc})"
@@ -90,15 +241,19 @@ def _to_rgb_uint8(img: np.ndarray, name: str) -> np.ndarray:
     return to_rgb_uint8(img, "BGR", name)
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3).
 
     Accepts PNG, JPEG, BMP and TIFF; 8- or 16-bit (16-bit is scaled to 8-bit); grayscale
     (replicated to 3 channels), RGBA (alpha dropped) and palette images (expanded). EXIF
     orientation is ignored on purpose: camera frames are used as the sensor wrote them.
 
+    Images larger than ``max_pixels`` (default :func:`max_image_pixels`, 250 megapixels,
+    or ``$EDGEANOMALY_MAX_IMAGE_PIXELS``) are refused from their header, before decoding.
+
     Raises:
-        ImageReadError: missing, empty, truncated or non-image file (the message names it).
+        ImageReadError: missing, empty, truncated, corrupt, too large or non-image file (the
+            message names it).
 
     >>> import tempfile, cv2, numpy as np, os
     >>> p = os.path.join(tempfile.mkdtemp(), "x.png")
@@ -107,7 +262,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     (4, 5, 3)
     """
     path = Path(path)
-    return decode_image(_read_bytes(path, "Image"), str(path))
+    return decode_image(_read_bytes(path, "Image"), str(path), max_pixels=max_pixels)
 
 
 def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
@@ -121,7 +276,9 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     data = _read_bytes(path, "Mask")
     kind = _sniff(data)
     _check_complete(data, kind, str(path))
-    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    _check_pixels(data, str(path), None)
+    buf = np.frombuffer(data, np.uint8)
+    raw = _imdecode_jpeg(buf, cv2.IMREAD_UNCHANGED, str(path)) if kind == "jpeg" else cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if raw is None:
         if kind is None:
             raise ImageReadError(f"Not an image file (expected a PNG/BMP/TIFF mask): {path}")

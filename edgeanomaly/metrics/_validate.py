@@ -59,18 +59,34 @@ def warn_undefined(metric: str, reason: str) -> float:
     return math.nan
 
 
-def working_dtype(dtype: np.dtype) -> np.dtype:
+_FLOAT64_EXACT = 2**53  # every integer of magnitude up to this is a float64
+
+
+def working_dtype(dtype: np.dtype, values: np.ndarray | None = None) -> np.dtype:
     """The float dtype scores are compared in: the narrowest one that holds them exactly.
 
     float32 and float64 stay as they are; float16 and 8/16-bit integers widen to float32;
-    wider integers widen to float64. Narrowing would merge distinct scores into ties and
-    change every metric, so it never happens.
+    wider integers widen to float64, or to ``np.longdouble`` when ``values`` holds integers
+    beyond 2**53 (float64 would merge them into ties). Narrowing would merge distinct scores
+    into ties and change every metric, so it never happens.
+
+    Raises:
+        MetricInputError: such integers on a platform whose ``longdouble`` is only float64.
     """
     dtype = np.dtype(dtype)
-    if dtype in (np.float32, np.float64):
+    if dtype in (np.float32, np.float64, np.longdouble):
         return dtype
     if dtype == np.float16 or (dtype.kind in "iu" and dtype.itemsize <= 2):
         return np.dtype(np.float32)
+    if dtype.kind in "iu" and values is not None and values.size:
+        largest = max(abs(int(values.min())), abs(int(values.max())))
+        if largest > _FLOAT64_EXACT:
+            if np.finfo(np.longdouble).nmant < dtype.itemsize * 8 - 1:
+                raise MetricInputError(
+                    f"Expected integer scores of magnitude <= 2**53 (exact in float64), got {largest}; this "
+                    "platform has no wider float to compare them exactly. Subtract their minimum first."
+                )
+            return np.dtype(np.longdouble)
     return np.dtype(np.float64)
 
 
@@ -87,7 +103,7 @@ def _real(arr: np.ndarray, name: str) -> np.ndarray:
     # bool scores are almost always labels passed in the wrong position
     if arr.dtype.kind not in "iuf":
         raise MetricTypeError(f"Expected {name} of a real numeric dtype, got {arr.dtype}")
-    out = arr.astype(working_dtype(arr.dtype), copy=False)
+    out = arr.astype(working_dtype(arr.dtype, arr), copy=False)
     finite = np.isfinite(out)
     if not finite.all():
         bad = out.size - int(np.count_nonzero(finite))

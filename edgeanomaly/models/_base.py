@@ -18,16 +18,18 @@ The public contract that export and the pipeline rely on:
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterable, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from edgeanomaly.components import FeatureExtractor
 from edgeanomaly.components import DynamicBufferModule
-from edgeanomaly.errors import ConfigError, NotFittedError
+from edgeanomaly.errors import ConfigError, DatasetError, NotFittedError
 
 __all__ = ["AnomalyModel", "concat_layers"]
 
@@ -53,11 +55,13 @@ class AnomalyModel(DynamicBufferModule, ABC):
     """Base of the registered models (settings, feature extractor, fit loop, fitted check).
 
     Subclasses set the class attributes ``name``, ``task`` (``"segmentation"`` or
-    ``"classification"``) and ``output_names``.
+    ``"classification"``), ``output_names`` and ``min_distinct_images`` (how many different
+    training images their statistics need: a covariance across images needs two).
     """
 
     name: ClassVar[str] = ""
     task: ClassVar[str] = "segmentation"
+    min_distinct_images: ClassVar[int] = 1
     output_names: ClassVar[tuple[str, ...]] = ("pred_score", "anomaly_map")
     default_layers: ClassVar[dict[str, tuple[str, ...]]] = {}
     #: Settings added after checkpoints were first written, with the value those checkpoints
@@ -159,8 +163,13 @@ class AnomalyModel(DynamicBufferModule, ABC):
         """One pass over batches of normal images: (N, 3, H, W) float32 RGB in [0, 1].
 
         Returns self. Fitting again starts from scratch.
+
+        Raises:
+            DatasetError: fewer than ``min_distinct_images`` different images (identical, blank
+                or duplicated files give singular statistics).
         """
         self.eval()
+        distinct: set[bytes] = set()
 
         def embeddings() -> Iterator[torch.Tensor]:
             for batch in batches:
@@ -169,9 +178,20 @@ class AnomalyModel(DynamicBufferModule, ABC):
                 if batch.ndim != 4 or batch.shape[1] != 3:
                     raise ValueError(f"Expected image batches of shape (N, 3, H, W), got {tuple(batch.shape)}")
                 self.check_input_size(int(batch.shape[-2]), int(batch.shape[-1]))
-                yield self.embed(batch.float())
+                batch = batch.float()
+                if len(distinct) < self.min_distinct_images:  # only until enough are seen: cheap
+                    distinct.update(hashlib.blake2b(img.contiguous().numpy().tobytes(), digest_size=16).digest() for img in batch)
+                yield self.embed(batch)
 
-        return self.fit_embeddings(embeddings())
+        def enough(n: int) -> None:
+            if len(distinct) < self.min_distinct_images:
+                raise DatasetError(
+                    f"{type(self).__name__} needs at least {self.min_distinct_images} distinct training images, "
+                    f"got {n} image{'s' * (n != 1)} of which {len(distinct)} distinct (identical, blank or "
+                    "duplicated files). Add more normal images of the part."
+                )
+
+        return self._fit_head(embeddings(), enough)
 
     @torch.no_grad()
     def fit_embeddings(self, embeddings: Iterable[torch.Tensor]) -> "AnomalyModel":
@@ -180,6 +200,10 @@ class AnomalyModel(DynamicBufferModule, ABC):
         ``fit`` computes them with the model's own backbone; the INT8 export passes those of
         the quantised backbone. Fitting again starts from scratch.
         """
+        return self._fit_head(embeddings, None)
+
+    def _fit_head(self, embeddings: Iterable[torch.Tensor], check: Callable[[int], None] | None) -> "AnomalyModel":
+        """``_reset``, ``_update`` per batch, ``check(n_images)`` before ``_finish``."""
         if not self.int8_head_refit:
             raise TypeError(f"{type(self).__name__} trains its head: it cannot be fitted from embeddings alone")
         self._reset()
@@ -191,6 +215,8 @@ class AnomalyModel(DynamicBufferModule, ABC):
             n += int(embedding.shape[0])
         if n == 0:
             raise ValueError(f"{type(self).__name__}.fit() received no images: expected at least one batch of normal images")
+        if check is not None:
+            check(n)
         self._finish()
         self.n_train_images_ = n
         return self

@@ -54,6 +54,7 @@ class DFKDE(AnomalyModel):
 
     name = "dfkde"
     task = "classification"
+    min_distinct_images = 3  # PCA + a kernel density: more images than PCA components
     output_names = ("pred_score",)
     default_layers = {"resnet18": ("layer4",), "wide_resnet50_2": ("layer4",), "efficientnet_lite0": ("blocks.15",)}
     unrecorded_settings = {"covariance": "full", "residual": False}

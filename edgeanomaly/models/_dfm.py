@@ -54,6 +54,7 @@ class DFM(AnomalyModel):
 
     name = "dfm"
     task = "segmentation"
+    min_distinct_images = 2  # PCA of the features across images
     default_layers = {"resnet18": ("layer3",), "wide_resnet50_2": ("layer3",), "efficientnet_lite0": ("blocks.10",)}
     unrecorded_settings = {"score_type": "nll"}
 

@@ -50,6 +50,7 @@ class PaDiM(AnomalyModel):
 
     name = "padim"
     task = "segmentation"
+    min_distinct_images = 2  # a Gaussian per patch position: a covariance across images
     default_layers = {
         "resnet18": ("layer1", "layer2", "layer3"),
         "wide_resnet50_2": ("layer1", "layer2", "layer3"),

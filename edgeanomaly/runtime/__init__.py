@@ -28,6 +28,7 @@ _EXPORTS = {
     "stream": "edgeanomaly.runtime._stream",
     "watch_folder": "edgeanomaly.runtime._stream",
     "FolderWatcher": "edgeanomaly.runtime._stream",
+    "StreamError": "edgeanomaly.runtime._stream",
     "list_devices": "edgeanomaly.runtime._devices",
     "Backend": "edgeanomaly.runtime._backends",
 }

@@ -13,7 +13,7 @@ import numpy as np
 
 from edgeanomaly._optional import check_choice
 from edgeanomaly.data import PreprocessConfig, preprocess
-from edgeanomaly.errors import BackendUnavailableError, BundleError, ConfigError
+from edgeanomaly.errors import BackendUnavailableError, BundleError, ConfigError, InferenceError
 from edgeanomaly.registry import PRECISIONS, BackendSpec, backends, backends_for, get_backend
 from edgeanomaly.runtime._backends import Backend
 from edgeanomaly.runtime._devices import check_inference_precision, check_performance_hint
@@ -110,6 +110,34 @@ def _select(bundle: Any, backend: str, precision: str | None, artifact: str | No
     if artifact is not None:
         return _by_name(bundle, backend, artifact, device)
     return _choose(bundle, backend, device, precision)
+def _compatible(graph: Sequence[int], declared: Sequence[int]) -> bool:
+    """Same rank, and every dimension equal where both are fixed (-1 = dynamic)."""
+    return len(graph) == len(declared) and all(g < 0 or d < 0 or g == d for g, d in zip(graph, declared))
+
+
+def _check_signature(engine: Backend, manifest: Any, what: str) -> None:
+    """Refuse a graph whose input or outputs disagree with the manifest, before any inference.
+
+    A manifest edited (and re-signed) to another input size would otherwise feed the graph
+    tensors it rejects at the first request.
+    """
+    declared_outputs = {o["name"]: list(o["shape"]) for o in manifest.outputs}
+    graph_outputs = {o.name: list(o.shape) for o in engine.outputs}
+    if sorted(graph_outputs) != sorted(declared_outputs):
+        raise BundleError(f"{what} has outputs {list(graph_outputs)}, but its manifest declares {list(declared_outputs)}")
+    problems = []
+    graph_input = engine.inputs[0]
+    declared_input = list(manifest.input["shape"])
+    if not _compatible(graph_input.shape, declared_input):
+        problems.append(f"input {graph_input.name!r} has shape {list(graph_input.shape)}, the manifest declares {declared_input}")
+    for name, shape in graph_outputs.items():
+        if not _compatible(shape, declared_outputs[name]):
+            problems.append(f"output {name!r} has shape {shape}, the manifest declares {declared_outputs[name]}")
+    if problems:
+        raise BundleError(
+            f"{what}: the graph does not match manifest.json ({'; '.join(problems)}; -1 = any size). "
+            "The manifest or the graph was changed after export; re-export the bundle."
+        )
 
 
 class Detector:
@@ -141,13 +169,6 @@ class Detector:
         self.preprocessing = PreprocessConfig.from_dict(manifest.preprocessing)
         self.input_size: tuple[int, int] = self.preprocessing.input_size
         self.task: str = manifest.task
-        output_names = [o.name for o in engine.outputs]
-        expected = [o["name"] for o in manifest.outputs]
-        if sorted(output_names) != sorted(expected):
-            raise BundleError(
-                f"Artifact {artifact.name} of {bundle.root} has outputs {output_names}, "
-                f"but its manifest declares {expected}"
-            )
         self.calibration = manifest.calibration
         self.root = Path(bundle.root)
         #: Why this artifact was chosen (set by :func:`load`).
@@ -176,6 +197,12 @@ class Detector:
         )
 
     # -- core steps ----------------------------------------------------------------------------
+    def _live(self) -> Backend:
+        engine = self._engine
+        if engine is None:
+            raise InferenceError(f"This Detector ({self.root}) is closed; load the bundle again to predict.")
+        return engine
+
     def _prepare(self, image: Any, color: str, source: Any) -> tuple[np.ndarray, tuple[int, int], Any, dict[str, float]]:
         t0 = time.perf_counter()
         rgb, path, decode_ms = as_rgb(image, color)
@@ -234,9 +261,10 @@ class Detector:
         >>> p.score, p.label, p.anomaly_map.shape          # doctest: +SKIP
         (0.83, True, (1080, 1440))
         """
+        engine = self._live()
         x, hw, src, timings = self._prepare(image, color, source)
         t0 = time.perf_counter()
-        outputs = self._engine.run(x[None])
+        outputs = engine.run(x[None])
         timings["infer"] = (time.perf_counter() - t0) * 1e3
         return self._finish(outputs, 0, hw, src, timings)
 
@@ -259,11 +287,12 @@ class Detector:
         """
         if sources is not None and len(sources) != len(images):
             raise ValueError(f"Expected {len(images)} sources, got {len(sources)}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"Expected batch_size >= 1, got {batch_size}")
+        engine = self._live()
         if async_:
             return list(self.predict_many(images, color=color, sources=sources, batch_size=batch_size or 1))
-        size = int(batch_size or getattr(self._engine, "static_batch", None) or _DEFAULT_CHUNK)
-        if size < 1:
-            raise ValueError(f"Expected batch_size >= 1, got {batch_size}")
+        size = int(batch_size or getattr(engine, "static_batch", None) or _DEFAULT_CHUNK)
         results: list[Prediction] = []
         for start in range(0, len(images), size):
             chunk = images[start : start + size]
@@ -273,7 +302,7 @@ class Detector:
             ]
             batch = np.stack([p[0] for p in prepared])
             t0 = time.perf_counter()
-            outputs = self._engine.run(batch)
+            outputs = engine.run(batch)
             share = (time.perf_counter() - t0) * 1e3 / len(prepared)
             for row, (_, hw, src, timings) in enumerate(prepared):
                 timings["infer"] = share
@@ -291,7 +320,7 @@ class Detector:
     ) -> Iterator[Prediction]:
         """Stream predictions for an iterable of images, overlapping input preparation with inference.
 
-        OpenVINO runs an ``AsyncInferQueue`` (``jobs`` requests in flight, default: the compiled
+        OpenVINO runs asynchronous infer requests (``jobs`` in flight, default: the compiled
         model's optimal number, at least 2); ONNX Runtime runs inference on a worker thread.
         Results come back in input order; ``timings["infer"]`` is the submit-to-result time
         of the image's batch, which includes queueing.
@@ -301,6 +330,7 @@ class Detector:
         """
         if batch_size < 1:
             raise ValueError(f"Expected batch_size >= 1, got {batch_size}")
+        engine = self._live()
         pending: deque[list[tuple[tuple[int, int], Any, dict[str, float]]]] = deque()
         source_iter = iter(sources) if sources is not None else None
 
@@ -320,12 +350,12 @@ class Detector:
                 pending.append(meta)
                 yield np.stack(group)
 
-        run_many = getattr(self._engine, "run_async_many", None)
+        run_many = getattr(engine, "run_async_many", None)
         if run_many is None:  # a backend without an async path: plain sequential runs
             def run_many(bs: Iterable[np.ndarray], jobs: int | None = None) -> Iterator[tuple[dict[str, np.ndarray], float]]:
                 for b in bs:
                     t0 = time.perf_counter()
-                    out = self._engine.run(b)
+                    out = engine.run(b)
                     yield out, (time.perf_counter() - t0) * 1e3
 
         for outputs, infer_ms in run_many(batches(), jobs=jobs):
@@ -379,20 +409,28 @@ def load(
             :mod:`edgeanomaly.registry`: OpenVINO, then ONNX Runtime) or a registered name.
         device: OpenVINO ``CPU``/``GPU``/``GPU.1``/``NPU``, or ``AUTO``/``AUTO:GPU,CPU`` to let
             OpenVINO choose; ONNX Runtime ``CPU``/``CUDA``/``TensorRT`` or a fallback list
-            ``"CUDA,CPU"``. A device that is not present raises
-            :class:`~edgeanomaly.errors.DeviceUnavailableError` listing those that are.
+            ``"CUDA,CPU"``. A single device that is not present raises
+            :class:`~edgeanomaly.errors.DeviceUnavailableError` listing those that are; in a
+            list (``AUTO:GPU,CPU``, ``CUDA,CPU``) absent devices are skipped with a warning and
+            at least one must be present. ``Detector.device`` says which one runs.
         precision: artifact precision to pick (``fp32``, ``fp16``, ``int8``). Default: the best
             the device can run (CPU: fp32 > fp16 > int8; NPU: static int8 > fp16); the
             choice and its reason are in ``Detector.selection`` and the log.
         artifact: artifact name (``"openvino-int8"``); overrides ``precision``.
         inference_precision: OpenVINO execution precision ``"f32"``, ``"bf16"`` or ``"f16"``.
             Default: f32 on CPU for every artifact, f32 on GPU unless the artifact is FP16.
+            A precision the device lacks (f16 on most CPUs, bf16 without AVX512-BF16/AMX) is
+            refused with :class:`~edgeanomaly.errors.ConfigError` instead of running another one.
         performance_hint: ``"latency"`` (one image at a time) or ``"throughput"`` (OpenVINO).
         cache_dir: OpenVINO compiled-model cache (faster second load); none by default.
         num_streams, num_threads: override OpenVINO streams / threads (both backends: threads).
         verify: check the bundle's checksums while reading it.
         backend_options: settings of a backend beyond those above (e.g. a server address for a
             remote backend); each must be among its registry row's ``options``.
+
+    The graph's input and output shapes are compared with the manifest; a mismatch (a manifest
+    edited and re-signed) is a :class:`~edgeanomaly.errors.BundleError`. A request the engine
+    fails later raises :class:`~edgeanomaly.errors.InferenceError`; it never hangs.
 
     >>> det = load("bundles/patchcore", backend="openvino", device="CPU")   # doctest: +SKIP
     >>> det.precision                                                      # doctest: +SKIP
@@ -434,6 +472,11 @@ def load(
             static_batch=getattr(chosen, "static_batch", None),
             **{k: v for k, v in given.items() if k in spec.options and v is not None},
         )
+        try:
+            _check_signature(engine, opened.manifest, f"Artifact {chosen.name} of {opened.root}")
+        except BaseException:
+            engine.close()
+            raise
     except BaseException:
         if owns:
             opened.close()

@@ -12,10 +12,13 @@ or an ONNX Runtime list such as ``"CUDA,CPU"``).
 from __future__ import annotations
 
 import difflib
+import logging
 
 from edgeanomaly._optional import check_choice
 from edgeanomaly.errors import DeviceUnavailableError
 from edgeanomaly.registry import get_backend
+
+log = logging.getLogger("edgeanomaly.runtime")
 
 __all__ = [
     "INFERENCE_PRECISIONS",
@@ -93,12 +96,21 @@ def resolve_openvino_device(device: str, available: list[str]) -> str:
     text = str(device).strip()
     upper = text.upper()
     if upper == "AUTO" or upper.startswith("AUTO:"):
-        candidates = [c.strip() for c in text.split(":", 1)[1].split(",")] if ":" in text else []
+        candidates = [c.strip() for c in text.split(":", 1)[1].split(",") if c.strip()] if ":" in text else []
+        present = []
         for cand in candidates:
-            resolve_openvino_device(cand, available)
-        if not available:
+            try:
+                present.append(resolve_openvino_device(cand, available))
+            except DeviceUnavailableError:
+                if _family(cand.upper()) not in get_backend("openvino").devices:
+                    raise  # a typo is an error, not a device to skip
+        if not available or (candidates and not present):
             raise _unavailable("openvino", text, available)
-        return "AUTO" + (":" + ",".join(c.upper() for c in candidates) if candidates else "")
+        skipped = [c.upper() for c in candidates if c.upper() not in present]
+        if skipped:
+            # An explicit list asks for fallback: the absent devices are skipped, and said so.
+            log.warning("%s: %s not present on this machine; AUTO chooses among %s", text, ", ".join(skipped), ", ".join(present))
+        return "AUTO" + (":" + ",".join(present) if candidates else "")
     known = get_backend("openvino").devices
     if _family(upper) not in known:
         raise _unavailable("openvino", text, available, f" Known device types: {', '.join(known)}.")
@@ -111,33 +123,38 @@ def resolve_openvino_device(device: str, available: list[str]) -> str:
 def resolve_onnxruntime_providers(device: str, available_providers: list[str]) -> list[str]:
     """Map a device (or an explicit fallback list ``"CUDA,CPU"``) to ONNX Runtime providers.
 
-    Every requested provider must be present: ONNX Runtime's own silent fallback to the CPU
-    would turn a missing GPU driver into a missed cycle time nobody notices.
+    A single device must be present: ONNX Runtime's own silent fallback to the CPU would turn
+    a missing GPU driver into a missed cycle time nobody notices. A list asks for fallback
+    explicitly: devices of the list that are absent are skipped with a warning, and at least
+    one must be present (the device used is reported by the backend).
 
     >>> resolve_onnxruntime_providers("CPU", ["CPUExecutionProvider"])
     ['CPUExecutionProvider']
     """
     table = get_backend("onnxruntime").devices
     by_upper = {k.upper(): k for k in table}
-    providers = []
-    for part in str(device).split(","):
-        name = by_upper.get(part.strip().upper())
-        present = [d for d, p in table.items() if p in available_providers]
+    present = [d for d, p in table.items() if p in available_providers]
+    names = []
+    for part in (p.strip() for p in str(device).split(",") if p.strip()):
+        name = by_upper.get(part.upper())
         if name is None:
-            raise _unavailable(
-                "onnxruntime", part.strip(), present, f" Known devices: {', '.join(table)}."
-            )
-        provider = table[name]
-        if provider not in available_providers:
-            raise _unavailable(
-                "onnxruntime",
-                name,
-                present,
-                f" ONNX Runtime providers present: {', '.join(available_providers)}."
-                + (" CUDA/TensorRT need onnxruntime-gpu (pip install \"edgeanomaly[gpu]\")." if name != "CPU" else ""),
-            )
-        providers.append(provider)
-    return providers
+            raise _unavailable("onnxruntime", part, present, f" Known devices: {', '.join(table)}.")
+        names.append(name)
+    usable = [n for n in names if table[n] in available_providers]
+    if not names or (len(names) == 1 and not usable) or not usable:
+        missing = next((n for n in names if n not in usable), str(device))
+        raise _unavailable(
+            "onnxruntime",
+            missing,
+            present,
+            f" ONNX Runtime providers present: {', '.join(available_providers)}."
+            + (" CUDA/TensorRT need onnxruntime-gpu (pip install \"edgeanomaly[gpu]\")." if missing != "CPU" else ""),
+        )
+    skipped = [n for n in names if n not in usable]
+    if skipped:
+        # A list asks for fallback: the absent providers are skipped, and said so.
+        log.warning("%s: %s not present on this machine; using %s as the list allows", device, ", ".join(skipped), ", ".join(usable))
+    return [table[n] for n in usable]
 
 
 def check_inference_precision(value: str | None) -> str | None:

@@ -13,7 +13,8 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -23,9 +24,31 @@ if TYPE_CHECKING:
     from edgeanomaly.runtime._detector import Detector
     from edgeanomaly.runtime._prediction import Prediction
 
-__all__ = ["FolderWatcher", "stream", "watch_folder"]
+__all__ = ["FolderWatcher", "StreamError", "stream", "watch_folder"]
 
 log = logging.getLogger("edgeanomaly.runtime")
+
+#: Consecutive unreadable frames after which a video file counts as truncated.
+_MAX_BAD_RUN = 25
+
+
+@dataclass(frozen=True)
+class StreamError:
+    """An input of a stream that could not be scored.
+
+    Attributes:
+        source: the file (watched folder) or the first frame index (video) concerned.
+        error: what went wrong (:class:`~edgeanomaly.errors.ImageReadError`).
+        frames: how many inputs this covers (a truncated video reports its missing tail once).
+    """
+
+    source: Any
+    error: Exception
+    frames: int = 1
+
+
+def _log_error(failure: StreamError) -> None:
+    log.warning("not scored: %s (%d input%s): %s", failure.source, failure.frames, "s" * (failure.frames != 1), failure.error)
 
 
 def _is_camera(source: Any) -> bool:
@@ -45,6 +68,7 @@ def stream(
     poll_interval: float = 0.1,
     include_existing: bool = False,
     stride: int = 1,
+    on_error: Callable[[StreamError], None] | None = None,
 ) -> Iterator[tuple[Any, "Prediction"]]:
     """Yield ``(frame_or_path, Prediction)`` from a video file, a camera or a watched folder.
 
@@ -59,6 +83,10 @@ def stream(
         poll_interval: seconds between folder scans.
         include_existing: folders only: also score files present when watching starts.
         stride: video/camera only: score every ``stride``-th frame.
+        on_error: called with a :class:`StreamError` for every input that could not be
+            scored: an undecodable or empty file in a watched folder, an unreadable video
+            frame (reading goes on past it), the missing tail of a truncated video (fewer
+            frames than its container declares). Default: a warning in the log.
 
     Stops cleanly on Ctrl-C (KeyboardInterrupt).
 
@@ -68,8 +96,9 @@ def stream(
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"Expected max_frames >= 1, got {max_frames}")
     try:
+        report = on_error or _log_error
         if _is_camera(source):
-            yield from _capture(detector, int(source), max_frames, timeout, stride, camera=True)
+            yield from _capture(detector, int(source), max_frames, timeout, stride, camera=True, report=report)
             return
         path = Path(source)
         if path.is_dir():
@@ -81,8 +110,8 @@ def stream(
                 except ImageReadError as exc:
                     if watcher.retry(file):  # probably still being written: try again when stable
                         continue
-                    # A camera that writes one bad file must not stop the line.
-                    log.warning("skipping %s: %s", file, exc)
+                    # A camera that writes one bad file must not stop the line; it is reported.
+                    report(StreamError(file, exc))
                     continue
                 yield file, prediction
                 count += 1
@@ -91,13 +120,19 @@ def stream(
             return
         if not path.exists():
             raise ImageReadError(f"Stream source not found (expected a video file, a folder or a camera index): {path}")
-        yield from _capture(detector, str(path), max_frames, timeout, stride, camera=False)
+        yield from _capture(detector, str(path), max_frames, timeout, stride, camera=False, report=report)
     except KeyboardInterrupt:
         log.info("stream stopped by the user")
 
 
 def _capture(
-    detector: "Detector", source: int | str, max_frames: int | None, timeout: float | None, stride: int, camera: bool
+    detector: "Detector",
+    source: int | str,
+    max_frames: int | None,
+    timeout: float | None,
+    stride: int,
+    camera: bool,
+    report: Callable[[StreamError], None],
 ) -> Iterator[tuple[np.ndarray, "Prediction"]]:
     import cv2
 
@@ -110,19 +145,40 @@ def _capture(
             raise DeviceUnavailableError(f"Camera {source} could not be opened (is it connected and not in use?)")
         raise ImageReadError(f"Cannot open video file {source} (unsupported codec or not a video)")
     frames: deque[tuple[int, np.ndarray]] = deque()
+    # What the container declares (0 when unknown, e.g. a camera or a raw stream).
+    declared = 0 if camera else max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
 
     def frames_in() -> Iterator[np.ndarray]:
         index = -1
         emitted = 0
+        bad: list[int] = []  # indices of the current run of unreadable frames
         last = time.monotonic()
         while max_frames is None or emitted < max_frames:
             ok, frame = cap.read()
             if not ok:
-                # A video ends; a camera may just be late: retry until the idle timeout.
-                if not camera or (timeout is not None and time.monotonic() - last > timeout):
+                if not camera:
+                    # A video ends at its last frame; before that, an unreadable frame is
+                    # skipped (the decoder resynchronises) unless too many follow: truncation.
+                    if index + 1 < declared and len(bad) < _MAX_BAD_RUN:
+                        index += 1
+                        bad.append(index)
+                        continue
+                    first = bad[0] if bad else index + 1
+                    lost = sum(1 for k in range(first, max(declared, first + len(bad))) if k % stride == 0)
+                    if lost:
+                        report(StreamError(first, ImageReadError(
+                            f"video {source} ended after frame {first - 1} (the last readable one), but its "
+                            f"container declares {declared} frames: frames {first} to {declared - 1} are missing "
+                            "(a truncated or damaged file)"), frames=lost))
+                    return
+                # A camera may just be late: retry until the idle timeout.
+                if timeout is not None and time.monotonic() - last > timeout:
                     return
                 time.sleep(0.01)
                 continue
+            for skipped in (k for k in bad if k % stride == 0):
+                report(StreamError(skipped, ImageReadError(f"frame {skipped} of video {source} could not be decoded; skipped")))
+            bad = []
             last = time.monotonic()
             index += 1
             if index % stride:
@@ -145,7 +201,8 @@ class FolderWatcher:
     """Yield image files as they appear in a folder, each once, when completely written.
 
     A file is taken when its size is non-zero and unchanged between two scans (files are
-    yielded oldest first: modification time, then name). A slow writer can pause longer than
+    yielded oldest first: modification time, then name), or when it has stayed empty for
+    ``settle`` seconds (so that the consumer reports it). A slow writer can pause longer than
     a scan, so a consumer that fails to decode a file calls :meth:`retry`: the file is then
     offered again once stable, for up to ``settle`` seconds after its first failure.
 
@@ -175,6 +232,7 @@ class FolderWatcher:
         self._seen: set[str] = set() if include_existing else {e.name for e in os.scandir(self.folder) if e.is_file()}
         self._sizes: dict[str, int] = {}
         self._first_failure: dict[str, float] = {}
+        self._empty_since: dict[str, float] = {}
 
     def retry(self, path: str | os.PathLike[str]) -> bool:
         """Offer ``path`` again when it is stable; False once ``settle`` seconds have passed."""
@@ -204,10 +262,17 @@ class FolderWatcher:
                     continue
                 if st.st_size > 0 and self._sizes.get(name) == st.st_size:
                     ready.append((st.st_mtime, name))
+                elif st.st_size == 0:
+                    # A file that stays empty is offered too (and then reported as empty), so that
+                    # a camera writing 0-byte files does not go unnoticed.
+                    since = self._empty_since.setdefault(name, time.monotonic())
+                    if time.monotonic() - since > self.settle:
+                        ready.append((st.st_mtime, name))
                 self._sizes[name] = st.st_size
             for _, name in sorted(ready):
                 self._seen.add(name)
                 self._sizes.pop(name, None)
+                self._empty_since.pop(name, None)
                 last_new = time.monotonic()
                 yield self.folder / name
             if self.timeout is not None and time.monotonic() - last_new > self.timeout:

@@ -280,6 +280,9 @@ def write_validation_report(report: ValidationReport, out: str | Path, figures: 
 
 
 def _figures(report: ValidationReport, out: Path) -> list[Path]:
+    from edgeanomaly._telemetry import keep_matplotlib_out_of_home
+
+    keep_matplotlib_out_of_home()
     try:
         import matplotlib
 

@@ -15,7 +15,9 @@ from typing import Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Backend", "TensorInfo", "run_padded", "pipelined"]
+from edgeanomaly.errors import InferenceError
+
+__all__ = ["Backend", "TensorInfo", "inference_error", "run_padded", "pipelined"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,16 @@ class Backend(Protocol):
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
 
     def close(self) -> None: ...
+
+
+def inference_error(backend: Backend, batch: np.ndarray | None, exc: BaseException) -> InferenceError:
+    """The one message for a request the engine refused or failed: which backend, what came, what the graph takes."""
+    shape = "" if batch is None else f" for a batch of shape {list(batch.shape)}"
+    expected = list(backend.inputs[0].shape) if backend.inputs else "?"
+    return InferenceError(
+        f"{backend.name} inference failed on {backend.device}{shape} (the graph takes {expected}, "
+        f"-1 = any size): {str(exc).strip()}"
+    )
 
 
 def run_padded(

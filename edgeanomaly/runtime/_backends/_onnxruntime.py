@@ -14,8 +14,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from edgeanomaly.errors import BackendUnavailableError, DeviceUnavailableError
-from edgeanomaly.runtime._backends import TensorInfo, pipelined, run_padded
+from edgeanomaly.errors import BackendUnavailableError, DeviceUnavailableError, InferenceError
+from edgeanomaly.runtime._backends import TensorInfo, inference_error, pipelined, run_padded
 from edgeanomaly.runtime._devices import resolve_onnxruntime_providers
 
 __all__ = ["ONNXRuntimeBackend"]
@@ -125,11 +125,17 @@ class ONNXRuntimeBackend:
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, H, W) float32 -> {output name: array}; thread-safe (``InferenceSession.run`` is)."""
         if self._session is None:
-            raise RuntimeError("This ONNX Runtime backend is closed")
+            raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
         return run_padded(self._run_fixed, np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
 
     def _run_fixed(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        values = self._session.run(self._output_names, {self._input_name: batch})
+        session = self._session  # close() from another thread must not turn into an AttributeError
+        if session is None:
+            raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
+        try:
+            values = session.run(self._output_names, {self._input_name: batch})
+        except Exception as exc:  # ORT raises its own exception types (InvalidArgument, Fail, ...)
+            raise inference_error(self, batch, exc) from exc
         return dict(zip(self._output_names, values))
 
     def run_async_many(

@@ -14,13 +14,15 @@ import os
 import queue
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from edgeanomaly.errors import BackendUnavailableError, DeviceUnavailableError
-from edgeanomaly.runtime._backends import TensorInfo, run_padded
+from edgeanomaly.errors import BackendUnavailableError, ConfigError, DeviceUnavailableError, InferenceError
+from edgeanomaly.runtime._backends import TensorInfo, inference_error, run_padded
 from edgeanomaly.runtime._devices import resolve_openvino_device
 
 __all__ = ["OpenVINOBackend", "core"]
@@ -59,6 +61,27 @@ def _default_precision_hint(family: str, artifact_precision: str, requested: str
     return None  # NPU: the plugin chooses; we read back and report what it did.
 
 
+# Execution precisions and the device capability each needs (OPTIMIZATION_CAPABILITIES).
+_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+
+
+def _check_capability(ov_core: Any, device: str, precision: str) -> None:
+    """Refuse an execution precision the device lacks: the CPU plugin would quietly substitute
+    another (f16 ran as bf16 on AMX CPUs, bf16 as f32 elsewhere)."""
+    try:
+        capabilities = [str(c) for c in ov_core.get_property(device, "OPTIMIZATION_CAPABILITIES")]
+    except RuntimeError:
+        return  # a plugin that does not report capabilities: the read-back check still applies
+    needed = _CAPABILITY.get(precision)
+    if needed is not None and needed not in capabilities:
+        usable = [p for p, c in _CAPABILITY.items() if c in capabilities]
+        raise ConfigError(
+            f"Asked for {precision} execution on {device}, but this {device.split('.')[0]} lacks {needed} "
+            f"arithmetic (it reports {', '.join(capabilities)}) and would run another precision instead. "
+            f"Use inference_precision {' or '.join(repr(p) for p in usable) or 'unset'}."
+        )
+
+
 def _type_name(value: Any) -> str:
     to_string = getattr(value, "to_string", None)
     return to_string() if callable(to_string) else str(value)
@@ -66,6 +89,26 @@ def _type_name(value: Any) -> str:
 
 def _shape(partial_shape: Any) -> tuple[int, ...]:
     return tuple(d.get_length() if d.is_static else -1 for d in partial_shape)
+
+
+@dataclass
+class _Pending:
+    """A batch handed to an asynchronous request, kept referenced until the request is done."""
+
+    request: Any
+    batch: np.ndarray | None
+    outputs: dict[str, np.ndarray] | None = None
+    ms: float = 0.0
+    error: BaseException | None = None
+
+    def done(self) -> bool:
+        if self.request is None:
+            return True
+        try:
+            return bool(self.request.wait_for(0))
+        except RuntimeError as exc:  # a failed request may report here instead of in wait()
+            self.error = exc
+            return True
 
 
 class OpenVINOBackend:
@@ -106,6 +149,8 @@ class OpenVINOBackend:
         else:
             families = [self.requested_device.split(".")[0]]
 
+        if inference_precision is not None and not auto:
+            _check_capability(ov_core, self.requested_device, inference_precision)
         per_device: dict[str, dict[str, Any]] = {}
         for fam in families:
             props: dict[str, Any] = {}
@@ -164,6 +209,11 @@ class OpenVINOBackend:
             if self.execution_precision
             else f"{artifact_precision} (execution precision not reported by {self.device})"
         )
+        if inference_precision is not None and self.execution_precision not in (None, inference_precision):
+            raise ConfigError(
+                f"Asked for {inference_precision} execution on {self.device}, but OpenVINO runs "
+                f"{self.execution_precision}; ask for {self.execution_precision} or leave inference_precision unset."
+            )
         self.performance_hint = str(self._compiled.get_property("PERFORMANCE_HINT"))
         try:
             self.optimal_requests = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
@@ -175,7 +225,6 @@ class OpenVINOBackend:
         self._created = 0
         self._max_requests = max(2, self.optimal_requests)
         self._pool_lock = threading.Lock()
-        self._closed = False
 
     def _read_precision(self, executed: list[str], auto: bool) -> str | None:
         try:
@@ -196,13 +245,16 @@ class OpenVINOBackend:
         with self._pool_lock:
             if self._created < self._max_requests:
                 self._created += 1
-                return self._compiled.create_infer_request()
+                return self._live().create_infer_request()
         return self._idle.get()
 
     def _run_fixed(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         request = self._acquire()
         try:
-            request.infer({0: batch}, share_inputs=True)
+            try:
+                request.infer({0: batch}, share_inputs=True)
+            except RuntimeError as exc:
+                raise inference_error(self, batch, exc) from exc
             # Copy: the request's output buffers are reused by the next caller.
             return {name: request.get_output_tensor(i).data.copy() for i, name in enumerate(self._output_names)}
         finally:
@@ -210,77 +262,94 @@ class OpenVINOBackend:
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, H, W) float32 -> {output name: array}; thread-safe."""
-        if self._closed:
-            raise RuntimeError("This OpenVINO backend is closed")
+        self._live()
         return run_padded(self._run_fixed, np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
 
     # -- asynchronous --------------------------------------------------------------------------
     def run_async_many(
         self, batches: Iterable[np.ndarray], jobs: int | None = None
     ) -> Iterator[tuple[dict[str, np.ndarray], float]]:
-        """Pipeline batches through an ``AsyncInferQueue``; yield ``(outputs, infer_ms)`` in input order.
+        """Pipeline batches through ``jobs`` asynchronous infer requests; yield ``(outputs, infer_ms)`` in input order.
 
-        ``infer_ms`` is the time from submission to completion of that batch (queueing included).
-        Each call owns its queue, so concurrent calls do not share callbacks.
+        ``infer_ms`` is the request's own start-to-completion time. A request that fails
+        raises :class:`~edgeanomaly.errors.InferenceError` here, in the caller's thread.
+
+        Why not ``AsyncInferQueue``: it never calls the Python callback of a failed request,
+        so a consumer waiting for that callback waits forever (a graph that rejects its input
+        hung ``predict``), and its callbacks run Python on OpenVINO's worker threads. Plain
+        requests waited for in submission order report every failure from ``wait()`` and keep
+        each input array referenced until its request is done, so no buffer handed to
+        OpenVINO (``share_inputs=True``) is freed or reused while a request reads it.
         """
-        import openvino as ov
-
         n_jobs = int(jobs) if jobs else max(2, self.optimal_requests)
-        infer_queue = ov.AsyncInferQueue(self._compiled, n_jobs)
-        done: dict[int, tuple[dict[str, np.ndarray] | BaseException, float]] = {}
-        cond = threading.Condition()
-        names = self._output_names
+        if n_jobs < 1:
+            raise ValueError(f"Expected jobs >= 1, got {jobs}")
+        compiled = self._live()
+        idle: deque[Any] = deque()
+        created = 0
+        in_flight: deque[_Pending] = deque()
 
-        def on_done(request: Any, userdata: tuple[int, float]) -> None:
-            index, t0 = userdata
+        def collect() -> tuple[dict[str, np.ndarray], float]:
+            pending = in_flight.popleft()
+            if pending.request is None:  # ran synchronously (padding of a static-batch graph)
+                return pending.outputs, pending.ms  # type: ignore[return-value]
             try:
-                result: dict[str, np.ndarray] | BaseException = {
-                    name: request.get_output_tensor(i).data.copy() for i, name in enumerate(names)
-                }
-            except BaseException as exc:  # surfaced in the consumer's thread below
-                result = exc
-            with cond:
-                done[index] = (result, (time.perf_counter() - t0) * 1e3)
-                cond.notify_all()
+                if pending.error is None:
+                    try:
+                        pending.request.wait()
+                    except RuntimeError as exc:
+                        pending.error = exc
+                if pending.error is not None:
+                    raise inference_error(self, pending.batch, pending.error) from pending.error
+                request = pending.request
+                return (
+                    {name: request.get_output_tensor(i).data.copy() for i, name in enumerate(self._output_names)},
+                    float(request.latency),
+                )
+            finally:
+                idle.append(pending.request)
 
-        infer_queue.set_callback(on_done)
-
-        def take(index: int) -> tuple[dict[str, np.ndarray], float]:
-            with cond:
-                cond.wait_for(lambda: index in done)
-                result, ms = done.pop(index)
-            if isinstance(result, BaseException):
-                raise result
-            return result, ms
-
-        submitted = 0
-        next_out = 0
         try:
             for batch in batches:
+                batch = np.ascontiguousarray(batch, dtype=np.float32)
                 if self.static_batch is not None and batch.shape[0] != self.static_batch:
-                    # Padding/chunking needs the synchronous path; keep order by draining first.
-                    while next_out < submitted:
-                        yield take(next_out)
-                        next_out += 1
+                    # Padding/chunking is the synchronous path; its result queues behind those in flight.
                     t0 = time.perf_counter()
                     out = self.run(batch)
-                    yield out, (time.perf_counter() - t0) * 1e3
-                    continue
-                # start_async blocks until a request is idle, which bounds the work in flight.
-                infer_queue.start_async({0: np.ascontiguousarray(batch, dtype=np.float32)}, (submitted, time.perf_counter()))
-                submitted += 1
-                while next_out < submitted and next_out in done:
-                    yield take(next_out)
-                    next_out += 1
-            while next_out < submitted:
-                yield take(next_out)
-                next_out += 1
+                    in_flight.append(_Pending(None, None, out, (time.perf_counter() - t0) * 1e3))
+                else:
+                    if not idle and created < n_jobs:
+                        idle.append(compiled.create_infer_request())
+                        created += 1
+                    while not idle:
+                        yield collect()
+                    request = idle.popleft()
+                    try:
+                        request.start_async({0: batch}, share_inputs=True)
+                    except RuntimeError as exc:
+                        idle.append(request)
+                        raise inference_error(self, batch, exc) from exc
+                    in_flight.append(_Pending(request, batch))
+                while in_flight and in_flight[0].done():
+                    yield collect()
+            while in_flight:
+                yield collect()
         finally:
-            infer_queue.wait_all()
+            # A consumer that stops early (or an error) must not leave requests reading freed arrays.
+            for pending in in_flight:
+                if pending.request is not None and pending.error is None:
+                    try:
+                        pending.request.wait()
+                    except RuntimeError:
+                        pass  # the consumer has gone: nobody wants this result or its error
+
+    def _live(self) -> Any:
+        if self._compiled is None:
+            raise InferenceError("This OpenVINO backend is closed; load the bundle again.")
+        return self._compiled
 
     def close(self) -> None:
         """Release the compiled model and its requests."""
-        self._closed = True
         while True:
             try:
                 self._idle.get_nowait()
