@@ -60,6 +60,8 @@ class ExportReport:
     artifacts: list[ArtifactReport] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     manifest: Manifest | None = None
+    #: artifacts left out because they fail the verdict (name -> reasons); see ``allow_degraded``
+    refused: dict[str, list[str]] = field(default_factory=dict)
 
 
 def model_info(model: Any, preprocessing: PreprocessConfig, static_batch: int | None) -> dict[str, str]:
@@ -182,6 +184,7 @@ def export_checkpoint(
     calibration_data: str | Path | None = None,
     overwrite: bool = False,
     step: Callable[[str, float, int | None], None] | None = None,
+    allow_degraded: bool = False,
 ) -> ExportReport:
     """Export a fitted :class:`~edgeanomaly.models.Checkpoint` to a bundle at ``out``.
 
@@ -191,10 +194,19 @@ def export_checkpoint(
         calibration_data: dataset folder to recompute calibration and run parity on
             (default: the checkpoint's own dataset test split).
         step: callback ``(description, seconds, bytes or None)`` after each step.
+        allow_degraded: keep an artifact whose verdict is FAIL (marked ``degraded`` in the
+            parity table) instead of leaving it out of the bundle (``report.refused``).
+
+    Each artifact is judged with :func:`edgeanomaly.tooling.judge` on the held-out images,
+    exactly as ``validate`` judges it on the same data; the verdict is stored in its parity
+    entry, the torch scores of every held-out image in ``reference.npz`` (so ``validate`` can
+    pair them).
 
     Raises:
         ParityError: an FP32 artifact differs from torch by more than ``FP32_RTOL``.
+        ExportError: every artifact was refused.
     """
+    from edgeanomaly.tooling._verdict import FAIL, judge, sample_key
     from edgeanomaly.runtime._calibration import compute_calibration
 
     targets = check_targets(list(formats), list(precisions))
@@ -237,6 +249,23 @@ def export_checkpoint(
     else:
         cal = Calibration.from_dict(ckpt.calibration)
     done(f"torch reference on {len(samples)} held-out images", t0)
+
+    # Reference metrics: the torch model on the same held-out images with this bundle's
+    # calibration, so validate compares like with like.
+    labelled = len(np.unique(labels)) == 2
+    maps_ref = ref["anomaly_map"][:, 0] if "anomaly_map" in ref else None
+    ref_metrics = evaluate_outputs(ref["pred_score"], labels, maps_ref, masks, cal) if labelled else {}
+    k = min(REFERENCE_SAMPLES, len(samples))
+    n_anomalous = int(labels.sum())
+
+    def verdict(outs: dict[str, np.ndarray], prec: str):
+        """What validate will say about these outputs on the same images (see validate_bundle)."""
+        maps = outs["anomaly_map"][:, 0] if "anomaly_map" in outs else None
+        metrics = evaluate_outputs(outs["pred_score"], labels, maps, masks, cal) if labelled else {}
+        paired_maps = {} if maps is None or maps_ref is None else {"maps": maps[:k], "ref_maps": maps_ref[:k]}
+        return judge(prec, cal.image_threshold, scores=outs["pred_score"], ref_scores=ref["pred_score"], labels=labels,
+                     metrics=metrics, ref_metrics=ref_metrics, n_normal=len(labels) - n_anomalous, n_anomalous=n_anomalous,
+                     **paired_maps)
 
     info = model_info(model, pp, static_batch)
     stage = Path(tempfile.mkdtemp(prefix="edgeanomaly-export-"))
@@ -283,14 +312,27 @@ def export_checkpoint(
                     f"on {len(samples)} held-out images: score {par['max_abs_score_diff']:.3g} abs, "
                     f"map {par.get('max_abs_map_diff', 0.0):.3g} abs. No bundle was written."
                 )
+            v = verdict(outs, prec)
+            par["verdict"] = v.to_dict()
+            if v.outcome == FAIL and not allow_degraded:
+                report.refused[name] = v.reasons
+                log.warning("%s left out of the bundle: validate would fail it on these images: %s", name, "; ".join(v.reasons))
+                continue
+            par["status"] = {"PASS": "ok", "INCONCLUSIVE": "inconclusive", "FAIL": "degraded"}[v.outcome]
             parity[name] = par
             for f in written:
                 files[f.relative_to(stage).as_posix()] = f
             artifacts.append(Artifact(name=name, format=fmt, precision=prec, path=rel, static_batch=static_batch))
             report.artifacts.append(ArtifactReport(name, fmt, prec, nbytes, secs, par))
 
-        # reference.npz: inputs at model size (uint8) and torch outputs, for device reproduction
-        k = min(REFERENCE_SAMPLES, len(samples))
+        if not artifacts:
+            raise ExportError(
+                "Every artifact fails the verdict on the held-out images, so no bundle was written: "
+                + "; ".join(f"{n}: {' '.join(r)}" for n, r in report.refused.items())
+                + ". Pass --allow-degraded to keep them, marked."
+            )
+        # reference.npz: inputs at model size (uint8) and torch outputs, for device reproduction;
+        # the torch scores of every held-out image (by split/defect/name) for validate's pairing
         small = [resize_and_crop(im, pp) for im in images[:k]]
         ref_npz = stage / "reference.npz"
         arrays: dict[str, np.ndarray] = {
@@ -298,18 +340,17 @@ def export_checkpoint(
             "pred_score": ref["pred_score"][:k],
             "names": np.array([str(s.path.name) for s in samples[:k]]),
             "labels": labels[:k],
+            "eval_keys": np.array([sample_key(s.split, s.defect_type, s.path.name) for s in samples]),
+            "eval_pred_score": ref["pred_score"],
+            "eval_labels": labels,
         }
+        if ckpt.info.get("train_sha256"):
+            arrays["train_sha256"] = np.array(ckpt.info["train_sha256"], dtype="U64")
         if "anomaly_map" in ref:
             arrays["anomaly_map"] = ref["anomaly_map"][:k]
         np.savez_compressed(ref_npz, **arrays)
         files["reference.npz"] = ref_npz
 
-        # Reference metrics: the torch model on the same held-out images with this bundle's
-        # calibration, so validate compares like with like.
-        ref_metrics = {}
-        if len(np.unique(labels)) == 2:
-            maps_ref = ref["anomaly_map"][:, 0] if "anomaly_map" in ref else None
-            ref_metrics = evaluate_outputs(ref["pred_score"], labels, maps_ref, masks, cal)
         h, w = pp.input_size
         manifest = Manifest(
             model_info=info,
