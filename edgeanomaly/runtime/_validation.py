@@ -314,8 +314,8 @@ def _markdown(report: ValidationReport) -> str:
             + " | ".join(cells)
             + f" | {worst} | {flips} | {latency} |"
         )
-    lines += ["", f"Pixel metrics in this table are at the model input resolution, where the torch reference was computed "
-                  f"and the verdict compares; {report.pixel_resolution_note}."]
+    lines += ["", "Pixel metrics in this table are at the model input resolution, where the torch reference was computed "
+                  f"and the verdict compares. Also reported: {report.pixel_resolution_note}."]
     original = [a for a in report.artifacts if a.metrics_original]
     if original:
         pkeys = [k for k in keys if k.startswith("pixel_") and any(k in a.metrics_original for a in original)]

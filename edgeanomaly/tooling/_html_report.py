@@ -105,24 +105,29 @@ def _gallery(a: ArtifactValidation, report: ValidationReport, per_kind: int = 3)
         return ""
     t = cal.image_threshold
     normal, anomalous = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
-    fp = [i for i in normal[np.argsort(-s[normal])] if s[i] >= t][:per_kind]
-    fn = [i for i in anomalous[np.argsort(s[anomalous])] if s[i] < t][:per_kind]
+    # the worst of each class: wrong decisions when there are any, else the closest calls
+    worst_normal = normal[np.argsort(-s[normal], kind="stable")][:per_kind]
+    worst_anomalous = anomalous[np.argsort(s[anomalous], kind="stable")][:per_kind]
     pp = report._preprocessing or {}
     resized = tuple(pp.get("image_size") or (0, 0))
     crop = tuple(pp["center_crop"]) if pp.get("center_crop") else None
     cells = []
-    for kind, idx in (("false positive", fp), ("false negative", fn)):
-        for i in idx:
-            rgb = read_image(paths[i])
-            raw_map = a._maps[i] if a._maps is not None else None
-            score, label, amap, mask = postprocess(cal, float(s[i]), raw_map, rgb.shape[:2], resized, crop)  # type: ignore[arg-type]
-            vis = overlay(rgb, Prediction(score=score, label=label, raw_score=float(s[i]), anomaly_map=amap, mask=mask))
-            cells.append(f'<figure><img alt="{_e(kind)}" src="{png_data_uri(vis, 192)}"><figcaption>{_e(kind)}: '
-                         f"{_e(Path(paths[i]).parent.name)}/{_e(Path(paths[i]).name)}, raw score {s[i]:.4g} "
-                         f"(threshold {t:.4g})</figcaption></figure>")
-    if not cells:
-        return "<p>No false positives or false negatives at the bundle threshold on this data.</p>"
-    return f'<div class="gallery">{"".join(cells)}</div>'
+    for i in [*worst_normal, *worst_anomalous]:
+        if y[i] == 0:
+            kind = "false positive" if s[i] >= t else "good part closest to the threshold"
+        else:
+            kind = "false negative" if s[i] < t else "defect closest to the threshold"
+        rgb = read_image(paths[i])
+        raw_map = a._maps[i] if a._maps is not None else None
+        score, label, amap, mask = postprocess(cal, float(s[i]), raw_map, rgb.shape[:2], resized, crop)  # type: ignore[arg-type]
+        vis = overlay(rgb, Prediction(score=score, label=label, raw_score=float(s[i]), anomaly_map=amap, mask=mask))
+        cells.append(f'<figure><img alt="{_e(kind)}" src="{png_data_uri(vis, 192)}"><figcaption>{_e(kind)}: '
+                     f"{_e(Path(paths[i]).parent.name)}/{_e(Path(paths[i]).name)}, raw score {s[i]:.4g} "
+                     f"(threshold {t:.4g})</figcaption></figure>")
+    errors = sum(1 for i in normal if s[i] >= t) + sum(1 for i in anomalous if s[i] < t)
+    head = (f"<p>{errors} wrong decision(s) at the bundle threshold; the worst normal and anomalous images:</p>" if errors
+            else "<p>No false positives or false negatives at the bundle threshold; the closest calls:</p>")
+    return head + f'<div class="gallery">{"".join(cells)}</div>'
 
 
 def render_html(report: ValidationReport) -> str:

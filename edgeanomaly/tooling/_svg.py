@@ -95,7 +95,7 @@ def line_chart(
         if px.size > 2000:  # a report, not a data dump: thin long pixel curves
             idx = np.unique(np.linspace(0, px.size - 1, 2000).astype(int))
             px, py = px[idx], py[idx]
-        color = COLORS[i % len(COLORS)]
+        color = COLORS[i % len(COLORS)] if label or len(series) > 6 else "#999"  # unlabelled: a guide (chance line)
         points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py))
         body.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.4" points="{points}"><title>{_esc(label)}</title></polyline>')
         if len(series) <= 6 and label:
