@@ -206,6 +206,7 @@ def export_checkpoint(
         ParityError: an FP32 artifact differs from torch by more than ``FP32_RTOL``.
         ExportError: every artifact was refused.
     """
+    from edgeanomaly.tooling._calibration_checks import file_sha256
     from edgeanomaly.tooling._verdict import FAIL, judge, sample_key
     from edgeanomaly.runtime._calibration import compute_calibration
 
@@ -341,6 +342,7 @@ def export_checkpoint(
             "names": np.array([str(s.path.name) for s in samples[:k]]),
             "labels": labels[:k],
             "eval_keys": np.array([sample_key(s.split, s.defect_type, s.path.name) for s in samples]),
+            "eval_sha256": np.array([file_sha256(s.path) for s in samples], dtype="U64"),
             "eval_pred_score": ref["pred_score"],
             "eval_labels": labels,
         }

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeanomaly.errors import DatasetError, EdgeAnomalyError
-from edgeanomaly.tooling._verdict import TOLERANCES, Tolerance, judge, sample_key, worst
+from edgeanomaly.tooling._verdict import TOLERANCES, Tolerance, judge, worst
 
 __all__ = ["Tolerance", "TOLERANCES", "ArtifactValidation", "ValidationReport", "validate_bundle", "write_validation_report"]
 
@@ -138,13 +138,18 @@ def _reproduce(detector: Any, reference: dict[str, np.ndarray], calibration: Any
 
 
 def _paired_reference(reference: dict[str, np.ndarray] | None, samples: Sequence[Any]) -> np.ndarray | None:
-    """The torch model's raw scores on exactly these images (by ``split/defect/name``), if the
-    bundle's reference holds them all (the export's held-out images are the same data)."""
-    if reference is None or "eval_keys" not in reference:
+    """The torch model's raw scores on exactly these images, if the bundle's reference holds
+    them all (validate on the data export judged on). Images are matched by the sha256 of
+    their file, so another dataset with the same file names is never paired by mistake."""
+    from edgeanomaly.tooling._calibration_checks import file_sha256
+
+    if reference is None or "eval_sha256" not in reference:
         return None
-    table = dict(zip((str(k) for k in reference["eval_keys"]), reference["eval_pred_score"].astype(np.float64)))
-    keys = [sample_key(s.split, s.defect_type, s.path.name) for s in samples]
-    if len(table) != len(keys) or any(k not in table for k in keys):
+    table = dict(zip((str(k) for k in reference["eval_sha256"]), reference["eval_pred_score"].astype(np.float64)))
+    if len(table) != len(samples):
+        return None
+    keys = [file_sha256(s.path) for s in samples]
+    if any(k not in table for k in keys):
         return None
     return np.array([table[k] for k in keys])
 

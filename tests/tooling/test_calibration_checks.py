@@ -61,3 +61,16 @@ def test_refreshed_reference_keeps_threshold_free_and_recomputes_f1() -> None:
     assert "pixel_pro" not in new and "pixel_f1" not in new and "pixel_pro, pixel_f1 dropped" in note
     without, note = refreshed_reference_metrics(old, _cal(0.36, "f1_adaptive"), None, None)
     assert "image_f1" not in without and "image_f1, pixel_pro, pixel_f1 dropped" in note
+
+
+def test_no_calibration_image_sits_on_the_threshold_when_all_are_flagged() -> None:
+    """An F1-optimal threshold at the lowest score (every image flagged: a weak model, 2 normal
+    of 10) used to be that score itself: FP32 noise of 1e-7 then flipped the image in validate."""
+    from edgeanomaly.runtime._calibration import compute_calibration
+
+    scores = np.array([5.0, 6.0, 1.0, 2.0, 3.0, 4.0, 7.0, 8.0, 9.0, 10.0])
+    labels = np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 1])  # normals in the middle: best F1 flags everything
+    cal = compute_calibration(scores, labels)
+    assert cal.image_threshold < scores.min()
+    assert cal.image_threshold == pytest.approx(0.5)  # half the gap to the next value below the minimum's mirror
+    assert (scores >= cal.image_threshold).all()

@@ -75,6 +75,14 @@ def test_output_differences_and_flips_are_judged_per_precision() -> None:
     assert judge("int8", 0.3, scores=flipped, ref_scores=REF).outcome == PASS  # 2 <= max(2, 5% of 10)
     v = judge("fp32", 0.3, scores=flipped, ref_scores=REF)
     assert v.measures["decision_flips"] == 2 and any("2 of 10 images change decision" in r for r in v.reasons)
+    # a torch score sitting on the threshold: FP32 noise flips it, and that is not a failure
+    on_edge = REF.copy()
+    on_edge[2] = 0.3
+    noisy = on_edge.copy()
+    noisy[2] = 0.3 - 1e-7
+    v = judge("fp32", 0.3, scores=noisy, ref_scores=on_edge)
+    assert v.outcome == PASS and v.measures["decision_flips"] == 1 and v.measures["borderline_flips"] == 1
+    assert "1 within the output tolerance of the threshold, not counted" in v.checks[-1].message
     maps = np.ones((2, 4, 4))
     assert judge("fp32", 0.3, scores=REF, ref_scores=REF, maps=maps * 1.01, ref_maps=maps).outcome == FAIL
     with pytest.raises(ValueError, match="Expected paired scores"):
