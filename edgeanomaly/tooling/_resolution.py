@@ -54,10 +54,12 @@ def pixel_metrics_at_original_size(
         return {}, "pixel metrics at model resolution only: an anomalous image has no ground-truth mask"
     if len(sizes) != 1:
         return {}, f"pixel metrics at model resolution only: the images have {len(sizes)} different sizes"
+    wrong = [i for i, (m, hw) in enumerate(zip(masks, image_sizes)) if np.shape(m) != tuple(hw)]
+    if wrong:
+        return {}, (f"pixel metrics at model resolution only: {len(wrong)} mask(s) differ in size from their image "
+                    f"(first: {np.shape(masks[wrong[0]])} vs {tuple(image_sizes[wrong[0]])})")
     maps = np.stack(maps_at_original_size(raw_maps, image_sizes, preprocessing))
     gt = np.stack([np.asarray(m, bool) for m in masks])  # type: ignore[arg-type]
-    if gt.shape != maps.shape:
-        raise ValueError(f"Expected masks at the images' size {maps.shape}, got {gt.shape}")
     metrics = evaluate_outputs(scores, labels, maps, gt, calibration)
     (h, w), = sizes
     return ({k: v for k, v in metrics.items() if k.startswith("pixel_")},

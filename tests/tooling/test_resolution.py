@@ -42,3 +42,5 @@ def test_original_resolution_matches_naive_resize_and_sklearn() -> None:
     assert mixed == {} and "2 different sizes" in note
     missing, note = pixel_metrics_at_original_size(raw.max(axis=(1, 2)), labels, raw, [(H, W)] * n, [*masks[:3], None], pp, cal)
     assert missing == {} and "no ground-truth mask" in note
+    small, note = pixel_metrics_at_original_size(raw.max(axis=(1, 2)), labels, raw, [(H, W)] * n, [*masks[:3], masks[3][:5]], pp, cal)
+    assert small == {} and "1 mask(s) differ in size" in note
