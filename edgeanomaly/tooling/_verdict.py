@@ -195,7 +195,7 @@ def _metric_check(key: str, value: float, ref: float, tol: float, two_sided: boo
     delta = value - ref
     loss = abs(delta) if two_sided else -delta
     share = one_image_share(n0, n1)
-    what = f"{key} {value:.4f} vs the reference {ref:.4f} ({delta:+.4f}, tolerance {tol:g})"
+    what = f"{key} {value:.4f} differs from the reference {ref:.4f} by {delta:+.4f} (tolerance {tol:g})"
     if key == "image_auroc" and swapped is not None and n0 * n1 > 0:
         what += f"; {swapped} of {n0 * n1} normal/anomalous pairs swapped order"
     if loss <= tol + _EPS:
