@@ -38,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": TORCH_FREE | {"components", "models", "export"},
 }
 #: What the training side may take from the tooling (torch-free maths that imports no runtime).
-MODELS_MAY_USE_FROM_TOOLING = {"compute_calibration", "DEFAULT_QUANTILE"}
+MODELS_MAY_USE_FROM_TOOLING = {"compute_calibration", "DEFAULT_QUANTILE", "calibration_split"}
 
 
 def _module_name(path: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import posixpath
 import shutil
@@ -16,7 +17,7 @@ from typing import Any, Iterator, Mapping, Union
 
 from edgeanomaly.bundle._atomic import fsync_dir, replace_dir, temp_dir_beside, write_bytes_atomic
 from edgeanomaly.bundle._bundle import Bundle
-from edgeanomaly.bundle._calibration import Calibration
+from edgeanomaly.bundle._calibration import Calibration, utc_now
 from edgeanomaly.bundle._fields import ManifestFieldError
 from edgeanomaly.bundle._hashing import MANIFEST_SHA256_KEY, copy_and_hash, content_sha256
 from edgeanomaly.bundle._manifest import Artifact, ArtifactFile, Manifest
@@ -407,13 +408,18 @@ def pack_bundle(bundle_dir: str | os.PathLike[str], zip_path: str | os.PathLike[
     return dest
 
 
-def update_calibration(path: str | os.PathLike[str], calibration: Calibration, *, verify: bool = True) -> Manifest:
+def update_calibration(path: str | os.PathLike[str], calibration: Calibration, *, verify: bool = True,
+                       reference_metrics: Mapping[str, float] | None = None, note: str = "") -> Manifest:
     """Replace the calibration of a bundle (directory or zip), keeping the old one in history.
 
     The bundle is read and verified first (an edited or corrupted bundle is refused rather
     than re-signed), ``calibration.with_history(old)`` goes into the manifest, and
     ``manifest.json`` is rewritten atomically with a new ``manifest_sha256`` (a zip is
     repacked atomically). Artifacts are untouched.
+
+    ``reference_metrics`` (optional) replaces ``reference.metrics`` in the same write: the
+    torch reference at the new thresholds, so ``validate`` compares like with like. The old
+    metrics go into ``reference.history`` with ``note`` (why some could not be recomputed).
 
     Returns:
         The new manifest.
@@ -427,6 +433,11 @@ def update_calibration(path: str | os.PathLike[str], calibration: Calibration, *
     with read_bundle(source, verify=verify) as bundle:
         old = bundle.manifest
         new = replace(old, calibration=calibration.with_history(old.calibration))
+        if reference_metrics is not None:
+            ref = old.reference
+            entry = {"metrics": {k: (v if math.isfinite(v) else None) for k, v in ref["metrics"].items()},
+                     "calibration_created_utc": old.calibration.created_utc, "replaced_utc": utc_now(), "note": note}
+            new = replace(new, reference={**ref, "metrics": dict(reference_metrics), "history": [*ref.get("history", []), entry]})
         data = new.to_json().encode("utf-8")
         if source.is_dir():
             write_bytes_atomic(source / MANIFEST_NAME, data)

@@ -40,6 +40,9 @@ __all__ = ["ArtifactFile", "Artifact", "Manifest", "input_spec", "output_specs"]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REFERENCE_KEYS = ("file", "metrics", "parity", "data")
+#: Optional (v1-compatible): earlier reference metrics, replaced when a re-calibration changed
+#: the thresholds they were computed at; oldest first (see BUNDLE.md).
+_REFERENCE_OPTIONAL = ("history",)
 _SCALAR_ARRAY = re.compile(r"\[\s*((?:-?[0-9][0-9.eE+-]*|null)(?:\s*,\s*(?:-?[0-9][0-9.eE+-]*|null))*)\s*\]")
 
 
@@ -297,7 +300,7 @@ def _check_outputs(value: Any, task: str, height: int, width: int, batch: int) -
 def _check_reference(value: Any, python: bool) -> dict[str, Any]:
     if python and isinstance(value, Mapping):
         value = {"file": None, "metrics": {}, "parity": {}, "data": "", **value}
-    d = F.check_keys(value, "reference", _REFERENCE_KEYS)
+    d = F.check_keys(value, "reference", _REFERENCE_KEYS, _REFERENCE_OPTIONAL)
     ref_file = d["file"]
     if isinstance(ref_file, ArtifactFile):
         ref_file = ref_file.to_dict()
@@ -325,7 +328,13 @@ def _check_reference(value: Any, python: bool) -> dict[str, Any]:
             F.fail(f"reference.parity.{key}", f"expected a JSON object, got {type(item).__name__}")
     parity = F.as_json_value(parity, "reference.parity")
     data = F.as_str(d["data"], "reference.data")
-    return {"file": ref_file, "metrics": clean, "parity": parity, "data": data}
+    out = {"file": ref_file, "metrics": clean, "parity": parity, "data": data}
+    if "history" in d:
+        history = d["history"]
+        if not isinstance(history, (list, tuple)) or not all(isinstance(h, Mapping) for h in history):
+            F.fail("reference.history", f"expected a list of JSON objects, got {type(history).__name__}")
+        out["history"] = F.as_json_value(list(history), "reference.history")
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -484,6 +493,7 @@ class Manifest:
                 "metrics": {k: (v if math.isfinite(v) else None) for k, v in ref["metrics"].items()},
                 "parity": json.loads(json.dumps(ref["parity"])),
                 "data": ref["data"],
+                **({"history": json.loads(json.dumps(ref["history"]))} if "history" in ref else {}),
             },
             "created_utc": self.created_utc,
         }

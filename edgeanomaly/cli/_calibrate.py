@@ -52,6 +52,7 @@ def calibrate(
 
     with read_bundle(bundle) as opened:
         before = opened.manifest.calibration
+    warnings: list[str] = []
     with progress(length=1, label="calibrate", enabled=not as_json) as bar:
 
         def tick(done: int, total: int) -> None:
@@ -70,9 +71,13 @@ def calibrate(
             category=category,
             write=not dry_run,
             on_image=tick,
+            on_warning=warnings.append,
         )
+    for reason in warnings:
+        click.echo(f"warning: {reason}", err=True)
     if as_json:
-        click.echo(json.dumps({"previous": before.history_entry(), "new": after.history_entry(), "written": not dry_run}))
+        click.echo(json.dumps({"previous": before.history_entry(), "new": after.history_entry(), "written": not dry_run,
+                               "warnings": warnings}))
         return
     rows = [("image_threshold", before.image_threshold, after.image_threshold)]
     rows += [(k, getattr(before, k), getattr(after, k)) for k in ("image_min", "image_max", "pixel_threshold", "pixel_min", "pixel_max")]
@@ -85,4 +90,5 @@ def calibrate(
         if old is None and new is None:
             continue
         click.echo(f"  {name:16s} {old!s:>14} -> {new!s}")
-    click.echo("dry run: manifest not changed" if dry_run else f"wrote {bundle} (previous calibration kept in history)")
+    click.echo("dry run: manifest not changed" if dry_run else
+               f"wrote {bundle} (previous calibration and reference metrics kept in history)")

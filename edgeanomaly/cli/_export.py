@@ -23,13 +23,14 @@ def print_step(what: str, seconds: float, nbytes: int | None) -> None:
 
 def print_parity(report: Any) -> None:
     click.echo("Parity against the torch model (held-out images):")
-    click.echo(f"  {'artifact':<15} {'size':>9} {'score diff (rel)':>17} {'map diff (rel)':>15} {'img AUROC':>9} {'px AUROC':>9} {'flips':>5}  execution")
+    click.echo(f"  {'artifact':<15} {'size':>9} {'score diff (rel)':>17} {'map diff (rel)':>15} {'img AUROC':>9} {'px AUROC':>9} {'flips':>5}  {'verdict':<12}  execution")
     for a in report.artifacts:
         p = a.parity
         md = f"{p['max_rel_map_diff']:.2e}" if "max_rel_map_diff" in p else "-"
         ia = f"{p['image_auroc']:.4f}" if "image_auroc" in p else "-"
         pa = f"{p['pixel_auroc']:.4f}" if "pixel_auroc" in p else "-"
-        click.echo(f"  {a.name:<15} {_size(a.bytes):>9} {p['max_rel_score_diff']:>17.2e} {md:>15} {ia:>9} {pa:>9} {p['label_flips']:>5}  {p['execution']}")
+        outcome = p.get("verdict", {}).get("outcome", "-")
+        click.echo(f"  {a.name:<15} {_size(a.bytes):>9} {p['max_rel_score_diff']:>17.2e} {md:>15} {ia:>9} {pa:>9} {p['label_flips']:>5}  {outcome:<12}  {p['execution']}")
         if "quantization" in p:
             state = "DEGRADED, kept on request" if p["status"] == "degraded" else "meets validate's INT8 criteria"
             click.echo(f"    {a.name}: {p['quantization']} quantisation, {state}")
@@ -39,6 +40,14 @@ def print_parity(report: Any) -> None:
         click.echo(f"  {name:<15} not written: no quantisation meets validate's criteria on these images")
         for reason in reasons:
             click.echo(f"    {reason}")
+    # the same judgement validate makes: say why, so nobody has to run validate to find out
+    for a in report.artifacts:
+        for reason in (r for r in a.parity.get("verdict", {}).get("checks", []) if r["outcome"] != "PASS"):
+            click.echo(f"  {a.name}: {reason['outcome']}: {reason['message']}")
+    for name, reasons in getattr(report, "refused", {}).items():
+        click.echo(f"  {name}: left out of the bundle (validate would fail it; --allow-degraded keeps it, marked):", err=True)
+        for reason in reasons:
+            click.echo(f"    {reason}", err=True)
 
 
 def dataset_args(data: str | Path, category: str | None) -> list[str]:
@@ -105,10 +114,12 @@ Examples:
 @click.option("--static", "static", is_flag=False, flag_value=1, default=None, type=click.IntRange(min=1), metavar="[BATCH]", help="Fix the batch size (default 1 when given) for NPU-style static shapes.")
 @click.option("--calibration-data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Recompute calibration and run parity on this dataset.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out (and, with --recipe, the run directory OUT.run).")
+@click.option("--allow-degraded", is_flag=True, help="Keep artifacts that fail the verdict, or an INT8 artifact no quantisation made pass (marked 'degraded'), instead of leaving them out.")
 @click.option("--seed", default=0, show_default=True, type=int, help="random_state when fitting from a recipe.")
 @friendly_errors
 def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_recipes: bool, data: Path | None, category: str | None,
-           formats: str | None, precisions: str | None, static: int | None, calibration_data: Path | None, overwrite: bool, seed: int) -> None:
+           formats: str | None, precisions: str | None, static: int | None, calibration_data: Path | None, overwrite: bool,
+           allow_degraded: bool, seed: int) -> None:
     """Export a CHECKPOINT (RUN_DIR of 'edgeanomaly fit'), or --recipe + --data, to a bundle.
 
     Every argument (destinations, formats, precisions, dataset and category) is checked
@@ -173,7 +184,7 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     click.echo(f"Exporting {ckpt.model.name} ({ckpt.model.backbone}) -> {out}  {what}"
                + (f"  static batch {static}" if static else "  dynamic batch"))
     report = export_with_progress(ckpt, out, fmt_list, prec_list, static_batch=static, calibration_data=calibration_data,
-                                  overwrite=overwrite, only=only)
+                                  overwrite=overwrite, only=only, allow_degraded=allow_degraded)
     print_parity(report)
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.is_dir() else out.stat().st_size
     click.echo(f"Bundle: {out} ({_size(total)})")

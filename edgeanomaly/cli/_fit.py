@@ -91,7 +91,8 @@ def print_metrics(metrics: dict[str, float], calibration: dict[str, Any] | None)
             + (f", pixel threshold {calibration['pixel_threshold']:.6g}" if calibration.get("pixel_threshold") is not None else "")
         )
     if metrics:
-        click.echo("Test metrics (torch model):")
+        split = str((calibration or {}).get("source", {}).get("split", ""))
+        click.echo("Test metrics (torch model" + (", on the test images that did not set the thresholds):" if "calibration part" in split else "):"))
         for k, v in metrics.items():
             click.echo(f"  {k:<22} {v:.4f}" if isinstance(v, float) else f"  {k:<22} {v}")
 
@@ -107,10 +108,13 @@ Examples:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory for checkpoint.json + model.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace the checkpoint of an existing run directory at --out.")
 @model_options
+@click.option("--calibration-split", type=click.Choice(["from_test", "same_as_test"]), default="from_test", show_default=True,
+              help="from_test: thresholds from a stratified half of the labelled test images, metrics from the other half; "
+                   "same_as_test: both from every test image (optimistic).")
 @friendly_errors
 def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite: bool, backbone: str | None, layers: str | None,
         image_size: int, center_crop: int | None, seed: int, weights: Path | None, weights_cache: Path | None, pretrained: bool,
-        params: tuple[str, ...], batch_size: int) -> None:
+        params: tuple[str, ...], batch_size: int, calibration_split: str) -> None:
     """Fit a model on normal images in one pass and save a checkpoint (needs the [train] extra)."""
     from edgeanomaly._optional import require
 
@@ -123,7 +127,7 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     bar = StageBar()
     try:
         result = fit_run(model_name, data, out, category=category, image_size=image_size, center_crop=center_crop,
-                         batch_size=batch_size, progress=bar, **kwargs)
+                         batch_size=batch_size, progress=bar, calibration_split=calibration_split, **kwargs)
     finally:
         bar.close()
     ckpt = result.checkpoint

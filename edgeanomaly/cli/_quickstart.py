@@ -101,9 +101,9 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     click.echo(f"  data/        the dataset{' (synthetic)' if (out / 'data').exists() else ''}")
     click.echo("  run/         checkpoint.json + model.pt (torch)")
     click.echo("  bundle/      the bundle a device needs (edgeanomaly info " + str(bundle) + ")")
-    click.echo("  validation/  validation.json, validation.md, figures")
+    click.echo("  validation/  validation.html (open it in a browser), validation.json, validation.md")
     click.echo("  benchmark/   benchmark.json, benchmark.md")
     print_next_steps("Try:", next_commands(bundle, data, category))
     if not vreport.ok:
-        click.echo("Some artifacts did not validate: see validation/validation.md", err=True)
+        click.echo("Some artifacts failed validation: see why in validation/validation.html", err=True)
         raise SystemExit(1)

@@ -29,17 +29,25 @@ Examples:
 @click.option("--artifact", "artifacts", default=None, help="Comma-separated artifact names (default: all the backend can run).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write validation.json, validation.md and figures here.")
 @click.option("--tolerance", type=float, default=None, help="Largest allowed |metric - reference| for every precision (default: fp32 0.005, fp16 0.01, int8 0.02).")
-@click.option("--figures/--no-figures", default=True, show_default=True, help="ROC, PRO, PIMO and score histograms (needs matplotlib).")
+@click.option("--figures/--no-figures", default=True, show_default=True, help="Also matplotlib PNGs of ROC, PRO, PIMO and score histograms ([plot] extra); validation.html has its figures either way.")
+@click.option("--pixel-resolution", type=click.Choice(["original", "model"]), default="original", show_default=True,
+              help="original: also report pixel metrics with maps resized to each image's size (as MVTec results are reported); model: at the model input size only.")
 @friendly_errors
 def validate(bundle: Path, data: Path, category: str | None, backend: str, device: str, artifacts: str | None,
-             out: Path | None, tolerance: float | None, figures: bool) -> None:
-    """Check BUNDLE against ground truth and against its torch reference; exit 1 on drift."""
+             out: Path | None, tolerance: float | None, figures: bool, pixel_resolution: str) -> None:
+    """Check BUNDLE against ground truth and against its torch reference; exit 1 when an artifact FAILs.
+
+    Each artifact gets a verdict: PASS, FAIL, or INCONCLUSIVE (nothing failed, but the data is
+    too small to judge a metric difference; the report says how many images would). --out
+    writes validation.json, validation.md and a self-contained validation.html.
+    """
     from edgeanomaly.tooling import validate_bundle, write_validation_report
 
     bar = StageBar()
     try:
         report = validate_bundle(bundle, data, category=category, backend=backend, device=device,
-                                 artifacts=split_csv(artifacts) or None, tolerance=tolerance, progress=bar)
+                                 artifacts=split_csv(artifacts) or None, tolerance=tolerance, progress=bar,
+                                 pixel_resolution=pixel_resolution)
     finally:
         bar.close()
     print_validation(report)
@@ -47,7 +55,7 @@ def validate(bundle: Path, data: Path, category: str | None, backend: str, devic
         import importlib.util
 
         if figures and importlib.util.find_spec("matplotlib") is None:
-            click.echo('figures skipped: matplotlib is not installed (pip install "edgeanomaly[plot]")', err=True)
+            click.echo('matplotlib PNGs skipped (pip install "edgeanomaly[plot]"); validation.html has the figures', err=True)
         for p in write_validation_report(report, out, figures=figures):
             click.echo(f"wrote {p}")
     if not report.ok:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edgeanomaly.data._convert import COLORS, to_rgb_uint8
 from edgeanomaly.data._datasets import Dataset, Sample, folder_dataset, load_dataset, mvtec_dataset, sample_labels, sample_masks
-from edgeanomaly.data._io import IMAGE_EXTENSIONS, decode_image, is_image_file, read_image, read_mask
+from edgeanomaly.data._io import IMAGE_EXTENSIONS, decode_image, file_sha256, is_image_file, read_image, read_mask
 from edgeanomaly.data._preprocess import (
     PreprocessConfig,
     preprocess,
@@ -26,6 +26,7 @@ __all__ = [
     "decode_image",
     "folder_dataset",
     "generate_synthetic_dataset",
+    "file_sha256",
     "is_image_file",
     "load_dataset",
     "mvtec_dataset",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 import struct
 import sys
@@ -293,3 +295,12 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
             f"({shown}): {path}"
         )
     return raw > 0
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes: how training images are recognised (a re-encoded copy is not)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -10,8 +10,9 @@ Steps (each timed and sized in the returned report):
    An FP32 artifact beyond ``FP32_RTOL`` fails the export before anything is written;
 4. the bundle is written atomically with the manifest, ``reference.npz`` and the parity table.
 
-An INT8 artifact is written only when it meets validate's INT8 criteria on the held-out
-images (``edgeanomaly.export._int8.int8_failures``): plain post-training quantisation first,
+Every artifact is judged by the verdict validate uses (``edgeanomaly.tooling.judge``) on the
+held-out images; one that FAILs is left out (``report.refused``) unless ``allow_degraded``.
+An INT8 candidate is written only when the same verdict does not fail it: plain post-training quantisation first,
 then NNCF's accuracy-aware quantisation; when neither passes, the report's ``rejected`` says
 why and the other artifacts are written (``allow_degraded`` keeps the failing one, marked).
 """
@@ -69,6 +70,8 @@ class ExportReport:
     manifest: Manifest | None = None
     #: Artifacts asked for but not written: name -> why (each quantisation tried and its failures).
     rejected: dict[str, list[str]] = field(default_factory=dict)
+    #: artifacts left out because they fail the verdict (name -> reasons); see ``allow_degraded``
+    refused: dict[str, list[str]] = field(default_factory=dict)
 
 
 class ArtifactRejected(Exception):
@@ -251,20 +254,28 @@ def export_checkpoint(
         calibration_data: dataset folder to recompute calibration and run parity on
             (default: the checkpoint's own dataset test split).
         step: callback ``(description, seconds, bytes or None)`` after each step.
+        allow_degraded: keep an artifact whose verdict is FAIL (marked ``degraded`` in the
+            parity table) instead of leaving it out of the bundle (``report.refused``); for
+            INT8, write one even when no quantisation meets the criteria (``rejected_attempts``
+            in its parity entry say why).
         only: write only these artifacts of the format x precision pairs (``"onnx-fp32"``,
             ``"openvino-int8"``): a recipe's ``artifacts``.
         begin: callback ``(description)`` before each step that may take seconds (INT8
             quantisation takes minutes), for progress displays.
-        allow_degraded: write an INT8 artifact even when no quantisation meets the criteria
-            (its parity entry then carries ``status="degraded"``; ``rejected_attempts`` says why).
         int8_tolerance: the criteria an INT8 artifact must meet, a
-            ``edgeanomaly.tooling.Tolerance`` (default: validate's, ``TOLERANCES["int8"]``).
+            ``edgeanomaly.tooling.Tolerance`` (default: ``TOLERANCES["int8"]``, validate's).
+
+    Each artifact is judged with :func:`edgeanomaly.tooling.judge` on the held-out images,
+    exactly as ``validate`` judges it on the same data; the verdict is stored in its parity
+    entry, the torch scores of every held-out image in ``reference.npz`` (so ``validate`` can
+    pair them).
 
     Raises:
         ParityError: an FP32 artifact differs from torch by more than ``FP32_RTOL``.
-        ExportError: nothing could be written (e.g. only INT8 asked and it was rejected).
+        ExportError: every artifact was refused, or none met its criteria.
     """
-    from edgeanomaly.tooling import compute_calibration
+    from edgeanomaly.data import file_sha256
+    from edgeanomaly.tooling import FAIL, TOLERANCES, compute_calibration, judge, sample_key
 
     targets = check_targets(list(formats), list(precisions))
     if only is not None:
@@ -318,20 +329,26 @@ def export_checkpoint(
     done(f"torch reference on {len(samples)} held-out images", t0)
 
     # Reference metrics: the torch model on the same held-out images with this bundle's
-    # calibration, so validate (and the INT8 decision) compare like with like.
-    ref_metrics: dict[str, float] = {}
-    if len(np.unique(labels)) == 2:
-        ref_metrics = evaluate_outputs(ref["pred_score"], labels, ref["anomaly_map"][:, 0] if "anomaly_map" in ref else None, masks, cal)
+    # calibration, so validate compares like with like.
+    labelled = len(np.unique(labels)) == 2
+    maps_ref = ref["anomaly_map"][:, 0] if "anomaly_map" in ref else None
+    ref_metrics = evaluate_outputs(ref["pred_score"], labels, maps_ref, masks, cal) if labelled else {}
+    k = min(REFERENCE_SAMPLES, len(samples))
+    n_anomalous = int(labels.sum())
+
+    def verdict(outs: dict[str, np.ndarray], prec: str):
+        """What validate will say about these outputs on the same images (see validate_bundle)."""
+        maps = outs["anomaly_map"][:, 0] if "anomaly_map" in outs else None
+        metrics = evaluate_outputs(outs["pred_score"], labels, maps, masks, cal) if labelled else {}
+        paired_maps = {} if maps is None or maps_ref is None else {"maps": maps[:k], "ref_maps": maps_ref[:k]}
+        tolerances = TOLERANCES if int8_tolerance is None else {**TOLERANCES, "int8": int8_tolerance}
+        return judge(prec, cal.image_threshold, scores=outs["pred_score"], ref_scores=ref["pred_score"], labels=labels,
+                     metrics=metrics, ref_metrics=ref_metrics, n_normal=len(labels) - n_anomalous, n_anomalous=n_anomalous,
+                     tolerances=tolerances, **paired_maps)
 
     def int8_judge(outputs: dict[str, np.ndarray]) -> list[str]:
-        from edgeanomaly.export._int8 import int8_failures
-
-        flips = int(np.sum(cal.label_score(outputs["pred_score"]) != cal.label_score(ref["pred_score"])))
-        metrics = {}
-        if ref_metrics:
-            maps_out = outputs["anomaly_map"][:, 0] if "anomaly_map" in outputs else None
-            metrics = evaluate_outputs(outputs["pred_score"], labels, maps_out, masks, cal)
-        return int8_failures(metrics, ref_metrics, flips, len(samples), int8_tolerance)
+        """Why an INT8 candidate fails the verdict (empty: it may be written): one decision with validate."""
+        return [c.message for c in verdict(outputs, "int8").checks if c.outcome == FAIL]
 
     info = model_info(model, pp, static_batch)
     stage = Path(tempfile.mkdtemp(prefix="edgeanomaly-export-"))
@@ -374,14 +391,28 @@ def export_checkpoint(
                     f"on {len(samples)} held-out images: score {par['max_abs_score_diff']:.3g} abs, "
                     f"map {par.get('max_abs_map_diff', 0.0):.3g} abs. No bundle was written."
                 )
+            v = verdict(outs, prec)
+            par["verdict"] = v.to_dict()
+            if v.outcome == FAIL and not allow_degraded:
+                report.refused[name] = v.reasons
+                log.warning("%s left out of the bundle: validate would fail it on these images: %s", name, "; ".join(v.reasons))
+                continue
+            par["status"] = {"PASS": "ok", "INCONCLUSIVE": "inconclusive", "FAIL": "degraded"}[v.outcome]
             parity[name] = par
             for f in written:
                 files[f.relative_to(stage).as_posix()] = f
             artifacts.append(Artifact(name=name, format=fmt, precision=prec, path=rel, static_batch=static_batch))
             report.artifacts.append(ArtifactReport(name, fmt, prec, nbytes, secs, par))
 
-        # reference.npz: inputs at model size (uint8) and torch outputs, for device reproduction
-        k = min(REFERENCE_SAMPLES, len(samples))
+        if not artifacts:
+            why = {**{n: " / ".join(r) for n, r in report.rejected.items()}, **{n: " ".join(r) for n, r in report.refused.items()}}
+            raise ExportError(
+                "No artifact passes the verdict on the held-out images, so no bundle was written: "
+                + "; ".join(f"{n}: {r}" for n, r in why.items())
+                + ". Pass --allow-degraded to keep them, marked."
+            )
+        # reference.npz: inputs at model size (uint8) and torch outputs, for device reproduction;
+        # the torch scores of every held-out image (by split/defect/name) for validate's pairing
         small = [resize_and_crop(im, pp) for im in images[:k]]
         ref_npz = stage / "reference.npz"
         arrays: dict[str, np.ndarray] = {
@@ -389,15 +420,18 @@ def export_checkpoint(
             "pred_score": ref["pred_score"][:k],
             "names": np.array([str(s.path.name) for s in samples[:k]]),
             "labels": labels[:k],
+            "eval_keys": np.array([sample_key(s.split, s.defect_type, s.path.name) for s in samples]),
+            "eval_sha256": np.array([file_sha256(s.path) for s in samples], dtype="U64"),
+            "eval_pred_score": ref["pred_score"],
+            "eval_labels": labels,
         }
+        if ckpt.info.get("train_sha256"):
+            arrays["train_sha256"] = np.array(ckpt.info["train_sha256"], dtype="U64")
         if "anomaly_map" in ref:
             arrays["anomaly_map"] = ref["anomaly_map"][:k]
         np.savez_compressed(ref_npz, **arrays)
         files["reference.npz"] = ref_npz
 
-        if not artifacts:
-            raise ExportError("No artifact met its criteria, so no bundle was written: "
-                              + "; ".join(f"{k}: {' / '.join(v)}" for k, v in report.rejected.items()))
         h, w = pp.input_size
         manifest = Manifest(
             model_info=info,

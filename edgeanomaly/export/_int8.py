@@ -29,7 +29,7 @@ import torch
 from edgeanomaly._optional import require
 from edgeanomaly.export._graphs import export_onnx, onnx_to_openvino, quantize_openvino_int8
 
-__all__ = ["refit_on_int8_features", "int8_failures"]
+__all__ = ["refit_on_int8_features"]
 
 
 class _EmbeddingGraph(torch.nn.Module):
@@ -72,42 +72,6 @@ def refit_on_int8_features(
     refitted = copy.deepcopy(model)
     refitted.eval()
     return refitted.fit_embeddings(torch.from_numpy(np.ascontiguousarray(compiled(batch)[output])) for batch in train_batches)
-
-
-def int8_failures(
-    metrics: dict[str, float],
-    reference_metrics: dict[str, float],
-    label_flips: int,
-    n_images: int,
-    tolerance: Any = None,
-) -> list[str]:
-    """Why ``validate`` would reject an INT8 artifact with these results (empty: it ships).
-
-    The one place where export decides whether an INT8 artifact is written. It applies
-    validate's INT8 criteria (``edgeanomaly.tooling.TOLERANCES["int8"]`` unless ``tolerance``
-    is given) to the artifact's metrics on the held-out images, computed with the bundle's
-    calibration, against the torch reference's: a judged metric may not drop by more than the
-    tolerance, and at most ``label_flips`` images may change label. (Validate counts flips on
-    the reference images only, a subset of these, so export is never the laxer of the two.)
-    """
-    if tolerance is None:
-        from edgeanomaly.tooling import TOLERANCES
-
-        tolerance = TOLERANCES["int8"]
-    reasons = []
-    for key, ref in reference_metrics.items():
-        value = metrics.get(key)
-        if value is None or not (np.isfinite(ref) and np.isfinite(value)):
-            continue
-        if tolerance.judged is not None and key not in tolerance.judged:
-            continue
-        delta = value - ref
-        beyond = abs(delta) > tolerance.metric if tolerance.two_sided else delta < -tolerance.metric
-        if beyond:
-            reasons.append(f"{key} {value:.4f} differs from the reference {ref:.4f} by {delta:+.4f} (tolerance {tolerance.metric:g})")
-    if label_flips > tolerance.label_flips:
-        reasons.append(f"{label_flips} of {n_images} held-out images change label (tolerance {tolerance.label_flips})")
-    return reasons
 
 
 def affine_to(own: Any, target: Any, pixel: bool) -> tuple[float, float]:

@@ -39,27 +39,41 @@ def calibrate_and_evaluate(
     maps: np.ndarray | None,
     dataset: Dataset,
     preprocessing: PreprocessConfig,
+    split: str = "from_test",
+    seed: int = 0,
 ) -> tuple[Any, dict[str, float]]:
-    """Calibration (F1-adaptive on the labelled test split) and its metrics, from raw torch outputs.
+    """Calibration (F1-adaptive) and metrics on the labelled test split, from raw torch outputs.
 
-    Returns ``(Calibration, metrics)``. The metrics use the calibration computed on the same
-    split, as anomalib does by default; the calibration records that split, so nobody
-    mistakes its F1 for a held-out number.
+    Args:
+        split: ``"from_test"``: thresholds from a stratified half of the test images (seeded),
+            metrics from the other half, so F1 and PRO at the threshold are not measured on
+            the images that set it; ``"same_as_test"``: both on every test image (anomalib's
+            default; optimistic). See ``edgeanomaly.tooling._split``.
+
+    Returns ``(Calibration, metrics)``; ``calibration.source["split"]`` says which images
+    calibrated and which measured.
     """
     from edgeanomaly.data import sample_labels, sample_masks
     from edgeanomaly.metrics import evaluate_outputs
-    from edgeanomaly.tooling import compute_calibration
+    from edgeanomaly.tooling import calibration_split, compute_calibration
 
     labels = sample_labels(dataset.test)
     masks = sample_masks(dataset.test, preprocessing) if maps is not None else None
+    cal_idx, eval_idx = calibration_split(labels, split, seed=seed)
+    if len(cal_idx) == len(labels):
+        described = "test (thresholds and metrics on all test images)"
+    else:
+        described = (f"test, calibration part: {len(cal_idx)} of {len(labels)} images (stratified, seed {seed}); "
+                     f"metrics on the other {len(eval_idx)}")
     calibration = compute_calibration(
-        scores,
-        labels=labels,
-        raw_maps=maps,
-        masks=None if masks is None else list(masks),
-        source={"split": "test", "data": str(dataset.root)},
+        scores[cal_idx],
+        labels=labels[cal_idx],
+        raw_maps=None if maps is None else maps[cal_idx],
+        masks=None if masks is None else list(masks[cal_idx]),
+        source={"split": described, "data": str(dataset.root)},
     )
-    metrics = evaluate_outputs(scores, labels, maps, masks, calibration)
+    metrics = evaluate_outputs(scores[eval_idx], labels[eval_idx], None if maps is None else maps[eval_idx],
+                               None if masks is None else masks[eval_idx], calibration)
     return calibration, metrics
 
 
@@ -86,6 +100,7 @@ def fit_run(
     center_crop: int | Sequence[int] | None = None,
     batch_size: int = 16,
     progress: Progress | None = None,
+    calibration_split: str = "from_test",
     **model_kwargs: Any,
 ) -> FitResult:
     """Fit ``model_name`` on ``data`` (normal train split), calibrate and measure on the test split.
@@ -94,6 +109,7 @@ def fit_run(
         model_name: a registered model.
         data: dataset folder (MVTec layout or a folder of normal images).
         out: run directory for the checkpoint (None: do not save).
+        calibration_split: ``"from_test"`` or ``"same_as_test"``; see :func:`calibrate_and_evaluate`.
         model_kwargs: model settings (backbone, layers, random_state, ...).
     """
     seconds: dict[str, float] = {}
@@ -139,7 +155,9 @@ def fit_run(
         seconds["test_inference"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if dataset.is_labelled:
-            calibration, metrics = calibrate_and_evaluate(outputs.scores, outputs.maps, dataset, preprocessing)
+            seed = model_kwargs.get("random_state")
+            calibration, metrics = calibrate_and_evaluate(outputs.scores, outputs.maps, dataset, preprocessing,
+                                                          calibration_split, seed if isinstance(seed, int) else 0)
         else:
             from edgeanomaly.tooling import compute_calibration
 
@@ -151,6 +169,8 @@ def fit_run(
             )
         calibration_dict = calibration.to_dict()
         seconds["calibrate_evaluate"] = time.perf_counter() - t0
+
+    from edgeanomaly.data import file_sha256
 
     info = {
         "data": str(Path(data)),
@@ -165,6 +185,8 @@ def fit_run(
         "torch_version": torch.__version__,
         "python": platform.python_version(),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # content hashes of the fitted images: calibrate warns when it is given them again
+        "train_sha256": [file_sha256(s.path) for s in train],
     }
     ckpt = Checkpoint(model, preprocessing, calibration_dict, info, metrics)
     out_path = save_checkpoint(out, ckpt) if out is not None else None

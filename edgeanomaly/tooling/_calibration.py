@@ -54,11 +54,16 @@ def _between(values: np.ndarray, threshold: float) -> float:
 
     Every threshold in (largest value below t, t] gives the same F1 on the calibration data;
     the midpoint keeps the calibration images themselves away from the decision boundary, so
-    float differences between torch, ONNX Runtime and OpenVINO cannot flip their labels.
+    float differences between torch, ONNX Runtime and OpenVINO cannot flip their labels. When
+    t is the lowest value (every image flagged), it moves below it by half the gap above.
     """
     below = values[values < threshold]
     if below.size == 0:
-        return float(threshold)
+        # Every calibration image is flagged: keep the lowest one off the boundary too, by half
+        # the gap to the next value (mirrored below it), or a relative hair when all are equal.
+        above = values[values > threshold]
+        gap = float(above.min()) - float(threshold) if above.size else 2e-3 * max(abs(float(threshold)), 1.0)
+        return float(threshold) - gap / 2.0
     return float((float(below.max()) + float(threshold)) / 2.0)
 
 

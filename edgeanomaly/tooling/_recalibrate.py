@@ -36,6 +36,7 @@ def recalibrate(
     category: str | None = None,
     write: bool = True,
     on_image: Callable[[int, int], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ):
     """Run a bundle over a dataset, compute a new calibration, and (optionally) write it.
 
@@ -49,8 +50,12 @@ def recalibrate(
             ``train``, ``test`` or ``all``.
         quantile: for normal-only data; see :func:`compute_calibration`.
         write: rewrite the manifest atomically with ``edgeanomaly.bundle.update_calibration``
-            (the previous calibration goes into ``calibration.history``).
+            (the previous calibration goes into ``calibration.history``), together with the
+            torch reference metrics at the new thresholds (the old ones go into
+            ``reference.history``), so ``validate`` afterwards compares like with like.
         on_image: called as ``on_image(done, total)`` after each image (progress bars).
+        on_warning: called with each reason not to trust the new calibration (see
+            ``edgeanomaly.tooling._calibration_checks``); default: logged as warnings.
 
     Returns:
         The new ``Calibration``.
@@ -102,8 +107,22 @@ def recalibrate(
         info["device"],
         calibration.image_threshold,
     )
+    from edgeanomaly.bundle import read_bundle
+    from edgeanomaly.data import file_sha256
+    from edgeanomaly.tooling._calibration_checks import calibration_warnings, refreshed_reference_metrics
+
+    with read_bundle(bundle) as opened:
+        reference = opened.reference() or {}
+        old_metrics = dict(opened.manifest.reference["metrics"])
+    eval_scores, eval_labels = reference.get("eval_pred_score"), reference.get("eval_labels")
+    known_good = None if eval_scores is None or eval_labels is None else eval_scores[eval_labels == 0]
+    for reason in calibration_warnings(calibration, np.asarray(scores), labels, known_good_scores=known_good,
+                                       image_hashes=[file_sha256(s.path) for s in samples],
+                                       training_hashes=[str(h) for h in reference.get("train_sha256", ())]):
+        (on_warning or log.warning)(reason)
     if write:
         from edgeanomaly.bundle import update_calibration
 
-        update_calibration(bundle, calibration)
+        metrics, note = refreshed_reference_metrics(old_metrics, calibration, eval_scores, eval_labels)
+        update_calibration(bundle, calibration, reference_metrics=metrics, note=note)
     return calibration

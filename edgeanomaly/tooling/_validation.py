@@ -11,8 +11,12 @@ Two checks per artifact:
    :func:`edgeanomaly.metrics.evaluate_outputs` and compared with the bundle's reference
    metrics (the torch model on the held-out split at export time).
 
-A check beyond its tolerance fails the artifact. Tolerances depend on the artifact's
-precision (:data:`TOLERANCES`); ``tolerance=`` overrides the metric tolerance for all.
+Both feed :func:`edgeanomaly.tooling.judge`, the verdict export used at export time: scores
+paired with the torch model's on the same evaluation images (stored in ``reference.npz`` by
+export; else the reference images), maps on the reference images, metrics with the
+uncertainty of the number of images. PASS, INCONCLUSIVE (too few images to judge a metric;
+not a failure) or FAIL. Tolerances depend on the artifact's precision (:data:`TOLERANCES`);
+``tolerance=`` overrides the metric tolerance for all.
 """
 
 from __future__ import annotations
@@ -26,45 +30,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeanomaly.errors import DatasetError, EdgeAnomalyError
+from edgeanomaly.tooling._verdict import TOLERANCES, Tolerance, judge, worst
 
 __all__ = ["Tolerance", "TOLERANCES", "ArtifactValidation", "ValidationReport", "validate_bundle", "validation_markdown", "write_validation_report"]
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How far an artifact may be from the torch reference.
-
-    Attributes:
-        reproduce_rel: largest relative raw-output difference on reference.npz (None: report only).
-        metric: largest difference of a judged metric from its reference value.
-        label_flips: reference images allowed to change label.
-        judged: metrics held to ``metric`` (None: every metric in the report).
-        two_sided: also fail when a metric rises beyond ``metric`` (drift, not only loss).
-    """
-
-    reproduce_rel: float | None
-    metric: float
-    label_flips: int
-    judged: tuple[str, ...] | None = None
-    two_sided: bool = True
-
-
-#: Per artifact precision. FP32 must reproduce torch (export enforced 1e-4 on the exporting
-#: machine): any metric moving either way is drift. FP16 uses the same calibration, so all its
-#: metrics are judged. INT8 artifacts carry their own calibration (edgeanomaly.export._int8),
-#: so their pixel operating point (PRO and F1 at the pixel threshold) legitimately moves; they
-#: are judged on the threshold-free metrics and the image decisions, and only for losses.
-TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(reproduce_rel=1e-4, metric=0.005, label_flips=0),
-    "fp16": Tolerance(reproduce_rel=0.05, metric=0.01, label_flips=1),
-    "int8": Tolerance(
-        reproduce_rel=None,
-        metric=0.02,
-        label_flips=2,
-        judged=("image_auroc", "image_aupr", "image_f1", "pixel_auroc", "pixel_aupro", "pixel_aupimo"),
-        two_sided=False,
-    ),
-}
 
 
 @dataclass
@@ -74,11 +42,14 @@ class ArtifactValidation:
     backend: str = ""
     device: str = ""
     execution: str = ""
-    status: str = "error"  # pass | fail | error
+    status: str = "error"  # pass | inconclusive | fail | error
     reasons: list[str] = field(default_factory=list)
+    verdict: dict[str, Any] = field(default_factory=dict)
     reproduction: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     deltas: dict[str, float] = field(default_factory=dict)
+    #: pixel metrics with maps resized to each image's own size (reported, not judged)
+    metrics_original: dict[str, float] = field(default_factory=dict)
     latency_ms_p50: float | None = None
     n_images: int = 0
     error: str | None = None
@@ -100,10 +71,24 @@ class ValidationReport:
     reference_data: str
     reference_metrics: dict[str, float]
     artifacts: list[ArtifactValidation]
+    pixel_resolution: str = "model"
+    pixel_resolution_note: str = "pixel metrics at the model input resolution (masks resized to the map)"
+    # kept for the HTML report (gallery, histogram threshold), not written to JSON
+    _calibration: Any = field(default=None, repr=False)
+    _paths: list[Path] = field(default_factory=list, repr=False)
+    _preprocessing: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def outcome(self) -> str:
+        """PASS, INCONCLUSIVE or FAIL over every artifact (an artifact that could not run fails)."""
+        if not self.artifacts:
+            return "FAIL"
+        return worst(["FAIL" if a.status == "error" else a.status.upper() for a in self.artifacts])
 
     @property
     def ok(self) -> bool:
-        return bool(self.artifacts) and all(a.status == "pass" for a in self.artifacts)
+        """No artifact failed (INCONCLUSIVE is not a failure: the data could not tell)."""
+        return self.outcome != "FAIL"
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(
@@ -113,6 +98,9 @@ class ValidationReport:
                 "reference_data": self.reference_data,
                 "reference_metrics": self.reference_metrics,
                 "ok": self.ok,
+                "outcome": self.outcome,
+                "pixel_resolution": self.pixel_resolution,
+                "pixel_resolution_note": self.pixel_resolution_note,
                 "tolerances": {k: asdict(v) for k, v in TOLERANCES.items()},
                 "artifacts": [a.to_dict() for a in self.artifacts],
             }
@@ -131,6 +119,23 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _paired_reference(reference: dict[str, np.ndarray] | None, samples: Sequence[Any]) -> np.ndarray | None:
+    """The torch model's raw scores on exactly these images, if the bundle's reference holds
+    them all (validate on the data export judged on). Images are matched by the sha256 of
+    their file, so another dataset with the same file names is never paired by mistake."""
+    from edgeanomaly.data import file_sha256
+
+    if reference is None or "eval_sha256" not in reference:
+        return None
+    table = dict(zip((str(k) for k in reference["eval_sha256"]), reference["eval_pred_score"].astype(np.float64)))
+    if len(table) != len(samples):
+        return None
+    keys = [file_sha256(s.path) for s in samples]
+    if any(k not in table for k in keys):
+        return None
+    return np.array([table[k] for k in keys])
+
+
 def validate_bundle(
     bundle: str | Path,
     data: str | Path,
@@ -140,22 +145,30 @@ def validate_bundle(
     artifacts: Sequence[str] | None = None,
     tolerance: float | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    pixel_resolution: str = "original",
 ) -> ValidationReport:
     """Run every requested artifact of ``bundle`` on the labelled test split of ``data``.
 
     Args:
         artifacts: artifact names (default: all in the bundle that ``backend`` can run).
         tolerance: metric tolerance for every precision (default: :data:`TOLERANCES`).
+        pixel_resolution: ``"original"`` also reports pixel metrics with each map resized to
+            its image's own size (as MVTec results are reported; ``metrics_original``);
+            ``"model"`` only at model input size. The verdict always compares at model size,
+            where the torch reference metrics were computed.
 
     Returns a :class:`ValidationReport`; ``report.ok`` is False when any artifact failed.
     """
     from edgeanomaly.bundle import read_bundle
     from edgeanomaly.data import PreprocessConfig, load_dataset, sample_labels, sample_masks
+    from edgeanomaly._optional import check_choice
     from edgeanomaly.metrics import evaluate_outputs
     from edgeanomaly.registry import format_names, get_backend
     from edgeanomaly.runtime import load
     from edgeanomaly.tooling._reproduce import reproduce
+    from edgeanomaly.tooling._resolution import PIXEL_RESOLUTIONS, pixel_metrics_at_original_size
 
+    check_choice("pixel_resolution", pixel_resolution, PIXEL_RESOLUTIONS)
     ds = load_dataset(data, category=category).check()
     if not ds.is_labelled:
         raise DatasetError(
@@ -173,27 +186,31 @@ def validate_bundle(
         ref_metrics = dict(manifest.reference.get("metrics", {}))
         runs = get_backend(backend).formats if backend != "auto" else format_names()
         names = list(artifacts) if artifacts else [a.name for a in manifest.artifacts if a.format in runs]
+        paired = _paired_reference(reference, samples)
+        original_masks: list[np.ndarray | None] | None = None
+        note = "pixel metrics at the model input resolution (masks resized to the map)"
         results: list[ArtifactValidation] = []
         for name in names:
             art = next((a for a in manifest.artifacts if a.name == name), None)
             res = ArtifactValidation(artifact=name, precision=art.precision if art else "?")
+            rep: list[Any] = []
             results.append(res)
             if art is None:
                 res.error = f"no artifact named {name!r} in the bundle (it has {', '.join(a.name for a in manifest.artifacts)})"
                 continue
-            tol = TOLERANCES[art.precision]
-            metric_tol = tolerance if tolerance is not None else tol.metric
             try:
                 with load(b, backend=backend, device=device, artifact=name) as det:
                     res.backend, res.device, res.execution = det.backend, det.device, det.precision
                     if reference is not None:
-                        res.reproduction = reproduce(det, reference["images"], reference, manifest.calibration)[1]
-                    scores, maps, lat = [], [], []
+                        outputs, res.reproduction = reproduce(det, reference["images"], reference, manifest.calibration)
+                        rep = [outputs["pred_score"], outputs["anomaly_map"][:, 0] if "anomaly_map" in outputs else None]
+                    scores, maps, lat, sizes = [], [], [], []
                     paths = [s.path for s in samples]
                     for i, p in enumerate(det.predict_many(paths)):
                         scores.append(p.raw_score)
                         if p.raw_anomaly_map is not None:
                             maps.append(p.raw_anomaly_map)
+                            sizes.append(p.image_size)
                         lat.append(p.timings.get("total", float("nan")))
                         if progress:
                             progress(name, i + 1, len(paths))
@@ -206,30 +223,51 @@ def validate_bundle(
             m = np.stack(maps) if maps else None
             res._scores, res._labels, res._maps, res._masks = s, labels, m, masks
             res.metrics = evaluate_outputs(s, labels, m, masks, manifest.calibration)
-            for key, ref in ref_metrics.items():
-                if key in res.metrics and math.isfinite(ref) and math.isfinite(res.metrics[key]):
-                    delta = res.deltas[key] = res.metrics[key] - ref
-                    judged = tol.judged is None or key in tol.judged
-                    beyond = abs(delta) > metric_tol if tol.two_sided else delta < -metric_tol
-                    if judged and beyond:
-                        res.reasons.append(f"{key} {res.metrics[key]:.4f} differs from the reference {ref:.4f} by {delta:+.4f} (tolerance {metric_tol:g})")
-            rep = res.reproduction
-            if rep:
-                worst = max(rep.get("max_rel_score_diff", 0.0), rep.get("max_rel_map_diff", 0.0))
-                if tol.reproduce_rel is not None and worst > tol.reproduce_rel:
-                    res.reasons.append(f"raw outputs differ from the torch reference by {worst:.3g} relative (tolerance {tol.reproduce_rel:g})")
-                if rep.get("label_flips", 0) > tol.label_flips:
-                    res.reasons.append(f"{rep['label_flips']} of {rep['n_images']} reference images change label (tolerance {tol.label_flips})")
-            res.status = "fail" if res.reasons else "pass"
+            res.deltas = {k: res.metrics[k] - ref for k, ref in ref_metrics.items()
+                          if k in res.metrics and math.isfinite(ref) and math.isfinite(res.metrics[k])}
+            if pixel_resolution == "original" and m is not None and masks is not None:
+                if original_masks is None:  # read once, at each image's size
+                    original_masks = [smp.mask(hw) for smp, hw in zip(samples, sizes)]
+                res.metrics_original, note = pixel_metrics_at_original_size(
+                    s, labels, m, sizes, original_masks, manifest.preprocessing, manifest.calibration)
+            verdict = _judge_on_device(art.precision, manifest.calibration, s, labels, paired, rep, reference,
+                                       res.metrics, ref_metrics, tolerance)
+            res.verdict = verdict.to_dict()
+            res.reasons = verdict.reasons
+            res.status = verdict.outcome.lower()
         return ValidationReport(
             bundle=str(bundle),
             data=str(ds.root),
             reference_data=str(manifest.reference.get("data", "")),
             reference_metrics=ref_metrics,
             artifacts=results,
+            pixel_resolution=pixel_resolution if any(a.metrics_original for a in results) else "model",
+            pixel_resolution_note=note,
+            _calibration=manifest.calibration,
+            _paths=[smp.path for smp in samples],
+            _preprocessing=dict(manifest.preprocessing),
         )
     finally:
         b.close()
+
+
+def _judge_on_device(precision: str, calibration: Any, scores: np.ndarray, labels: np.ndarray, paired: np.ndarray | None,
+                     rep: list[Any], reference: dict[str, np.ndarray] | None, metrics: dict[str, float],
+                     ref_metrics: dict[str, float], tolerance: float | None):
+    """The verdict on the same inputs export judged: scores paired with the torch model's on the
+    evaluation images when the bundle holds them (else on the reference images), maps on the
+    reference images."""
+    n1 = int(labels.sum())
+    common: dict[str, Any] = {"metrics": metrics, "ref_metrics": ref_metrics, "n_normal": len(labels) - n1,
+                              "n_anomalous": n1, "metric_tolerance": tolerance}
+    if rep and reference is not None and rep[1] is not None and "anomaly_map" in reference:
+        common.update(maps=rep[1], ref_maps=reference["anomaly_map"][:, 0])
+    if paired is not None:
+        return judge(precision, calibration.image_threshold, scores=scores, ref_scores=paired, labels=labels, **common)
+    if rep:
+        return judge(precision, calibration.image_threshold, scores=rep[0], ref_scores=reference["pred_score"],  # type: ignore[index]
+                     labels=reference.get("labels"), **common)  # type: ignore[union-attr]
+    return judge(precision, calibration.image_threshold, scores=np.empty(0), ref_scores=np.empty(0), **common)
 
 
 def validation_markdown(report: ValidationReport) -> str:
@@ -240,7 +278,9 @@ def validation_markdown(report: ValidationReport) -> str:
         f"# Validation of `{report.bundle}`",
         "",
         f"- data: `{report.data}` (reference metrics from `{report.reference_data}`)",
-        f"- result: **{'PASS' if report.ok else 'FAIL'}**",
+        f"- verdict: **{report.outcome}**"
+        + {"PASS": "", "FAIL": " (an artifact does not reproduce the torch model)",
+           "INCONCLUSIVE": " (no artifact failed, but this data is too small to judge some metrics: see below)"}[report.outcome],
         "",
         "| artifact | status | backend/device | execution | " + " | ".join(keys) + " | max rel diff | flips | p50 ms (async) |",
         "|---|---|---|---|" + "---|" * len(keys) + "---|---|---|",
@@ -261,19 +301,34 @@ def validation_markdown(report: ValidationReport) -> str:
             + " | ".join(cells)
             + f" | {worst} | {flips} | {latency} |"
         )
-    problems = [(a.artifact, r) for a in report.artifacts for r in (a.reasons + ([a.error] if a.error else []))]
+    lines += ["", "Pixel metrics in this table are at the model input resolution, where the torch reference was computed "
+                  f"and the verdict compares. Also reported: {report.pixel_resolution_note}."]
+    original = [a for a in report.artifacts if a.metrics_original]
+    if original:
+        pkeys = [k for k in keys if k.startswith("pixel_") and any(k in a.metrics_original for a in original)]
+        lines += ["", "| artifact (each image's own resolution) | " + " | ".join(pkeys) + " |", "|---|" + "---|" * len(pkeys)]
+        lines += [f"| {a.artifact} | " + " | ".join(f"{a.metrics_original[k]:.4f}" if k in a.metrics_original else "-" for k in pkeys) + " |"
+                  for a in original]
+    problems = [(a.artifact, r) for a in report.artifacts for r in (a.reasons + ([f"FAIL: {a.error}"] if a.error else []))]
     if problems:
-        lines += ["", "## Problems", ""] + [f"- `{n}`: {r}" for n, r in problems]
+        lines += ["", "## Why", ""] + [f"- `{n}`: {r}" for n, r in problems]
     return "\n".join(lines) + "\n"
 
 
 def write_validation_report(report: ValidationReport, out: str | Path, figures: bool = True) -> list[Path]:
-    """Write ``validation.json``, ``validation.md`` and (with matplotlib) figures into ``out``."""
+    """Write ``validation.json``, ``validation.md`` and ``validation.html`` into ``out``.
+
+    The HTML report is self-contained (inline SVG curves and histograms, PNG overlays drawn with
+    OpenCV) and always written; ``figures`` adds the matplotlib PNGs when ``[plot]`` is installed.
+    """
+    from edgeanomaly.tooling._html_report import write_html_report
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "validation.json", out / "validation.md"]
     written[0].write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     written[1].write_text(validation_markdown(report))
+    written.append(write_html_report(report, out / "validation.html"))
     if figures:
         written += _figures(report, out)
     return written

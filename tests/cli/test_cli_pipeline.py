@@ -45,6 +45,9 @@ def test_validate_passes_fp32_and_writes_reports(exported, synthetic_metal_256, 
         assert all(abs(d) < 1e-3 for d in a["deltas"].values()), a["deltas"]
         assert a["reproduction"]["label_flips"] == 0
     assert (tmp_path / "validation.md").read_text().count("PASS") >= 2
+    page = (tmp_path / "validation.html").read_text()  # self-contained, figures drawn without matplotlib
+    assert "http://" not in page and "https://" not in page and "<link" not in page and "<script" not in page
+    assert page.count("<svg") == 2 * 5 and page.count("data:image/png;base64,") == 2 * 6  # curves + histogram, gallery
 
 
 def test_validate_reports_wrong_calibration(exported, synthetic_metal_256, tmp_path) -> None:
