@@ -62,7 +62,7 @@ Examples:
 def check(path: Path, category: str | None, abnormal_dir: Path | None, mask_dir: Path | None, decode: bool) -> None:
     """Validate a dataset folder: counts per split and defect type, and every problem found."""
     from edgeanomaly.data import load_dataset
-    from edgeanomaly.data._datasets import mask_size_problem
+    from edgeanomaly.data import mask_size_problem
     from edgeanomaly.errors import ImageReadError
 
     ds = load_dataset(path, category=category, abnormal_dir=abnormal_dir, mask_dir=mask_dir)

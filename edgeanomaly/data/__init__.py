@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from edgeanomaly.data._convert import COLORS, to_rgb_uint8
-from edgeanomaly.data._datasets import Dataset, Sample, folder_dataset, load_dataset, mvtec_dataset, sample_labels, sample_masks
+from edgeanomaly.data._datasets import (Dataset, Sample, folder_dataset, load_dataset, mask_size_problem, mvtec_dataset, sample_labels,
+                                        sample_masks)
 from edgeanomaly.data._io import IMAGE_EXTENSIONS, decode_image, file_sha256, is_image_file, read_image, read_mask
 from edgeanomaly.data._preprocess import (
     PreprocessConfig,
@@ -33,6 +34,7 @@ __all__ = [
     "preprocess",
     "preprocess_batch",
     "preprocess_mask",
+    "mask_size_problem",
     "read_image",
     "read_mask",
     "render_sample",

@@ -25,6 +25,8 @@ _EXPORTS = {
     "select_artifact": "edgeanomaly.runtime._detector",
     "Prediction": "edgeanomaly.runtime._prediction",
     "overlay": "edgeanomaly.runtime._overlay",
+    "postprocess": "edgeanomaly.runtime._postprocess",
+    "map_to_image": "edgeanomaly.runtime._postprocess",
     "stream": "edgeanomaly.runtime._stream",
     "watch_folder": "edgeanomaly.runtime._stream",
     "FolderWatcher": "edgeanomaly.runtime._stream",

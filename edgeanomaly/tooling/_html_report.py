@@ -19,7 +19,7 @@ from edgeanomaly.tooling._svg import histogram, line_chart, png_data_uri
 from edgeanomaly.tooling._verdict import TOLERANCES
 
 if TYPE_CHECKING:
-    from edgeanomaly.runtime._validation import ArtifactValidation, ValidationReport
+    from edgeanomaly.tooling._validation import ArtifactValidation, ValidationReport
 
 __all__ = ["render_html", "write_html_report", "COLUMN_NOTES"]
 
@@ -95,10 +95,8 @@ def _curves(a: ArtifactValidation) -> list[str]:
 
 def _gallery(a: ArtifactValidation, report: ValidationReport, per_kind: int = 3) -> str:
     """The worst false positives (normal, highest scores) and false negatives (anomalous, lowest)."""
-    from edgeanomaly.data._io import read_image
-    from edgeanomaly.runtime._overlay import overlay
-    from edgeanomaly.runtime._postprocess import postprocess
-    from edgeanomaly.runtime._prediction import Prediction
+    from edgeanomaly.data import read_image
+    from edgeanomaly.runtime import Prediction, overlay, postprocess
 
     cal, paths, s, y = report._calibration, report._paths, a._scores, a._labels
     if cal is None or not paths or s is None or y is None:
@@ -132,7 +130,7 @@ def _gallery(a: ArtifactValidation, report: ValidationReport, per_kind: int = 3)
 
 def render_html(report: ValidationReport) -> str:
     """The report as one HTML string (no external resources)."""
-    from edgeanomaly.metrics._report import REPORT_METRICS
+    from edgeanomaly.metrics import REPORT_METRICS
 
     outcome = report.outcome
     keys = [k for k in REPORT_METRICS if any(k in a.metrics for a in report.artifacts)]

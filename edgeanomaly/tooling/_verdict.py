@@ -155,7 +155,7 @@ def one_image_share(n_normal: int, n_anomalous: int) -> float:
 
 
 def _relative(a: np.ndarray, ref: np.ndarray) -> float:
-    from edgeanomaly.metrics._report import relative_diff
+    from edgeanomaly.metrics import relative_diff
 
     return relative_diff(a, ref)[1]
 
