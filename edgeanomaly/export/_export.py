@@ -407,7 +407,7 @@ def export_checkpoint(
         if not artifacts:
             why = {**{n: " / ".join(r) for n, r in report.rejected.items()}, **{n: " ".join(r) for n, r in report.refused.items()}}
             raise ExportError(
-                "No artifact passes the verdict on the held-out images, so no bundle was written: "
+                "Every artifact fails the verdict on the held-out images, so no bundle was written: "
                 + "; ".join(f"{n}: {r}" for n, r in why.items())
                 + ". Pass --allow-degraded to keep them, marked."
             )

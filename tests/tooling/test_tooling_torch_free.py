@@ -29,7 +29,7 @@ def test_html_report_draws_its_figures_without_matplotlib(tmp_path) -> None:
         import cv2, numpy as np
         from pathlib import Path
         from edgeanomaly.bundle import Calibration
-        from edgeanomaly.runtime._validation import ArtifactValidation, ValidationReport
+        from edgeanomaly.tooling._validation import ArtifactValidation, ValidationReport
         from edgeanomaly.tooling._html_report import write_html_report
         from edgeanomaly.tooling import judge
 
