@@ -160,19 +160,16 @@ class Detector:
         return x, rgb.shape[:2], (source if source is not None else path), timings
 
     def _finish(
-        self, outputs: dict[str, np.ndarray], row: int, image_hw: tuple[int, int], source: Any, timings: dict[str, float]
+        self, outputs: dict[str, np.ndarray], row: int, image_hw: tuple[int, int], source: Any, timings: dict[str, float],
+        *, preprocessed: bool = False,
     ) -> Prediction:
         t0 = time.perf_counter()
         raw_score = float(outputs["pred_score"].reshape(-1)[row])
         raw_map = outputs["anomaly_map"][row].reshape(self.input_size) if "anomaly_map" in outputs else None
-        score, label, norm_map, mask = postprocess(
-            self.calibration,
-            raw_score,
-            raw_map,
-            image_hw,
-            self.preprocessing.image_size,
-            self.preprocessing.center_crop,
-        )
+        # A preprocessed input is already resized (and cropped): its map stays at that size.
+        resized = self.input_size if preprocessed else self.preprocessing.image_size
+        crop = None if preprocessed else self.preprocessing.center_crop
+        score, label, norm_map, mask = postprocess(self.calibration, raw_score, raw_map, image_hw, resized, crop)
         timings["postprocess"] = (time.perf_counter() - t0) * 1e3
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
         return Prediction(
@@ -209,6 +206,35 @@ class Detector:
         outputs = self._engine.run(x[None])
         timings["infer"] = (time.perf_counter() - t0) * 1e3
         return self._finish(outputs, 0, hw, src, timings)
+
+    def predict_tensor(self, batch: np.ndarray) -> list[Prediction]:
+        """Score images that are already preprocessed: the graph contract's ``image`` input.
+
+        Args:
+            batch: (N, 3, H, W) float32 RGB in [0, 1], (H, W) the model input size, e.g. the
+                output of :func:`edgeanomaly.data.preprocess` stacked.
+
+        Returns:
+            one :class:`Prediction` per row, maps at the model input size (H, W).
+
+        >>> det.predict_tensor(np.zeros((2, 3, 256, 256), np.float32))[0].anomaly_map.shape   # doctest: +SKIP
+        (256, 256)
+        """
+        expected = (3, *self.input_size)
+        if not isinstance(batch, np.ndarray) or batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+            got = batch.shape if isinstance(batch, np.ndarray) else type(batch).__name__
+            raise ValueError(f"Expected image of shape (N, {', '.join(map(str, expected))}), got {got}")
+        if batch.dtype != np.float32:
+            raise ValueError(f"Expected image of dtype float32, got {batch.dtype}")
+        if batch.shape[0] == 0:
+            return []
+        t0 = time.perf_counter()
+        outputs = self._engine.run(batch)
+        share = (time.perf_counter() - t0) * 1e3 / batch.shape[0]
+        return [
+            self._finish(outputs, row, self.input_size, None, {"infer": share}, preprocessed=True)
+            for row in range(batch.shape[0])
+        ]
 
     def predict_batch(
         self,
@@ -339,6 +365,9 @@ def load(
     num_streams: int | None = None,
     num_threads: int | None = None,
     verify: bool = True,
+    url: str | None = None,
+    model_name: str | None = None,
+    timeout: float = 30.0,
 ) -> Detector:
     """Load a bundle for inference, without torch.
 
@@ -358,6 +387,10 @@ def load(
         cache_dir: OpenVINO compiled-model cache (faster second load); none by default.
         num_streams, num_threads: override OpenVINO streams / threads (both backends: threads).
         verify: check the bundle's checksums while reading it.
+        url, model_name, timeout: ``backend="remote"`` only: the Open Inference Protocol server
+            (``http://host:8080`` or ``grpc://host:8081``), the model's name there (default:
+            ``model_info["model"]``) and seconds per request. The graph runs on the server;
+            preprocessing and calibration stay here.
 
     >>> det = load("bundles/patchcore", backend="openvino", device="CPU")   # doctest: +SKIP
     >>> det.precision                                                      # doctest: +SKIP
@@ -370,13 +403,30 @@ def load(
     owns = isinstance(bundle, (str, os.PathLike))
     opened = read_bundle(bundle, verify=verify) if owns else bundle
     try:
-        backend_name, chosen = select_artifact(opened, backend, precision, artifact)
-        model_path = opened.path(chosen)
+        if (backend == "remote") != (url is not None):
+            raise ConfigError(f"url= goes with backend='remote' (and remote needs a url); got backend={backend!r}, url={url!r}")
+        if backend == "remote":  # the one wiring point of the remote backend (a registry row after issue 10)
+            from edgeanomaly.runtime._backends._remote import RemoteBackend
+
+            backend_name = "remote"
+            chosen = opened.artifact(name=artifact) if artifact else opened.artifact(precision=precision)
+        else:
+            backend_name, chosen = select_artifact(opened, backend, precision, artifact)
         static_batch = getattr(chosen, "static_batch", None)
-        if backend_name == "openvino":
+        if backend_name == "remote":
+            engine: Backend = RemoteBackend(
+                url,  # type: ignore[arg-type]
+                model_name or opened.manifest.model_info.get("model", ""),
+                list(opened.manifest.input["shape"]),
+                [o["name"] for o in opened.manifest.outputs],
+                artifact_precision=chosen.precision,
+                timeout=timeout,
+            )
+        elif backend_name == "openvino":
+            model_path = opened.path(chosen)
             from edgeanomaly.runtime._backends._openvino import OpenVINOBackend
 
-            engine: Backend = OpenVINOBackend(
+            engine = OpenVINOBackend(
                 model_path,
                 device,
                 artifact_precision=chosen.precision,
@@ -396,7 +446,7 @@ def load(
             from edgeanomaly.runtime._backends._onnxruntime import ONNXRuntimeBackend
 
             engine = ONNXRuntimeBackend(
-                model_path,
+                opened.path(chosen),
                 device,
                 artifact_precision=chosen.precision,
                 num_threads=num_threads,
