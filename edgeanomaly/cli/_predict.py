@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import click
 
 from edgeanomaly.cli._common import friendly_errors, progress
+from edgeanomaly.cli._remote import check_remote, remote_options
 
 #: Exit code when the run finished but some inputs could not be scored (corrupt files...).
 EXIT_SOME_FAILED = 3
@@ -140,7 +141,7 @@ class _Report:
 @click.command("predict")
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.argument("source")
-@click.option("--backend", type=click.Choice(["auto", "openvino", "onnxruntime"]), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "openvino", "onnxruntime", "remote"]), default="auto", show_default=True)
 @click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU (OpenVINO); CPU, CUDA, TensorRT (ONNX Runtime).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True, help="Artifact precision to run.")
 @click.option("--artifact", default=None, help="Artifact name (e.g. openvino-int8); overrides --precision.")
@@ -152,6 +153,7 @@ class _Report:
 @click.option("--watch", is_flag=True, help="Treat a folder SOURCE as a drop folder: score new files as they arrive.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop a video, camera or watch after N predictions.")
 @click.option("--timeout", type=float, default=None, help="Stop a camera or watch after this many idle seconds.")
+@remote_options
 @friendly_errors
 def predict(
     bundle: Path,
@@ -168,6 +170,8 @@ def predict(
     watch: bool,
     max_frames: int | None,
     timeout: float | None,
+    url: str | None,
+    model_name: str | None,
 ) -> None:
     """Score SOURCE with BUNDLE: an image, a folder, a glob ("parts/*.png"), a video or a camera index.
 
@@ -196,6 +200,7 @@ def predict(
         precision=precision,
         artifact=artifact,
         inference_precision=inference_precision,
+        **check_remote(backend, url, model_name),
     )
     info = detector.info()
     if not as_json:

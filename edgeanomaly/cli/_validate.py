@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgeanomaly.cli._common import StageBar, friendly_errors, split_csv
+from edgeanomaly.cli._remote import check_remote, remote_options
 
 
 def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, imported lazily
@@ -21,22 +22,24 @@ def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, import
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Labelled dataset (MVTec layout with test/ and ground_truth/).")
 @click.option("--category", default=None, help="Category inside --data.")
-@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "openvino", "onnxruntime"]))
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "openvino", "onnxruntime", "remote"]))
 @click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO (OpenVINO); CPU, CUDA (ONNX Runtime).")
 @click.option("--artifact", "artifacts", default=None, help="Comma-separated artifact names (default: all the backend can run).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write validation.json, validation.md and figures here.")
 @click.option("--tolerance", type=float, default=None, help="Largest allowed |metric - reference| for every precision (default: fp32 0.005, fp16 0.01, int8 0.02).")
+@remote_options
 @click.option("--figures/--no-figures", default=True, show_default=True, help="ROC, PRO, PIMO and score histograms (needs matplotlib).")
 @friendly_errors
 def validate(bundle: Path, data: Path, category: str | None, backend: str, device: str, artifacts: str | None,
-             out: Path | None, tolerance: float | None, figures: bool) -> None:
+             out: Path | None, tolerance: float | None, url: str | None, model_name: str | None, figures: bool) -> None:
     """Check BUNDLE against ground truth and against its torch reference; exit 1 on drift."""
     from edgeanomaly.runtime._validation import validate_bundle, write_validation_report
 
     bar = StageBar()
     try:
         report = validate_bundle(bundle, data, category=category, backend=backend, device=device,
-                                 artifacts=split_csv(artifacts) or None, tolerance=tolerance, progress=bar)
+                                 artifacts=split_csv(artifacts) or None, tolerance=tolerance, progress=bar,
+                                 **check_remote(backend, url, model_name))
     finally:
         bar.close()
     print_validation(report)

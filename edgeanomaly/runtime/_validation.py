@@ -156,11 +156,15 @@ def validate_bundle(
     artifacts: Sequence[str] | None = None,
     tolerance: float | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    url: str | None = None,
+    model_name: str | None = None,
 ) -> ValidationReport:
     """Run every requested artifact of ``bundle`` on the labelled test split of ``data``.
 
     Args:
-        artifacts: artifact names (default: all in the bundle that ``backend`` can run).
+        artifacts: artifact names (default: all in the bundle that ``backend`` can run; with
+            ``backend="remote"`` the fp32 one, whose tolerances then apply to the server).
+        url, model_name: the server of ``backend="remote"`` (see :func:`edgeanomaly.runtime.load`).
         tolerance: metric tolerance for every precision (default: :data:`TOLERANCES`).
 
     Returns a :class:`ValidationReport`; ``report.ok`` is False when any artifact failed.
@@ -185,7 +189,13 @@ def validate_bundle(
         masks = sample_masks(samples, pp) if manifest.task == "segmentation" else None
         reference = b.reference()
         ref_metrics = dict(manifest.reference.get("metrics", {}))
-        names = list(artifacts) if artifacts else [a.name for a in manifest.artifacts if backend == "auto" or a.format in _formats_for(backend)]
+        remote = {"url": url, "model_name": model_name} if backend == "remote" else {}
+        if artifacts:
+            names = list(artifacts)
+        elif remote:  # the server runs one graph: judge it once
+            names = [b.artifact(precision="fp32").name]
+        else:
+            names = [a.name for a in manifest.artifacts if backend == "auto" or a.format in _formats_for(backend)]
         results: list[ArtifactValidation] = []
         for name in names:
             art = next((a for a in manifest.artifacts if a.name == name), None)
@@ -198,7 +208,7 @@ def validate_bundle(
             metric_tol = tolerance if tolerance is not None else tol.metric
             be = backend if backend != "auto" else ("openvino" if art.format == "openvino" else "onnxruntime")
             try:
-                with load(b, backend=be, device=device, artifact=name) as det:
+                with load(b, backend=be, device=device, artifact=name, **remote) as det:
                     res.backend, res.device, res.execution = det.backend, det.device, det.precision
                     if reference is not None:
                         res.reproduction = _reproduce(det, reference, manifest.calibration)

@@ -136,7 +136,7 @@ class ServedBundle:
 
                     images.append(decode_image(bytes(data), f"image_bytes[{i}]"))
                 except ImageReadError as exc:
-                    raise BadRequest(str(exc)) from exc
+                    raise BadRequest(f"Expected a PNG, JPEG, BMP or TIFF file in image_bytes[{i}]: {exc}") from exc
             if any(o in _MAP_OUTPUTS[:2] for o in outputs) and len({im.shape[:2] for im in images}) > 1:
                 raise BadRequest("Expected images of one size when anomaly_map or pred_mask is requested (maps are returned "
                                  f"at the original size), got sizes {sorted({im.shape[:2] for im in images})}")

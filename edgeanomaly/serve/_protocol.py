@@ -61,11 +61,11 @@ def _decode_bytes_elements(raw: bytes, count: int, name: str) -> list[bytes]:
         (n,) = struct.unpack_from("<I", raw, pos)
         pos += 4
         if pos + n > len(raw):
-            raise BadRequest(f"Element {i} of binary BYTES input {name!r} declares {n} bytes, only {len(raw) - pos} remain")
+            raise BadRequest(f"Expected element {i} of binary BYTES input {name!r} to fit the {len(raw) - pos} bytes left, got a length of {n}")
         out.append(raw[pos : pos + n])
         pos += n
     if pos != len(raw):
-        raise BadRequest(f"Binary BYTES input {name!r} has {len(raw) - pos} bytes after its {count} elements")
+        raise BadRequest(f"Expected binary BYTES input {name!r} to end after its {count} elements, got {len(raw) - pos} more bytes")
     return out
 
 

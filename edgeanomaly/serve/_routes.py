@@ -20,6 +20,8 @@ from edgeanomaly.serve._protocol import BadRequest, encode_infer_response, parse
 
 __all__ = ["Metrics", "install_routes"]
 
+_DRAIN_LIMIT = 256 << 20  # bytes of an oversized body read and dropped before answering 413
+
 
 class Metrics:
     """Prometheus series in the default registry, which KServe exposes at ``/metrics``."""
@@ -62,6 +64,14 @@ class _BodyLimit:
                 if message["type"] != "http.request" or not message.get("more_body"):
                     break
         if too_big:
+            # Read the rest and drop it (bounded), so a client that sends the whole body still
+            # gets the 413 instead of a connection reset.
+            drained, more = 0, bool(chunks[-1].get("more_body")) if chunks else scope.get("method") in ("POST", "PUT")
+            while more and drained < _DRAIN_LIMIT:
+                message = await receive()
+                drained += len(message.get("body", b""))
+                more = message["type"] == "http.request" and bool(message.get("more_body"))
+            chunks.clear()
             self.metrics.errors.labels(scope.get("path", ""), "413").inc()
             response = _json_error(f"Expected a request body of at most {self.limit} bytes (--max-request-mb), got more", 413)
             return await response(scope, receive, send)
@@ -144,7 +154,7 @@ def _inspect(model: ServedBundle, body: bytes) -> dict[str, Any]:
     try:
         rgb = decode_image(body, "upload")
     except ImageReadError as exc:
-        raise BadRequest(str(exc)) from exc
+        raise BadRequest(f"Expected a PNG, JPEG, BMP or TIFF file: {exc}") from exc
     p = model.detector.predict(rgb)
     drawn = overlay(rgb, p)
     ok, png = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))

@@ -35,6 +35,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture
+def unused_url() -> str:
+    """An http:// URL on 127.0.0.1 where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
 @pytest.fixture(scope="session")
 def serve_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A DFM bundle (segmentation, 128 px, ONNX + OpenVINO FP32): the cheapest model to export."""
@@ -44,7 +50,7 @@ def serve_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edgeanomaly.models._pipeline import fit_run
 
     root = tmp_path_factory.mktemp("serve")
-    generate_synthetic_dataset(root / "data", ["metal"], n_train=8, n_test=3, seed=1, size=128)
+    generate_synthetic_dataset(root / "data", ["metal"], n_train=8, n_test=4, seed=0, size=128)
     result = fit_run("dfm", root / "data", root / "dfm.run", category="metal", image_size=128,
                      backbone="efficientnet_lite0", pretrained=True, random_state=0)
     export_checkpoint(result.checkpoint, root / "dfm.bundle", ["onnx", "openvino"], ["fp32"])
