@@ -187,6 +187,7 @@ def predict(
     """
     from edgeanomaly.runtime import load
 
+    remote = check_remote(backend, url, model_name)
     if save_overlays and out_dir is None:
         raise click.BadParameter("--save-overlays needs --out DIR (nothing is written to the current directory)", param_hint="--save-overlays")
     kind, value = _resolve_source(source, watch)
@@ -200,7 +201,7 @@ def predict(
         precision=precision,
         artifact=artifact,
         inference_precision=inference_precision,
-        **check_remote(backend, url, model_name),
+        **remote,
     )
     info = detector.info()
     if not as_json:
