@@ -20,7 +20,7 @@ PAGE = """<!doctype html>
   #drop.over { background: #eef; }
   #verdict { font-size: 1.6rem; font-weight: bold; margin: 1rem 0 0.3rem; }
   .ANOMALOUS { color: #b00; } .NORMAL { color: #070; } .error { color: #b00; }
-  img { max-width: 100%; margin-top: 1rem; border: 1px solid #ccc; }
+  img { width: min(100%, 512px); margin-top: 1rem; border: 1px solid #ccc; }
 </style>
 </head>
 <body>
