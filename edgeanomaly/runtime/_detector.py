@@ -422,6 +422,9 @@ def load(
                 artifact_precision=chosen.precision,
                 timeout=timeout,
             )
+            served = getattr(engine, "served_artifact", None)
+            if artifact is None and served in {a.name for a in opened.artifacts}:
+                chosen = opened.artifact(name=served)
         elif backend_name == "openvino":
             model_path = opened.path(chosen)
             from edgeanomaly.runtime._backends._openvino import OpenVINOBackend

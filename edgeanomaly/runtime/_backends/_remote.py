@@ -236,8 +236,11 @@ class RemoteBackend:
         missing = [v for v in self._names.values() if v not in served_out]
         if missing:
             raise ConfigError(f"Model {model_name!r} on {url} has outputs {served_out}; missing {missing}")
+        # edgeanomaly serve says which artifact it runs and how; other servers do not.
+        served = meta.get("parameters") if isinstance(meta.get("parameters"), dict) else {}
+        self.served_artifact: str | None = served.get("artifact")
         self.device = url
-        self.precision = f"{artifact_precision} (served by {url})"
+        self.precision = f"{served.get('precision') or artifact_precision} (served by {url})"
         self.inputs = [TensorInfo("image", tuple(input_shape), "f32")]
         self.outputs = [TensorInfo(n, (-1,), "f32") for n in output_names]
         self.static_batch = input_shape[0] if input_shape[0] > 0 else None
