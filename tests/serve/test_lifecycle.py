@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import has, start_server, stop_server  # tests/serve/conftest.py
+from _serving import has, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
