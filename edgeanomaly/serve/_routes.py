@@ -72,7 +72,9 @@ class _BodyLimit:
                 drained += len(message.get("body", b""))
                 more = message["type"] == "http.request" and bool(message.get("more_body"))
             chunks.clear()
-            self.metrics.errors.labels(scope.get("path", ""), "413").inc()
+            path = scope.get("path", "")
+            kind = "infer" if path.endswith("/infer") else "inspect" if path == "/inspect" else "other"
+            self.metrics.errors.labels(kind, "413").inc()
             response = _json_error(f"Expected a request body of at most {self.limit} bytes (--max-request-mb), got more", 413)
             return await response(scope, receive, send)
 

@@ -54,9 +54,12 @@ def test_fp32_tensor_input_binary_extension(server, serve_bundle, serve_data):
     from edgeanomaly.data import PreprocessConfig, preprocess, read_image
     from edgeanomaly.runtime import load
 
+    paths = _images(serve_data)[:3]
     with load(serve_bundle, backend="onnxruntime") as det:
-        batch = np.stack([preprocess(read_image(p), det.preprocessing) for p in _images(serve_data)[:3]])
+        batch = np.stack([preprocess(read_image(p), det.preprocessing) for p in paths])
         want = det.predict_tensor(batch)
+        from_files = [det.predict(str(p)) for p in paths]  # independent path: decode + preprocess inside
+    np.testing.assert_allclose([p.raw_score for p in want], [p.raw_score for p in from_files], rtol=1e-6)
     head = json.dumps({"inputs": [{"name": "image", "shape": list(batch.shape), "datatype": "FP32",
                                    "parameters": {"binary_data_size": batch.nbytes}}],
                        "outputs": [{"name": "raw_score", "parameters": {"binary_data": True}},
@@ -166,6 +169,7 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server):
     assert status == 200 and [o["name"] for o in body["outputs"]] == ["pred_score", "raw_score", "pred_label"]
     status, data = server.get("/metrics")
     assert 'edgeanomaly_request_errors_total{path="infer",status="400"}' in data.decode()
+    assert 'edgeanomaly_request_errors_total{path="infer",status="413"} 1.0' in data.decode()
 
 
 def test_protocol_parser_reads_binary_bytes_tensor():
