@@ -12,7 +12,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def remote_options(func: F) -> F:
     """Add ``--url`` and ``--model-name`` (used with ``--backend remote``)."""
     func = click.option("--model-name", default=None,
-                        help="With --backend remote: the model's name on the server (default: the bundle's model, e.g. patchcore).")(func)
+                        help="With --backend remote: the model's name on the server (default: the bundle's folder name, as `serve` names it).")(func)
     func = click.option("--url", default=None,
                         help="With --backend remote: Open Inference Protocol server, http://HOST:8080 or grpc://HOST:8081.")(func)
     return func

@@ -32,6 +32,7 @@ _EXPORTS = {
     "BACKENDS": "edgeanomaly.runtime._devices",
     "list_devices": "edgeanomaly.runtime._devices",
     "Backend": "edgeanomaly.runtime._backends",
+    "served_model_name": "edgeanomaly.runtime._backends._remote",
     "validate_bundle": "edgeanomaly.runtime._validation",
     "write_validation_report": "edgeanomaly.runtime._validation",
     "TOLERANCES": "edgeanomaly.runtime._validation",

@@ -388,8 +388,8 @@ def load(
         num_streams, num_threads: override OpenVINO streams / threads (both backends: threads).
         verify: check the bundle's checksums while reading it.
         url, model_name, timeout: ``backend="remote"`` only: the Open Inference Protocol server
-            (``http://host:8080`` or ``grpc://host:8081``), the model's name there (default:
-            ``model_info["model"]``) and seconds per request. The graph runs on the server;
+            (``http://host:8080`` or ``grpc://host:8081``), the model's name there (default: the bundle's folder name
+            without ``.bundle``/``.zip``, as ``edgeanomaly serve`` names it) and seconds per request. The graph runs on the server;
             preprocessing and calibration stay here.
 
     >>> det = load("bundles/patchcore", backend="openvino", device="CPU")   # doctest: +SKIP
@@ -406,7 +406,7 @@ def load(
         if (backend == "remote") != (url is not None):
             raise ConfigError(f"url= goes with backend='remote' (and remote needs a url); got backend={backend!r}, url={url!r}")
         if backend == "remote":  # the one wiring point of the remote backend (a registry row after issue 10)
-            from edgeanomaly.runtime._backends._remote import RemoteBackend
+            from edgeanomaly.runtime._backends._remote import RemoteBackend, served_model_name
 
             backend_name = "remote"
             chosen = opened.artifact(name=artifact) if artifact else opened.artifact(precision=precision)
@@ -416,7 +416,7 @@ def load(
         if backend_name == "remote":
             engine: Backend = RemoteBackend(
                 url,  # type: ignore[arg-type]
-                model_name or opened.manifest.model_info.get("model", ""),
+                model_name or served_model_name(opened.source),
                 list(opened.manifest.input["shape"]),
                 [o["name"] for o in opened.manifest.outputs],
                 artifact_precision=chosen.precision,

@@ -193,6 +193,7 @@ def deploy(bundle: str | os.PathLike[str], target: str, out: str | os.PathLike[s
     DeployResult(target='triton', model_name='pc', ...)
     """
     from edgeanomaly.bundle import read_bundle
+    from edgeanomaly.runtime import served_model_name
 
     check_choice("deploy target", target, TARGETS)
     out = Path(out)
@@ -201,7 +202,7 @@ def deploy(bundle: str | os.PathLike[str], target: str, out: str | os.PathLike[s
     if max_batch_size < 1 or instances < 1:
         raise ConfigError(f"Expected max_batch_size >= 1 and instances >= 1, got {max_batch_size} and {instances}")
     with read_bundle(bundle) as b:
-        name = model_name or Path(b.source).name.removesuffix(".zip").removesuffix(".bundle") or "model"
+        name = model_name or served_model_name(b.source)
         if not _MODEL_NAME.match(name):
             raise ConfigError(f"Expected a model name of letters, digits, '_', '.', '-', got {name!r}")
         if artifact is not None:

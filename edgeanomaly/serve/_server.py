@@ -46,15 +46,14 @@ def _import_kserve() -> Any:
 
 def build_models(bundles: Sequence[str], names: Sequence[str] | None, **load_args: Any) -> list[ServedBundle]:
     """One :class:`ServedBundle` per bundle; names default to the bundle folder names."""
-    from pathlib import Path
-
     from edgeanomaly.errors import ConfigError
+    from edgeanomaly.runtime import served_model_name
 
     if names and len(names) != len(bundles):
         raise ConfigError(f"Expected one --model-name per bundle ({len(bundles)}), got {len(names)}")
     out = []
     for i, b in enumerate(bundles):
-        name = names[i] if names else Path(b).name.removesuffix(".zip").removesuffix(".bundle")
+        name = names[i] if names else served_model_name(b)
         out.append(ServedBundle(b, name, **load_args))
     seen = [m.name for m in out]
     if len(set(seen)) != len(seen):

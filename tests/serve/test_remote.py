@@ -25,7 +25,7 @@ def test_remote_predictions_equal_local(server, serve_bundle, serve_data, scheme
     else:
         url = server.url
     paths = _paths(serve_data)
-    with load(serve_bundle, backend="onnxruntime") as local, load(serve_bundle, backend="remote", url=url, model_name="dfm") as remote:
+    with load(serve_bundle, backend="onnxruntime") as local, load(serve_bundle, backend="remote", url=url) as remote:  # both name it "dfm"
         assert remote.backend == "remote" and remote.device == url
         want, got = local.predict_batch(paths), remote.predict_batch(paths, batch_size=4)
         many = list(remote.predict_many(paths[:3]))

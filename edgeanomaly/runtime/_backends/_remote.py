@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import sys
 import threading
 import time
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,12 +32,27 @@ import numpy as np
 from edgeanomaly.errors import BackendUnavailableError, ConfigError
 from edgeanomaly.runtime._backends import TensorInfo
 
-__all__ = ["RemoteBackend", "RemoteError"]
+__all__ = ["RemoteBackend", "RemoteError", "served_model_name"]
 
 #: V2 datatype -> NumPy dtype of the tensors this backend sends and receives.
 _V2_DTYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "BOOL": np.bool_, "INT64": np.int64}
 #: Output names of ``edgeanomaly serve`` that carry the graph's raw outputs.
 _SERVE_RAW = {"pred_score": "raw_score", "anomaly_map": "raw_anomaly_map"}
+
+
+def served_model_name(bundle: str | os.PathLike[str]) -> str:
+    """The default model name of a bundle on a server: its folder or zip name without suffix.
+
+    ``edgeanomaly serve``, ``edgeanomaly deploy`` and the remote backend all use it, so
+    ``serve pc.bundle`` and ``predict pc.bundle IMG --backend remote --url ...`` meet at ``pc``.
+
+    >>> served_model_name("lines/pc.bundle.zip")
+    'pc'
+    """
+    name = Path(bundle).name
+    for suffix in (".zip", ".bundle"):
+        name = name.removesuffix(suffix)
+    return name or "model"
 
 
 class RemoteError(BackendUnavailableError):
