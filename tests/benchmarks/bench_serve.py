@@ -12,7 +12,7 @@ at the end; traffic never leaves the loopback interface.
 
 Reports: throughput (requests/s), latency p50/p99 per request, the number of errors (non-200
 answers, wrong scores), the server's resident memory after warm-up, at the end and its
-maximum (sampled from /proc every 200 requests), and, for comparison, in-process
+maximum (sampled from /proc every 200 requests, also reported at each quarter of the run), and, for comparison, in-process
 ``Detector.predict`` on the same images and backend: p50/p99 one at a time and throughput.
 Every answer's score is checked against in-process predict (FP32 tolerance).
 """
@@ -185,7 +185,11 @@ def main(argv: list[str] | None = None) -> dict:
         "inprocess_p99_ms": round(float(np.percentile(np.asarray(lat) * 1e3, 99)), 1),
         "inprocess_throughput_ips": round(local_ips, 1),
         "rss_mb_after_warmup": round(rss_start, 1), "rss_mb_end": round(rss_end, 1),
-        "rss_mb_max": round(max(res["rss"], default=rss_end), 1), "backend": args.backend,
+        "rss_mb_max": round(max(res["rss"], default=rss_end), 1),
+        # resident memory at each quarter of the run: flat means no growth per request
+        "rss_mb_quarters": [round(res["rss"][min(len(res["rss"]) - 1, k * len(res["rss"]) // 4)], 1)
+                            for k in (1, 2, 3, 4)] if res["rss"] else [],
+        "backend": args.backend,
         "image_size": list(det.input_size),
     }
     if args.json:
