@@ -388,9 +388,10 @@ def load(
         num_streams, num_threads: override OpenVINO streams / threads (both backends: threads).
         verify: check the bundle's checksums while reading it.
         url, model_name, timeout: ``backend="remote"`` only: the Open Inference Protocol server
-            (``http://host:8080`` or ``grpc://host:8081``), the model's name there (default: the bundle's folder name
-            without ``.bundle``/``.zip``, as ``edgeanomaly serve`` names it) and seconds per request. The graph runs on the server;
-            preprocessing and calibration stay here.
+            (``http://host:8080`` or ``grpc://host:8081``), the model's name there (default:
+            the bundle's folder name without ``.bundle``/``.zip``, as ``edgeanomaly serve``
+            names it) and seconds per request. The graph runs on the server; preprocessing and
+            calibration stay here.
 
     >>> det = load("bundles/patchcore", backend="openvino", device="CPU")   # doctest: +SKIP
     >>> det.precision                                                      # doctest: +SKIP
@@ -406,30 +407,18 @@ def load(
         if (backend == "remote") != (url is not None):
             raise ConfigError(f"url= goes with backend='remote' (and remote needs a url); got backend={backend!r}, url={url!r}")
         if backend == "remote":  # the one wiring point of the remote backend (a registry row after issue 10)
-            from edgeanomaly.runtime._backends._remote import RemoteBackend, served_model_name
+            from edgeanomaly.runtime._backends._remote import connect
 
             backend_name = "remote"
-            chosen = opened.artifact(name=artifact) if artifact else opened.artifact(precision=precision)
+            engine, chosen = connect(opened, url, model_name, precision=precision, artifact=artifact, timeout=timeout)  # type: ignore[arg-type]
         else:
             backend_name, chosen = select_artifact(opened, backend, precision, artifact)
+        model_path = opened.path(chosen)
         static_batch = getattr(chosen, "static_batch", None)
-        if backend_name == "remote":
-            engine: Backend = RemoteBackend(
-                url,  # type: ignore[arg-type]
-                model_name or served_model_name(opened.source),
-                list(opened.manifest.input["shape"]),
-                [o["name"] for o in opened.manifest.outputs],
-                artifact_precision=chosen.precision,
-                timeout=timeout,
-            )
-            served = getattr(engine, "served_artifact", None)
-            if artifact is None and served in {a.name for a in opened.artifacts}:
-                chosen = opened.artifact(name=served)
-        elif backend_name == "openvino":
-            model_path = opened.path(chosen)
+        if backend_name == "openvino":
             from edgeanomaly.runtime._backends._openvino import OpenVINOBackend
 
-            engine = OpenVINOBackend(
+            engine: Backend = OpenVINOBackend(
                 model_path,
                 device,
                 artifact_precision=chosen.precision,
@@ -440,7 +429,7 @@ def load(
                 num_threads=num_threads,
                 static_batch=static_batch,
             )
-        else:
+        elif backend_name == "onnxruntime":
             if inference_precision is not None:
                 raise ConfigError(
                     "inference_precision is an OpenVINO setting; ONNX Runtime runs the graph's own precision. "
@@ -449,7 +438,7 @@ def load(
             from edgeanomaly.runtime._backends._onnxruntime import ONNXRuntimeBackend
 
             engine = ONNXRuntimeBackend(
-                opened.path(chosen),
+                model_path,
                 device,
                 artifact_precision=chosen.precision,
                 num_threads=num_threads,

@@ -32,7 +32,7 @@ import numpy as np
 from edgeanomaly.errors import BackendUnavailableError, ConfigError
 from edgeanomaly.runtime._backends import TensorInfo
 
-__all__ = ["RemoteBackend", "RemoteError", "served_model_name"]
+__all__ = ["RemoteBackend", "RemoteError", "connect", "served_model_name"]
 
 #: V2 datatype -> NumPy dtype of the tensors this backend sends and receives.
 _V2_DTYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "BOOL": np.bool_, "INT64": np.int64}
@@ -271,3 +271,25 @@ class RemoteBackend:
     def close(self) -> None:
         """Close the connections."""
         self._client.close()
+
+
+def connect(bundle: Any, url: str, model_name: str | None = None, *, precision: str = "fp32", artifact: str | None = None,
+            timeout: float = 30.0) -> tuple[RemoteBackend, Any]:
+    """``(backend, artifact)`` for ``load(bundle, backend="remote", url=...)``.
+
+    The artifact is the one the server says it runs (``edgeanomaly serve`` does), else the one
+    named by ``artifact``, else the bundle's artifact of ``precision``; it is what the Detector
+    reports, and its precision selects the tolerances of ``validate``.
+    """
+    chosen = bundle.artifact(name=artifact) if artifact else bundle.artifact(precision=precision)
+    engine = RemoteBackend(
+        url,
+        model_name or served_model_name(bundle.source),
+        list(bundle.manifest.input["shape"]),
+        [o["name"] for o in bundle.manifest.outputs],
+        artifact_precision=chosen.precision,
+        timeout=timeout,
+    )
+    if artifact is None and engine.served_artifact in {a.name for a in bundle.artifacts}:
+        chosen = bundle.artifact(name=engine.served_artifact)
+    return engine, chosen
