@@ -65,8 +65,8 @@ def start_server(bundle: Path, log_dir: Path, *extra: str) -> Server:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edgeanomaly.cli", "serve", str(bundle), "--host", "127.0.0.1",
-             "--http-port", str(http_port), "--grpc-port", str(grpc_port), *extra],
+            [sys.executable, "-m", "edgeanomaly.cli", "serve", str(bundle), *extra, "--host", "127.0.0.1",
+             "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
             stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     server = Server(proc, http_port, grpc_port, log)

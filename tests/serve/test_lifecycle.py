@@ -18,7 +18,9 @@ pytestmark = pytest.mark.slow
 def test_sigterm_answers_requests_in_flight(serve_bundle, tmp_path):
     if not has("kserve"):
         pytest.skip('edgeanomaly serve needs the [serve] extra: pip install "edgeanomaly[serve]"')
-    server = start_server(serve_bundle, tmp_path, "--backend", "onnxruntime", "--grpc-port", "0")
+    # Two bundles in one server (the same one under two names), so several models are served too.
+    server = start_server(serve_bundle, tmp_path, str(serve_bundle), "--backend", "onnxruntime",
+                          "--model-name", "dfm", "--model-name", "second")
     try:
         n = 16  # images per request: long enough to still be running when SIGTERM arrives
         body = json.dumps({"inputs": [{"name": "image", "shape": [n, 3, 128, 128], "datatype": "FP32",
@@ -26,15 +28,16 @@ def test_sigterm_answers_requests_in_flight(serve_bundle, tmp_path):
         results: list[tuple[int, bytes] | Exception] = []
         finished: list[float] = []
 
-        def call() -> None:
+        def call(model: str) -> None:
             try:
-                status, _, data = server.post("/v2/models/dfm/infer", body, timeout=120)
+                status, _, data = server.post(f"/v2/models/{model}/infer", body, timeout=120)
                 results.append((status, data))
                 finished.append(time.monotonic())
             except Exception as exc:  # noqa: BLE001 - recorded and asserted on below
                 results.append(exc)
 
-        threads = [threading.Thread(target=call) for _ in range(3)]
+        assert server.get("/v2/models/second")[0] == 200
+        threads = [threading.Thread(target=call, args=(m,)) for m in ("dfm", "second", "dfm")]
         for t in threads:
             t.start()
         time.sleep(1.0)  # the requests are now being read or scored
