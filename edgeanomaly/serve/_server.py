@@ -117,9 +117,12 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
 
             from grpc import aio
             from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+            from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
             from kserve.protocol.grpc.servicer import InferenceServicer
 
-            self._server = aio.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+            # KServe's interceptor maps InvalidInput to INVALID_ARGUMENT (not UNKNOWN).
+            self._server = aio.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                                      interceptors=(ExceptionToStatusInterceptor(),))
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
                 InferenceServicer(self._data_plane, self._model_repository_extension), self._server
             )

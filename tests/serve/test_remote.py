@@ -70,3 +70,21 @@ def test_remote_errors_name_the_url(serve_bundle, server, unused_url):
         load(serve_bundle, backend="remote")
     with pytest.raises(ConfigError, match="http://"):
         load(serve_bundle, backend="remote", url="ftp://127.0.0.1:1")
+
+
+def test_grpc_bad_request_is_invalid_argument(server):
+    grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc] (the [serve] extra)")
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    try:
+        bad = grpcclient.InferInput("image", [1, 3, 64, 64], "FP32")
+        bad.set_data_from_numpy(np.zeros((1, 3, 64, 64), np.float32))
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("dfm", [bad], client_timeout=30)
+        assert "INVALID_ARGUMENT" in str(info.value.status()) and "Expected input 'image' of shape" in info.value.message()
+        good = grpcclient.InferInput("image", [1, 3, 128, 128], "FP32")
+        good.set_data_from_numpy(np.full((1, 3, 128, 128), 0.5, np.float32))
+        assert client.infer("dfm", [good], client_timeout=30).as_numpy("pred_label").shape == (1,)
+    finally:
+        client.close()
