@@ -131,7 +131,8 @@ def benchmark_bundle(
         masks = sample_masks(samples, pp) if samples and manifest.task == "segmentation" else None
         remote = {"url": url, "model_name": model_name} if url else {}
         if remote:
-            combos = [(b.artifact(precision="fp32"), "remote", url)]
+            with load(b, backend="remote", **remote) as probe:  # the artifact the server says it runs
+                combos = [(probe.artifact, "remote", url)]
             cold_start = False
         else:
             combos = [(art, be, dev) for art in manifest.artifacts

@@ -192,8 +192,9 @@ def validate_bundle(
         remote = {"url": url, "model_name": model_name} if backend == "remote" else {}
         if artifacts:
             names = list(artifacts)
-        elif remote:  # the server runs one graph: judge it once
-            names = [b.artifact(precision="fp32").name]
+        elif remote:  # the server runs one graph: judge it once, as the artifact it says it runs
+            with load(b, backend="remote", **remote) as probe:
+                names = [probe.artifact.name]
         else:
             names = [a.name for a in manifest.artifacts if backend == "auto" or a.format in _formats_for(backend)]
         results: list[ArtifactValidation] = []

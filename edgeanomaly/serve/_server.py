@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 import time
 from typing import Any, Sequence
@@ -173,6 +174,10 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
                     max_threads=grpc_threads, enable_latency_logging=False, grace_period=30)
     print(f"edgeanomaly serve: {', '.join(m.name for m in models)} on http://{host}:{http_port}"
           + (f" and grpc://{host}:{grpc_port}" if grpc_port else "") + " (Ctrl-C or SIGTERM stops)", flush=True)
+    # uvicorn takes SIGTERM/SIGINT while it serves and raises them again once the requests in
+    # flight are answered; a quiet handler then lets us stop gRPC and exit with status 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         server.start(kmodels)
     finally:

@@ -53,7 +53,7 @@ def test_sigterm_answers_requests_in_flight(serve_bundle, tmp_path):
             status, data = r
             assert status == 200, data[:300]
             assert len(json.loads(data)["outputs"][0]["data"]) == n
-        assert server.proc.returncode in (0, -signal.SIGTERM), server.log.read_text()[-2000:]
+        assert server.proc.returncode == 0, server.log.read_text()[-2000:]
         with pytest.raises(OSError):
             server.get("/v2/health/live", timeout=2)
         assert sorted(p.name for p in tmp_path.iterdir()) == [server.log.name]  # nothing else written
