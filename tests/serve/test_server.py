@@ -36,7 +36,7 @@ def test_image_bytes_answer_equals_predict(server, serve_bundle, serve_data):
     from edgeanomaly.runtime import load
 
     paths = _images(serve_data)[:6]
-    status, body = server.post_json("/v2/models/dfm.bundle/infer".replace("dfm.bundle", "dfm"),
+    status, body = server.post_json("/v2/models/dfm/infer",
                                     _bytes_request(paths, ["pred_score", "raw_score", "pred_label", "anomaly_map", "pred_mask"]))
     assert status == 200, body
     got = _outputs(body)
