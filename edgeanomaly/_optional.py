@@ -19,6 +19,9 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "openvino": ("openvino", "base install"),
     "onnxruntime": ("onnxruntime", "base install"),
     "sklearn": ("scikit-learn", "dev"),
+    "kserve": ("kserve", "serve"),
+    "tritonclient": ("tritonclient", "serve"),
+    "yaml": ("pyyaml", "serve"),
 }
 
 

@@ -130,6 +130,9 @@ class BackendSpec:
         options: ``load()`` options it takes besides device and artifact.
         install_hint: what to install when ``module`` is missing.
         auto: whether ``backend="auto"`` may choose it.
+        connects: the backend runs no local file (an inference server): ``factory`` is then
+            ``(bundle, device, *, precision, artifact, **options) -> (Backend, artifact)`` and
+            reports the artifact it runs, instead of ``load`` choosing one.
     """
 
     name: str
@@ -143,6 +146,7 @@ class BackendSpec:
     options: tuple[str, ...] = ()
     install_hint: str = ""
     auto: bool = True
+    connects: bool = False
 
     def installed(self) -> bool:
         """True when :attr:`module` can be imported (checked without importing it)."""
@@ -179,6 +183,11 @@ class BackendSpec:
         """Instantiate the backend on one artifact file."""
         self.require()
         return resolve(self.factory)(model_path, device, **kwargs)
+
+    def connect(self, bundle: Any, device: str, **kwargs: Any) -> tuple[Any, Any]:
+        """``(Backend, artifact)`` of a backend that runs no local file (``connects=True``)."""
+        self.require()
+        return resolve(self.factory)(bundle, device, **kwargs)
 
 
 _FORMATS: dict[str, FormatSpec] = {}
@@ -297,5 +306,23 @@ register_backend(
         list_devices="edgeanomaly.runtime._devices:onnxruntime_devices",
         options=("num_threads",),
         install_hint='pip install onnxruntime (or "edgeanomaly[gpu]" for CUDA/TensorRT)',
+    )
+)
+
+
+register_backend(
+    BackendSpec(
+        name="remote",
+        factory="edgeanomaly.runtime._backends._remote:connect_backend",
+        module="http.client",  # http(s):// needs the standard library only; grpc:// needs the [serve] extra
+        # No local file: the server runs whatever artifact it was given (load asks it which);
+        # the bundle supplies pre- and postprocessing.
+        formats=(),
+        devices={"REMOTE": "REMOTE"},
+        list_devices="edgeanomaly.runtime._backends._remote:remote_devices",
+        options=("url", "model_name", "timeout"),
+        install_hint='pip install "edgeanomaly[serve]" (for grpc:// URLs)',
+        auto=False,
+        connects=True,
     )
 )

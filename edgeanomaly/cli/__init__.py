@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "calibrate": ("edgeanomaly.cli._calibrate", "calibrate", "Recompute thresholds and normalisation on the device."),
     "info": ("edgeanomaly.cli._info", "info", "Describe a bundle and verify its checksums."),
     "data": ("edgeanomaly.cli._data", "data", "Synthesise or check datasets."),
+    "serve": ("edgeanomaly.cli._serve", "serve", "Serve bundles over the Open Inference Protocol (KServe V2), with a web page."),
+    "deploy": ("edgeanomaly.cli._deploy", "deploy", "Write a bundle as a Triton, OpenVINO Model Server or KServe repository."),
 }
 
 

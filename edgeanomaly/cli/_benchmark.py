@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgeanomaly.cli._common import friendly_errors
+from edgeanomaly.cli._remote import check_remote, remote_options
 
 
 @click.command(epilog="""\b
@@ -20,13 +21,18 @@ Examples:
 @click.option("--throughput-images", default=64, show_default=True, type=click.IntRange(min=1), help="Images streamed through the async path.")
 @click.option("--cold-start/--no-cold-start", default=True, show_default=True, help="Measure import + load + first prediction in a fresh process.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to save benchmark.json and benchmark.md (default: BUNDLE-benchmark next to the bundle).")
+@click.option("--backend", type=click.Choice(["all", "remote"]), default="all", show_default=True,
+              help="all: every local backend and device; remote: only the server at --url.")
+@remote_options
 @friendly_errors
-def benchmark(bundle: Path, data: Path | None, category: str | None, repeats: int, throughput_images: int, cold_start: bool, out: Path | None) -> None:
+def benchmark(bundle: Path, data: Path | None, category: str | None, repeats: int, throughput_images: int, cold_start: bool,
+              out: Path | None, backend: str, url: str | None, model_name: str | None) -> None:
     """Latency, throughput, accuracy and drift of every artifact x backend x device."""
     from edgeanomaly.tooling import benchmark_bundle, benchmark_markdown, write_benchmark
 
     rows = benchmark_bundle(bundle, data, category=category, repeats=repeats, throughput_images=throughput_images,
-                            cold_start=cold_start, progress=lambda what: click.echo(f"benchmarking {what} ...", err=True))
+                            cold_start=cold_start, progress=lambda what: click.echo(f"benchmarking {what} ...", err=True),
+                            **check_remote(backend, url, model_name))
     click.echo(benchmark_markdown(rows))
     target = out or bundle.with_name(bundle.name.removesuffix(".zip") + "-benchmark")
     for p in write_benchmark(rows, target):

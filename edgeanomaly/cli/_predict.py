@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import click
 
 from edgeanomaly.cli._common import backend_choice, friendly_errors, precision_choice, progress
+from edgeanomaly.cli._remote import check_remote, remote_options
 
 #: Exit code when the run finished but some inputs could not be scored (corrupt files...).
 EXIT_SOME_FAILED = 3
@@ -212,6 +213,7 @@ class _Report:
 @click.option("--watch", is_flag=True, help="Treat a folder SOURCE as a drop folder: score new files as they arrive.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop a video, camera or watch after N predictions.")
 @click.option("--timeout", type=float, default=None, help="Stop a camera or watch after this many idle seconds.")
+@remote_options
 @friendly_errors
 def predict(
     bundle: Path,
@@ -229,6 +231,8 @@ def predict(
     watch: bool,
     max_frames: int | None,
     timeout: float | None,
+    url: str | None,
+    model_name: str | None,
 ) -> None:
     """Score SOURCE with BUNDLE: an image, a folder (and its subfolders), a glob ("parts/*.png"), a video or a camera index.
 
@@ -244,6 +248,7 @@ def predict(
     """
     from edgeanomaly.runtime import load
 
+    remote = check_remote(backend, url, model_name)
     if save_overlays and out_dir is None:
         raise click.BadParameter("--save-overlays needs --out DIR (nothing is written to the current directory)", param_hint="--save-overlays")
     kind, value = _resolve_source(source, watch)
@@ -258,6 +263,7 @@ def predict(
         precision=precision,
         artifact=artifact,
         inference_precision=inference_precision,
+        **remote,
     )
     info = detector.info()
     if not as_json:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgeanomaly.cli._common import StageBar, backend_choice, friendly_errors, split_csv
+from edgeanomaly.cli._remote import check_remote, remote_options
 
 
 def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, imported lazily
@@ -29,12 +30,14 @@ Examples:
 @click.option("--artifact", "artifacts", default=None, help="Comma-separated artifact names (default: all the backend can run).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write validation.json, validation.md and figures here.")
 @click.option("--tolerance", type=float, default=None, help="Largest allowed |metric - reference| for every precision (default: fp32 0.005, fp16 0.01, int8 0.02).")
+@remote_options
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Also matplotlib PNGs of ROC, PRO, PIMO and score histograms ([plot] extra); validation.html has its figures either way.")
 @click.option("--pixel-resolution", type=click.Choice(["original", "model"]), default="original", show_default=True,
               help="original: also report pixel metrics with maps resized to each image's size (as MVTec results are reported); model: at the model input size only.")
 @friendly_errors
 def validate(bundle: Path, data: Path, category: str | None, backend: str, device: str, artifacts: str | None,
-             out: Path | None, tolerance: float | None, figures: bool, pixel_resolution: str) -> None:
+             out: Path | None, tolerance: float | None, url: str | None, model_name: str | None, figures: bool,
+             pixel_resolution: str) -> None:
     """Check BUNDLE against ground truth and against its torch reference; exit 1 when an artifact FAILs.
 
     Each artifact gets a verdict: PASS, FAIL, or INCONCLUSIVE (nothing failed, but the data is
@@ -47,7 +50,7 @@ def validate(bundle: Path, data: Path, category: str | None, backend: str, devic
     try:
         report = validate_bundle(bundle, data, category=category, backend=backend, device=device,
                                  artifacts=split_csv(artifacts) or None, tolerance=tolerance, progress=bar,
-                                 pixel_resolution=pixel_resolution)
+                                 pixel_resolution=pixel_resolution, **check_remote(backend, url, model_name))
     finally:
         bar.close()
     print_validation(report)

@@ -33,6 +33,7 @@ _EXPORTS = {
     "StreamError": "edgeanomaly.runtime._stream",
     "list_devices": "edgeanomaly.runtime._devices",
     "Backend": "edgeanomaly.runtime._backends",
+    "served_model_name": "edgeanomaly.runtime._backends._remote",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -217,19 +217,16 @@ class Detector:
         return x, rgb.shape[:2], (source if source is not None else path), timings
 
     def _finish(
-        self, outputs: dict[str, np.ndarray], row: int, image_hw: tuple[int, int], source: Any, timings: dict[str, float]
+        self, outputs: dict[str, np.ndarray], row: int, image_hw: tuple[int, int], source: Any, timings: dict[str, float],
+        *, preprocessed: bool = False,
     ) -> Prediction:
         t0 = time.perf_counter()
         raw_score = float(outputs["pred_score"].reshape(-1)[row])
         raw_map = outputs["anomaly_map"][row].reshape(self.input_size) if "anomaly_map" in outputs else None
-        score, label, norm_map, mask = postprocess(
-            self.calibration,
-            raw_score,
-            raw_map,
-            image_hw,
-            self.preprocessing.image_size,
-            self.preprocessing.center_crop,
-        )
+        # A preprocessed input is already resized (and cropped): its map stays at that size.
+        resized = self.input_size if preprocessed else self.preprocessing.image_size
+        crop = None if preprocessed else self.preprocessing.center_crop
+        score, label, norm_map, mask = postprocess(self.calibration, raw_score, raw_map, image_hw, resized, crop)
         timings["postprocess"] = (time.perf_counter() - t0) * 1e3
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
         return Prediction(
@@ -267,6 +264,35 @@ class Detector:
         outputs = engine.run(x[None])
         timings["infer"] = (time.perf_counter() - t0) * 1e3
         return self._finish(outputs, 0, hw, src, timings)
+
+    def predict_tensor(self, batch: np.ndarray) -> list[Prediction]:
+        """Score images that are already preprocessed: the graph contract's ``image`` input.
+
+        Args:
+            batch: (N, 3, H, W) float32 RGB in [0, 1], (H, W) the model input size, e.g. the
+                output of :func:`edgeanomaly.data.preprocess` stacked.
+
+        Returns:
+            one :class:`Prediction` per row, maps at the model input size (H, W).
+
+        >>> det.predict_tensor(np.zeros((2, 3, 256, 256), np.float32))[0].anomaly_map.shape   # doctest: +SKIP
+        (256, 256)
+        """
+        expected = (3, *self.input_size)
+        if not isinstance(batch, np.ndarray) or batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+            got = batch.shape if isinstance(batch, np.ndarray) else type(batch).__name__
+            raise ValueError(f"Expected image of shape (N, {', '.join(map(str, expected))}), got {got}")
+        if batch.dtype != np.float32:
+            raise ValueError(f"Expected image of dtype float32, got {batch.dtype}")
+        if batch.shape[0] == 0:
+            return []
+        t0 = time.perf_counter()
+        outputs = self._engine.run(batch)
+        share = (time.perf_counter() - t0) * 1e3 / batch.shape[0]
+        return [
+            self._finish(outputs, row, self.input_size, None, {"infer": share}, preprocessed=True)
+            for row in range(batch.shape[0])
+        ]
 
     def predict_batch(
         self,
@@ -400,6 +426,9 @@ def load(
     num_threads: int | None = None,
     verify: bool = True,
     backend_options: dict[str, Any] | None = None,
+    url: str | None = None,
+    model_name: str | None = None,
+    timeout: float | None = None,
 ) -> Detector:
     """Load a bundle for inference, without torch.
 
@@ -425,8 +454,13 @@ def load(
         cache_dir: OpenVINO compiled-model cache (faster second load); none by default.
         num_streams, num_threads: override OpenVINO streams / threads (both backends: threads).
         verify: check the bundle's checksums while reading it.
-        backend_options: settings of a backend beyond those above (e.g. a server address for a
-            remote backend); each must be among its registry row's ``options``.
+        backend_options: settings of a backend beyond those above; each must be among its
+            registry row's ``options``.
+        url, model_name, timeout: ``backend="remote"`` only: the Open Inference Protocol server
+            (``http://host:8080`` or ``grpc://host:8081``), the model's name there (default:
+            the bundle's folder name without ``.bundle``/``.zip``, as ``edgeanomaly serve``
+            names it) and seconds per request. The graph runs on the server; preprocessing and
+            calibration stay here, and the artifact is the one the server says it runs.
 
     The graph's input and output shapes are compared with the manifest; a mismatch (a manifest
     edited and re-signed) is a :class:`~edgeanomaly.errors.BundleError`. A request the engine
@@ -443,9 +477,16 @@ def load(
     owns = isinstance(bundle, (str, os.PathLike))
     opened = read_bundle(bundle, verify=verify) if owns else bundle
     try:
-        backend_name, chosen, why = _select(opened, backend, precision, artifact, device)
-        spec = get_backend(backend_name)
+        if backend != "auto" and get_backend(backend).connects:
+            spec = get_backend(backend)  # an inference server: it reports the artifact it runs
+            backend_name, chosen, why = spec.name, None, ""
+        else:
+            backend_name, chosen, why = _select(opened, backend, precision, artifact, device)
+            spec = get_backend(backend_name)
         given = {
+            "url": url,
+            "model_name": model_name,
+            "timeout": timeout,
             "inference_precision": inference_precision,
             "performance_hint": hint,
             "cache_dir": cache_dir,
@@ -465,13 +506,18 @@ def load(
                 f"{', '.join(rejected)}: not a setting of the {spec.name} backend "
                 f"(it takes {', '.join(spec.options) or 'none'}).{extra}"
             )
-        engine: Backend = spec.create(
-            opened.path(chosen),
-            device,
-            artifact_precision=chosen.precision,
-            static_batch=getattr(chosen, "static_batch", None),
-            **{k: v for k, v in given.items() if k in spec.options and v is not None},
-        )
+        options = {k: v for k, v in given.items() if k in spec.options and v is not None}
+        if spec.connects:
+            engine, chosen = spec.connect(opened, device, precision=precision, artifact=artifact, **options)
+            why = f"{chosen.name}: the artifact the {spec.name} backend reports it runs"
+        else:
+            engine = spec.create(
+                opened.path(chosen),
+                device,
+                artifact_precision=chosen.precision,
+                static_batch=getattr(chosen, "static_batch", None),
+                **options,
+            )
         try:
             _check_signature(engine, opened.manifest, f"Artifact {chosen.name} of {opened.root}")
         except BaseException:

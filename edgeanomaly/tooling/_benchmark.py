@@ -94,8 +94,14 @@ def benchmark_bundle(
     throughput_images: int = 64,
     cold_start: bool = True,
     progress: Callable[[str], None] | None = None,
+    url: str | None = None,
+    model_name: str | None = None,
 ) -> list[BenchmarkRow]:
-    """Measure every artifact x backend x device combination; never raises for one that fails."""
+    """Measure every artifact x backend x device combination; never raises for one that fails.
+
+    With ``url`` (an Open Inference Protocol server, see ``load(backend="remote")``) only that
+    server is measured, on the bundle's fp32 artifact, without a cold start.
+    """
     from edgeanomaly.bundle import read_bundle
     from edgeanomaly.data import load_dataset, sample_labels, sample_masks
     from edgeanomaly.data import PreprocessConfig
@@ -104,7 +110,7 @@ def benchmark_bundle(
     from edgeanomaly.runtime import load
 
     bundle = Path(bundle)
-    devices = _available_devices()
+    devices = {} if url else _available_devices()
     samples = []
     if data is not None:
         ds = load_dataset(data, category=category).check()
@@ -124,26 +130,33 @@ def benchmark_bundle(
             cv2.imwrite(str(image_path), cv2.cvtColor(ref["images"][0], cv2.COLOR_RGB2BGR))
         labels = sample_labels(samples) if samples else None
         masks = sample_masks(samples, pp) if samples and manifest.task == "segmentation" else None
-        for art in manifest.artifacts:
-            for be in (spec.name for spec in backends_for(art.format)):
-                for dev in devices.get(be, []):
-                    row = BenchmarkRow(art.name, art.format, art.precision, be, dev, size_bytes=art.bytes)
-                    rows.append(row)
-                    if progress:
-                        progress(f"{art.name} on {be}/{dev}")
-                    try:
-                        _measure(row, b, load, ref, image_path, samples, labels, masks, auroc, aupro, repeats, throughput_images)
-                        if cold_start:
-                            row.cold_start = _cold_start(bundle, be, dev, art.name, image_path)
-                            row.cold_start_s = row.cold_start["total_s"]
-                    except (EdgeAnomalyError, RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
-                        row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"
+        remote = {"url": url, "model_name": model_name} if url else {}
+        if remote:
+            with load(b, backend="remote", **remote) as probe:  # the artifact the server says it runs
+                combos = [(probe.artifact, "remote", url)]
+            cold_start = False
+        else:
+            combos = [(art, be, dev) for art in manifest.artifacts
+                      for be in (spec.name for spec in backends_for(art.format))
+                      for dev in devices.get(be, [])]
+        for art, be, dev in combos:
+            row = BenchmarkRow(art.name, art.format, art.precision, be, dev, size_bytes=art.bytes)
+            rows.append(row)
+            if progress:
+                progress(f"{art.name} on {be}/{dev}")
+            try:
+                _measure(row, b, load, ref, image_path, samples, labels, masks, auroc, aupro, repeats, throughput_images, remote)
+                if cold_start:
+                    row.cold_start = _cold_start(bundle, be, dev, art.name, image_path)
+                    row.cold_start_s = row.cold_start["total_s"]
+            except (EdgeAnomalyError, RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
+                row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"
     return rows
 
 
 def _measure(row: BenchmarkRow, b: Any, load: Any, ref: Any, image_path: Path, samples: list, labels: Any,
-             masks: Any, auroc: Any, aupro: Any, repeats: int, throughput_images: int) -> None:
-    with load(b, backend=row.backend, device=row.device, artifact=row.artifact) as det:
+             masks: Any, auroc: Any, aupro: Any, repeats: int, throughput_images: int, remote: dict[str, Any]) -> None:
+    with load(b, backend=row.backend, device=row.device, artifact=row.artifact, **remote) as det:
         row.execution = det.precision
         if ref is not None:
             diff = reproduce(det, ref["images"], ref)[1]

@@ -146,11 +146,15 @@ def validate_bundle(
     tolerance: float | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     pixel_resolution: str = "original",
+    url: str | None = None,
+    model_name: str | None = None,
 ) -> ValidationReport:
     """Run every requested artifact of ``bundle`` on the labelled test split of ``data``.
 
     Args:
-        artifacts: artifact names (default: all in the bundle that ``backend`` can run).
+        artifacts: artifact names (default: all in the bundle that ``backend`` can run; with
+            ``backend="remote"`` the fp32 one, whose tolerances then apply to the server).
+        url, model_name: the server of ``backend="remote"`` (see :func:`edgeanomaly.runtime.load`).
         tolerance: metric tolerance for every precision (default: :data:`TOLERANCES`).
         pixel_resolution: ``"original"`` also reports pixel metrics with each map resized to
             its image's own size (as MVTec results are reported; ``metrics_original``);
@@ -184,11 +188,19 @@ def validate_bundle(
         masks = sample_masks(samples, pp) if manifest.task == "segmentation" else None
         reference = b.reference()
         ref_metrics = dict(manifest.reference.get("metrics", {}))
-        runs = get_backend(backend).formats if backend != "auto" else format_names()
-        names = list(artifacts) if artifacts else [a.name for a in manifest.artifacts if a.format in runs]
         paired = _paired_reference(reference, samples)
         original_masks: list[np.ndarray | None] | None = None
         note = "pixel metrics at the model input resolution (masks resized to the map)"
+        remote = {"url": url, "model_name": model_name} if url is not None else {}
+        if artifacts:
+            names = list(artifacts)
+        elif backend != "auto" and get_backend(backend).connects:
+            # a server runs one graph: judge it once, as the artifact it says it runs
+            with load(b, backend=backend, **remote) as probe:
+                names = [probe.artifact.name]
+        else:
+            runs = get_backend(backend).formats if backend != "auto" else format_names()
+            names = [a.name for a in manifest.artifacts if a.format in runs]
         results: list[ArtifactValidation] = []
         for name in names:
             art = next((a for a in manifest.artifacts if a.name == name), None)
@@ -199,7 +211,7 @@ def validate_bundle(
                 res.error = f"no artifact named {name!r} in the bundle (it has {', '.join(a.name for a in manifest.artifacts)})"
                 continue
             try:
-                with load(b, backend=backend, device=device, artifact=name) as det:
+                with load(b, backend=backend, device=device, artifact=name, **remote) as det:
                     res.backend, res.device, res.execution = det.backend, det.device, det.precision
                     if reference is not None:
                         outputs, res.reproduction = reproduce(det, reference["images"], reference, manifest.calibration)

@@ -1,0 +1,295 @@
+"""``edgeanomaly deploy``: write a bundle out as a model repository for an Open Inference Protocol server.
+
+Targets:
+    ``triton``  NVIDIA Triton: ``<model>/config.pbtxt`` + ``<model>/1/model.onnx`` (ONNX Runtime
+                backend) or ``<model>/1/model.xml|bin`` (OpenVINO backend).
+    ``ovms``    OpenVINO Model Server: ``config.json`` + ``<model>/1/model.xml|bin``.
+    ``kserve``  an ``InferenceService`` YAML and a Dockerfile that runs ``edgeanomaly serve`` on
+                a copy of the bundle (preprocessing and calibration on the server).
+
+Triton and OVMS serve the raw graph: ``pred_score`` and ``anomaly_map`` before calibration.
+Each target carries the bundle's ``manifest.json`` beside the graph, so the runtime's
+``remote`` backend (which applies the bundle's pre- and postprocessing itself) has what it needs.
+Nothing here imports kserve or tritonclient: writing a repository needs neither.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeanomaly._optional import check_choice
+from edgeanomaly.errors import BundleError, ConfigError
+
+__all__ = ["TARGETS", "DeployResult", "deploy", "triton_config", "ovms_config", "kserve_manifest", "dockerfile"]
+
+#: Deployment target -> artifact formats it serves, preferred first.
+TARGETS: dict[str, tuple[str, ...]] = {
+    "triton": ("onnx", "openvino"),
+    "ovms": ("openvino", "onnx"),
+    "kserve": ("onnx", "openvino"),
+}
+
+#: Triton backend per artifact format.
+_TRITON_BACKENDS = {"onnx": "onnxruntime", "openvino": "openvino"}
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class DeployResult:
+    """What :func:`deploy` wrote: the target, the model name, the artifact served and every file."""
+
+    target: str
+    model_name: str
+    artifact: str
+    out: Path
+    files: list[Path] = field(default_factory=list)
+    next_steps: list[str] = field(default_factory=list)
+
+
+def _pbtxt_value(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)  # protobuf text format accepts JSON string escaping
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _dims(shape: list[int]) -> str:
+    return "[ " + ", ".join(str(int(d)) for d in shape) + " ]"
+
+
+def triton_config(manifest: Any, model_name: str, artifact_format: str, *, max_batch_size: int = 8,
+                  instances: int = 1, kind: str = "KIND_CPU", queue_delay_us: int = 500) -> str:
+    """Triton ``config.pbtxt`` (protobuf text format of ``inference.ModelConfig``) for a bundle.
+
+    A dynamic-batch graph gets ``max_batch_size`` and dynamic batching: dims then exclude the
+    batch dimension, and ``pred_score`` (shape ``[N]``, nothing but the batch) is declared as
+    ``dims: [1]`` with ``reshape { shape: [] }``, Triton's documented form for such a tensor.
+    A static-batch graph gets ``max_batch_size: 0`` and its full shapes. The bundle's
+    ``model_info`` goes into ``parameters`` so the served model describes itself.
+    """
+    backend = _TRITON_BACKENDS[artifact_format]
+    inp = manifest.input
+    static = inp["shape"][0] != -1
+    lines = [f"name: {_pbtxt_value(model_name)}", f"backend: {_pbtxt_value(backend)}"]
+    lines.append(f"max_batch_size: {0 if static else int(max_batch_size)}")
+    in_dims = list(inp["shape"]) if static else list(inp["shape"][1:])
+    lines += ["input [", "  {", f"    name: {_pbtxt_value(inp['name'])}", "    data_type: TYPE_FP32",
+              f"    dims: {_dims(in_dims)}", "  }", "]", "output ["]
+    for i, out in enumerate(manifest.outputs):
+        shape = list(out["shape"]) if static else list(out["shape"][1:])
+        lines += ["  {", f"    name: {_pbtxt_value(out['name'])}", "    data_type: TYPE_FP32"]
+        if not shape:
+            lines += ["    dims: [ 1 ]", "    reshape { shape: [ ] }"]
+        else:
+            lines.append(f"    dims: {_dims(shape)}")
+        lines.append("  }" + ("," if i < len(manifest.outputs) - 1 else ""))
+    lines.append("]")
+    if not static:
+        lines += ["dynamic_batching {", f"  max_queue_delay_microseconds: {int(queue_delay_us)}", "}"]
+    lines += ["instance_group [", "  {", f"    count: {int(instances)}", f"    kind: {kind}", "  }", "]"]
+    for key, value in sorted(manifest.model_info.items()):
+        lines += ["parameters {", f"  key: {_pbtxt_value(key)}", f"  value: {{ string_value: {_pbtxt_value(str(value))} }}", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def ovms_config(model_name: str, base_path: str, *, target_device: str = "CPU", static_batch: int | None = None) -> dict[str, Any]:
+    """OVMS ``config.json``: one model, served from ``base_path`` (its numbered version folders).
+
+    ``batch_size`` is left out for a dynamic graph, so OVMS keeps the graph's own (dynamic) shape.
+    """
+    config: dict[str, Any] = {"name": model_name, "base_path": base_path, "target_device": target_device}
+    if static_batch is not None:
+        config["batch_size"] = str(int(static_batch))
+    return {"model_config_list": [{"config": config}]}
+
+
+def kserve_manifest(model_name: str, image: str, bundle_dir: str, *, http_port: int = 8080,
+                    cpu: str = "2", memory: str = "2Gi") -> dict[str, Any]:
+    """A KServe ``InferenceService`` with a custom predictor container running ``edgeanomaly serve``."""
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": model_name.lower().replace("_", "-").replace(".", "-")},
+        "spec": {
+            "predictor": {
+                "containers": [
+                    {
+                        "name": "kserve-container",
+                        "image": image,
+                        "args": ["serve", bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port),
+                                 "--model-name", model_name],
+                        "ports": [{"containerPort": http_port, "protocol": "TCP"}],
+                        "readinessProbe": {
+                            "httpGet": {"path": "/v2/health/ready", "port": http_port},
+                            "initialDelaySeconds": 5,
+                            "periodSeconds": 5,
+                        },
+                        "livenessProbe": {
+                            "httpGet": {"path": "/v2/health/live", "port": http_port},
+                            "periodSeconds": 10,
+                        },
+                        "resources": {
+                            "requests": {"cpu": cpu, "memory": memory},
+                            "limits": {"cpu": cpu, "memory": memory},
+                        },
+                    }
+                ]
+            }
+        },
+    }
+
+
+def dockerfile(bundle_dir: str, *, http_port: int = 8080, grpc_port: int = 8081, package: str = "edgeanomaly[serve]",
+               model_name: str | None = None) -> str:
+    """A Dockerfile that installs ``edgeanomaly[serve]`` and serves the bundle copied beside it."""
+    entry = ["edgeanomaly", "serve", bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port),
+             "--grpc-port", str(grpc_port)]
+    if model_name:
+        entry += ["--model-name", model_name]
+    return "\n".join([
+        "# Serves the bundle with the Open Inference Protocol (KServe V2, REST and gRPC).",
+        "FROM python:3.11-slim",
+        # OpenCV (headless) needs libgomp at run time on slim images.
+        "RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*",
+        f'RUN pip install --no-cache-dir "{package}"',
+        f"COPY bundle {bundle_dir}",
+        f"EXPOSE {http_port} {grpc_port}",
+        f"HEALTHCHECK CMD python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{http_port}/v2/health/ready')\"",
+        "ENTRYPOINT " + json.dumps(entry),
+        "",
+    ])
+
+
+def _copy(src: Path, dst: Path, written: list[Path]) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)
+    written.append(dst)
+
+
+def deploy(bundle: str | os.PathLike[str], target: str, out: str | os.PathLike[str], *, model_name: str | None = None,
+           artifact: str | None = None, max_batch_size: int = 8, instances: int = 1,
+           image: str = "edgeanomaly-serve:latest") -> DeployResult:
+    """Write ``bundle`` as a repository for ``target`` under ``out`` (a new or empty folder).
+
+    Args:
+        bundle: bundle directory or ``.zip``.
+        target: ``"triton"``, ``"ovms"`` or ``"kserve"``.
+        out: output folder; it must not exist or be empty. Written atomically (a temporary
+            folder beside it, renamed at the end), so a failure leaves nothing half-written.
+        model_name: served model name (default: the bundle folder's name, e.g. ``pc``).
+        artifact: artifact to serve (default: the target's preferred format at fp32).
+        max_batch_size, instances: Triton dynamic batching limit and instance count.
+        image: container image name written into the KServe InferenceService.
+
+    >>> deploy("pc.bundle", "triton", "repo")        # doctest: +SKIP
+    DeployResult(target='triton', model_name='pc', ...)
+    """
+    from edgeanomaly.bundle import read_bundle
+    from edgeanomaly.runtime import served_model_name
+
+    check_choice("deploy target", target, TARGETS)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"Expected --out to be a new or empty folder, got {out} which already has content")
+    if max_batch_size < 1 or instances < 1:
+        raise ConfigError(f"Expected max_batch_size >= 1 and instances >= 1, got {max_batch_size} and {instances}")
+    with read_bundle(bundle) as b:
+        name = model_name or served_model_name(b.source)
+        if not _MODEL_NAME.match(name):
+            raise ConfigError(f"Expected a model name of letters, digits, '_', '.', '-', got {name!r}")
+        if artifact is not None:
+            chosen = b.artifact(name=artifact)
+            if chosen.format not in TARGETS[target]:
+                raise ConfigError(f"Target {target} serves {', '.join(TARGETS[target])} artifacts; {artifact} is {chosen.format}")
+        else:
+            chosen = None
+            for fmt in TARGETS[target]:
+                try:
+                    chosen = b.artifact(format=fmt, precision="fp32")
+                    break
+                except BundleError:
+                    continue
+            if chosen is None:
+                chosen = b.artifact(format=TARGETS[target][0])  # raises, listing what the bundle has
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            result = DeployResult(target, name, chosen.name, out)
+            _write(b, chosen, target, name, tmp, result, max_batch_size, instances, image)
+            if out.exists():
+                out.rmdir()
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    result.files = [out / p.relative_to(tmp) for p in result.files]
+    return result
+
+
+def _graph_files(b: Any, chosen: Any) -> list[tuple[Path, str]]:
+    """(source path, name inside the version folder) of the chosen artifact's files."""
+    main = Path(chosen.path)
+    out = []
+    for f in chosen.files:
+        src = b.root / f.path
+        suffix = Path(f.path).suffix
+        if Path(f.path) == main:
+            dst = f"model{suffix}"
+        elif suffix == ".bin":
+            dst = "model.bin"
+        else:  # e.g. ONNX external data: keep the name the graph refers to
+            dst = Path(f.path).name
+        out.append((src, dst))
+    return out
+
+
+def _write(b: Any, chosen: Any, target: str, name: str, tmp: Path, result: DeployResult,
+           max_batch_size: int, instances: int, image: str) -> None:
+    written = result.files
+    manifest_src = b.root / "manifest.json"
+    if target in ("triton", "ovms"):
+        model_dir = tmp / name
+        for src, dst in _graph_files(b, chosen):
+            _copy(src, model_dir / "1" / dst, written)
+        _copy(manifest_src, model_dir / "manifest.json", written)
+        if target == "triton":
+            cfg = model_dir / "config.pbtxt"
+            cfg.write_text(triton_config(b.manifest, name, chosen.format, max_batch_size=max_batch_size, instances=instances))
+            written.append(cfg)
+            result.next_steps = [
+                f"docker run --rm -p 8000:8000 -p 8001:8001 -v $PWD/{result.out}:/models "
+                "nvcr.io/nvidia/tritonserver:<tag>-py3 tritonserver --model-repository=/models",
+                f"edgeanomaly predict {b.source} IMAGE --backend remote --url http://127.0.0.1:8000 --model-name {name}",
+            ]
+        else:
+            cfg = tmp / "config.json"
+            cfg.write_text(json.dumps(ovms_config(name, f"/models/{name}", static_batch=chosen.static_batch), indent=2) + "\n")
+            written.append(cfg)
+            result.next_steps = [
+                f"docker run --rm -p 8000:8000 -v $PWD/{result.out}:/models openvino/model_server:latest "
+                "--config_path /models/config.json --rest_port 8000",
+                f"edgeanomaly predict {b.source} IMAGE --backend remote --url http://127.0.0.1:8000 --model-name {name}",
+            ]
+    else:
+        import yaml  # from the [serve] extra
+
+        in_image = "/opt/edgeanomaly/bundle"
+        # The whole bundle (already verified by read_bundle), so `serve` picks the artifact itself.
+        shutil.copytree(b.root, tmp / "bundle")
+        written += sorted(p for p in (tmp / "bundle").rglob("*") if p.is_file())
+        docker = tmp / "Dockerfile"
+        docker.write_text(dockerfile(in_image, model_name=name))
+        isvc = tmp / "inferenceservice.yaml"
+        isvc.write_text(yaml.safe_dump(kserve_manifest(name, image, in_image), sort_keys=False))
+        written += [docker, isvc]
+        result.next_steps = [
+            f"docker build -t {image} {result.out} && kubectl apply -f {result.out}/inferenceservice.yaml",
+        ]

@@ -1,0 +1,185 @@
+"""``edgeanomaly serve``: bundles behind KServe's model server (Open Inference Protocol, REST + gRPC).
+
+The process is a KServe model server, so the same command runs as the predictor container of
+a KServe ``InferenceService``. KServe provides health, readiness, gRPC, ``/metrics`` and the
+process life cycle; this module adds what a factory line needs on top:
+
+- strict V2 REST parsing (:mod:`edgeanomaly.serve._protocol`) so that every bad request is a
+  4xx that says what was expected and what came (KServe answers some of them with a 500),
+  and input tensors are read with ``np.frombuffer`` rather than through Python lists;
+- model metadata that carries the bundle's ``model_info``;
+- a request size limit, Prometheus counters and a latency histogram;
+- the inspection page at ``/`` and its ``/inspect`` endpoint;
+- binding to ``--host`` (KServe itself always binds every interface).
+
+kserve is imported only here, lazily (``[serve]`` extra).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgeanomaly._optional import require
+from edgeanomaly.serve._inference import ServedBundle
+from edgeanomaly.serve._protocol import BadRequest
+
+__all__ = ["serve", "build_models"]
+
+log = logging.getLogger("edgeanomaly.serve")
+
+
+def _import_kserve() -> Any:
+    # kserve parses sys.argv when imported (its own argparse flags); ours must not reach it.
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return require("kserve", "edgeanomaly serve")
+    finally:
+        sys.argv = argv
+
+
+def build_models(bundles: Sequence[str], names: Sequence[str] | None, **load_args: Any) -> list[ServedBundle]:
+    """One :class:`ServedBundle` per bundle; names default to the bundle folder names."""
+    from edgeanomaly.errors import ConfigError
+    from edgeanomaly.runtime import served_model_name
+
+    if names and len(names) != len(bundles):
+        raise ConfigError(f"Expected one --model-name per bundle ({len(bundles)}), got {len(names)}")
+    out = []
+    for i, b in enumerate(bundles):
+        name = names[i] if names else served_model_name(b)
+        out.append(ServedBundle(b, name, **load_args))
+    seen = [m.name for m in out]
+    if len(set(seen)) != len(seen):
+        raise ConfigError(f"Expected distinct model names, got {seen}; name them with --model-name")
+    return out
+
+
+def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: str = "127.0.0.1",
+          http_port: int = 8080, grpc_port: int | None = 8081, max_request_bytes: int = 32 << 20,
+          max_batch: int = 64, grpc_threads: int = 4, **load_args: Any) -> None:
+    """Serve bundles until SIGTERM/SIGINT (blocking). See ``edgeanomaly serve --help``."""
+    kserve = _import_kserve()
+    from kserve import model_server as ks_server
+    from kserve.errors import InvalidInput
+    from kserve.protocol.grpc.server import GRPCServer
+    from kserve.protocol.infer_type import InferOutput, InferResponse
+    from kserve.protocol.rest.server import RESTServer
+
+    models = build_models(bundles, names, max_batch=max_batch, **load_args)
+
+    class BundleModel(kserve.Model):
+        """The KServe face of a ServedBundle (the gRPC path goes through ``predict``)."""
+
+        def __init__(self, served: ServedBundle) -> None:
+            super().__init__(served.name)
+            self.served = served
+
+        def load(self) -> bool:
+            self.served.load()
+            self.ready = True
+            return self.ready
+
+        def get_input_types(self) -> list[dict]:
+            return self.served.metadata()["inputs"]
+
+        def get_output_types(self) -> list[dict]:
+            return self.served.metadata()["outputs"]
+
+        def predict(self, payload: Any, headers: dict | None = None) -> Any:
+            inputs: dict[str, Any] = {}
+            for inp in payload.inputs:
+                value = inp.as_numpy()
+                inputs[inp.name] = [bytes(v) for v in value.reshape(-1)] if inp.datatype == "BYTES" else value
+            requested = [o.name for o in payload.request_outputs] if payload.request_outputs else None
+            try:
+                outputs, _ = self.served.infer(inputs, requested)
+            except BadRequest as exc:
+                raise InvalidInput(str(exc)) from exc
+            infer_outputs = []
+            for name, arr in outputs.items():
+                out = InferOutput(name=name, shape=list(arr.shape), datatype="BOOL" if arr.dtype == np.bool_ else "FP32")
+                out.set_data_from_numpy(arr)
+                infer_outputs.append(out)
+            return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=infer_outputs)
+
+    class LoopbackGRPCServer(GRPCServer):
+        """KServe's gRPC server, bound to ``host`` instead of every interface."""
+
+        async def start(self, max_workers: int) -> None:
+            from concurrent import futures
+
+            from grpc import aio
+            from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+            from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+            from kserve.protocol.grpc.servicer import InferenceServicer
+
+            # KServe's interceptor maps InvalidInput to INVALID_ARGUMENT (not UNKNOWN).
+            self._server = aio.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                                      interceptors=(ExceptionToStatusInterceptor(),))
+            grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+                InferenceServicer(self._data_plane, self._model_repository_extension), self._server
+            )
+            self._server.add_insecure_port(f"{host}:{self._port}")
+            await self._server.start()
+            await self._server.wait_for_termination()
+
+    class Server(kserve.ModelServer):
+        """KServe's single-process model server with our routes and bound to ``host``."""
+
+        def start(self, kmodels: list[Any]) -> None:
+            self._register_and_check_atleast_one_model_is_ready(kmodels)
+            self._rest_server = RESTServer(
+                ks_server.FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
+                grace_period=self.grace_period, timeout_keep_alive=self.timeout_keep_alive,
+            )
+            self._rest_server.config.host = host
+            self.servers.append(self._rest_server.start())
+            if self.enable_grpc:
+                self._grpc_server = LoopbackGRPCServer(self.grpc_port, self.dataplane, self.model_repository_extension,
+                                                       kwargs={}, grace_period=self.grace_period)
+                self.servers.append(self._grpc_server.start(self.max_threads))
+            self.setup_event_loop()
+            asyncio.run(self._serve_until_stopped())
+
+        async def _serve_until_stopped(self) -> None:
+            # uvicorn handles SIGTERM/SIGINT for the REST server: it stops accepting, answers the
+            # requests in flight, then returns. gRPC is stopped after it, with the same grace.
+            rest, *others = [asyncio.ensure_future(s) for s in self.servers]
+            await rest
+            if self._grpc_server is not None:
+                await self._grpc_server.stop()
+            for task in others:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    kmodels = [BundleModel(m) for m in models]
+    for km in kmodels:
+        t0 = time.perf_counter()
+        km.load()
+        log.info("loaded %s: %s (%.1f s)", km.name, km.served.detector, time.perf_counter() - t0)
+    from edgeanomaly.serve._routes import Metrics, install_routes
+
+    metrics = Metrics()
+    install_routes(ks_server.app, {m.name: m for m in models}, metrics, max_request_bytes)
+    server = Server(http_port=http_port, grpc_port=grpc_port or 0, enable_grpc=grpc_port is not None,
+                    max_threads=grpc_threads, enable_latency_logging=False, grace_period=30)
+    print(f"edgeanomaly serve: {', '.join(m.name for m in models)} on http://{host}:{http_port}"
+          + (f" and grpc://{host}:{grpc_port}" if grpc_port else "") + " (Ctrl-C or SIGTERM stops)", flush=True)
+    # uvicorn takes SIGTERM/SIGINT while it serves and raises them again once the requests in
+    # flight are answered; a quiet handler then lets us stop gRPC and exit with status 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        server.start(kmodels)
+    finally:
+        for m in models:
+            m.close()

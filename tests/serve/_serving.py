@@ -1,0 +1,93 @@
+"""Helpers of the serving tests: free ports and `edgeanomaly serve` subprocesses (see conftest.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+READY_TIMEOUT_S = 180.0
+
+
+def has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A running `edgeanomaly serve` subprocess."""
+
+    def __init__(self, proc: subprocess.Popen, http_port: int, grpc_port: int, log: Path) -> None:
+        self.proc, self.http_port, self.grpc_port, self.log = proc, http_port, grpc_port, log
+        self.url = f"http://127.0.0.1:{http_port}"
+
+    def get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None, timeout: float = 60.0) -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(self.url + path, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+    def post_json(self, path: str, payload: dict, timeout: float = 60.0) -> tuple[int, dict]:
+        status, _, data = self.post(path, json.dumps(payload).encode(), timeout=timeout)
+        return status, json.loads(data) if data else {}
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def start_server(bundle: Path, log_dir: Path, *extra: str) -> Server:
+    http_port, grpc_port = free_port(), free_port()
+    log = log_dir / f"serve-{http_port}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgeanomaly.cli", "serve", str(bundle), *extra, "--host", "127.0.0.1",
+             "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+            stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+    server = Server(proc, http_port, grpc_port, log)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise RuntimeError(f"edgeanomaly serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if server.get("/v2/health/ready", timeout=2.0)[0] == 200:
+                return server
+        except OSError:
+            pass
+        time.sleep(0.5)
+    stop_server(server)
+    raise RuntimeError(f"edgeanomaly serve was not ready within {READY_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+
+
+def stop_server(server: Server) -> None:
+    if server.alive():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.proc.pid, signal.SIGKILL)
+    server.proc.wait(timeout=30)
+
+

@@ -1,0 +1,90 @@
+"""The `remote` backend against `edgeanomaly serve`: same answers as local, validate passes, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytestmark = pytest.mark.slow
+
+
+def _paths(data):
+    return [str(p) for p in sorted((data / "metal" / "test").glob("*/*.png"))]
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_remote_predictions_equal_local(server, serve_bundle, serve_data, scheme):
+    from edgeanomaly.runtime import load
+
+    if scheme == "grpc":
+        pytest.importorskip("tritonclient.grpc", reason='grpc:// needs tritonclient[grpc] (the [serve] extra)')
+        url = f"grpc://127.0.0.1:{server.grpc_port}"
+    else:
+        url = server.url
+    paths = _paths(serve_data)
+    with load(serve_bundle, backend="onnxruntime") as local, load(serve_bundle, backend="remote", url=url) as remote:  # both name it "dfm"
+        assert remote.backend == "remote" and remote.device == url
+        want, got = local.predict_batch(paths), remote.predict_batch(paths, batch_size=4)
+        many = list(remote.predict_many(paths[:3]))
+    np.testing.assert_allclose([p.raw_score for p in got], [p.raw_score for p in want], rtol=1e-5)
+    assert [p.label for p in got] == [p.label for p in want]
+    np.testing.assert_allclose(np.stack([p.anomaly_map for p in got]), np.stack([p.anomaly_map for p in want]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose([p.raw_score for p in many], [p.raw_score for p in want[:3]], rtol=1e-5)
+
+
+def test_validate_backend_remote_passes(server, serve_bundle, serve_data):
+    """Done-when of issue 11: `edgeanomaly validate B --backend remote --url ...` passes."""
+    from edgeanomaly.cli import main
+
+    result = CliRunner().invoke(main, ["validate", str(serve_bundle), "--data", str(serve_data), "--category", "metal",
+                                       "--backend", "remote", "--url", server.url, "--model-name", "dfm", "--no-figures"])
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output and "remote/" + server.url in result.output
+
+
+def test_predict_cli_remote_json(server, serve_bundle, serve_data):
+    from edgeanomaly.cli import main
+
+    path = _paths(serve_data)[0]
+    remote = CliRunner().invoke(main, ["predict", str(serve_bundle), path, "--json", "--backend", "remote",
+                                       "--url", server.url, "--model-name", "dfm"])
+    local = CliRunner().invoke(main, ["predict", str(serve_bundle), path, "--json", "--backend", "onnxruntime"])
+    assert remote.exit_code == 0, remote.output
+    r, lo = json.loads(remote.output.splitlines()[0]), json.loads(local.output.splitlines()[0])
+    assert r["label"] == lo["label"] and abs(r["raw_score"] - lo["raw_score"]) <= 1e-5 * abs(lo["raw_score"])
+
+
+def test_remote_errors_name_the_url(serve_bundle, server, unused_url):
+    from edgeanomaly.errors import BackendUnavailableError, ConfigError
+    from edgeanomaly.runtime import load
+
+    dead = unused_url
+    with pytest.raises(BackendUnavailableError, match=dead.replace(".", r"\.")):
+        load(serve_bundle, backend="remote", url=dead)
+    with pytest.raises(BackendUnavailableError, match="unknown model 'nope'"):
+        load(serve_bundle, backend="remote", url=server.url, model_name="nope")
+    with pytest.raises(ConfigError, match="url"):
+        load(serve_bundle, backend="remote")
+    with pytest.raises(ConfigError, match="http://"):
+        load(serve_bundle, backend="remote", url="ftp://127.0.0.1:1")
+
+
+def test_grpc_bad_request_is_invalid_argument(server):
+    grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc] (the [serve] extra)")
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    try:
+        bad = grpcclient.InferInput("image", [1, 3, 64, 64], "FP32")
+        bad.set_data_from_numpy(np.zeros((1, 3, 64, 64), np.float32))
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("dfm", [bad], client_timeout=30)
+        assert "INVALID_ARGUMENT" in str(info.value.status()) and "Expected input 'image' of shape" in info.value.message()
+        good = grpcclient.InferInput("image", [1, 3, 128, 128], "FP32")
+        good.set_data_from_numpy(np.full((1, 3, 128, 128), 0.5, np.float32))
+        assert client.infer("dfm", [good], client_timeout=30).as_numpy("pred_label").shape == (1,)
+    finally:
+        client.close()
