@@ -23,7 +23,7 @@ PACKAGE = REPO / "edgeanomaly"
 
 #: layer -> the other layers it may import (docs/ARCHITECTURE.md's table); ``errors`` and the
 #: top-level private helpers are open to all.
-TORCH_FREE = {"registry", "recipes", "data", "metrics", "bundle", "runtime", "tooling"}
+TORCH_FREE = {"registry", "recipes", "data", "metrics", "bundle", "runtime", "tooling", "serve"}
 ALLOWED: dict[str, set[str]] = {
     "registry": set(),
     "recipes": set(),
@@ -32,6 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "bundle": {"data", "registry"},
     "runtime": {"data", "bundle", "registry"},
     "tooling": {"data", "metrics", "bundle", "registry", "runtime"},
+    "serve": {"data", "bundle", "registry", "runtime"},
     "components": {"data"},
     "models": {"components", "data", "metrics", "bundle"},  # + tooling's calibration maths, below
     "export": TORCH_FREE | {"components", "models"},

@@ -33,7 +33,7 @@ def deploy(bundle: Path, target: str, out: Path, model_name: str | None, artifac
     `edgeanomaly predict BUNDLE IMG --backend remote --url http://HOST:PORT`, which applies
     the bundle's preprocessing and calibration locally.
     """
-    from edgeanomaly.serve._deploy import deploy as run
+    from edgeanomaly.serve import deploy as run
 
     result = run(bundle, target, out, model_name=model_name, artifact=artifact, max_batch_size=max_batch_size,
                  instances=instances, image=image)

@@ -40,7 +40,7 @@ def serve(bundles: tuple[Path, ...], host: str, http_port: int, grpc_port: int, 
     Prometheus metrics at /metrics. SIGTERM answers the requests in flight, then exits.
     Needs the [serve] extra: pip install "edgeanomaly[serve]".
     """
-    from edgeanomaly.serve._server import serve as run
+    from edgeanomaly.serve import serve as run
 
     run([str(b) for b in bundles], names=list(model_names) or None, host=host, http_port=http_port,
         grpc_port=grpc_port or None, max_request_bytes=int(max_request_mb * (1 << 20)), max_batch=max_batch,
