@@ -290,6 +290,9 @@ def connect(bundle: Any, url: str, model_name: str | None = None, *, precision: 
         artifact_precision=chosen.precision,
         timeout=timeout,
     )
+    # The server's metadata names the outputs but its shapes are its own (edgeanomaly serve adds
+    # normalised outputs); the graph contract is the bundle's, which load() checks against.
+    engine.outputs = [TensorInfo(o["name"], tuple(int(d) for d in o["shape"]), "f32") for o in bundle.manifest.outputs]
     if artifact is None and engine.served_artifact in {a.name for a in bundle.artifacts}:
         chosen = bundle.artifact(name=engine.served_artifact)
     return engine, chosen
