@@ -213,6 +213,7 @@ def test_list_devices_matches_this_machine() -> None:
     from edgeanomaly.registry import backend_names
     from edgeanomaly.runtime import list_devices
 
-    assert set(backend_names()) == {"openvino", "onnxruntime"}
+    assert set(backend_names()) == {"openvino", "onnxruntime", "remote"}
     assert "CPU" in list_devices("openvino")
     assert list_devices("onnxruntime") == ["CPU"]
+    assert list_devices("remote") == ["REMOTE"]  # the server: which device it runs on is its own
