@@ -22,7 +22,7 @@ def test_sigterm_answers_requests_in_flight(serve_bundle, tmp_path):
     server = start_server(serve_bundle, tmp_path, str(serve_bundle), "--backend", "onnxruntime",
                           "--model-name", "dfm", "--model-name", "second")
     try:
-        n = 16  # images per request: long enough to still be running when SIGTERM arrives
+        n = 16  # images per request
         body = json.dumps({"inputs": [{"name": "image", "shape": [n, 3, 128, 128], "datatype": "FP32",
                                        "data": [0.25] * (n * 3 * 128 * 128)}]}).encode()
         results: list[tuple[int, bytes] | Exception] = []
@@ -37,17 +37,21 @@ def test_sigterm_answers_requests_in_flight(serve_bundle, tmp_path):
                 results.append(exc)
 
         assert server.get("/v2/models/second")[0] == 200
-        threads = [threading.Thread(target=call, args=(m,)) for m in ("dfm", "second", "dfm")]
+        # Six requests at once on 2 cores: when the first answer arrives the others are still
+        # being scored. SIGTERM goes then (not after a fixed sleep, which a fast machine beats).
+        threads = [threading.Thread(target=call, args=(m,)) for m in ("dfm", "second") * 3]
         for t in threads:
             t.start()
-        time.sleep(1.0)  # the requests are now being read or scored
+        deadline = time.monotonic() + 60
+        while not results and time.monotonic() < deadline:
+            time.sleep(0.002)
         killed_at = time.monotonic()
         os.kill(server.proc.pid, signal.SIGTERM)
         for t in threads:
             t.join(timeout=120)
         server.proc.wait(timeout=60)
-        assert len(results) == 3
-        assert min(finished) > killed_at, "a request finished before SIGTERM: the test proves nothing"
+        assert len(results) == len(threads)
+        assert max(finished) > killed_at, "every request finished before SIGTERM: the test proves nothing"
         for r in results:
             assert not isinstance(r, Exception), r
             status, data = r
