@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import os
+from typing import Any, Callable, Iterable, TypeVar
 
 from edgeanomaly.errors import NotFittedError
 
-__all__ = ["check_is_fitted"]
+__all__ = ["check_is_fitted", "env_limit"]
+
+N = TypeVar("N", int, float)
 
 
 def check_is_fitted(estimator: Any, attributes: str | Iterable[str] | None = None) -> None:
@@ -27,3 +30,22 @@ def check_is_fitted(estimator: Any, attributes: str | Iterable[str] | None = Non
         fitted = all(getattr(estimator, a, None) is not None for a in names)
     if not fitted:
         raise NotFittedError(f"This {name} instance is not fitted yet: call fit() first.")
+
+
+def env_limit(variable: str, default: N, kind: Callable[[str], N], minimum: N, error: type[Exception]) -> N:
+    """A safety limit: ``$variable`` parsed with ``kind`` if set, else ``default``.
+
+    A value that does not parse, or is below ``minimum`` (NaN included), raises ``error``
+    naming the variable, what it must be and what it was.
+    """
+    value = os.environ.get(variable)
+    if value is None:
+        return default
+    try:
+        limit: N | None = kind(value)
+    except ValueError:
+        limit = None
+    if limit is None or not limit >= minimum:
+        what = "a whole number" if kind is int else "a number"
+        raise error(f"Expected ${variable} to be {what} >= {minimum:g}, got {value!r}")
+    return limit

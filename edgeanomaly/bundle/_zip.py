@@ -14,6 +14,7 @@ from edgeanomaly.bundle._atomic import replace_file, temp_file_beside
 from edgeanomaly.bundle._hashing import CHUNK
 from edgeanomaly.bundle._paths import unsafe_reason
 from edgeanomaly.bundle._schema import MANIFEST_NAME
+from edgeanomaly._validation import env_limit
 from edgeanomaly.errors import BundleError
 
 __all__ = ["MAX_COMPRESSION_RATIO", "MAX_MANIFEST_BYTES", "extract_zip", "max_compression_ratio", "write_zip"]
@@ -59,16 +60,7 @@ _RATIO_FLOOR = 1 << 20
 
 def max_compression_ratio() -> float:
     """The ratio limit in force: ``$EDGEANOMALY_MAX_ZIP_RATIO`` if set, else :data:`MAX_COMPRESSION_RATIO`."""
-    value = os.environ.get("EDGEANOMALY_MAX_ZIP_RATIO")
-    if value is None:
-        return MAX_COMPRESSION_RATIO
-    try:
-        ratio = float(value)
-    except ValueError:
-        ratio = float("nan")
-    if not ratio >= 1.0:
-        raise BundleError(f"Expected $EDGEANOMALY_MAX_ZIP_RATIO to be a number >= 1, got {value!r}")
-    return ratio
+    return env_limit("EDGEANOMALY_MAX_ZIP_RATIO", MAX_COMPRESSION_RATIO, float, 1.0, BundleError)
 
 
 def _check_names(members: list[zipfile.ZipInfo], label: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeanomaly._validation import env_limit
 from edgeanomaly.data._convert import to_rgb_uint8
 from edgeanomaly.errors import ConfigError, ImageReadError
 
@@ -72,16 +73,7 @@ _JPEG_CORRUPTION = ("Corrupt JPEG data", "Premature end of JPEG file")
 
 def max_image_pixels() -> int:
     """The pixel limit in force: ``$EDGEANOMALY_MAX_IMAGE_PIXELS`` if set, else :data:`MAX_IMAGE_PIXELS`."""
-    value = os.environ.get("EDGEANOMALY_MAX_IMAGE_PIXELS")
-    if value is None:
-        return MAX_IMAGE_PIXELS
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise ConfigError(f"Expected $EDGEANOMALY_MAX_IMAGE_PIXELS to be a whole number >= 1, got {value!r}")
-    return limit
+    return env_limit("EDGEANOMALY_MAX_IMAGE_PIXELS", MAX_IMAGE_PIXELS, int, 1, ConfigError)
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
