@@ -406,7 +406,7 @@ def export_checkpoint(
                 log.warning("%s left out of the bundle: validate would fail it on these images: %s", name, "; ".join(v.reasons))
                 continue
             par["status"] = {"PASS": "ok", "INCONCLUSIVE": "inconclusive", "FAIL": "degraded"}[v.outcome]
-            t0 = start(f"{name}: execution precisions against torch")
+            t0 = start(f"{name}: execution precisions against torch") if backends_for(fmt)[0].executions else 0.0
             executions = measure_executions(
                 written[0], fmt, prec, outs,
                 run=lambda path, device, execution: _run_artifact(path, fmt, prec, batch, static_batch, device,
