@@ -38,6 +38,7 @@ def _records(bundle: Path) -> dict:
 def test_f32_drift_and_the_reduced_precisions_as_this_machine_allows(small_bundle: Path) -> None:
     import openvino as ov
 
+    from edgeanomaly.bundle import describe_bundle, read_bundle
     from edgeanomaly.runtime import device_capabilities, list_devices
 
     records = _records(small_bundle)
@@ -65,6 +66,8 @@ def test_f32_drift_and_the_reduced_precisions_as_this_machine_allows(small_bundl
         else:
             assert bf16 == {"outcome": "NOT_MEASURED", "device": "CPU", "device_name": f32["device_name"],
                             "openvino": f32["openvino"], "reason": f"CPU lacks BF16: capabilities {', '.join(caps)}"}
+        with read_bundle(small_bundle) as b:  # what `edgeanomaly info` prints
+            assert f"execution precisions {name} (measured at export): f32 {f32['outcome']} (max rel diff" in describe_bundle(b)
         if not gpus:
             assert record["f16"]["outcome"] == "NOT_MEASURED"
             assert record["f16"]["reason"].startswith("no GPU device (openvino devices here: ")
