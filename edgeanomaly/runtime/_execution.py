@@ -203,4 +203,15 @@ def resolve_execution(spec: Any, artifact: Any, manifest: Any, device: str, requ
     needs_capabilities = requested is None and not exact and measured is not None and any(
         p != "f32" and (measured.get(p) or {}).get("outcome") == _PASS for p in order)
     capabilities = device_capabilities(device.upper()) if needs_capabilities else None
-    return choose_execution(order, capabilities, measured, family=family, requested=requested, exact=exact)
+    choice = choose_execution(order, capabilities, measured, family=family, requested=requested, exact=exact)
+    if measured is None and choice.requested is None and order and _has_records(manifest):
+        # A new bundle, but this artifact was not measured (export measures the artifacts of the
+        # formats OpenVINO prefers, not an ONNX file OpenVINO reads as a fallback).
+        choice = replace(choice, reason=f"export did not measure the execution precisions of {artifact.name} "
+                                        f"(only the OpenVINO IR artifacts): the backend's default, f32 on a CPU")
+    return choice
+
+
+def _has_records(manifest: Any) -> bool:
+    parity = (getattr(manifest, "reference", None) or {}).get("parity", {})
+    return any(isinstance(p, Mapping) and RECORD_KEY in p for p in parity.values())

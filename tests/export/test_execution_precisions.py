@@ -92,6 +92,14 @@ def test_load_runs_what_passed_and_reports_its_export_drift(small_bundle: Path) 
             assert drift["max_rel_diff"] <= FP32_RTOL
 
 
+def test_an_artifact_export_did_not_measure_says_so(small_bundle: Path) -> None:
+    from edgeanomaly.runtime import load
+
+    with load(small_bundle, backend="openvino", artifact="onnx-fp32") as det:  # ONNX read by OpenVINO
+        assert det.execution.precision == "f32" and det.execution.drift is None
+        assert det.execution.reason.startswith("export did not measure the execution precisions of onnx-fp32")
+
+
 def test_validate_judges_and_reports_the_execution_it_ran(small_bundle: Path) -> None:
     from edgeanomaly.tooling import validate_bundle, validation_markdown
 
