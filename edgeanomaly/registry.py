@@ -32,6 +32,7 @@ from edgeanomaly.errors import BackendUnavailableError, ConfigError
 
 __all__ = [
     "PRECISIONS",
+    "EXECUTION_PRECISIONS",
     "BackendSpec",
     "FormatSpec",
     "backend_names",
@@ -49,6 +50,9 @@ __all__ = [
 
 #: Storage precisions of artifacts, most exact first.
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+#: Execution (arithmetic) precisions a backend may run an artifact at, most exact first; what
+#: export measures against torch and ``load`` chooses among (see ``BackendSpec.executions``).
+EXECUTION_PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16")
 
 def resolve(ref: Any) -> Any:
     """Load ``"package.module:attribute"`` (anything else is returned as it is).
@@ -133,6 +137,10 @@ class BackendSpec:
         connects: the backend runs no local file (an inference server): ``factory`` is then
             ``(bundle, device, *, precision, artifact, **options) -> (Backend, artifact)`` and
             reports the artifact it runs, instead of ``load`` choosing one.
+        executions: device family -> execution precisions it can run, fastest first, ending
+            with ``"f32"`` (OpenVINO: CPU bf16 > f32, GPU f16 > f32). Export measures each
+            reduced one against torch; ``load`` runs the fastest that passed there and that
+            the device supports now. A family not listed runs the backend's own policy.
     """
 
     name: str
@@ -147,6 +155,7 @@ class BackendSpec:
     install_hint: str = ""
     auto: bool = True
     connects: bool = False
+    executions: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def installed(self) -> bool:
         """True when :attr:`module` can be imported (checked without importing it)."""
@@ -175,6 +184,14 @@ class BackendSpec:
     def precision_order(self, device: str) -> tuple[str, ...]:
         """Artifact precisions this backend prefers on ``device``, best first."""
         return self.precisions.get(self.family(device), self.precisions.get("*", PRECISIONS))
+
+    def execution_order(self, device: str) -> tuple[str, ...]:
+        """Execution precisions on ``device``, fastest first (empty: the backend's own policy).
+
+        >>> get_backend("openvino").execution_order("CPU")
+        ('bf16', 'f32')
+        """
+        return self.executions.get(self.family(device), ())
 
     def needs_static_batch(self, device: str) -> bool:
         return self.family(device) in self.static_devices
@@ -294,6 +311,8 @@ register_backend(
         static_devices=("NPU",),
         options=("inference_precision", "performance_hint", "cache_dir", "num_streams", "num_threads"),
         install_hint="pip install openvino",
+        # bf16 needs AMX or AVX512-BF16 (OPTIMIZATION_CAPABILITIES lists BF16); GPUs run f16.
+        executions={"CPU": ("bf16", "f32"), "GPU": ("f16", "f32")},
     )
 )
 register_backend(

@@ -24,6 +24,8 @@ from edgeanomaly.bundle._hashing import MANIFEST_SHA256_KEY, content_sha256
 from edgeanomaly.bundle._migrate import check_schema_version, migrate
 from edgeanomaly.bundle._paths import unsafe_reason
 from edgeanomaly.bundle._schema import (
+    EXECUTION_OUTCOMES,
+    EXECUTION_PRECISIONS,
     FORMATS,
     INPUT_NAME,
     MANIFEST_NAME,
@@ -297,6 +299,36 @@ def _check_outputs(value: Any, task: str, height: int, width: int, batch: int) -
     return expected
 
 
+def _check_executions(value: Any, where: str) -> None:
+    """Optional (v1-compatible) record of an artifact's execution precisions measured at export:
+    precision -> {"outcome", "device", ...}; a measured one carries its drift, one that was
+    not measured the reason (see BUNDLE.md)."""
+    if not isinstance(value, Mapping):
+        F.fail(where, f"expected a JSON object keyed by execution precision, got {type(value).__name__}")
+    for precision, entry in value.items():
+        at = f"{where}.{precision}"
+        F.as_choice(precision, f"{where} key", EXECUTION_PRECISIONS)
+        if not isinstance(entry, Mapping):
+            F.fail(at, f"expected a JSON object, got {type(entry).__name__}")
+        for required in ("outcome", "device"):
+            if required not in entry:
+                F.fail(at, f"missing key {required!r}")
+        outcome = F.as_choice(entry["outcome"], f"{at}.outcome", EXECUTION_OUTCOMES)
+        F.as_str(entry["device"], f"{at}.device", allow_empty=False)
+        if outcome == "NOT_MEASURED":
+            if "reason" not in entry:
+                F.fail(at, "a precision that was not measured needs its 'reason'")
+            F.as_str(entry["reason"], f"{at}.reason", allow_empty=False)
+            continue
+        for required in ("max_rel_diff", "decision_flips", "openvino"):
+            if required not in entry:
+                F.fail(at, f"a measured precision needs {required!r}")
+        if entry["max_rel_diff"] is not None and F.as_float(entry["max_rel_diff"], f"{at}.max_rel_diff") < 0:
+            F.fail(f"{at}.max_rel_diff", f"expected a relative difference >= 0, got {entry['max_rel_diff']}")
+        F.as_int(entry["decision_flips"], f"{at}.decision_flips", minimum=0)
+        F.as_str(entry["openvino"], f"{at}.openvino", allow_empty=False)
+
+
 def _check_reference(value: Any, python: bool) -> dict[str, Any]:
     if python and isinstance(value, Mapping):
         value = {"file": None, "metrics": {}, "parity": {}, "data": "", **value}
@@ -327,6 +359,9 @@ def _check_reference(value: Any, python: bool) -> dict[str, Any]:
         if not isinstance(item, Mapping):
             F.fail(f"reference.parity.{key}", f"expected a JSON object, got {type(item).__name__}")
     parity = F.as_json_value(parity, "reference.parity")
+    for key, item in parity.items():
+        if "execution_precisions" in item:
+            _check_executions(item["execution_precisions"], f"reference.parity.{key}.execution_precisions")
     data = F.as_str(d["data"], "reference.data")
     out = {"file": ref_file, "metrics": clean, "parity": parity, "data": data}
     if "history" in d:

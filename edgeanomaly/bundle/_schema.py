@@ -20,6 +20,8 @@ __all__ = [
     "MODEL_INFO_KEYS",
     "INPUT_NAME",
     "OUTPUT_NAMES",
+    "EXECUTION_PRECISIONS",
+    "EXECUTION_OUTCOMES",
 ]
 
 #: The schema version this edgeanomaly writes, and the newest it reads.
@@ -53,6 +55,11 @@ class _FormatSuffixes(Mapping[str, str]):
 FORMATS: Mapping[str, str] = _FormatSuffixes()
 
 PRECISIONS: tuple[str, ...] = registry.PRECISIONS
+
+#: Execution precisions export may measure an artifact at (optional ``execution_precisions``
+#: of a ``reference.parity`` entry), and the outcomes recorded for each.
+EXECUTION_PRECISIONS: tuple[str, ...] = registry.EXECUTION_PRECISIONS
+EXECUTION_OUTCOMES: tuple[str, ...] = ("PASS", "INCONCLUSIVE", "FAIL", "NOT_MEASURED")
 
 #: Task -> names of the graph outputs, in order.
 TASKS: dict[str, tuple[str, ...]] = {

@@ -23,15 +23,16 @@ Examples:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to save benchmark.json and benchmark.md (default: BUNDLE-benchmark next to the bundle).")
 @click.option("--backend", type=click.Choice(["all", "remote"]), default="all", show_default=True,
               help="all: every local backend and device; remote: only the server at --url.")
+@click.option("--exact", is_flag=True, help="Run at f32 execution (exact to the torch model within 1e-4 for FP32), not the default: the fastest execution precision that passed at export and this device supports.")
 @remote_options
 @friendly_errors
 def benchmark(bundle: Path, data: Path | None, category: str | None, repeats: int, throughput_images: int, cold_start: bool,
-              out: Path | None, backend: str, url: str | None, model_name: str | None) -> None:
+              out: Path | None, backend: str, exact: bool, url: str | None, model_name: str | None) -> None:
     """Latency, throughput, accuracy and drift of every artifact x backend x device."""
     from edgeanomaly.tooling import benchmark_bundle, benchmark_markdown, write_benchmark
 
     rows = benchmark_bundle(bundle, data, category=category, repeats=repeats, throughput_images=throughput_images,
-                            cold_start=cold_start, progress=lambda what: click.echo(f"benchmarking {what} ...", err=True),
+                            cold_start=cold_start, exact=exact, progress=lambda what: click.echo(f"benchmarking {what} ...", err=True),
                             **check_remote(backend, url, model_name))
     click.echo(benchmark_markdown(rows))
     target = out or bundle.with_name(bundle.name.removesuffix(".zip") + "-benchmark")

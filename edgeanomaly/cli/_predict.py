@@ -176,7 +176,7 @@ class _Report:
                     stage: {"mean": round(sum(v) / len(v), 3), "p50": _percentile(v, 50), "p95": _percentile(v, 95)}
                     for stage, v in self.stages.items()
                 },
-                **{k: info[k] for k in ("backend", "device", "precision", "artifact", "selection")},
+                **{k: info[k] for k in ("backend", "device", "precision", "execution", "artifact", "selection")},
             }
         }
         line = json.dumps(out, ensure_ascii=False)
@@ -204,7 +204,8 @@ class _Report:
 @click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU (OpenVINO); CPU, CUDA, TensorRT, CUDA,CPU (ONNX Runtime). A list falls back to the devices present.")
 @click.option("--precision", type=precision_choice(), default=None, help="Artifact precision to run (default: the best the device can run; CPU fp32 > fp16 > int8).")
 @click.option("--artifact", default=None, help="Artifact name (e.g. openvino-int8); overrides --precision.")
-@click.option("--inference-precision", type=click.Choice(["f32", "bf16", "f16"], case_sensitive=False), default=None, help="OpenVINO execution precision (default f32 on CPU).")
+@click.option("--inference-precision", type=click.Choice(["f32", "bf16", "f16"], case_sensitive=False), default=None, help="OpenVINO execution precision (default: the fastest that passed at export and this device supports, else f32).")
+@click.option("--exact", is_flag=True, help="Run at f32 execution (exact to the torch model within 1e-4 for FP32), not the default: the fastest execution precision that passed at export and this device supports.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Images per inference call (folders and globs).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write predictions.jsonl (and overlays/) here.")
 @click.option("--save-overlays", is_flag=True, help="Save heat-map overlays as PNG under --out/overlays, mirroring the input folders.")
@@ -223,6 +224,7 @@ def predict(
     precision: str | None,
     artifact: str | None,
     inference_precision: str | None,
+    exact: bool,
     batch_size: int,
     out_dir: Path | None,
     save_overlays: bool,
@@ -263,11 +265,12 @@ def predict(
         precision=precision,
         artifact=artifact,
         inference_precision=inference_precision,
+        exact=exact,
         **remote,
     )
     info = detector.info()
     if not as_json:
-        click.echo(f"{detector!r}: {detector.selection}", err=True)
+        click.echo(f"{detector!r}: {detector.selection}; execution {detector.execution.reason}", err=True)
     report = _Report(as_json, out_dir, save_overlays, _overlay_root(kind, value))
     t0 = time.perf_counter()
     try:

@@ -19,12 +19,14 @@ from edgeanomaly.cli._common import friendly_errors
 @click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO (OpenVINO); CPU, CUDA (ONNX Runtime).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
 @click.option("--artifact", default=None, help="Artifact name (e.g. openvino-int8); overrides --precision.")
+@click.option("--exact", is_flag=True, help="Run at f32 execution (exact to the torch model within 1e-4 for FP32), not the default: the fastest execution precision that passed at export and this device supports.")
 @click.option("--max-request-mb", default=32.0, show_default=True, type=click.FloatRange(min=0.001), help="Largest request body; bigger ones get 413.")
 @click.option("--max-batch", default=64, show_default=True, type=click.IntRange(min=1), help="Most images in one request.")
 @click.option("--grpc-threads", default=4, show_default=True, type=click.IntRange(min=1), help="gRPC worker threads.")
 @friendly_errors
 def serve(bundles: tuple[Path, ...], host: str, http_port: int, grpc_port: int, model_names: tuple[str, ...], backend: str,
-          device: str, precision: str, artifact: str | None, max_request_mb: float, max_batch: int, grpc_threads: int) -> None:
+          device: str, precision: str, artifact: str | None, exact: bool, max_request_mb: float, max_batch: int,
+          grpc_threads: int) -> None:
     """Serve BUNDLES with the Open Inference Protocol (KServe V2, REST and gRPC).
 
     \b
@@ -44,4 +46,5 @@ def serve(bundles: tuple[Path, ...], host: str, http_port: int, grpc_port: int, 
 
     run([str(b) for b in bundles], names=list(model_names) or None, host=host, http_port=http_port,
         grpc_port=grpc_port or None, max_request_bytes=int(max_request_mb * (1 << 20)), max_batch=max_batch,
-        grpc_threads=grpc_threads, backend=backend, device=device, precision=precision, artifact=artifact)
+        grpc_threads=grpc_threads, backend=backend, device=device, precision=precision, artifact=artifact,
+        exact=exact)

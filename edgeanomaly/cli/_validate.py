@@ -30,13 +30,14 @@ Examples:
 @click.option("--artifact", "artifacts", default=None, help="Comma-separated artifact names (default: all the backend can run).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write validation.json, validation.md and figures here.")
 @click.option("--tolerance", type=float, default=None, help="Largest allowed |metric - reference| for every precision (default: fp32 0.005, fp16 0.01, int8 0.02).")
+@click.option("--exact", is_flag=True, help="Run at f32 execution (exact to the torch model within 1e-4 for FP32), not the default: the fastest execution precision that passed at export and this device supports.")
 @remote_options
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Also matplotlib PNGs of ROC, PRO, PIMO and score histograms ([plot] extra); validation.html has its figures either way.")
 @click.option("--pixel-resolution", type=click.Choice(["original", "model"]), default="original", show_default=True,
               help="original: also report pixel metrics with maps resized to each image's size (as MVTec results are reported); model: at the model input size only.")
 @friendly_errors
 def validate(bundle: Path, data: Path, category: str | None, backend: str, device: str, artifacts: str | None,
-             out: Path | None, tolerance: float | None, url: str | None, model_name: str | None, figures: bool,
+             out: Path | None, tolerance: float | None, exact: bool, url: str | None, model_name: str | None, figures: bool,
              pixel_resolution: str) -> None:
     """Check BUNDLE against ground truth and against its torch reference; exit 1 when an artifact FAILs.
 
@@ -50,7 +51,7 @@ def validate(bundle: Path, data: Path, category: str | None, backend: str, devic
     try:
         report = validate_bundle(bundle, data, category=category, backend=backend, device=device,
                                  artifacts=split_csv(artifacts) or None, tolerance=tolerance, progress=bar,
-                                 pixel_resolution=pixel_resolution, **check_remote(backend, url, model_name))
+                                 pixel_resolution=pixel_resolution, exact=exact, **check_remote(backend, url, model_name))
     finally:
         bar.close()
     print_validation(report)

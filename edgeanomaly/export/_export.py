@@ -10,6 +10,12 @@ Steps (each timed and sized in the returned report):
    An FP32 artifact beyond ``FP32_RTOL`` fails the export before anything is written;
 4. the bundle is written atomically with the manifest, ``reference.npz`` and the parity table.
 
+Each OpenVINO artifact is also run at every reduced execution precision this machine's
+devices support (bf16 on a CPU with BF16, f16 on a GPU) and judged the same way; the parity
+entry's ``execution_precisions`` records which passed and their drift, a precision this
+machine cannot run as ``NOT_MEASURED`` with the reason (see :mod:`edgeanomaly.export._execution`),
+and ``load`` runs the fastest that passed on a device that supports it.
+
 Every artifact is judged by the verdict validate uses (``edgeanomaly.tooling.judge``) on the
 held-out images; one that FAILs is left out (``report.refused``) unless ``allow_degraded``.
 An INT8 candidate is written only when the same verdict does not fail it: plain post-training quantisation first,
@@ -34,6 +40,7 @@ from edgeanomaly.bundle import Artifact, Calibration, Manifest, input_spec, outp
 from edgeanomaly.data import Dataset, PreprocessConfig, Sample, load_dataset, preprocess, sample_masks
 from edgeanomaly.data import resize_and_crop
 from edgeanomaly.errors import ConfigError, ExportError, ParityError
+from edgeanomaly.export._execution import execution_entry, measure_executions
 from edgeanomaly.export._formats import artifact_name, check_targets
 from edgeanomaly.export._graphs import ONNX_OPSET, export_onnx, onnx_to_openvino, quantize_openvino_int8
 from edgeanomaly.metrics import evaluate_outputs
@@ -205,9 +212,10 @@ def _torch_outputs(model: Any, batch: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
-def _run_artifact(path: Path, fmt: str, precision: str, batch: np.ndarray, static_batch: int | None) -> tuple[dict[str, np.ndarray], str]:
-    """Raw outputs of an artifact file on the CPU, with the backend that prefers its format (what a device uses)."""
-    backend = backends_for(fmt)[0].create(path, "CPU", artifact_precision=precision, static_batch=static_batch)
+def _run_artifact(path: Path, fmt: str, precision: str, batch: np.ndarray, static_batch: int | None,
+                  device: str = "CPU", **options: Any) -> tuple[dict[str, np.ndarray], str]:
+    """Raw outputs of an artifact file (on the CPU unless told), with the backend that prefers its format (what a device uses)."""
+    backend = backends_for(fmt)[0].create(path, device, artifact_precision=precision, static_batch=static_batch, **options)
     try:
         return raw_outputs(backend, batch), backend.precision
     finally:
@@ -398,6 +406,15 @@ def export_checkpoint(
                 log.warning("%s left out of the bundle: validate would fail it on these images: %s", name, "; ".join(v.reasons))
                 continue
             par["status"] = {"PASS": "ok", "INCONCLUSIVE": "inconclusive", "FAIL": "degraded"}[v.outcome]
+            t0 = start(f"{name}: execution precisions against torch") if backends_for(fmt)[0].executions else 0.0
+            executions = measure_executions(
+                written[0], fmt, prec, outs,
+                run=lambda path, device, execution: _run_artifact(path, fmt, prec, batch, static_batch, device,
+                                                                  inference_precision=execution)[0],
+                assess=lambda o, key, where: execution_entry(verdict(o, key), compare_outputs(o, ref), key, where))
+            if executions is not None:
+                par["execution_precisions"] = executions
+                done(f"{name} execution precisions: " + ", ".join(f"{p} {e['outcome']}" for p, e in executions.items()), t0)
             parity[name] = par
             for f in written:
                 files[f.relative_to(stage).as_posix()] = f

@@ -32,6 +32,12 @@ _EXPORTS = {
     "FolderWatcher": "edgeanomaly.runtime._stream",
     "StreamError": "edgeanomaly.runtime._stream",
     "list_devices": "edgeanomaly.runtime._devices",
+    "ExecutionChoice": "edgeanomaly.runtime._execution",
+    "EXECUTION_CAPABILITIES": "edgeanomaly.runtime._execution",
+    "NOT_MEASURED": "edgeanomaly.runtime._execution",
+    "choose_execution": "edgeanomaly.runtime._execution",
+    "device_capabilities": "edgeanomaly.runtime._execution",
+    "device_description": "edgeanomaly.runtime._execution",
     "Backend": "edgeanomaly.runtime._backends",
     "served_model_name": "edgeanomaly.runtime._backends._remote",
 }

@@ -17,6 +17,7 @@ from edgeanomaly.errors import BackendUnavailableError, BundleError, ConfigError
 from edgeanomaly.registry import PRECISIONS, BackendSpec, backends, backends_for, get_backend
 from edgeanomaly.runtime._backends import Backend
 from edgeanomaly.runtime._devices import check_inference_precision, check_performance_hint
+from edgeanomaly.runtime._execution import ExecutionChoice, resolve_execution
 from edgeanomaly.runtime._inputs import as_rgb
 from edgeanomaly.runtime._postprocess import postprocess
 from edgeanomaly.runtime._prediction import Prediction
@@ -147,6 +148,10 @@ class Detector:
         backend: the registry name of the backend, e.g. ``"openvino"`` or ``"onnxruntime"``.
         device: the device that actually runs the graph (e.g. ``"CPU"``, also after ``AUTO``).
         precision: verified precision, e.g. ``"fp32 (f32 execution)"``.
+        execution: :class:`~edgeanomaly.runtime.ExecutionChoice`: the execution precision
+            (``.precision``), why it was chosen (``.reason``) and what export measured for it
+            on this artifact (``.drift``: verdict outcome, max relative output difference,
+            metric deltas, decision flips, device and OpenVINO version; None if not recorded).
         artifact: the bundle artifact that was loaded (``.name``, ``.format``, ``.precision``).
         task: ``"segmentation"`` (score + map) or ``"classification"`` (score only).
         input_size: (h, w) model input size.
@@ -173,6 +178,8 @@ class Detector:
         self.root = Path(bundle.root)
         #: Why this artifact was chosen (set by :func:`load`).
         self.selection: str = ""
+        #: The execution precision it runs at, why, and its export-measured drift (set by :func:`load`).
+        self.execution = ExecutionChoice(None, "", measured=None).loaded(engine)
 
     # -- info ----------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -186,6 +193,7 @@ class Detector:
             "backend": self.backend,
             "device": self.device,
             "precision": self.precision,
+            "execution": self.execution.to_dict(),
             "input_size": list(self.input_size),
             "compile_ms": round(float(getattr(self._engine, "compile_ms", float("nan"))), 1),
         }
@@ -429,6 +437,7 @@ def load(
     url: str | None = None,
     model_name: str | None = None,
     timeout: float | None = None,
+    exact: bool = False,
 ) -> Detector:
     """Load a bundle for inference, without torch.
 
@@ -447,9 +456,15 @@ def load(
             choice and its reason are in ``Detector.selection`` and the log.
         artifact: artifact name (``"openvino-int8"``); overrides ``precision``.
         inference_precision: OpenVINO execution precision ``"f32"``, ``"bf16"`` or ``"f16"``.
-            Default: f32 on CPU for every artifact, f32 on GPU unless the artifact is FP16.
-            A precision the device lacks (f16 on most CPUs, bf16 without AVX512-BF16/AMX) is
-            refused with :class:`~edgeanomaly.errors.ConfigError` instead of running another one.
+            Default: the fastest execution precision that passed the verdict when the bundle
+            was exported (recorded per artifact in its manifest) and that this device supports
+            (CPU bf16 > f32, GPU f16 > f32), else f32; ``Detector.execution`` says which and
+            why. A bundle exported before these measurements keeps the old default (f32 on
+            CPU; on GPU f32 unless the artifact is FP16). A precision the device lacks (f16 on
+            most CPUs, bf16 without AVX512-BF16/AMX) is refused with
+            :class:`~edgeanomaly.errors.ConfigError` instead of running another one.
+        exact: force f32 execution (as ``inference_precision="f32"``): exact to the torch
+            model within 1e-4 relative for an FP32 artifact.
         performance_hint: ``"latency"`` (one image at a time) or ``"throughput"`` (OpenVINO).
         cache_dir: OpenVINO compiled-model cache (faster second load); none by default.
         num_streams, num_threads: override OpenVINO streams / threads (both backends: threads).
@@ -483,11 +498,12 @@ def load(
         else:
             backend_name, chosen, why = _select(opened, backend, precision, artifact, device)
             spec = get_backend(backend_name)
+        execution = resolve_execution(spec, chosen, opened.manifest, device, inference_precision, exact)
         given = {
             "url": url,
             "model_name": model_name,
             "timeout": timeout,
-            "inference_precision": inference_precision,
+            "inference_precision": execution.requested,
             "performance_hint": hint,
             "cache_dir": cache_dir,
             "num_streams": num_streams,
@@ -530,14 +546,16 @@ def load(
     detector = Detector(engine, opened, chosen, owns_bundle=owns)
     detector.backend = backend_name  # the registry row, also when two rows share a backend class
     detector.selection = why
+    detector.execution = execution.loaded(engine)
     log.info(
-        "loaded %s artifact %s (%s) on %s/%s, precision %s (compiled in %.0f ms)",
+        "loaded %s artifact %s (%s) on %s/%s, precision %s (%s; compiled in %.0f ms)",
         detector.root,
         chosen.name,
         why,
         detector.backend,
         detector.device,
         detector.precision,
+        detector.execution.reason,
         getattr(engine, "compile_ms", float("nan")),
     )
     return detector

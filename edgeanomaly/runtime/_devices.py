@@ -16,7 +16,7 @@ import logging
 
 from edgeanomaly._optional import check_choice
 from edgeanomaly.errors import DeviceUnavailableError
-from edgeanomaly.registry import get_backend
+from edgeanomaly.registry import EXECUTION_PRECISIONS, get_backend
 
 log = logging.getLogger("edgeanomaly.runtime")
 
@@ -35,7 +35,7 @@ __all__ = [
 
 #: Inference precisions a user may request from OpenVINO (``None`` = the artifact's own precision,
 #: i.e. f32 for FP32/INT8 artifacts; see ``edgeanomaly.runtime.load``).
-INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
+INFERENCE_PRECISIONS = EXECUTION_PRECISIONS
 
 #: OpenVINO performance hints by their user-facing names.
 PERFORMANCE_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}

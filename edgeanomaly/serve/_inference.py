@@ -31,14 +31,14 @@ class ServedBundle:
     Args:
         bundle: bundle directory or ``.zip``.
         name: model name on the server.
-        backend, device, precision, artifact: as :func:`edgeanomaly.runtime.load`.
+        backend, device, precision, artifact, exact: as :func:`edgeanomaly.runtime.load`.
         max_batch: most images accepted in one request.
     """
 
     def __init__(self, bundle: str | os.PathLike[str], name: str, *, backend: str = "auto", device: str = "CPU",
-                 precision: str = "fp32", artifact: str | None = None, max_batch: int = 64) -> None:
+                 precision: str = "fp32", artifact: str | None = None, max_batch: int = 64, exact: bool = False) -> None:
         self.bundle, self.name = bundle, name
-        self._load_args = {"backend": backend, "device": device, "precision": precision, "artifact": artifact}
+        self._load_args = {"backend": backend, "device": device, "precision": precision, "artifact": artifact, "exact": exact}
         self.max_batch = max_batch
         self.detector: Any = None
 

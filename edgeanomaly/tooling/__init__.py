@@ -23,7 +23,7 @@ _BY_MODULE = {
     "_split": ("CALIBRATION_SPLITS", "calibration_split"),
     "_verdict": (
         "PASS", "FAIL", "INCONCLUSIVE", "Tolerance", "TOLERANCES", "Check", "Verdict", "judge",
-        "one_image_share", "sample_key", "worst",
+        "one_image_share", "sample_key", "tolerance_for", "worst",
     ),
     "_recalibrate": ("recalibrate", "SPLITS"),
     "_validation": (

@@ -31,7 +31,7 @@ import sys, time, json
 t0 = time.perf_counter()
 from edgeanomaly.runtime import load
 t1 = time.perf_counter()
-det = load(sys.argv[1], backend=sys.argv[2], device=sys.argv[3], artifact=sys.argv[4])
+det = load(sys.argv[1], backend=sys.argv[2], device=sys.argv[3], artifact=sys.argv[4], exact=sys.argv[6] == "exact")
 t2 = time.perf_counter()
 det.predict(sys.argv[5])
 t3 = time.perf_counter()
@@ -51,6 +51,10 @@ class BenchmarkRow:
     reason: str = ""
     size_bytes: int = 0
     execution: str = ""
+    #: why this execution precision (Detector.execution.reason), and what export measured for it
+    execution_reason: str = ""
+    export_outcome: str | None = None
+    export_max_rel_diff: float | None = None
     max_rel_diff: float | None = None
     image_auroc: float | None = None
     pixel_aupro: float | None = None
@@ -76,9 +80,9 @@ def _available_devices() -> dict[str, list[str]]:
     return out
 
 
-def _cold_start(bundle: Path, backend: str, device: str, artifact: str, image: Path) -> dict[str, Any]:
+def _cold_start(bundle: Path, backend: str, device: str, artifact: str, image: Path, exact: bool = False) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-c", _COLD_START, str(bundle), backend, device, artifact, str(image)],
+        [sys.executable, "-c", _COLD_START, str(bundle), backend, device, artifact, str(image), "exact" if exact else "default"],
         capture_output=True, text=True, timeout=300,
     )
     if proc.returncode != 0:
@@ -96,8 +100,14 @@ def benchmark_bundle(
     progress: Callable[[str], None] | None = None,
     url: str | None = None,
     model_name: str | None = None,
+    exact: bool = False,
 ) -> list[BenchmarkRow]:
     """Measure every artifact x backend x device combination; never raises for one that fails.
+
+    Each runs at the execution precision ``load`` chooses by default (the fastest that passed
+    at export on a device that supports it; ``exact=True``: f32); the row reports it
+    (``execution``, ``execution_reason``) with the drift export measured for it
+    (``export_outcome``, ``export_max_rel_diff``) next to the drift measured here.
 
     With ``url`` (an Open Inference Protocol server, see ``load(backend="remote")``) only that
     server is measured, on the bundle's fp32 artifact, without a cold start.
@@ -145,9 +155,10 @@ def benchmark_bundle(
             if progress:
                 progress(f"{art.name} on {be}/{dev}")
             try:
-                _measure(row, b, load, ref, image_path, samples, labels, masks, auroc, aupro, repeats, throughput_images, remote)
+                _measure(row, b, load, ref, image_path, samples, labels, masks, auroc, aupro, repeats, throughput_images,
+                         {**remote, "exact": exact})
                 if cold_start:
-                    row.cold_start = _cold_start(bundle, be, dev, art.name, image_path)
+                    row.cold_start = _cold_start(bundle, be, dev, art.name, image_path, exact)
                     row.cold_start_s = row.cold_start["total_s"]
             except (EdgeAnomalyError, RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
                 row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"
@@ -158,6 +169,11 @@ def _measure(row: BenchmarkRow, b: Any, load: Any, ref: Any, image_path: Path, s
              masks: Any, auroc: Any, aupro: Any, repeats: int, throughput_images: int, remote: dict[str, Any]) -> None:
     with load(b, backend=row.backend, device=row.device, artifact=row.artifact, **remote) as det:
         row.execution = det.precision
+        row.execution_reason = det.execution.reason
+        drift = det.execution.drift
+        if drift is not None:
+            row.export_outcome = drift.get("outcome")
+            row.export_max_rel_diff = drift.get("max_rel_diff")
         if ref is not None:
             diff = reproduce(det, ref["images"], ref)[1]
             row.max_rel_diff = max(diff["max_rel_score_diff"], diff.get("max_rel_map_diff", 0.0))
@@ -189,19 +205,30 @@ def _fmt(v: Any, spec: str) -> str:
     return format(v, spec)
 
 
+def _export_drift(r: BenchmarkRow) -> str:
+    """What export measured for the execution precision this row ran at."""
+    if r.export_outcome is None:
+        return "-"
+    return f"{r.export_outcome} {_fmt(r.export_max_rel_diff, '.1e')}"
+
+
 def benchmark_markdown(rows: list[BenchmarkRow]) -> str:
     from edgeanomaly.bundle import format_bytes
 
-    head = "| artifact | backend | device | status | size | execution | max rel diff | img AUROC | px AUPRO | p50 ms | p95 ms | infer p50 ms | img/s | cold start s |"
+    head = "| artifact | backend | device | status | size | execution | export drift | max rel diff | img AUROC | px AUPRO | p50 ms | p95 ms | infer p50 ms | img/s | cold start s |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         status = r.status if r.status == "ok" else f"FAILED: {r.reason}"
         lines.append(
             f"| {r.artifact} | {r.backend} | {r.device} | {status} | {format_bytes(r.size_bytes)} | {r.execution or '-'} | "
+            f"{_export_drift(r)} | "
             f"{_fmt(r.max_rel_diff, '.1e')} | {_fmt(r.image_auroc, '.4f')} | {_fmt(r.pixel_aupro, '.4f')} | "
             f"{_fmt(r.latency_ms_p50, '.1f')} | {_fmt(r.latency_ms_p95, '.1f')} | {_fmt(r.infer_ms_p50, '.1f')} | "
             f"{_fmt(r.throughput_ips, '.1f')} | {_fmt(r.cold_start_s, '.2f')} |"
         )
+    reasons = sorted({(r.artifact, r.execution_reason) for r in rows if r.execution_reason})
+    if reasons:
+        lines += ["", "Execution precision: " + "; ".join(f"{a}: {why}" for a, why in reasons)]
     return "\n".join(lines) + "\n"
 
 

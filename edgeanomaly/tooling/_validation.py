@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeanomaly.errors import DatasetError, EdgeAnomalyError
-from edgeanomaly.tooling._verdict import TOLERANCES, Tolerance, judge, worst
+from edgeanomaly.tooling._verdict import TOLERANCES, Tolerance, judge, tolerance_for, worst
 
 __all__ = ["Tolerance", "TOLERANCES", "ArtifactValidation", "ValidationReport", "validate_bundle", "validation_markdown", "write_validation_report"]
 
@@ -42,6 +42,8 @@ class ArtifactValidation:
     backend: str = ""
     device: str = ""
     execution: str = ""
+    #: the execution precision chosen at load, why, and its export-measured drift (Detector.execution)
+    execution_choice: dict[str, Any] = field(default_factory=dict)
     status: str = "error"  # pass | inconclusive | fail | error
     reasons: list[str] = field(default_factory=list)
     verdict: dict[str, Any] = field(default_factory=dict)
@@ -148,6 +150,7 @@ def validate_bundle(
     pixel_resolution: str = "original",
     url: str | None = None,
     model_name: str | None = None,
+    exact: bool = False,
 ) -> ValidationReport:
     """Run every requested artifact of ``bundle`` on the labelled test split of ``data``.
 
@@ -155,6 +158,10 @@ def validate_bundle(
         artifacts: artifact names (default: all in the bundle that ``backend`` can run; with
             ``backend="remote"`` the fp32 one, whose tolerances then apply to the server).
         url, model_name: the server of ``backend="remote"`` (see :func:`edgeanomaly.runtime.load`).
+        exact: run every artifact at f32 execution. By default each runs at the execution
+            precision ``load`` chooses (the fastest that passed at export on a device that
+            supports it) and is judged with :func:`tolerance_for` its artifact and execution
+            precision; ``execution_choice`` in the report says which and why.
         tolerance: metric tolerance for every precision (default: :data:`TOLERANCES`).
         pixel_resolution: ``"original"`` also reports pixel metrics with each map resized to
             its image's own size (as MVTec results are reported; ``metrics_original``);
@@ -211,8 +218,9 @@ def validate_bundle(
                 res.error = f"no artifact named {name!r} in the bundle (it has {', '.join(a.name for a in manifest.artifacts)})"
                 continue
             try:
-                with load(b, backend=backend, device=device, artifact=name, **remote) as det:
+                with load(b, backend=backend, device=device, artifact=name, exact=exact, **remote) as det:
                     res.backend, res.device, res.execution = det.backend, det.device, det.precision
+                    res.execution_choice = det.execution.to_dict()
                     if reference is not None:
                         outputs, res.reproduction = reproduce(det, reference["images"], reference, manifest.calibration)
                         rep = [outputs["pred_score"], outputs["anomaly_map"][:, 0] if "anomaly_map" in outputs else None]
@@ -242,7 +250,8 @@ def validate_bundle(
                     original_masks = [smp.mask(hw) for smp, hw in zip(samples, sizes)]
                 res.metrics_original, note = pixel_metrics_at_original_size(
                     s, labels, m, sizes, original_masks, manifest.preprocessing, manifest.calibration)
-            verdict = _judge_on_device(art.precision, manifest.calibration, s, labels, paired, rep, reference,
+            row = tolerance_for(art.precision, res.execution_choice.get("precision"))
+            verdict = _judge_on_device(row, manifest.calibration, s, labels, paired, rep, reference,
                                        res.metrics, ref_metrics, tolerance)
             res.verdict = verdict.to_dict()
             res.reasons = verdict.reasons
@@ -321,10 +330,24 @@ def validation_markdown(report: ValidationReport) -> str:
         lines += ["", "| artifact (each image's own resolution) | " + " | ".join(pkeys) + " |", "|---|" + "---|" * len(pkeys)]
         lines += [f"| {a.artifact} | " + " | ".join(f"{a.metrics_original[k]:.4f}" if k in a.metrics_original else "-" for k in pkeys) + " |"
                   for a in original]
+    chosen = [a for a in report.artifacts if a.execution_choice]
+    if chosen:
+        lines += ["", "Execution precision (chosen at load; drift as measured against torch at export):", ""]
+        for a in chosen:
+            c = a.execution_choice
+            d = c.get("export_drift")
+            drift = ("not recorded in the bundle" if not d else
+                     f"{d.get('outcome')}, max rel diff {_num(d.get('max_rel_diff'))}, {d.get('decision_flips', '-')} decision flips"
+                     + (f" on {d['device']}" if d.get("device") else "") + (f", OpenVINO {d['openvino']}" if d.get("openvino") else ""))
+            lines.append(f"- `{a.artifact}`: {c.get('precision') or '-'} ({c.get('reason')}); export drift: {drift}")
     problems = [(a.artifact, r) for a in report.artifacts for r in (a.reasons + ([f"FAIL: {a.error}"] if a.error else []))]
     if problems:
         lines += ["", "## Why", ""] + [f"- `{n}`: {r}" for n, r in problems]
     return "\n".join(lines) + "\n"
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{float(v):.2e}"
 
 
 def write_validation_report(report: ValidationReport, out: str | Path, figures: bool = True) -> list[Path]:

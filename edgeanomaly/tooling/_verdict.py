@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 __all__ = ["PASS", "FAIL", "INCONCLUSIVE", "Tolerance", "TOLERANCES", "Check", "Verdict", "judge",
-           "one_image_share", "sample_key", "worst"]
+           "one_image_share", "sample_key", "tolerance_for", "worst"]
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 _ORDER = {PASS: 0, INCONCLUSIVE: 1, FAIL: 2}
@@ -87,6 +87,26 @@ TOLERANCES: dict[str, Tolerance] = {
         two_sided=False,
     ),
 }
+
+
+def tolerance_for(artifact_precision: str, execution: str | None = None) -> str:
+    """The :data:`TOLERANCES` row that judges an artifact run at an execution precision.
+
+    An FP32 artifact run at f32 must reproduce torch (``"fp32"``); run at a reduced floating
+    point precision (bf16 on a CPU, f16 on a GPU) it computes the same graph with rounded
+    arithmetic, as an FP16 artifact does with rounded weights, and is held to the same
+    ``"fp16"`` row (outputs within 0.05 relative, every metric within 0.01, few decision
+    flips). An INT8 artifact keeps its own row at every execution precision: its raw outputs
+    are re-aligned on purpose, so its decisions and threshold-free metrics are what is judged.
+
+    >>> tolerance_for("fp32", "f32"), tolerance_for("fp32", "bf16"), tolerance_for("int8", "bf16")
+    ('fp32', 'fp16', 'int8')
+    """
+    if artifact_precision == "int8":
+        return "int8"
+    if artifact_precision == "fp16" or execution not in (None, "f32"):
+        return "fp16"
+    return artifact_precision
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import numpy as np
 from edgeanomaly.errors import BackendUnavailableError, ConfigError, DeviceUnavailableError, InferenceError
 from edgeanomaly.runtime._backends import TensorInfo, inference_error, run_padded
 from edgeanomaly.runtime._devices import resolve_openvino_device
+from edgeanomaly.runtime._execution import EXECUTION_CAPABILITIES
 
 __all__ = ["OpenVINOBackend", "core"]
 
@@ -62,7 +63,7 @@ def _default_precision_hint(family: str, artifact_precision: str, requested: str
 
 
 # Execution precisions and the device capability each needs (OPTIMIZATION_CAPABILITIES).
-_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+_CAPABILITY = EXECUTION_CAPABILITIES
 
 
 def _check_capability(ov_core: Any, device: str, precision: str) -> None:

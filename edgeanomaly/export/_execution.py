@@ -1,0 +1,112 @@
+"""Reduced-precision execution earned at export: each OpenVINO artifact is run at every execution
+precision the export machine's devices support (bf16 on a CPU with ``BF16`` among its
+``OPTIMIZATION_CAPABILITIES``, f16 on a GPU) and judged against the torch reference on the
+held-out images with the verdict ``validate`` uses (``edgeanomaly.tooling.judge``, row
+``tolerance_for(artifact precision, execution precision)``).
+
+The record goes into the artifact's parity entry as ``execution_precisions`` (see
+export/BUNDLE.md): per execution precision the verdict's outcome, the largest relative output
+difference, the metric deltas and decision flips, the device and the OpenVINO version. A
+precision this machine cannot run is ``NOT_MEASURED`` with the reason, never guessed. The f32
+entry is the export's own parity run (OpenVINO pinned to f32 on the CPU), so the f32
+exactness claim (1e-4 relative for FP32) stays visible next to the reduced ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger("edgeanomaly.export")
+
+__all__ = ["execution_entry", "measure_executions"]
+
+_OUTPUT_CHECKS = ("max_rel_score_diff", "max_rel_map_diff", "decision_flips")
+
+
+def execution_entry(verdict: Any, comparison: dict[str, Any], tolerance: str, where: dict[str, str]) -> dict[str, Any]:
+    """One measured execution precision: the verdict's outcome and the drift it reports.
+
+    Args:
+        verdict: the :class:`~edgeanomaly.tooling.Verdict` of these outputs.
+        comparison: ``compare_outputs`` of the same outputs on every held-out image.
+        tolerance: the ``TOLERANCES`` row that judged them.
+        where: ``device_description`` of the device that ran them.
+    """
+    m = verdict.measures
+    worst = max(float(comparison["max_rel_score_diff"]), float(comparison.get("max_rel_map_diff", 0.0)))
+    entry: dict[str, Any] = {
+        "outcome": verdict.outcome,
+        **where,
+        "tolerance": tolerance,
+        "max_rel_diff": worst,
+        "max_rel_score_diff": float(comparison["max_rel_score_diff"]),
+        "decision_flips": int(m.get("decision_flips", 0) or 0),
+        "borderline_flips": int(m.get("borderline_flips", 0) or 0),
+        "metric_deltas": {c.name: c.value for c in verdict.checks if c.name not in _OUTPUT_CHECKS and c.value is not None},
+        "reasons": verdict.reasons,
+    }
+    if "max_rel_map_diff" in comparison:
+        entry["max_rel_map_diff"] = float(comparison["max_rel_map_diff"])
+    if m.get("swapped_pairs") is not None:
+        entry["swapped_pairs"] = int(m["swapped_pairs"])
+    return entry
+
+
+def measure_executions(
+    path: Path,
+    fmt: str,
+    precision: str,
+    f32_outputs: dict[str, np.ndarray],
+    run: Callable[..., dict[str, np.ndarray]],
+    assess: Callable[[dict[str, np.ndarray], str, dict[str, str]], dict[str, Any]],
+) -> dict[str, Any] | None:
+    """The ``execution_precisions`` record of one artifact, or None for a format whose backend
+    has no execution precisions to choose from (ONNX on ONNX Runtime runs the graph's types).
+
+    Args:
+        path: the artifact's loadable file.
+        fmt, precision: its format and storage precision.
+        f32_outputs: its raw outputs from the export's parity run (CPU, f32 execution).
+        run: ``(path, device, inference_precision) -> raw outputs`` on the held-out images.
+        assess: ``(outputs, tolerance row, device description) -> entry`` (:func:`execution_entry`).
+    """
+    from edgeanomaly.registry import backends_for
+    from edgeanomaly.runtime import device_capabilities, device_description
+    from edgeanomaly.runtime import EXECUTION_CAPABILITIES, NOT_MEASURED
+    from edgeanomaly.tooling import tolerance_for
+
+    spec = backends_for(fmt)[0]
+    if not spec.executions:
+        return None
+    record: dict[str, Any] = {"f32": assess(f32_outputs, tolerance_for(precision, "f32"), device_description("CPU"))}
+    present = spec.available_devices()
+    for family, order in spec.executions.items():
+        devices = [d for d in present if spec.family(d) == family]
+        for execution in order:
+            if execution == "f32" or execution in record:
+                continue
+            needed = EXECUTION_CAPABILITIES[execution]
+            if not devices:
+                record[execution] = {"outcome": NOT_MEASURED, "device": family,
+                                     "reason": f"no {family} device ({spec.name} devices here: {', '.join(present) or 'none'})"}
+                continue
+            device = devices[0]
+            where = device_description(device)
+            capabilities = device_capabilities(device)
+            if capabilities is None or needed not in capabilities:
+                said = ", ".join(capabilities) if capabilities is not None else "none reported"
+                record[execution] = {"outcome": NOT_MEASURED, **where,
+                                     "reason": f"{family} lacks {needed}: capabilities {said}"}
+                continue
+            try:
+                outputs = run(path, device, execution)
+            except Exception as exc:  # noqa: BLE001 - whatever stops the run is the recorded reason
+                log.warning("%s: %s execution on %s could not be measured: %s", path, execution, device, exc)
+                record[execution] = {"outcome": NOT_MEASURED, **where, "reason": f"{type(exc).__name__}: {exc}"}
+                continue
+            record[execution] = assess(outputs, tolerance_for(precision, execution), where)
+    return record

@@ -1,0 +1,217 @@
+"""Which execution precision a loaded artifact runs at.
+
+Export measures each OpenVINO artifact at every reduced execution precision its machine can
+run (bf16 on a CPU whose ``OPTIMIZATION_CAPABILITIES`` list ``BF16``, f16 on a GPU) against
+the torch reference, with the verdict ``validate`` uses, and records the result per artifact
+in the manifest (``reference.parity.<artifact>.execution_precisions``, see export/BUNDLE.md).
+At load time the default is the fastest execution precision of the backend row's order for
+the device (:meth:`edgeanomaly.registry.BackendSpec.execution_order`: CPU bf16 > f32, GPU
+f16 > f32) that PASSED at export *and* that this device supports now; otherwise f32, with the
+reason. ``exact=True`` or ``inference_precision="f32"`` forces f32. A bundle that records no
+measurement (exported before they were made) keeps the backend's own policy: f32 on a CPU.
+
+:func:`choose_execution` is the decision, a pure function of its inputs; :func:`resolve_execution`
+gathers those inputs for :func:`edgeanomaly.runtime.load`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Sequence
+
+from edgeanomaly.errors import ConfigError
+
+__all__ = [
+    "NOT_MEASURED",
+    "EXECUTION_CAPABILITIES",
+    "ExecutionChoice",
+    "choose_execution",
+    "device_capabilities",
+    "device_description",
+    "execution_record",
+    "resolve_execution",
+]
+
+#: Outcome of an execution precision that export could not run on its machine.
+NOT_MEASURED = "NOT_MEASURED"
+_PASS = "PASS"  # the verdict's outcome (edgeanomaly.tooling.PASS; the runtime does not import tooling)
+
+#: Execution precision -> the OpenVINO ``OPTIMIZATION_CAPABILITIES`` entry a device needs for it.
+EXECUTION_CAPABILITIES: dict[str, str] = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+
+#: Key of a ``reference.parity`` entry that holds the export's execution measurements.
+RECORD_KEY = "execution_precisions"
+
+
+@dataclass(frozen=True)
+class ExecutionChoice:
+    """The execution precision a Detector runs at, why, and what export measured for it.
+
+    Attributes:
+        requested: asked of the backend (``"f32"``, ``"bf16"``, ``"f16"``), or None: the
+            backend's own policy (a bundle without measurements; backends without a choice).
+        reason: one sentence saying why.
+        precision: the execution precision the backend reports it runs (set once loaded).
+        measured: the artifact's export record (precision -> measurement), or None.
+    """
+
+    requested: str | None
+    reason: str
+    precision: str | None = None
+    measured: Mapping[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def drift(self) -> dict[str, Any] | None:
+        """What export measured for :attr:`precision` on this artifact (None: not recorded)."""
+        if not self.measured or self.precision is None:
+            return None
+        entry = self.measured.get(self.precision)
+        return dict(entry) if isinstance(entry, Mapping) else None
+
+    def loaded(self, engine: Any) -> ExecutionChoice:
+        """This choice with the precision the loaded backend reports (``execution_precision``)."""
+        return replace(self, precision=getattr(engine, "execution_precision", None) or self.requested)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"precision", "requested", "reason", "export_drift"}`` for ``info()``, JSON and reports."""
+        drift = self.drift
+        keep = ("outcome", "max_rel_diff", "max_rel_score_diff", "max_rel_map_diff", "decision_flips",
+                "metric_deltas", "tolerance", "device", "device_name", "openvino", "reason")
+        return {
+            "precision": self.precision,
+            "requested": self.requested,
+            "reason": self.reason,
+            "export_drift": None if drift is None else {k: drift[k] for k in keep if k in drift},
+        }
+
+
+def _describe(entry: Mapping[str, Any] | None) -> str:
+    if not entry:
+        return "not measured at export"
+    outcome = entry.get("outcome")
+    if outcome == NOT_MEASURED:
+        return f"not measured at export ({entry.get('reason', 'no reason recorded')})"
+    return f"{outcome} at export"
+
+
+def choose_execution(
+    order: Sequence[str],
+    capabilities: Sequence[str] | None,
+    measured: Mapping[str, Any] | None,
+    *,
+    family: str = "CPU",
+    requested: str | None = None,
+    exact: bool = False,
+) -> ExecutionChoice:
+    """Decide the execution precision; a pure function of its inputs.
+
+    Args:
+        order: the backend row's execution precisions for the device family, fastest first
+            (``("bf16", "f32")`` on a CPU); empty: the backend has no choice to make here.
+        capabilities: the device's ``OPTIMIZATION_CAPABILITIES`` now (None: not reported).
+        measured: the artifact's export record, precision -> ``{"outcome", ...}``, or None
+            for a bundle exported before the measurements were made.
+        family: device family, for the messages.
+        requested: an explicit ``inference_precision`` (honoured as asked).
+        exact: force f32.
+
+    >>> measured = {"f32": {"outcome": "PASS"}, "bf16": {"outcome": "PASS"}}
+    >>> choose_execution(("bf16", "f32"), ["FP32", "BF16", "INT8"], measured).requested
+    'bf16'
+    >>> choose_execution(("bf16", "f32"), ["FP32", "INT8"], measured).reason
+    'f32: bf16 passed at export, but this CPU lacks BF16 (capabilities FP32, INT8)'
+    """
+    if exact and requested not in (None, "f32"):
+        raise ConfigError(f"exact=True forces f32 execution, but inference_precision={requested!r} was asked; give one of them")
+    record = dict(measured) if measured else None
+    if exact or requested == "f32":
+        return ExecutionChoice("f32", "f32 forced (exact)" if exact else "f32 as asked", measured=record)
+    if requested is not None:
+        return ExecutionChoice(requested, f"{requested} as asked ({_describe((record or {}).get(requested))})", measured=record)
+    if not order:
+        return ExecutionChoice(None, f"the backend's own execution precision on {family} (no choice to make)", measured=record)
+    if record is None:
+        return ExecutionChoice(None, "the bundle records no execution measurements (exported before they were made): "
+                                     "the backend's default, f32 on a CPU", measured=None)
+    notes: list[str] = []
+    for precision in order:
+        if precision == "f32":
+            break
+        entry = record.get(precision)
+        if not entry or entry.get("outcome") != _PASS:
+            notes.append(f"{precision} {_describe(entry)}")
+            continue
+        needed = EXECUTION_CAPABILITIES[precision]
+        if capabilities is None:
+            notes.append(f"{precision} passed at export, but this {family} does not report its capabilities")
+            continue
+        if needed not in capabilities:
+            notes.append(f"{precision} passed at export, but this {family} lacks {needed} (capabilities {', '.join(capabilities)})")
+            continue
+        where = " ".join(str(entry[k]) for k in ("device", "device_name") if entry.get(k))
+        on = f" on {where}" + (f", OpenVINO {entry['openvino']}" if entry.get("openvino") else "") if where else ""
+        return ExecutionChoice(precision, f"{precision}: passed the verdict at export{on}, and this {family} has {needed}",
+                               measured=record)
+    return ExecutionChoice("f32", "f32" + (": " + "; ".join(notes) if notes else ""), measured=record)
+
+
+def device_capabilities(device: str) -> list[str] | None:
+    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of ``device`` (e.g. ``['FP32', 'INT8', 'BIN',
+    'EXPORT_IMPORT']``), or None when the device is absent or its plugin does not say."""
+    from edgeanomaly.runtime._backends._openvino import core
+
+    try:
+        return [str(c) for c in core().get_property(device, "OPTIMIZATION_CAPABILITIES")]
+    except (RuntimeError, TypeError):
+        return None
+
+
+def device_description(device: str) -> dict[str, str]:
+    """``{"device", "device_name", "openvino"}``: what a measurement was made on."""
+    import openvino as ov
+
+    from edgeanomaly.runtime._backends._openvino import core
+
+    try:
+        name = str(core().get_property(device, "FULL_DEVICE_NAME"))
+    except RuntimeError:
+        name = ""
+    return {"device": device, "device_name": name, "openvino": str(ov.get_version())}
+
+
+def execution_record(manifest: Any, artifact_name: str) -> dict[str, Any] | None:
+    """The export's execution measurements of one artifact, or None when the bundle has none."""
+    parity = (getattr(manifest, "reference", None) or {}).get("parity", {}).get(artifact_name)
+    record = parity.get(RECORD_KEY) if isinstance(parity, Mapping) else None
+    return dict(record) if isinstance(record, Mapping) else None
+
+
+def resolve_execution(spec: Any, artifact: Any, manifest: Any, device: str, requested: str | None, exact: bool) -> ExecutionChoice:
+    """The :class:`ExecutionChoice` for ``artifact`` on backend row ``spec`` and ``device``.
+
+    A backend that takes no ``inference_precision`` runs its own precision (ONNX Runtime: the
+    graph's types; a server: whatever it runs); ``exact`` then changes nothing and says so.
+    """
+    if "inference_precision" not in spec.options:
+        if exact and requested not in (None, "f32"):
+            choose_execution((), None, None, requested=requested, exact=True)  # raises: a contradiction
+        # ``requested`` is passed on, so load() refuses it as a setting this backend does not take.
+        return ExecutionChoice(requested, f"the {spec.name} backend runs the artifact's own precision (f32 for fp32 graphs)")
+    order = spec.execution_order(device) if artifact is not None else ()
+    measured = execution_record(manifest, artifact.name) if artifact is not None else None
+    family = spec.family(device)
+    needs_capabilities = requested is None and not exact and measured is not None and any(
+        p != "f32" and (measured.get(p) or {}).get("outcome") == _PASS for p in order)
+    capabilities = device_capabilities(device.upper()) if needs_capabilities else None
+    choice = choose_execution(order, capabilities, measured, family=family, requested=requested, exact=exact)
+    if measured is None and choice.requested is None and order and _has_records(manifest):
+        # A new bundle, but this artifact was not measured (export measures the artifacts of the
+        # formats OpenVINO prefers, not an ONNX file OpenVINO reads as a fallback).
+        choice = replace(choice, reason=f"export did not measure the execution precisions of {artifact.name} "
+                                        f"(only the OpenVINO IR artifacts): the backend's default, f32 on a CPU")
+    return choice
+
+
+def _has_records(manifest: Any) -> bool:
+    parity = (getattr(manifest, "reference", None) or {}).get("parity", {})
+    return any(isinstance(p, Mapping) and RECORD_KEY in p for p in parity.values())

@@ -1,0 +1,114 @@
+"""Export measures each OpenVINO artifact at every execution precision this machine can run, with
+the verdict validate uses, and records it in the manifest; what it cannot run is NOT_MEASURED
+with the reason. The f32 entry keeps the FP32 exactness claim (1e-4 relative) visible."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeanomaly.export import FP32_RTOL
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """DFM (the cheapest model) on a small synthetic set at 128 px: ONNX + OpenVINO FP32/FP16."""
+    from edgeanomaly.data import generate_synthetic_dataset
+    from edgeanomaly.export import export_checkpoint
+    from edgeanomaly.models import fit_run
+
+    root = tmp_path_factory.mktemp("execution")
+    generate_synthetic_dataset(root / "data", ["metal"], n_train=8, n_test=4, seed=0, size=128)
+    result = fit_run("dfm", root / "data", root / "dfm.run", category="metal", image_size=128,
+                     backbone="efficientnet_lite0", pretrained=True, random_state=0)
+    export_checkpoint(result.checkpoint, root / "dfm.bundle", ["onnx", "openvino"], ["fp32", "fp16"])
+    return root / "dfm.bundle"
+
+
+def _records(bundle: Path) -> dict:
+    parity = json.loads((bundle / "manifest.json").read_text())["reference"]["parity"]
+    return {name: entry.get("execution_precisions") for name, entry in parity.items()}
+
+
+def test_f32_drift_and_the_reduced_precisions_as_this_machine_allows(small_bundle: Path) -> None:
+    import openvino as ov
+
+    from edgeanomaly.bundle import describe_bundle, read_bundle
+    from edgeanomaly.runtime import device_capabilities, list_devices
+
+    records = _records(small_bundle)
+    assert records["onnx-fp32"] is None  # ONNX runs on ONNX Runtime: the graph's own types, nothing to choose
+    caps = device_capabilities("CPU")
+    assert caps is not None
+    gpus = [d for d in list_devices("openvino") if d.startswith("GPU")]
+    for name in ("openvino-fp32", "openvino-fp16"):
+        record = records[name]
+        assert set(record) == {"f32", "bf16", "f16"}
+        f32 = record["f32"]
+        assert f32["device"] == "CPU" and f32["openvino"] == ov.get_version()
+        assert f32["decision_flips"] == 0 and set(f32["metric_deltas"]) >= {"image_auroc", "pixel_auroc"}
+        if name == "openvino-fp32":
+            # the f32 exactness claim, measured on every held-out image
+            assert f32["outcome"] == "PASS" and f32["tolerance"] == "fp32"
+            assert 0 <= f32["max_rel_diff"] <= FP32_RTOL
+            assert all(abs(d) <= 0.005 for d in f32["metric_deltas"].values())
+        else:
+            assert f32["tolerance"] == "fp16" and f32["max_rel_diff"] <= 0.05
+        bf16 = record["bf16"]
+        if "BF16" in caps:  # a machine with AMX / AVX512-BF16: really measured
+            assert bf16["outcome"] in ("PASS", "INCONCLUSIVE", "FAIL") and bf16["tolerance"] == "fp16"
+            assert bf16["max_rel_diff"] >= 0 and "decision_flips" in bf16
+        else:
+            assert bf16 == {"outcome": "NOT_MEASURED", "device": "CPU", "device_name": f32["device_name"],
+                            "openvino": f32["openvino"], "reason": f"CPU lacks BF16: capabilities {', '.join(caps)}"}
+        with read_bundle(small_bundle) as b:  # what `edgeanomaly info` prints
+            assert f"execution precisions {name} (measured at export): f32 {f32['outcome']} (max rel diff" in describe_bundle(b)
+        if not gpus:
+            assert record["f16"]["outcome"] == "NOT_MEASURED"
+            assert record["f16"]["reason"].startswith("no GPU device (openvino devices here: ")
+        else:
+            assert record["f16"]["device"].startswith("GPU")
+
+
+def test_load_runs_what_passed_and_reports_its_export_drift(small_bundle: Path) -> None:
+    from edgeanomaly.runtime import device_capabilities, load
+
+    caps = device_capabilities("CPU") or []
+    with load(small_bundle, backend="openvino", artifact="openvino-fp32") as det:
+        record = _records(small_bundle)["openvino-fp32"]
+        if "BF16" in caps and record["bf16"]["outcome"] == "PASS":
+            assert det.execution.precision == "bf16"
+        else:
+            assert det.execution.precision == "f32" and det.precision == "fp32 (f32 execution)"
+            assert det.execution.reason.startswith("f32: bf16 ")
+        drift = det.info()["execution"]["export_drift"]
+        assert drift == {k: v for k, v in record[det.execution.precision].items() if k in drift}
+        if det.execution.precision == "f32":
+            assert drift["max_rel_diff"] <= FP32_RTOL
+
+
+def test_an_artifact_export_did_not_measure_says_so(small_bundle: Path) -> None:
+    from edgeanomaly.runtime import load
+
+    with load(small_bundle, backend="openvino", artifact="onnx-fp32") as det:  # ONNX read by OpenVINO
+        assert det.execution.precision == "f32" and det.execution.drift is None
+        assert det.execution.reason.startswith("export did not measure the execution precisions of onnx-fp32")
+
+
+def test_validate_judges_and_reports_the_execution_it_ran(small_bundle: Path) -> None:
+    from edgeanomaly.tooling import validate_bundle, validation_markdown
+
+    data = small_bundle.parent / "data"
+    report = validate_bundle(small_bundle, data, category="metal", artifacts=["openvino-fp32"], exact=True, pixel_resolution="model")
+    art = report.artifacts[0]
+    assert art.status == "pass" and art.execution == "fp32 (f32 execution)"
+    assert art.execution_choice["precision"] == "f32" and art.execution_choice["reason"] == "f32 forced (exact)"
+    assert art.execution_choice["export_drift"]["outcome"] == "PASS"
+    text = validation_markdown(report)
+    assert "- `openvino-fp32`: f32 (f32 forced (exact)); export drift: PASS, max rel diff" in text
+    assert np.isfinite(art.reproduction["max_rel_score_diff"])
