@@ -457,7 +457,8 @@ def load(
         artifact: artifact name (``"openvino-int8"``); overrides ``precision``.
         inference_precision: OpenVINO execution precision ``"f32"``, ``"bf16"`` or ``"f16"``.
             Default: the fastest execution precision that passed the verdict when the bundle
-            was exported (recorded per artifact in its manifest) and that this device supports
+            was exported (recorded per artifact in its manifest), measured on this device kind
+            (same device name and OpenVINO release), and that this device supports
             (CPU bf16 > f32, GPU f16 > f32), else f32; ``Detector.execution`` says which and
             why. A bundle exported before these measurements keeps the old default (f32 on
             CPU; on GPU f32 unless the artifact is FP16). A precision the device lacks (f16 on

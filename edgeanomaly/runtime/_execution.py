@@ -102,6 +102,7 @@ def choose_execution(
     family: str = "CPU",
     requested: str | None = None,
     exact: bool = False,
+    here: Mapping[str, str] | None = None,
 ) -> ExecutionChoice:
     """Decide the execution precision; a pure function of its inputs.
 
@@ -114,9 +115,15 @@ def choose_execution(
         family: device family, for the messages.
         requested: an explicit ``inference_precision`` (honoured as asked).
         exact: force f32.
+        here: :func:`device_description` of the device now (``device_name``, ``openvino``),
+            or None when it cannot be told. A reduced precision is trusted only where it was
+            measured: the same device name and the same OpenVINO release. bf16 kernels differ
+            between CPU kinds (AMX, AVX512-BF16) and releases; a PASS on one says nothing about
+            another (openvinotoolkit/openvino#38256: bf16 MatMul output corrupted on
+            AVX512-BF16 CPUs without AMX, OpenVINO 2026.4.0).
 
-    >>> measured = {"f32": {"outcome": "PASS"}, "bf16": {"outcome": "PASS"}}
-    >>> choose_execution(("bf16", "f32"), ["FP32", "BF16", "INT8"], measured).requested
+    >>> measured = {"f32": {"outcome": "PASS"}, "bf16": {"outcome": "PASS", "device_name": "X", "openvino": "1"}}
+    >>> choose_execution(("bf16", "f32"), ["FP32", "BF16", "INT8"], measured, here={"device_name": "X", "openvino": "1"}).requested
     'bf16'
     >>> choose_execution(("bf16", "f32"), ["FP32", "INT8"], measured).reason
     'f32: bf16 passed at export, but this CPU lacks BF16 (capabilities FP32, INT8)'
@@ -150,9 +157,30 @@ def choose_execution(
             continue
         where = " ".join(str(entry[k]) for k in ("device", "device_name") if entry.get(k))
         on = f" on {where}" + (f", OpenVINO {entry['openvino']}" if entry.get("openvino") else "") if where else ""
+        mismatch = _elsewhere(entry, here, family)
+        if mismatch:
+            notes.append(f"{precision} passed at export{on}, not on {mismatch}: measure it on this device kind")
+            continue
         return ExecutionChoice(precision, f"{precision}: passed the verdict at export{on}, and this {family} has {needed}",
                                measured=record)
     return ExecutionChoice("f32", "f32" + (": " + "; ".join(notes) if notes else ""), measured=record)
+
+
+def _elsewhere(entry: Mapping[str, Any], here: Mapping[str, str] | None, family: str) -> str:
+    """'' when ``entry`` was measured on this device kind and OpenVINO release, else what differs."""
+    if not here or not here.get("device_name") or not here.get("openvino"):
+        return f"this {family} (this {family} could not be identified)"
+    differs = []
+    if str(entry.get("device_name", "")) != str(here["device_name"]):
+        differs.append(str(here["device_name"]))
+    if _release(entry.get("openvino")) != _release(here["openvino"]):
+        differs.append(f"OpenVINO {_release(here['openvino'])}")
+    return ", ".join(differs)
+
+
+def _release(version: Any) -> str:
+    """``2026.4.1`` of ``2026.4.1-22982-e213a147257-releases/2026/4``."""
+    return str(version or "").split("-")[0]
 
 
 def device_capabilities(device: str) -> list[str] | None:
@@ -203,13 +231,21 @@ def resolve_execution(spec: Any, artifact: Any, manifest: Any, device: str, requ
     needs_capabilities = requested is None and not exact and measured is not None and any(
         p != "f32" and (measured.get(p) or {}).get("outcome") == _PASS for p in order)
     capabilities = device_capabilities(device.upper()) if needs_capabilities else None
-    choice = choose_execution(order, capabilities, measured, family=family, requested=requested, exact=exact)
+    here = _identify(device.upper()) if needs_capabilities else None
+    choice = choose_execution(order, capabilities, measured, family=family, requested=requested, exact=exact, here=here)
     if measured is None and choice.requested is None and order and _has_records(manifest):
         # A new bundle, but this artifact was not measured (export measures the artifacts of the
         # formats OpenVINO prefers, not an ONNX file OpenVINO reads as a fallback).
         choice = replace(choice, reason=f"export did not measure the execution precisions of {artifact.name} "
                                         f"(only the OpenVINO IR artifacts): the backend's default, f32 on a CPU")
     return choice
+
+
+def _identify(device: str) -> dict[str, str] | None:
+    try:
+        return device_description(device)
+    except (RuntimeError, ImportError):
+        return None
 
 
 def _has_records(manifest: Any) -> bool:

@@ -22,6 +22,7 @@ CPU = ("bf16", "f32")
 GPU = ("f16", "f32")
 NO_BF16 = ["FP32", "INT8", "BIN", "EXPORT_IMPORT"]  # what this project's CI CPU reports
 AMX = ["WINOGRAD", "FP32", "INT8", "BIN", "BF16", "FP16", "EXPORT_IMPORT"]
+HERE = {"device": "CPU", "device_name": "Xeon", "openvino": "2026.4.1"}  # the device the record below was measured on
 
 
 def _entry(outcome: str, **extra: Any) -> dict[str, Any]:
@@ -34,7 +35,7 @@ def _entry(outcome: str, **extra: Any) -> dict[str, Any]:
 # -- the pure choice --------------------------------------------------------------------------
 def test_bf16_that_passed_runs_where_the_cpu_has_bf16() -> None:
     measured = {"f32": _entry("PASS", max_rel_diff=2e-7), "bf16": _entry("PASS")}
-    choice = choose_execution(CPU, AMX, measured)
+    choice = choose_execution(CPU, AMX, measured, here=HERE)
     assert choice.requested == "bf16"
     assert "passed the verdict at export on CPU Xeon, OpenVINO 2026.4.1" in choice.reason and "has BF16" in choice.reason
 
@@ -62,9 +63,27 @@ def test_not_measured_says_why_and_runs_f32() -> None:
     assert missing.requested == "f32" and missing.reason == "f32: bf16 not measured at export"
 
 
+@pytest.mark.parametrize(
+    "here, what",
+    [
+        ({"device_name": "AMD EPYC 9654", "openvino": "2026.4.1"}, "AMD EPYC 9654"),  # another CPU kind
+        ({"device_name": "Xeon", "openvino": "2026.5.0"}, "OpenVINO 2026.5.0"),  # another OpenVINO release
+        (None, "this CPU could not be identified"),
+    ],
+)
+def test_bf16_that_passed_elsewhere_is_not_trusted_here(here: dict[str, str] | None, what: str) -> None:
+    """bf16 kernels differ between CPU kinds (AMX, AVX512-BF16) and OpenVINO releases; a PASS
+    measured on one says nothing about another (openvinotoolkit/openvino#38256: bf16 MatMul
+    output corrupted on AVX512-BF16 CPUs without AMX, 2026.4.0)."""
+    measured = {"f32": _entry("PASS"), "bf16": _entry("PASS")}
+    choice = choose_execution(CPU, AMX, measured, here=here)
+    assert choice.requested == "f32"
+    assert "bf16 passed at export on CPU Xeon, OpenVINO 2026.4.1, not on" in choice.reason and what in choice.reason
+
+
 def test_gpu_order_and_its_capability() -> None:
     measured = {"f32": _entry("PASS"), "bf16": _entry("PASS"), "f16": {**_entry("PASS"), "device": "GPU.0"}}
-    assert choose_execution(GPU, ["FP32", "FP16", "INT8"], measured, family="GPU").requested == "f16"
+    assert choose_execution(GPU, ["FP32", "FP16", "INT8"], measured, family="GPU", here=HERE).requested == "f16"
     no_fp16 = choose_execution(GPU, ["FP32"], measured, family="GPU")
     assert no_fp16.requested == "f32" and "this GPU lacks FP16" in no_fp16.reason
     # bf16 passing on a CPU says nothing about a GPU: its order has no bf16.
