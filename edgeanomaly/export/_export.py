@@ -45,7 +45,7 @@ from edgeanomaly.export._formats import artifact_name, check_targets
 from edgeanomaly.export._graphs import ONNX_OPSET, export_onnx, onnx_to_openvino, quantize_openvino_int8
 from edgeanomaly.metrics import evaluate_outputs
 from edgeanomaly.registry import backends_for, get_format
-from edgeanomaly.tooling import compare_outputs, raw_outputs
+from edgeanomaly.tooling import compare_outputs, raw_outputs, run_isolated
 
 __all__ = ["ExportContext", "ExportReport", "ArtifactReport", "export_checkpoint", "write_onnx", "write_openvino", "FP32_RTOL", "REFERENCE_SAMPLES"]
 
@@ -409,8 +409,10 @@ def export_checkpoint(
             t0 = start(f"{name}: execution precisions against torch") if backends_for(fmt)[0].executions else 0.0
             executions = measure_executions(
                 written[0], fmt, prec, outs,
-                run=lambda path, device, execution: _run_artifact(path, fmt, prec, batch, static_batch, device,
-                                                                  inference_precision=execution)[0],
+                # In a child process: a reduced-precision kernel that crashes (issue 13) is a
+                # measurement that did not finish, not the end of the export.
+                run=lambda path, device, execution: run_isolated(path, fmt, prec, batch, static_batch=static_batch, device=device,
+                                                                 options={"inference_precision": execution}, workdir=stage),
                 assess=lambda o, key, where: execution_entry(verdict(o, key), compare_outputs(o, ref), key, where))
             if executions is not None:
                 par["execution_precisions"] = executions

@@ -36,6 +36,7 @@ _BY_MODULE = {
     "_resolution": ("PIXEL_RESOLUTIONS",),
     "_html_report": ("render_html", "write_html_report"),
     "_reproduce": ("reproduce", "raw_outputs", "compare_outputs"),
+    "_isolated": ("run_isolated", "IsolatedRunError"),
     "_benchmark": ("BenchmarkRow", "benchmark_bundle", "benchmark_markdown", "write_benchmark"),
 }
 _EXPORTS = {name: f"{__name__}.{module}" for module, names in _BY_MODULE.items() for name in names}
