@@ -7,6 +7,7 @@ PaDiM, each side at its default settings and both forced to f32 execution:
     python tests/benchmarks/bench_vs_anomalib.py [--peer-venv /tmp/peer/anomalib-venv]
         [--work DIR] [--models patchcore,padim] [--settings default,f32]
         [--rounds 20] [--per-round 10] [--warmup 10] [--data DIR --category hazelnut]
+        [--ours-backend auto] [--anomalib-coreset random|greedy]
 
 Run it with our venv (``PYTHONPATH=<repo>; . /work/venv/bin/activate``). The peer venv is
 built by ``../shared/peers/setup_anomalib_venv.sh /tmp/peer/anomalib-venv``; without it the
@@ -84,17 +85,17 @@ def _ms_stats(values: list[float]) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------- workers
-def _worker_ours(model_path: str, setting: str, images: list[str], warmup: int) -> None:
+def _worker_ours(model_path: str, setting: str, images: list[str], warmup: int, backend: str = "auto") -> None:
     import edgeanomaly
     from edgeanomaly.runtime import load
 
     if setting == "default":
-        det = load(model_path)
+        det = load(model_path, backend=backend)
     else:
-        det = load(model_path, precision="fp32")
+        det = load(model_path, backend=backend, precision="fp32")
         if det.backend == "openvino":
             det.close()
-            det = load(model_path, precision="fp32", inference_precision="f32")
+            det = load(model_path, backend=backend, precision="fp32", inference_precision="f32")
     import openvino
 
     info = {
@@ -296,12 +297,12 @@ def _load() -> str:
 # ---------------------------------------------------------------------------- main
 class _Worker:
     def __init__(self, python: str, side: str, model_path: str, setting: str, images: list[str], warmup: int,
-                 cwd: Path, log: Path) -> None:
+                 cwd: Path, log: Path, extra: tuple[str, ...] = ()) -> None:
         self.side = side
         self._log = open(log, "w")
         self.proc = subprocess.Popen(
             [python, __file__, "--worker", side, "--model-path", model_path, "--setting", setting,
-             "--warmup", str(warmup), "--images", *images],
+             "--warmup", str(warmup), *extra, "--images", *images],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=cwd,
         )
         line = self.proc.stdout.readline()
@@ -331,7 +332,7 @@ def _measure(args: argparse.Namespace, built: dict, peer_python: Path, images: l
         for setting in args.settings:
             workers = {
                 "ours": _Worker(sys.executable, "ours", built[model_name]["ours"], setting, images, args.warmup, tmp,
-                                tmp / f"ours-{model_name}-{setting}.log"),
+                                tmp / f"ours-{model_name}-{setting}.log", ("--ours-backend", args.ours_backend)),
                 "anomalib": _Worker(str(peer_python), "anomalib", built[model_name]["anomalib"], setting, images,
                                     args.warmup, tmp, tmp / f"anomalib-{model_name}-{setting}.log"),
             }
@@ -404,6 +405,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "mvtec_ad_reduced")
     parser.add_argument("--category", default="hazelnut")
+    parser.add_argument("--ours-backend", default="auto",
+                        help="our backend (default: auto, what a user gets; 'openvino' runs an ONNX artifact on OpenVINO)")
     parser.add_argument("--anomalib-coreset", choices=("random", "greedy"), default="random",
                         help="anomalib PatchCore bank: its greedy coreset (slow) or a random subset of the same size")
     # internal: worker and builder modes
@@ -416,8 +419,10 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.worker:
-        run = _worker_ours if args.worker == "ours" else _worker_anomalib
-        run(args.model_path, args.setting, args.images, args.warmup)
+        if args.worker == "ours":
+            _worker_ours(args.model_path, args.setting, args.images, args.warmup, args.ours_backend)
+        else:
+            _worker_anomalib(args.model_path, args.setting, args.images, args.warmup)
         return
     if args.build_anomalib:
         _build_anomalib(args.build_anomalib, args.out, args.data, args.category, args.anomalib_coreset)
