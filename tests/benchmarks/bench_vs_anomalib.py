@@ -26,11 +26,15 @@ The two sides:
   16), its default pre-processor (resize to 256x256, in the graph), PatchCore coreset ratio 0.1
   and 9 neighbours, PaDiM 100 random channels; fitted with ``Engine.fit`` on the same train
   images, exported with ``Engine.export(export_type="openvino")`` (its defaults: FP32 IR,
-  dynamic input shape), timed call ``OpenVINOInferencer(xml).predict(path)`` (default: device
+  dynamic input shape; where that export fixes the batch at another size than 1, as 2.7 does
+  for PatchCore, so that its inferencer cannot run one image, again with a static
+  1x3x256x256 input), timed call ``OpenVINOInferencer(xml).predict(path)`` (default: device
   ``AUTO``, no config) or with ``config={"INFERENCE_PRECISION_HINT": "f32"}`` (``f32``).
   There is no internet here, so timm cannot download ImageNet weights: anomalib's backbone is
   randomly initialised (``pre_trained=False``). The architecture and so the work per image is
-  the same; its scores are meaningless, which a latency comparison does not need.
+  the same; its scores are meaningless, which a latency comparison does not need. Its PatchCore
+  bank is by default a random subset of the size its greedy coreset would keep
+  (``--anomalib-coreset greedy``: the real one, about 40 minutes on a loaded 2-core VM).
 
 Each (side, model, setting) is one long-lived worker process (this file with ``--worker``)
 that loads once, warms up, then times ``--per-round`` predictions of the test images (read
@@ -112,6 +116,12 @@ def _worker_ours(model_path: str, setting: str, images: list[str], warmup: int, 
     _serve(lambda path: det.predict(path).timings, images, warmup, info)
 
 
+def _text(value: object) -> str:
+    """An OpenVINO property value as text: element types by their short name (``f32``)."""
+    to_string = getattr(value, "to_string", None)
+    return to_string() if callable(to_string) else str(value)
+
+
 def _read_back(compiled) -> dict:
     """What a compiled OpenVINO model runs: devices, execution precision, hint, threads.
 
@@ -127,7 +137,7 @@ def _read_back(compiled) -> dict:
                        ("INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS")}]
     out = {"EXECUTION_DEVICES": ",".join(devices)}
     for key in ("INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS"):
-        values = sorted({str(getattr(p.get(key), "to_string", lambda: p.get(key))()) for p in per_device})
+        values = sorted({_text(p[key]) for p in per_device if key in p})
         out[key] = ",".join(values) or "not reported"
     return out
 
@@ -285,7 +295,7 @@ def _machine() -> dict:
         import openvino as ov
 
         info["openvino_capabilities"] = list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    except Exception as exc:  # report, do not fail the benchmark over a missing plugin
+    except (ImportError, RuntimeError) as exc:  # report, do not fail the benchmark over a missing plugin
         info["openvino_capabilities"] = f"unavailable ({exc})"
     return info
 
@@ -299,7 +309,7 @@ class _Worker:
     def __init__(self, python: str, side: str, model_path: str, setting: str, images: list[str], warmup: int,
                  cwd: Path, log: Path, extra: tuple[str, ...] = ()) -> None:
         self.side = side
-        self._log = open(log, "w")
+        self._log = open(log, "w")  # noqa: SIM115 (open while the worker lives; closed in close())
         self.proc = subprocess.Popen(
             [python, __file__, "--worker", side, "--model-path", model_path, "--setting", setting,
              "--warmup", str(warmup), *extra, "--images", *images],
