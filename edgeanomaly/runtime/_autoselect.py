@@ -31,13 +31,19 @@ import numpy as np
 from edgeanomaly.errors import EdgeAnomalyError
 from edgeanomaly.registry import BackendSpec, backends, get_backend
 
-__all__ = ["CACHE_FILE", "MARGIN", "MAX_RUNS", "MEASURE_BY_DEFAULT", "TIME_BUDGET_S", "contenders", "measure_choice"]
+__all__ = ["CACHE_FILE", "MARGIN", "MAX_RUNS", "TIME_BUDGET_S", "contenders", "measure_by_default", "measure_choice", "probe_input"]
 
 log = logging.getLogger("edgeanomaly.runtime")
 
-#: Whether ``load(backend="auto")`` measures when ``measure_backends`` is not given.
-#: Off: see docs/BENCHMARKS.md "(issue 15)" for the cold-start cost against the latency gain.
-MEASURE_BY_DEFAULT = False
+
+
+def measure_by_default(cache_dir: Any) -> bool:
+    """Whether ``load(backend="auto")`` measures when ``measure_backends`` is not given: only with
+    a ``cache_dir``, where the decision is kept. Measuring loads every contender and times it,
+    which multiplied the load time by 3-4 on this machine (docs/BENCHMARKS.md, "(issue 15)"),
+    on every start without a cache; with one it is paid once per artifact, backend version,
+    device and CPU, and later loads cost what a load without measurement costs."""
+    return cache_dir is not None
 #: Timed warm runs per backend (after one untimed warm-up run each).
 MAX_RUNS = 5
 #: Stop timing after this many seconds (at least :data:`MIN_RUNS` rounds are always run).

@@ -15,7 +15,7 @@ from edgeanomaly._optional import check_choice
 from edgeanomaly.data import PreprocessConfig, preprocess
 from edgeanomaly.errors import BackendUnavailableError, BundleError, ConfigError, InferenceError
 from edgeanomaly.registry import PRECISIONS, BackendSpec, backends, backends_for, get_backend
-from edgeanomaly.runtime._autoselect import MEASURE_BY_DEFAULT, measure_choice
+from edgeanomaly.runtime._autoselect import measure_by_default, measure_choice
 from edgeanomaly.runtime._backends import Backend
 from edgeanomaly.runtime._devices import check_inference_precision, check_performance_hint
 from edgeanomaly.runtime._inputs import as_rgb
@@ -468,8 +468,9 @@ def load(
             backends can run an artifact of the chosen precision on ``device``, time a few warm
             inferences of each (at most 5 runs, about 3 s) and keep the faster; the timings are
             in ``Detector.selection`` and the log, and the decision is cached in ``cache_dir``
-            when given. Default ``None``: off (registry order), see docs/BENCHMARKS.md (issue 15).
-            Ignored for an explicit backend or artifact.
+            when given. Default ``None``: measure only when ``cache_dir`` is given (the cost,
+            3-4x the load time here, is then paid once; see docs/BENCHMARKS.md, issue 15), else
+            the registry order. Ignored for an explicit backend or artifact.
 
     The graph's input and output shapes are compared with the manifest; a mismatch (a manifest
     edited and re-signed) is a :class:`~edgeanomaly.errors.BundleError`. A request the engine
@@ -504,7 +505,7 @@ def load(
             **(backend_options or {}),
         }
         explicit = {k for k, v in given.items() if v is not None} - ({"performance_hint"} if hint == "LATENCY" else set())
-        measure = backend == "auto" and artifact is None and (MEASURE_BY_DEFAULT if measure_backends is None else measure_backends)
+        measure = backend == "auto" and artifact is None and (measure_by_default(cache_dir) if measure_backends is None else measure_backends)
         rejected = sorted(explicit - set(spec.options) - ({"cache_dir"} if measure else set()))
         if rejected:
             extra = (

@@ -128,3 +128,12 @@ def test_cache_dir_with_onnx_only_bundle_runs_under_auto(seg_bundle: Path, tmp_p
     with load(only, measure_backends=True, cache_dir=tmp_path / "c") as det:
         assert det.artifact.name == "onnx-fp32"
         assert np.isfinite(det.predict(part_image(32, 32)).raw_score)
+
+
+@both
+def test_default_measures_only_with_a_cache_dir(seg_bundle: Path, tmp_path: Path) -> None:
+    with load(seg_bundle) as det:  # no cache: every start would pay for it, so the registry order
+        assert "measurement" not in det.selection and det.backend == "openvino"
+    with load(seg_bundle, cache_dir=tmp_path / "c") as det:  # paid once, then cached
+        assert _TIMED.search(det.selection), det.selection
+    assert (tmp_path / "c" / CACHE_FILE).is_file()
