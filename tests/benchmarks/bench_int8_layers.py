@@ -1,6 +1,11 @@
 """Where INT8 time goes on this CPU, run by hand (not collected by pytest): OpenVINO per-layer counters.
 
     python tests/benchmarks/bench_int8_layers.py BUNDLE [--runs 30] [--artifacts openvino-fp32,openvino-int8] [--top 12]
+        [--also LABEL=OTHER/model.xml ...] [--speed-only]
+
+``--also`` adds IR files from elsewhere (e.g. the INT8 artifact of another export) to the same
+interleaved run; ``--speed-only`` compiles without ``PERF_COUNT`` and prints each graph's
+median wall time and its speed-up over the first artifact only.
 
 Compiles each IR artifact of BUNDLE on CPU with ``PERF_COUNT`` (latency hint, f32 execution,
 as ``load`` does), runs batch-1 inferences in turns on the bundle's first reference image,
@@ -40,6 +45,8 @@ def main() -> None:
     ap.add_argument("--artifacts", default="openvino-fp32,openvino-int8")
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--backbone", default="/feature_extractor/", help="node-name substring of the backbone's nodes (the rest is the head, normalisation and map post-processing)")
+    ap.add_argument("--also", action="append", default=[], help="LABEL=PATH.xml: another IR in the same run")
+    ap.add_argument("--speed-only", action="store_true", help="no per-node counters: wall time and speed-up only")
     args = ap.parse_args()
 
     import openvino as ov
@@ -50,12 +57,14 @@ def main() -> None:
     with read_bundle(args.bundle) as b:
         ref = b.reference()
         x = preprocess(ref["images"][0], PreprocessConfig.from_dict(b.manifest.preprocessing))[None]
-        arts = [a for a in b.artifacts if a.name in args.artifacts.split(",")]
+        wanted = args.artifacts.split(",")
+        paths = {a.name: str(b.path(a)) for a in sorted(b.artifacts, key=lambda a: wanted.index(a.name) if a.name in wanted else 0) if a.name in wanted}
+        paths.update(dict(item.split("=", 1) for item in args.also))
         core = ov.Core()
         reqs = {}
-        for a in arts:
-            compiled = core.compile_model(str(b.path(a)), "CPU", {"PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
-            reqs[a.name] = compiled.create_infer_request()
+        config = {"PERF_COUNT": not args.speed_only, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        for name, path in paths.items():
+            reqs[name] = core.compile_model(path, "CPU", config).create_infer_request()
         for r in reqs.values():
             for _ in range(3):
                 r.infer({0: x})
@@ -66,6 +75,8 @@ def main() -> None:
                 t0 = time.perf_counter()
                 reqs[n].infer({0: x})
                 acc[n]["wall"].append((time.perf_counter() - t0) * 1e3)
+                if args.speed_only:
+                    continue
                 total = 0.0
                 for p in reqs[n].profiling_info:
                     ms = p.real_time.total_seconds() * 1e3
@@ -74,6 +85,12 @@ def main() -> None:
                     acc[n]["meta"][p.node_name] = (p.node_type, p.exec_type)
                 acc[n]["graph"].append(total)
 
+    if args.speed_only:
+        first = float(np.median(next(iter(acc.values()))["wall"]))
+        for n, a in acc.items():
+            med = float(np.median(a["wall"]))
+            print(f"{n:24s} median {med:8.2f} ms  p95 {np.percentile(a['wall'], 95):8.2f} ms  speed-up over {next(iter(acc))} {first / med:.2f}x")
+        return
     for n, a in acc.items():
         runs = len(a["wall"])
         print(f"\n== {n}: wall {np.median(a['wall']):.2f} ms/inference (median of {runs}), "
