@@ -1,8 +1,9 @@
-"""An INT8 artifact is never the CPU default: it is not faster on CPUs without VNNI/AMX (issue 15).
+"""An INT8 artifact is never the CPU default: it is not reliably faster on CPUs without VNNI/AMX (issue 15).
 
 docs/BENCHMARKS.md "(issue 15)" has the per-layer evidence: on this AVX2-only CPU the INT8
-EfficientNet-Lite0 PatchCore runs slower than FP32, so the CPU precision order (fp32 > fp16 >
-int8) must keep it off the default path, with or without backend measurement.
+EfficientNet-Lite0 PatchCore ran at 0.90x of FP32 before issue 15 and 0.96-1.17x after it,
+depending on the machine's load, so the CPU precision order (fp32 > fp16 > int8) keeps it off
+the default path, with or without backend measurement.
 """
 
 from __future__ import annotations
