@@ -501,7 +501,7 @@ def _int8_artifact(model: Any, ds: Dataset | None, pp: PreprocessConfig, info: d
     FP32 model was and gets the affine map that puts its threshold and range onto the
     bundle's calibration: one calibration then serves every artifact, and INT8 labels are
     those of its own calibration. Candidates, in order: post-training quantisation of the
-    backbone up to stride ``INT8_MAX_STRIDE``; then (with labelled held-out images) NNCF's
+    backbone up to stride ``model.int8_max_stride``; then (with labelled held-out images) NNCF's
     accuracy-aware quantisation of the same scope, which returns the most harmful layers to
     floating point. The first that ``judge`` passes is written.
     """
@@ -515,14 +515,16 @@ def _int8_artifact(model: Any, ds: Dataset | None, pp: PreprocessConfig, info: d
     work = stage / "_int8"
     if model.int8_head_refit:
         batches = [np.stack([preprocess(s.image(), pp) for s in train[i : i + 16]]) for i in range(0, len(train), 16)]
-        model = refit_on_int8_features(model, batches, calib, work, pp.input_size, info)
+        model = refit_on_int8_features(model, batches, calib, work, pp.input_size, info, max_stride=model.int8_max_stride)
     onnx_path = work / "model.onnx"
     export_onnx(model, onnx_path, pp.input_size, info, static_batch)
     # FP16-compressed first: what stays floating point (memory bank, covariances, PCA) is then
     # stored in FP16 and computed in f32, as in the FP16 artifact; OpenVINO does not compress
-    # a graph after quantisation.
-    fp16_xml = work / "fp16" / "model.xml"
-    onnx_to_openvino(onnx_path, fp16_xml, info, fp16=True)
+    # a graph after quantisation. A model whose head is one large matrix product (PatchCore's
+    # distances to the memory bank) keeps it FP32: OpenVINO's CPU plugin runs an FP16-stored
+    # FullyConnected through a slower kernel than the f32 one (docs/BENCHMARKS.md, issue 15).
+    fp16_xml = work / ("fp32" if model.int8_head_fp32 else "fp16") / "model.xml"
+    onnx_to_openvino(onnx_path, fp16_xml, info, fp16=not model.int8_head_fp32)
 
     attempts: list[tuple[str, AccuracyControl | None]] = [("post-training", None)]
     if len(np.unique(labels)) == 2:
@@ -535,7 +537,7 @@ def _int8_artifact(model: Any, ds: Dataset | None, pp: PreprocessConfig, info: d
     candidate: list[Path] = []
     for method, control in attempts:
         quantized = work / method / "model.xml"
-        quantize_openvino_int8(fp16_xml, quantized, calib, info, accuracy_control=control)
+        quantize_openvino_int8(fp16_xml, quantized, calib, info, accuracy_control=control, max_stride=model.int8_max_stride)
         outs, _ = _run_artifact(quantized, "openvino", "int8", held_out, static_batch)
         own = calibrate(outs, f"held-out (INT8 artifact, {method})")
         coefficients = {"pred_score": affine_to(own, cal, pixel=False)}

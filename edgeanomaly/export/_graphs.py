@@ -186,13 +186,15 @@ def quantize_openvino_int8(
     calibration_inputs: Sequence[np.ndarray],
     model_info: dict[str, str],
     accuracy_control: AccuracyControl | None = None,
+    max_stride: int = INT8_MAX_STRIDE,
 ) -> list[Path]:
     """NNCF post-training INT8 quantisation of the FP32 IR, calibrated on normal images.
 
     With ``accuracy_control`` NNCF quantises the same scope, then returns quantised layers to
     floating point, the most harmful first, until the metric drops by at most ``max_drop``.
 
-    Only the convolutional backbone is quantised, up to stride ``INT8_MAX_STRIDE``: the heads (nearest-neighbour distances to
+    Only the convolutional backbone is quantised, up to stride ``max_stride`` (default
+    ``INT8_MAX_STRIDE``; a model may allow more, see ``AnomalyModel.int8_max_stride``): the heads (nearest-neighbour distances to
     a memory bank, Mahalanobis distances, PCA, KDE) are matrix products comparing feature
     vectors whose small differences are the anomaly signal; INT8 there costs accuracy for
     little speed.
@@ -210,7 +212,7 @@ def quantize_openvino_int8(
     # output, which turns maps into a handful of levels (PaDiM maps become constant), and
     # OpenVINO 2026.4's CPU plugin crashes compiling PaDiM's quantised Concat -> Gather.
     ignored = nncf.IgnoredScope(
-        patterns=[_OUTSIDE_BACKBONE], names=_deep_backbone_nodes(fp32, INT8_MAX_STRIDE), validate=False
+        patterns=[_OUTSIDE_BACKBONE], names=_deep_backbone_nodes(fp32, max_stride), validate=False
     )
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet

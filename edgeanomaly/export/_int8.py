@@ -52,12 +52,15 @@ def refit_on_int8_features(
     workdir: Path,
     input_hw: tuple[int, int],
     model_info: dict[str, str],
+    max_stride: int | None = None,
 ) -> Any:
     """A copy of ``model`` whose fitted statistics come from INT8 backbone features.
 
     Args:
         train_batches: the training images, float32 (B, 3, H, W) in [0, 1], as fitted.
         calibration_inputs: (1, 3, H, W) normal images for NNCF (as for the final artifact).
+        max_stride: quantise the backbone up to this stride (as for the final artifact);
+            default ``model.int8_max_stride``.
     """
     ov = require("openvino", "INT8 export")
     onnx_path = workdir / "embed.onnx"
@@ -65,7 +68,7 @@ def refit_on_int8_features(
     fp32_xml = workdir / "embed" / "model.xml"
     onnx_to_openvino(onnx_path, fp32_xml, model_info, fp16=False)
     int8_xml = workdir / "embed-int8" / "model.xml"
-    quantize_openvino_int8(fp32_xml, int8_xml, calibration_inputs, model_info)
+    quantize_openvino_int8(fp32_xml, int8_xml, calibration_inputs, model_info, max_stride=max_stride or model.int8_max_stride)
     compiled = ov.Core().compile_model(str(int8_xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     output = compiled.outputs[0]
 

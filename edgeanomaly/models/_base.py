@@ -14,6 +14,9 @@ The public contract that export and the pipeline rely on:
 - ``int8_head_refit`` (class attribute): True when the head is statistics of ``embed``
   features, so the INT8 export refits it on the quantised backbone's features; a model whose
   head is trained sets it False and gets the plain quantised graph.
+- ``int8_max_stride`` and ``int8_head_fp32`` (class attributes): how much of the backbone the
+  INT8 export quantises (up to that stride), and whether the floating-point head of the INT8
+  artifact is stored in FP32 (the CPU's f32 GEMM) rather than FP16 (half the size).
 """
 
 from __future__ import annotations
@@ -69,6 +72,11 @@ class AnomalyModel(DynamicBufferModule, ABC):
     unrecorded_settings: ClassVar[dict[str, Any]] = {}
     #: The head is fitted from ``embed`` features by ``fit_embeddings`` (see the module docstring).
     int8_head_refit: ClassVar[bool] = True
+    #: The INT8 export quantises backbone layers up to this stride (deeper ones stay FP32).
+    int8_max_stride: ClassVar[int] = 8
+    #: Store the INT8 artifact's floating-point head (memory bank, covariances) in FP32: faster
+    #: on CPUs, whose plugin runs an FP16-stored matrix product through a slower kernel.
+    int8_head_fp32: ClassVar[bool] = False
 
     def __init__(
         self,

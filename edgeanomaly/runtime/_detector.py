@@ -15,6 +15,7 @@ from edgeanomaly._optional import check_choice
 from edgeanomaly.data import PreprocessConfig, preprocess
 from edgeanomaly.errors import BackendUnavailableError, BundleError, ConfigError, InferenceError
 from edgeanomaly.registry import PRECISIONS, BackendSpec, backends, backends_for, get_backend
+from edgeanomaly.runtime._autoselect import measure_by_default, measure_choice
 from edgeanomaly.runtime._backends import Backend
 from edgeanomaly.runtime._devices import check_inference_precision, check_performance_hint
 from edgeanomaly.runtime._execution import ExecutionChoice, resolve_execution
@@ -438,6 +439,7 @@ def load(
     model_name: str | None = None,
     timeout: float | None = None,
     exact: bool = False,
+    measure_backends: bool | None = None,
 ) -> Detector:
     """Load a bundle for inference, without torch.
 
@@ -467,7 +469,8 @@ def load(
         exact: force f32 execution (as ``inference_precision="f32"``): exact to the torch
             model within 1e-4 relative for an FP32 artifact.
         performance_hint: ``"latency"`` (one image at a time) or ``"throughput"`` (OpenVINO).
-        cache_dir: OpenVINO compiled-model cache (faster second load); none by default.
+        cache_dir: OpenVINO compiled-model cache (faster second load), and where
+            ``measure_backends`` keeps its decision; none by default.
         num_streams, num_threads: override OpenVINO streams / threads (both backends: threads).
         verify: check the bundle's checksums while reading it.
         backend_options: settings of a backend beyond those above; each must be among its
@@ -477,6 +480,13 @@ def load(
             the bundle's folder name without ``.bundle``/``.zip``, as ``edgeanomaly serve``
             names it) and seconds per request. The graph runs on the server; preprocessing and
             calibration stay here, and the artifact is the one the server says it runs.
+        measure_backends: with ``backend="auto"`` and no ``artifact``: when several installed
+            backends can run an artifact of the chosen precision on ``device``, time a few warm
+            inferences of each (at most 5 runs, about 3 s) and keep the faster; the timings are
+            in ``Detector.selection`` and the log, and the decision is cached in ``cache_dir``
+            when given. Default ``None``: measure only when ``cache_dir`` is given (the cost,
+            3-4x the load time here, is then paid once; see docs/BENCHMARKS.md, issue 15), else
+            the registry order. Ignored for an explicit backend or artifact.
 
     The graph's input and output shapes are compared with the manifest; a mismatch (a manifest
     edited and re-signed) is a :class:`~edgeanomaly.errors.BundleError`. A request the engine
@@ -499,12 +509,11 @@ def load(
         else:
             backend_name, chosen, why = _select(opened, backend, precision, artifact, device)
             spec = get_backend(backend_name)
-        execution = resolve_execution(spec, chosen, opened.manifest, device, inference_precision, exact)
         given = {
             "url": url,
             "model_name": model_name,
             "timeout": timeout,
-            "inference_precision": execution.requested,
+            "inference_precision": inference_precision,
             "performance_hint": hint,
             "cache_dir": cache_dir,
             "num_streams": num_streams,
@@ -512,7 +521,8 @@ def load(
             **(backend_options or {}),
         }
         explicit = {k for k, v in given.items() if v is not None} - ({"performance_hint"} if hint == "LATENCY" else set())
-        rejected = sorted(explicit - set(spec.options))
+        measure = backend == "auto" and artifact is None and (measure_by_default(cache_dir) if measure_backends is None else measure_backends)
+        rejected = sorted(explicit - set(spec.options) - ({"cache_dir"} if measure else set()))
         if rejected:
             extra = (
                 " It runs the graph's own precision: pick an artifact of the precision you want instead (precision=... or artifact=...)."
@@ -523,18 +533,36 @@ def load(
                 f"{', '.join(rejected)}: not a setting of the {spec.name} backend "
                 f"(it takes {', '.join(spec.options) or 'none'}).{extra}"
             )
-        options = {k: v for k, v in given.items() if k in spec.options and v is not None}
+        executions: dict[tuple[str, str], ExecutionChoice] = {}
+
+        def execution_for(row: BackendSpec, art: Any) -> ExecutionChoice:
+            """The execution precision ``row`` runs ``art`` at (each contender its own)."""
+            key = (row.name, getattr(art, "name", ""))
+            if key not in executions:
+                executions[key] = resolve_execution(row, art, opened.manifest, device, inference_precision, exact)
+            return executions[key]
+
+        def create(row: BackendSpec, art: Any) -> Backend:
+            settings = {**given, "inference_precision": execution_for(row, art).requested}
+            options = {k: v for k, v in settings.items() if k in row.options and v is not None}
+            return row.create(
+                opened.path(art), device, artifact_precision=art.precision, static_batch=getattr(art, "static_batch", None), **options
+            )
+
         if spec.connects:
+            options = {k: v for k, v in given.items() if k in spec.options and v is not None}
             engine, chosen = spec.connect(opened, device, precision=precision, artifact=artifact, **options)
             why = f"{chosen.name}: the artifact the {spec.name} backend reports it runs"
-        else:
-            engine = spec.create(
-                opened.path(chosen),
-                device,
-                artifact_precision=chosen.precision,
-                static_batch=getattr(chosen, "static_batch", None),
-                **options,
+        elif measure:
+            speed = {k: given[k] for k in ("num_threads", "num_streams", "performance_hint", "inference_precision")}
+            speed["exact"] = exact or None
+            engine, backend_name, chosen, why = measure_choice(
+                opened, device, (backend_name, chosen, why), explicit, create, settings=speed,
+                input_size=PreprocessConfig.from_dict(opened.manifest.preprocessing).input_size, cache_dir=cache_dir,
             )
+        else:
+            engine = create(spec, chosen)
+        execution = execution_for(get_backend(backend_name), chosen)
         try:
             _check_signature(engine, opened.manifest, f"Artifact {chosen.name} of {opened.root}")
         except BaseException:

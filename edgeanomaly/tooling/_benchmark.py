@@ -3,8 +3,11 @@
 Per combination: status, size, execution precision, largest difference to the torch
 reference (``reference.npz``), image AUROC and pixel AUPRO on a labelled dataset (optional),
 batch-1 latency per decoded image (p50/p95: decode + preprocess + infer + postprocess),
-asynchronous throughput, and the cold start of a fresh process (import, load, first
-prediction). A combination that fails is reported with its reason; the others still run.
+asynchronous throughput, the cold start of a fresh process (import, load, first
+prediction), and the speed-up over the FP32 artifact on the same backend and device: every
+artifact of that backend and device is loaded at once and their batch-1 inferences are timed
+in turns (interleaved, so all see the same machine load), speed-up = FP32 median / median.
+A combination that fails is reported with its reason; the others still run.
 """
 
 from __future__ import annotations
@@ -64,6 +67,11 @@ class BenchmarkRow:
     throughput_ips: float | None = None
     cold_start_s: float | None = None
     cold_start: dict[str, Any] = field(default_factory=dict)
+    #: FP32 infer median / this artifact's, timed interleaved on the same backend and device.
+    speedup_vs_fp32: float | None = None
+    #: the FP32 artifact it is relative to, and the interleaved infer medians (ms).
+    speedup_reference: str = ""
+    interleaved_infer_ms: float | None = None
 
 
 def _available_devices() -> dict[str, list[str]]:
@@ -162,7 +170,51 @@ def benchmark_bundle(
                     row.cold_start_s = row.cold_start["total_s"]
             except (EdgeAnomalyError, RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
                 row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"
+        if not remote:
+            if progress:
+                progress("speed-up over FP32 (interleaved)")
+            _speedups(rows, b, load, image_path, repeats)
     return rows
+
+
+def _speedups(rows: list[BenchmarkRow], b: Any, load: Any, image_path: Path, repeats: int) -> None:
+    """Fill ``speedup_vs_fp32``: per backend and device, every artifact timed in turns with the FP32 one."""
+    from edgeanomaly.registry import get_backend
+
+    groups: dict[tuple[str, str], list[BenchmarkRow]] = {}
+    for r in rows:
+        if r.status == "ok":
+            groups.setdefault((r.backend, r.device), []).append(r)
+    for (backend, device), group in groups.items():
+        fp32 = [r for r in group if r.precision == "fp32"]
+        if len(group) < 2 or not fp32:
+            continue
+        formats = get_backend(backend).formats  # the backend's own FP32 format is the reference
+        ref = min(fp32, key=lambda r: formats.index(r.format) if r.format in formats else len(formats))
+        dets = []
+        try:
+            for r in group:
+                dets.append(load(b, backend=backend, device=device, artifact=r.artifact))
+            for det in dets:  # warm-up
+                for _ in range(3):
+                    det.predict(image_path)
+            infer: list[list[float]] = [[] for _ in dets]
+            for i in range(repeats):
+                order = list(range(len(dets)))
+                order = order[i % len(order):] + order[: i % len(order)]  # rotate who goes first
+                for k in order:
+                    infer[k].append(dets[k].predict(image_path).timings["infer"])
+        except (EdgeAnomalyError, RuntimeError, OSError):
+            continue  # each artifact's own row already reports why it fails
+        finally:
+            for det in dets:
+                det.close()
+        medians = [float(np.median(t)) for t in infer]
+        ref_ms = medians[group.index(ref)]
+        for r, ms in zip(group, medians):
+            r.interleaved_infer_ms = ms
+            r.speedup_vs_fp32 = ref_ms / ms
+            r.speedup_reference = ref.artifact
 
 
 def _measure(row: BenchmarkRow, b: Any, load: Any, ref: Any, image_path: Path, samples: list, labels: Any,
@@ -212,10 +264,18 @@ def _export_drift(r: BenchmarkRow) -> str:
     return f"{r.export_outcome} {_fmt(r.export_max_rel_diff, '.1e')}"
 
 
+def _speedup(r: BenchmarkRow) -> str:
+    if r.speedup_vs_fp32 is None:
+        return "-"
+    return f"{r.speedup_vs_fp32:.2f}x" if r.artifact != r.speedup_reference else "1.00x (ref)"
+
+
 def benchmark_markdown(rows: list[BenchmarkRow]) -> str:
+    """One table row per combination. ``vs fp32``: the FP32 artifact's infer median over this one's,
+    timed interleaved on the same backend and device (above 1 = faster than FP32)."""
     from edgeanomaly.bundle import format_bytes
 
-    head = "| artifact | backend | device | status | size | execution | export drift | max rel diff | img AUROC | px AUPRO | p50 ms | p95 ms | infer p50 ms | img/s | cold start s |"
+    head = "| artifact | backend | device | status | size | execution | export drift | max rel diff | img AUROC | px AUPRO | p50 ms | p95 ms | infer p50 ms | vs fp32 | img/s | cold start s |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         status = r.status if r.status == "ok" else f"FAILED: {r.reason}"
@@ -224,6 +284,7 @@ def benchmark_markdown(rows: list[BenchmarkRow]) -> str:
             f"{_export_drift(r)} | "
             f"{_fmt(r.max_rel_diff, '.1e')} | {_fmt(r.image_auroc, '.4f')} | {_fmt(r.pixel_aupro, '.4f')} | "
             f"{_fmt(r.latency_ms_p50, '.1f')} | {_fmt(r.latency_ms_p95, '.1f')} | {_fmt(r.infer_ms_p50, '.1f')} | "
+            f"{_speedup(r)} | "
             f"{_fmt(r.throughput_ips, '.1f')} | {_fmt(r.cold_start_s, '.2f')} |"
         )
     reasons = sorted({(r.artifact, r.execution_reason) for r in rows if r.execution_reason})

@@ -1,0 +1,263 @@
+"""``backend="auto"`` by measurement: time the backends that can run the chosen artifact, keep the faster.
+
+The registry order (OpenVINO, then ONNX Runtime) is a guess; on some CPUs and graphs ONNX
+Runtime is faster. When more than one installed backend can run an artifact of the chosen
+precision on the device, :func:`measure_choice` loads each, times a few warm batch-1
+inferences on a real input of the model's size (interleaved, so both see the same machine
+load), keeps the faster engine and closes the others. The run count and a time budget bound
+the cost. The decision is cached only when ``cache_dir`` is given, in one JSON file there,
+keyed by everything that can change the answer (the artifacts' checksums, the backends'
+versions, the device, the CPU, the cores available and the load settings); nothing is written
+anywhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeanomaly.errors import EdgeAnomalyError
+from edgeanomaly.registry import BackendSpec, backends, get_backend
+
+__all__ = ["CACHE_FILE", "MARGIN", "MAX_RUNS", "TIME_BUDGET_S", "contenders", "measure_by_default", "measure_choice", "probe_input"]
+
+log = logging.getLogger("edgeanomaly.runtime")
+
+
+
+def measure_by_default(cache_dir: Any) -> bool:
+    """Whether ``load(backend="auto")`` measures when ``measure_backends`` is not given: only with
+    a ``cache_dir``, where the decision is kept. Measuring loads every contender and times it,
+    which multiplied the load time by 3-4 on this machine (docs/BENCHMARKS.md, "(issue 15)"),
+    on every start without a cache; with one it is paid once per artifact, backend version,
+    device and CPU, and later loads cost what a load without measurement costs."""
+    return cache_dir is not None
+#: Timed warm runs per backend (after one untimed warm-up run each).
+MAX_RUNS = 5
+#: Stop timing after this many seconds (at least :data:`MIN_RUNS` rounds are always run).
+TIME_BUDGET_S = 3.0
+MIN_RUNS = 2
+#: Another backend replaces the registry's first choice only when its median is this much lower:
+#: closer than that is measurement noise, and the registry order decides.
+MARGIN = 0.05
+#: The decision file inside ``cache_dir``.
+CACHE_FILE = "edgeanomaly-backend-choice.json"
+
+#: Settings that may be given with ``backend="auto"`` although a contender does not take them:
+#: ``cache_dir`` keeps the decision (and OpenVINO's compiled models, for backends that take it).
+_AUTO_SETTINGS = frozenset({"cache_dir"})
+
+
+def contenders(bundle: Any, device: str, first: tuple[str, Any], explicit: set[str]) -> list[tuple[BackendSpec, Any]]:
+    """``[(backend row, artifact)]`` that can run an artifact of ``first``'s precision on ``device``.
+
+    ``first`` (the registry-order choice) comes first. A backend contends when ``auto`` may pick
+    it, it is installed, knows the device, prefers that precision there, and takes every
+    setting the user gave explicitly (``explicit``, e.g. ``inference_precision`` is OpenVINO's
+    only); it runs its own preferred format of that precision.
+    """
+    name, chosen = first
+    out: list[tuple[BackendSpec, Any]] = [(get_backend(name), chosen)]
+    for spec in backends():
+        if spec.name == name or spec.connects or not (spec.auto and spec.installed() and spec.knows(device)):
+            continue
+        if chosen.precision not in spec.precision_order(device) or not explicit <= set(spec.options) | _AUTO_SETTINGS:
+            continue
+        static = spec.needs_static_batch(device)
+        for fmt in spec.formats:
+            art = next(
+                (a for a in bundle.artifacts
+                 if a.format == fmt and a.precision == chosen.precision and (not static or a.static_batch)),
+                None,
+            )
+            if art is not None:
+                out.append((spec, art))
+                break
+    return out
+
+
+def _version(module: str) -> str:
+    try:
+        return importlib.metadata.version(module)
+    except importlib.metadata.PackageNotFoundError:  # e.g. onnxruntime installed as onnxruntime-gpu
+        return str(getattr(importlib.import_module(module), "__version__", "unknown"))
+
+
+def _cpu_identity() -> str:
+    """Model name and instruction-set flags of this CPU (what makes one backend's kernels faster)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "flags", "Features", "CPU part") and key not in fields:
+            fields[key] = value.strip()
+    return f"{platform.machine()} " + " | ".join(f"{k}: {v}" for k, v in sorted(fields.items()))
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _cache_key(pairs: list[tuple[BackendSpec, Any]], device: str, settings: dict[str, Any], shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    described = {
+        "contenders": [
+            {"backend": s.name, "version": _version(s.module), "artifact": a.name,
+             "sha256": sorted(f.sha256 for f in a.files) or [a.path]}
+            for s, a in pairs
+        ],
+        "device": device,
+        "cpu": hashlib.sha256(_cpu_identity().encode()).hexdigest()[:16],
+        "cores": _cores(),
+        "settings": {k: str(v) for k, v in sorted(settings.items())},
+        "input": list(shape),
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest(), described
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable backend-choice cache %s (%s); measuring again", path, exc)
+        return {}
+    return data.get("decisions", {}) if isinstance(data, dict) and isinstance(data.get("decisions"), dict) else {}
+
+
+def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
+    decisions = _read_cache(path)
+    decisions[key] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".backend-choice-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"format": 1, "decisions": decisions}, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the new one
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def probe_input(bundle: Any, input_size: tuple[int, int]) -> np.ndarray:
+    """(1, 3, H, W) float32: the bundle's first reference image, preprocessed; noise in [0, 1] without one."""
+    from edgeanomaly.data import PreprocessConfig, preprocess
+
+    try:
+        ref = bundle.reference()
+    except (EdgeAnomalyError, OSError, ValueError, KeyError):
+        ref = None
+    if ref is not None and "images" in ref and len(ref["images"]):
+        return preprocess(ref["images"][0], PreprocessConfig.from_dict(bundle.manifest.preprocessing))[None]
+    return np.random.default_rng(0).random((1, 3, *input_size), dtype=np.float32)
+
+
+def _time_engines(engines: list[tuple[str, Any]], x: np.ndarray, runs: int, budget_s: float) -> dict[str, list[float]]:
+    for _, engine in engines:  # untimed: the first run allocates and tunes kernels
+        engine.run(x)
+    times: dict[str, list[float]] = {name: [] for name, _ in engines}
+    start = time.perf_counter()
+    for r in range(runs):
+        if r >= MIN_RUNS and time.perf_counter() - start > budget_s:
+            break
+        # Rotate who goes first so neither backend always runs right after the other.
+        for name, engine in engines[r % len(engines):] + engines[: r % len(engines)]:
+            t0 = time.perf_counter()
+            engine.run(x)
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def measure_choice(
+    bundle: Any,
+    device: str,
+    first: tuple[str, Any, str],
+    explicit: set[str],
+    create: Callable[[BackendSpec, Any], Any],
+    *,
+    settings: dict[str, Any],
+    input_size: tuple[int, int],
+    cache_dir: str | os.PathLike[str] | None = None,
+    runs: int = MAX_RUNS,
+    budget_s: float = TIME_BUDGET_S,
+) -> tuple[Any, str, Any, str]:
+    """Time the contenders of ``first`` and return ``(engine, backend name, artifact, why)``.
+
+    ``first`` is the registry-order choice ``(backend, artifact, why)``; ``create(spec,
+    artifact)`` loads an engine; ``settings`` are the load settings that change speed (threads,
+    streams, hint), part of the cache key. With one contender nothing is timed. A contender
+    that fails to load is dropped with a warning.
+    """
+    name, chosen, why = first
+    pairs = contenders(bundle, device, (name, chosen), explicit)
+    if len(pairs) < 2:
+        return create(pairs[0][0], chosen), name, chosen, why
+    x = probe_input(bundle, input_size)
+    cache = Path(cache_dir) / CACHE_FILE if cache_dir is not None else None
+    if cache is not None:
+        key, described = _cache_key(pairs, device, settings, tuple(x.shape))
+        hit = _read_cache(cache).get(key)
+        by_name = {s.name: (s, a) for s, a in pairs}
+        if hit and hit.get("backend") in by_name:
+            spec, art = by_name[hit["backend"]]
+            because = f"{why}; {hit['reason']} (cached decision from {hit['measured_at']} in {cache}, not re-timed)"
+            log.info("backend choice: %s", because)
+            return create(spec, art), spec.name, art, because
+
+    engines: list[tuple[str, Any, Any]] = []
+    try:
+        for spec, art in pairs:
+            try:
+                engines.append((spec.name, art, create(spec, art)))
+            except EdgeAnomalyError as exc:
+                if spec.name == name:
+                    raise
+                log.warning("backend choice: %s could not load %s (%s); not timed", spec.name, art.name, exc)
+        if len(engines) < 2:
+            return engines[0][2], name, chosen, why
+        times = _time_engines([(n, e) for n, _, e in engines], x, runs, budget_s)
+    except BaseException:
+        for _, _, engine in engines:
+            engine.close()
+        raise
+    medians = {n: float(np.median(t)) for n, t in times.items()}
+    fastest = min(medians, key=medians.__getitem__)
+    winner = fastest if medians[fastest] < (1.0 - MARGIN) * medians[name] else name
+    n_runs = min(len(t) for t in times.values())
+    others = " vs ".join(f"{n} {medians[n]:.1f} ms" for n in sorted(medians, key=medians.__getitem__) if n != winner)
+    reason = f"{winner}: {medians[winner]:.1f} ms vs {others}, median of {n_runs} warm batch-1 runs"
+    if winner != fastest:
+        reason += f" (within {MARGIN:.0%}: registry order decides)"
+    because = f"{why}; by measurement, {reason}"
+    for n, _, engine in engines:
+        if n != winner:
+            engine.close()
+    engine, art = next((e, a) for n, a, e in engines if n == winner)
+    if cache is not None:
+        _write_cache(cache, key, {
+            "backend": winner, "artifact": art.name, "reason": reason,
+            "median_ms": {n: round(m, 3) for n, m in medians.items()}, "runs": n_runs,
+            "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "key": described,
+        })
+    log.info("backend choice: %s", because)
+    return engine, winner, art, because

@@ -1,0 +1,25 @@
+"""``benchmark``: each artifact's speed-up over the FP32 artifact of its backend and device, timed interleaved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeanomaly.tooling import benchmark_bundle, benchmark_markdown
+
+
+def test_speedup_is_relative_to_the_backends_fp32_artifact(seg_bundle: Path) -> None:
+    rows = benchmark_bundle(seg_bundle, repeats=3, throughput_images=2, cold_start=False)
+    ov = {r.artifact: r for r in rows if r.backend == "openvino" and r.device == "CPU"}
+    assert set(ov) >= {"openvino-fp32", "openvino-fp16", "onnx-fp32"}
+    assert all(r.status == "ok" for r in ov.values()), [r.reason for r in ov.values()]
+    ref = ov["openvino-fp32"]  # the backend's own format at FP32, not the ONNX file it also reads
+    assert ref.speedup_reference == "openvino-fp32" and ref.speedup_vs_fp32 == 1.0
+    for r in ov.values():
+        assert r.speedup_reference == "openvino-fp32" and r.interleaved_infer_ms > 0
+        assert r.speedup_vs_fp32 == pytest.approx(ref.interleaved_infer_ms / r.interleaved_infer_ms)
+    table = benchmark_markdown(rows)
+    assert "| vs fp32 |" in table and "1.00x (ref)" in table
+    fp16_line = next(line for line in table.splitlines() if line.startswith("| openvino-fp16 | openvino | CPU"))
+    assert f"{ov['openvino-fp16'].speedup_vs_fp32:.2f}x" in fp16_line
