@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any, Iterable, Iterator
 
@@ -58,6 +59,12 @@ class ONNXRuntimeBackend:
         num_threads: intra-op threads (default: the cores available to this process).
         memory_arena: keep ONNX Runtime's CPU memory arena (default off: see below).
         static_batch: batch size fixed in the artifact, or None when dynamic.
+
+    ``run`` uses one session whose operators spread over ``num_threads`` cores (lowest latency
+    per image). :meth:`run_async_many` (``Detector.predict_many``) on the CPU provider with the
+    default thread count uses a second, single-threaded session of the same file and runs one
+    image per core at once: measured on 2 cores, more images per second than two threads
+    sharing each image (see docs/BENCHMARKS.md, issue 15). It is created on first use.
     """
 
     name = "onnxruntime"
@@ -76,19 +83,13 @@ class ONNXRuntimeBackend:
         available = list(ort.get_available_providers())
         providers = resolve_onnxruntime_providers(device, available)
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(num_threads) if num_threads else physical_cores()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # The arena keeps peak buffers between runs; for batch-1 image graphs the measured
-        # latency is the same either way and without it memory returns to the OS.
-        options.enable_cpu_mem_arena = bool(memory_arena)
-        options.log_severity_level = 3  # errors only: fallbacks are detected below, not logged
+        self._model_path = str(model_path)
+        self._memory_arena = bool(memory_arena)
+        options = self._session_options(ort, int(num_threads) if num_threads else physical_cores())
 
         t0 = time.perf_counter()
         try:
-            self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+            self._session = ort.InferenceSession(self._model_path, sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise BackendUnavailableError(f"ONNX Runtime could not load {model_path}: {exc}") from exc
         self.compile_ms = (time.perf_counter() - t0) * 1e3
@@ -122,14 +123,31 @@ class ONNXRuntimeBackend:
             self.execution_precision = None
             self.precision = f"{artifact_precision} (execution precision not reported by {first})"
 
+        # predict_many's one-image-per-core session: CPU provider, default threads, 2+ cores.
+        self._parallel_images = physical_cores() if (used == ["CPUExecutionProvider"] and not num_threads) else 1
+        self._per_core: Any = None
+        self._per_core_lock = threading.Lock()
+
+    def _session_options(self, ort: Any, threads: int) -> Any:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # The arena keeps peak buffers between runs; for batch-1 image graphs the measured
+        # latency is the same either way and without it memory returns to the OS.
+        options.enable_cpu_mem_arena = self._memory_arena
+        options.log_severity_level = 3  # errors only: fallbacks are detected below, not logged
+        return options
+
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, H, W) float32 -> {output name: array}; thread-safe (``InferenceSession.run`` is)."""
         if self._session is None:
             raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
         return run_padded(self._run_fixed, np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
 
-    def _run_fixed(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        session = self._session  # close() from another thread must not turn into an AttributeError
+    def _run_fixed(self, batch: np.ndarray, session: Any = None) -> dict[str, np.ndarray]:
+        session = session or self._session  # close() from another thread must not turn into an AttributeError
         if session is None:
             raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
         try:
@@ -138,12 +156,45 @@ class ONNXRuntimeBackend:
             raise inference_error(self, batch, exc) from exc
         return dict(zip(self._output_names, values))
 
+    def _per_core_session(self) -> Any:
+        """The single-threaded twin session for :meth:`run_async_many`, created once on first use."""
+        with self._per_core_lock:
+            if self._per_core is None:
+                if self._session is None:
+                    raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
+                ort = _import_ort()
+                try:
+                    self._per_core = ort.InferenceSession(
+                        self._model_path, sess_options=self._session_options(ort, 1), providers=["CPUExecutionProvider"]
+                    )
+                except Exception as exc:  # ORT raises its own exception types
+                    raise BackendUnavailableError(f"ONNX Runtime could not load {self._model_path}: {exc}") from exc
+            return self._per_core
+
     def run_async_many(
         self, batches: Iterable[np.ndarray], jobs: int | None = None
     ) -> Iterator[tuple[dict[str, np.ndarray], float]]:
-        """Overlap the caller's preprocessing with inference on a worker thread; input order kept."""
-        return pipelined(self.run, batches, depth=max(2, int(jobs or 2)))
+        """Run batches on worker threads while the caller prepares the next ones; input order kept.
+
+        With the CPU provider and the default thread count, ``jobs`` (default: one per core)
+        batches run at once on a single-threaded twin session; otherwise one at a time on the
+        main session (``jobs`` in flight, default 2).
+        """
+        if jobs is not None and int(jobs) < 1:
+            raise ValueError(f"Expected jobs >= 1, got {jobs}")
+        if self._session is None:
+            raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
+        if self._parallel_images < 2:
+            return pipelined(self.run, batches, depth=max(2, int(jobs or 2)))
+        session = self._per_core_session()
+        workers = int(jobs or self._parallel_images)
+
+        def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+            return run_padded(lambda b: self._run_fixed(b, session), np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
+
+        return pipelined(run, batches, depth=workers + 1, workers=workers)
 
     def close(self) -> None:
-        """Release the session."""
+        """Release the sessions."""
         self._session = None
+        self._per_core = None
