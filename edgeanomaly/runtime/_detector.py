@@ -373,13 +373,20 @@ class Detector:
 
         Decoding and preprocessing of the next images run on a small thread pool (OpenCV
         releases the GIL) while the backend infers: OpenVINO runs asynchronous infer requests
-        (``jobs`` in flight, default: the optimal number, at least 2), on a CPU through a
-        throughput-compiled twin of the model; ONNX Runtime runs one image per core at once on
-        worker threads. Each backend's docstring says when it does what. The iterable is read
-        lazily, in the caller's thread: besides the batches in flight, at most 4 images plus one
-        batch are prepared ahead (bounded memory, also for an endless generator). Results come back in input order; an image that cannot be read or
-        prepared raises here, at its place in the order. ``timings["infer"]`` is the
-        submit-to-result time of the image's batch, which includes queueing.
+        (``jobs`` in flight, default: the optimal number, at least 2); ONNX Runtime runs
+        ``jobs`` batches at once on worker threads (default: one per core). With the default
+        load settings on a CPU, after the first 8 batches both switch to a second model of
+        the same file built in the background for throughput (OpenVINO: THROUGHPUT hint;
+        ONNX Runtime: one thread per image), same execution precision: more images per second
+        on 2 cores, at the cost of a second compile and its memory (docs/BENCHMARKS.md,
+        issue 15); each backend's docstring says when it does what.
+
+        The iterable is read lazily, in the caller's thread: besides the batches in flight, at
+        most 4 images plus one batch are prepared ahead (bounded memory, also for an endless
+        generator). Results come back in input order; an image that cannot be read or prepared
+        raises here, at its place in the order (results still in flight before it are
+        dropped). ``timings["infer"]`` is the submit-to-result time of the image's batch,
+        which includes queueing.
 
         >>> for p in det.predict_many(sorted(Path("frames").glob("*.png"))):   # doctest: +SKIP
         ...     print(p.source, p.score)

@@ -23,6 +23,7 @@ __all__ = ["ONNXRuntimeBackend"]
 
 log = logging.getLogger("edgeanomaly.runtime")
 
+_TWIN_AFTER = 8  # batches run_async_many runs on the main session before it creates the single-threaded one
 _DTYPES = {"tensor(float)": "f32", "tensor(float16)": "f16", "tensor(double)": "f64"}
 
 
@@ -64,7 +65,8 @@ class ONNXRuntimeBackend:
     per image). :meth:`run_async_many` (``Detector.predict_many``) on the CPU provider with the
     default thread count uses a second, single-threaded session of the same file and runs one
     image per core at once: measured on 2 cores, more images per second than two threads
-    sharing each image (see docs/BENCHMARKS.md, issue 15). It is created on first use.
+    sharing each image (see docs/BENCHMARKS.md, issue 15). It is created in the background
+    once a run has submitted a few batches, and costs a second session's memory.
     """
 
     name = "onnxruntime"
@@ -126,6 +128,7 @@ class ONNXRuntimeBackend:
         # predict_many's one-image-per-core session: CPU provider, default threads, 2+ cores.
         self._parallel_images = physical_cores() if (used == ["CPUExecutionProvider"] and not num_threads) else 1
         self._per_core: Any = None
+        self._per_core_thread: threading.Thread | None = None
         self._per_core_lock = threading.Lock()
 
     def _session_options(self, ort: Any, threads: int) -> Any:
@@ -156,20 +159,33 @@ class ONNXRuntimeBackend:
             raise inference_error(self, batch, exc) from exc
         return dict(zip(self._output_names, values))
 
-    def _per_core_session(self) -> Any:
-        """The single-threaded twin session for :meth:`run_async_many`, created once on first use."""
+    def _start_per_core(self) -> None:
+        """Create the single-threaded twin session on a background thread, once."""
         with self._per_core_lock:
-            if self._per_core is None:
-                if self._session is None:
-                    raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
-                ort = _import_ort()
-                try:
-                    self._per_core = ort.InferenceSession(
-                        self._model_path, sess_options=self._session_options(ort, 1), providers=["CPUExecutionProvider"]
-                    )
-                except Exception as exc:  # ORT raises its own exception types
-                    raise BackendUnavailableError(f"ONNX Runtime could not load {self._model_path}: {exc}") from exc
-            return self._per_core
+            if self._parallel_images < 2 or self._per_core_thread is not None:
+                return
+            self._per_core_thread = threading.Thread(target=self._create_per_core, name="edgeanomaly-session")
+            self._per_core_thread.start()
+
+    def _create_per_core(self) -> None:
+        ort = _import_ort()
+        try:
+            self._per_core = ort.InferenceSession(
+                self._model_path, sess_options=self._session_options(ort, 1), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ORT raises its own exception types; the main session still serves
+            log.warning("single-threaded session of %s failed (%s); predict_many keeps the main session", self._model_path, exc)
+
+    def _per_core_session(self, wait: bool = True) -> Any:
+        """The twin session once created (started on the first call; ``wait`` blocks until it
+        exists), else None: no twin for this backend, creation failed, or still under way."""
+        if self._session is None:
+            raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
+        self._start_per_core()
+        thread = self._per_core_thread
+        if wait and thread is not None:
+            thread.join()
+        return self._per_core
 
     def run_async_many(
         self, batches: Iterable[np.ndarray], jobs: int | None = None
@@ -177,8 +193,10 @@ class ONNXRuntimeBackend:
         """Run batches on worker threads while the caller prepares the next ones; input order kept.
 
         With the CPU provider and the default thread count, ``jobs`` (default: one per core)
-        batches run at once on a single-threaded twin session; otherwise one at a time on the
-        main session (``jobs`` in flight, default 2).
+        batches run at once: the first ``_TWIN_AFTER`` on the main session, the following
+        ones on the single-threaded twin session (class docstring) once the background thread
+        that creates it is done (a short run never waits for it). Otherwise one batch at a time
+        on the main session (``jobs`` in flight, default 2).
         """
         if jobs is not None and int(jobs) < 1:
             raise ValueError(f"Expected jobs >= 1, got {jobs}")
@@ -186,15 +204,24 @@ class ONNXRuntimeBackend:
             raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
         if self._parallel_images < 2:
             return pipelined(self.run, batches, depth=max(2, int(jobs or 2)))
-        session = self._per_core_session()
         workers = int(jobs or self._parallel_images)
 
+        def counted() -> Iterator[np.ndarray]:
+            for count, batch in enumerate(batches):
+                if count == _TWIN_AFTER:
+                    self._start_per_core()
+                yield batch
+
         def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+            session = self._per_core  # None until the twin exists: the main session serves
             return run_padded(lambda b: self._run_fixed(b, session), np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
 
-        return pipelined(run, batches, depth=workers + 1, workers=workers)
+        return pipelined(run, counted(), depth=workers + 1, workers=workers)
 
     def close(self) -> None:
         """Release the sessions."""
+        thread = self._per_core_thread
+        if thread is not None:
+            thread.join()  # a session being created cannot be cancelled; let it end before releasing
         self._session = None
         self._per_core = None
