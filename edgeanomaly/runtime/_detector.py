@@ -374,12 +374,12 @@ class Detector:
         Decoding and preprocessing of the next images run on a small thread pool (OpenCV
         releases the GIL) while the backend infers: OpenVINO runs asynchronous infer requests
         (``jobs`` in flight, default: the optimal number, at least 2); ONNX Runtime runs
-        ``jobs`` batches at once on worker threads (default: one per core). With the default
-        load settings on a CPU, after the first 8 batches both switch to a second model of
-        the same file built in the background for throughput (OpenVINO: THROUGHPUT hint;
-        ONNX Runtime: one thread per image), same execution precision: more images per second
-        on 2 cores, at the cost of a second compile and its memory (docs/BENCHMARKS.md,
-        issue 15); each backend's docstring says when it does what.
+        ``jobs`` batches at once on worker threads (default: one per core, at most 4). With
+        the default load settings on a CPU, after the first 8 batches both switch to a second
+        model of the same file built in the background for throughput (OpenVINO: THROUGHPUT
+        hint; ONNX Runtime: fewer threads per image, one on 2 cores), same execution
+        precision: more images per second on 2 cores, at the cost of a second compile and its
+        memory (docs/BENCHMARKS.md, issue 15); each backend's docstring says when it does what.
 
         The iterable is read lazily, in the caller's thread: besides the batches in flight, at
         most 4 images plus one batch are prepared ahead (bounded memory, also for an endless

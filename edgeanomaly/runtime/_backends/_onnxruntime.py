@@ -23,7 +23,8 @@ __all__ = ["ONNXRuntimeBackend"]
 
 log = logging.getLogger("edgeanomaly.runtime")
 
-_TWIN_AFTER = 8  # batches run_async_many runs on the main session before it creates the single-threaded one
+_TWIN_AFTER = 8  # batches run_async_many runs on the main session before it creates the one for throughput
+_MAX_PARALLEL = 4  # images run_async_many runs at once by default (bounded memory on many-core machines)
 _DTYPES = {"tensor(float)": "f32", "tensor(float16)": "f16", "tensor(double)": "f64"}
 
 
@@ -63,10 +64,11 @@ class ONNXRuntimeBackend:
 
     ``run`` uses one session whose operators spread over ``num_threads`` cores (lowest latency
     per image). :meth:`run_async_many` (``Detector.predict_many``) on the CPU provider with the
-    default thread count uses a second, single-threaded session of the same file and runs one
-    image per core at once: measured on 2 cores, more images per second than two threads
-    sharing each image (see docs/BENCHMARKS.md, issue 15). It is created in the background
-    once a run has submitted a few batches, and costs a second session's memory.
+    default thread count uses a second session of the same file with fewer threads per image
+    and runs several images at once (one per core up to 4 at once; on more cores, cores / 4
+    threads each): measured on 2 cores, more images per second than two threads sharing each
+    image (see docs/BENCHMARKS.md, issue 15). It is created in the background once a run has
+    submitted a few batches, and costs a second session's memory.
     """
 
     name = "onnxruntime"
@@ -125,8 +127,10 @@ class ONNXRuntimeBackend:
             self.execution_precision = None
             self.precision = f"{artifact_precision} (execution precision not reported by {first})"
 
-        # predict_many's one-image-per-core session: CPU provider, default threads, 2+ cores.
-        self._parallel_images = physical_cores() if (used == ["CPUExecutionProvider"] and not num_threads) else 1
+        # predict_many's throughput session: CPU provider, default threads, 2+ cores.
+        cores = physical_cores()
+        self._parallel_images = min(cores, _MAX_PARALLEL) if (used == ["CPUExecutionProvider"] and not num_threads) else 1
+        self._per_image_threads = max(1, cores // self._parallel_images)
         self._per_core: Any = None
         self._per_core_thread: threading.Thread | None = None
         self._per_core_lock = threading.Lock()
@@ -160,7 +164,7 @@ class ONNXRuntimeBackend:
         return dict(zip(self._output_names, values))
 
     def _start_per_core(self) -> None:
-        """Create the single-threaded twin session on a background thread, once."""
+        """Create the throughput twin session on a background thread, once."""
         with self._per_core_lock:
             if self._parallel_images < 2 or self._per_core_thread is not None:
                 return
@@ -171,10 +175,11 @@ class ONNXRuntimeBackend:
         ort = _import_ort()
         try:
             self._per_core = ort.InferenceSession(
-                self._model_path, sess_options=self._session_options(ort, 1), providers=["CPUExecutionProvider"]
+                self._model_path, sess_options=self._session_options(ort, self._per_image_threads),
+                providers=["CPUExecutionProvider"],
             )
         except Exception as exc:  # ORT raises its own exception types; the main session still serves
-            log.warning("single-threaded session of %s failed (%s); predict_many keeps the main session", self._model_path, exc)
+            log.warning("throughput session of %s failed (%s); predict_many keeps the main session", self._model_path, exc)
 
     def _per_core_session(self, wait: bool = True) -> Any:
         """The twin session once created (started on the first call; ``wait`` blocks until it
@@ -192,9 +197,9 @@ class ONNXRuntimeBackend:
     ) -> Iterator[tuple[dict[str, np.ndarray], float]]:
         """Run batches on worker threads while the caller prepares the next ones; input order kept.
 
-        With the CPU provider and the default thread count, ``jobs`` (default: one per core)
-        batches run at once: the first ``_TWIN_AFTER`` on the main session, the following
-        ones on the single-threaded twin session (class docstring) once the background thread
+        With the CPU provider and the default thread count, ``jobs`` (default: one per core,
+        at most 4) batches run at once: the first ``_TWIN_AFTER`` on the main session, the
+        following ones on the throughput twin session (class docstring) once the background thread
         that creates it is done (a short run never waits for it). Otherwise one batch at a time
         on the main session (``jobs`` in flight, default 2).
         """
