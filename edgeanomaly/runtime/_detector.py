@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import time
@@ -28,6 +29,8 @@ __all__ = ["Detector", "load", "select_artifact"]
 log = logging.getLogger("edgeanomaly.runtime")
 
 _DEFAULT_CHUNK = 16  # images per synchronous batch in predict_batch: bounded memory, full batches
+_PREPARE_WORKERS = 2  # threads decoding/preprocessing ahead in predict_many (OpenCV releases the GIL)
+_READ_AHEAD = 4  # images predict_many prepares ahead of the batch it submits: bounded memory
 
 
 def _artifact_table(bundle: Any) -> str:
@@ -140,6 +143,21 @@ def _check_signature(engine: Backend, manifest: Any, what: str) -> None:
             f"{what}: the graph does not match manifest.json ({'; '.join(problems)}; -1 = any size). "
             "The manifest or the graph was changed after export; re-export the bundle."
         )
+
+
+def _run_many(engine: Backend, batches: Iterable[np.ndarray], jobs: int | None) -> Iterator[tuple[dict[str, np.ndarray], float]]:
+    """The throughput path of every backend: ``(outputs, infer_ms)`` per batch, in input order.
+
+    The backend's ``run_async_many`` where it has one; plain sequential runs otherwise.
+    """
+    run_many = getattr(engine, "run_async_many", None)
+    if run_many is not None:
+        yield from run_many(batches, jobs=jobs)
+        return
+    for batch in batches:
+        t0 = time.perf_counter()
+        out = engine.run(batch)
+        yield out, (time.perf_counter() - t0) * 1e3
 
 
 class Detector:
@@ -284,6 +302,10 @@ class Detector:
         Returns:
             one :class:`Prediction` per row, maps at the model input size (H, W).
 
+        One row runs like :meth:`predict`; several rows take the throughput path of
+        :meth:`predict_many` (one row per request, several requests at once), so
+        ``timings["infer"]`` is each row's submit-to-result time.
+
         >>> det.predict_tensor(np.zeros((2, 3, 256, 256), np.float32))[0].anomaly_map.shape   # doctest: +SKIP
         (256, 256)
         """
@@ -293,14 +315,17 @@ class Detector:
             raise ValueError(f"Expected image of shape (N, {', '.join(map(str, expected))}), got {got}")
         if batch.dtype != np.float32:
             raise ValueError(f"Expected image of dtype float32, got {batch.dtype}")
+        engine = self._live()
         if batch.shape[0] == 0:
             return []
-        t0 = time.perf_counter()
-        outputs = self._engine.run(batch)
-        share = (time.perf_counter() - t0) * 1e3 / batch.shape[0]
+        if batch.shape[0] == 1:
+            t0 = time.perf_counter()
+            outputs = engine.run(batch)
+            return [self._finish(outputs, 0, self.input_size, None, {"infer": (time.perf_counter() - t0) * 1e3}, preprocessed=True)]
+        rows = (batch[i : i + 1] for i in range(batch.shape[0]))
         return [
-            self._finish(outputs, row, self.input_size, None, {"infer": share}, preprocessed=True)
-            for row in range(batch.shape[0])
+            self._finish(outputs, 0, self.input_size, None, {"infer": infer_ms}, preprocessed=True)
+            for outputs, infer_ms in _run_many(engine, rows, None)
         ]
 
     def predict_batch(
@@ -353,12 +378,24 @@ class Detector:
         batch_size: int = 1,
         jobs: int | None = None,
     ) -> Iterator[Prediction]:
-        """Stream predictions for an iterable of images, overlapping input preparation with inference.
+        """Stream predictions for an iterable of images: the throughput path.
 
-        OpenVINO runs asynchronous infer requests (``jobs`` in flight, default: the compiled
-        model's optimal number, at least 2); ONNX Runtime runs inference on a worker thread.
-        Results come back in input order; ``timings["infer"]`` is the submit-to-result time
-        of the image's batch, which includes queueing.
+        Decoding and preprocessing of the next images run on a small thread pool (OpenCV
+        releases the GIL) while the backend infers: OpenVINO runs asynchronous infer requests
+        (``jobs`` in flight, default: the optimal number, at least 2); ONNX Runtime runs
+        ``jobs`` batches at once on worker threads (default: one per core, at most 4). With
+        the default load settings on a CPU, after the first 8 batches both switch to a second
+        model of the same file built in the background for throughput (OpenVINO: THROUGHPUT
+        hint; ONNX Runtime: fewer threads per image, one on 2 cores), same execution
+        precision: more images per second on 2 cores, at the cost of a second compile and its
+        memory (docs/BENCHMARKS.md, issue 15); each backend's docstring says when it does what.
+
+        The iterable is read lazily, in the caller's thread: besides the batches in flight, at
+        most 4 images plus one batch are prepared ahead (bounded memory, also for an endless
+        generator). Results come back in input order; an image that cannot be read or prepared
+        raises here, at its place in the order (results still in flight before it are
+        dropped). ``timings["infer"]`` is the submit-to-result time of the image's batch,
+        which includes queueing.
 
         >>> for p in det.predict_many(sorted(Path("frames").glob("*.png"))):   # doctest: +SKIP
         ...     print(p.source, p.score)
@@ -366,38 +403,51 @@ class Detector:
         if batch_size < 1:
             raise ValueError(f"Expected batch_size >= 1, got {batch_size}")
         engine = self._live()
+        return self._predict_many(engine, iter(images), color, None if sources is None else iter(sources), batch_size, jobs)
+
+    def _predict_many(
+        self, engine: Backend, image_iter: Iterator[Any], color: str, source_iter: Iterator[Any] | None,
+        batch_size: int, jobs: int | None,
+    ) -> Iterator[Prediction]:
         pending: deque[list[tuple[tuple[int, int], Any, dict[str, float]]]] = deque()
-        source_iter = iter(sources) if sources is not None else None
+        prepared: deque[concurrent.futures.Future] = deque()
+        workers = min(_PREPARE_WORKERS, os.cpu_count() or 1)
+        read_ahead = _READ_AHEAD + batch_size
 
-        def batches() -> Iterator[np.ndarray]:
-            group: list[np.ndarray] = []
-            meta: list[tuple[tuple[int, int], Any, dict[str, float]]] = []
-            for image in images:
-                src = next(source_iter) if source_iter is not None else None
-                x, hw, src, timings = self._prepare(image, color, src)
-                group.append(x)
-                meta.append((hw, src, timings))
-                if len(group) == batch_size:
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="edgeanomaly-prepare") as pool:
+
+            def fill() -> None:
+                # The caller's iterable is only ever advanced here, in the consumer's thread.
+                while len(prepared) < read_ahead:
+                    try:
+                        image = next(image_iter)
+                    except StopIteration:
+                        return
+                    src = next(source_iter) if source_iter is not None else None
+                    prepared.append(pool.submit(self._prepare, image, color, src))
+
+            def batches() -> Iterator[np.ndarray]:
+                fill()
+                while prepared:
+                    group: list[np.ndarray] = []
+                    meta: list[tuple[tuple[int, int], Any, dict[str, float]]] = []
+                    while prepared and len(group) < batch_size:
+                        x, hw, src, timings = prepared.popleft().result()  # a bad image raises here, in order
+                        fill()
+                        group.append(x)
+                        meta.append((hw, src, timings))
                     pending.append(meta)
-                    yield np.stack(group) if batch_size > 1 else x[None]
-                    group, meta = [], []
-            if group:
-                pending.append(meta)
-                yield np.stack(group)
+                    yield np.stack(group) if len(group) > 1 else group[0][None]
 
-        run_many = getattr(engine, "run_async_many", None)
-        if run_many is None:  # a backend without an async path: plain sequential runs
-            def run_many(bs: Iterable[np.ndarray], jobs: int | None = None) -> Iterator[tuple[dict[str, np.ndarray], float]]:
-                for b in bs:
-                    t0 = time.perf_counter()
-                    out = engine.run(b)
-                    yield out, (time.perf_counter() - t0) * 1e3
-
-        for outputs, infer_ms in run_many(batches(), jobs=jobs):
-            meta = pending.popleft()
-            for row, (hw, src, timings) in enumerate(meta):
-                timings["infer"] = infer_ms
-                yield self._finish(outputs, row, hw, src, timings)
+            try:
+                for outputs, infer_ms in _run_many(engine, batches(), jobs):
+                    meta = pending.popleft()
+                    for row, (hw, src, timings) in enumerate(meta):
+                        timings["infer"] = infer_ms
+                        yield self._finish(outputs, row, hw, src, timings)
+            finally:
+                for fut in prepared:  # a consumer that stops early: drop what has not started
+                    fut.cancel()
 
     def stream(self, source: Any, **kwargs: Any) -> Iterator[tuple[Any, Prediction]]:
         """Predict on a video file, a camera index or a watched folder; see :func:`edgeanomaly.runtime.stream`."""

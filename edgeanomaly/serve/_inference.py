@@ -4,6 +4,11 @@ Inputs (one per request):
     ``image``        FP32 ``[N, 3, H, W]``: the graph contract's tensor, already preprocessed.
     ``image_bytes``  BYTES ``[N]``: encoded PNG/JPEG/BMP/TIFF files, decoded and preprocessed
                      here with the project's one preprocessing path (the Detector's).
+A request of one image runs like ``Detector.predict`` (the latency-compiled model, every core
+on that image); a request of several images takes the Detector's throughput path
+(``predict_many`` / ``predict_tensor``: several images in flight at once, see docs/BENCHMARKS.md,
+issue 15), so a batch is never scored by a loop of its own here.
+
 Outputs: ``pred_score`` (normalised, threshold 0.5), ``raw_score``, ``pred_label`` by default;
 on request ``anomaly_map`` / ``pred_mask`` (at the original image size, or the input size for
 tensors) and ``raw_anomaly_map`` (the graph's output, what the ``remote`` backend uses).
@@ -141,7 +146,8 @@ class ServedBundle:
                 raise BadRequest("Expected images of one size when anomaly_map or pred_mask is requested (maps are returned "
                                  f"at the original size), got sizes {sorted({im.shape[:2] for im in images})}")
             try:
-                predictions = det.predict_batch(images)
+                # The Detector's throughput path for several images (predict_tensor does the same).
+                predictions = [det.predict(images[0])] if count == 1 else list(det.predict_many(images))
             except EdgeAnomalyError as exc:
                 raise BadRequest(str(exc)) from exc
         return self._collect(predictions, outputs), count

@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/benchmarks/bench_runtime.py BUNDLE [--images DIR] [--backend openvino]
         [--device CPU] [--precision fp32] [--inference-precision f32] [-n 200]
+    .venv/bin/python tests/benchmarks/bench_runtime.py BUNDLE --compare-loop [--repeats 7] [--images DIR]
 
 Prints, for the chosen artifact and backend:
 - the verified execution precision (read back from the compiled model);
@@ -10,6 +11,13 @@ Prints, for the chosen artifact and backend:
 - cold start in a fresh interpreter: import, load, first prediction (and the process wall time);
 - asynchronous throughput (``Detector.predict_many``) in images per second, for the latency
   and the throughput performance hints.
+
+``--compare-loop`` (issue 15) measures only the throughput path against a plain loop, with
+default load settings (no hints), on OpenVINO and ONNX Runtime: ``for p in paths:
+det.predict(p)`` and ``list(det.predict_many(paths))`` over the same files, alternated
+``--repeats`` times in one process (both backends loaded once, one warm-up pass each); prints
+images per second (medians), the per-repeat ratio many/loop (median and range) and the load
+average before and after, since the machine's other work moves every absolute figure.
 
 Images: ``--images DIR`` (PNG/JPEG files), else the MVTec AD hazelnut subset beside the
 project when present, else synthetic 256x256 PNGs.
@@ -85,6 +93,39 @@ def cold_start(args: argparse.Namespace, image: Path, repeats: int = 3) -> list[
     return out
 
 
+def compare_loop(args: argparse.Namespace, paths: list[Path]) -> None:
+    import statistics
+
+    from edgeanomaly.runtime import load
+
+    files = [str(p) for p in paths]
+    print(f"{len(files)} images ({paths[0].parent.parent}); {os.cpu_count()} CPUs; load average {os.getloadavg()}")
+    detectors = {b: load(args.bundle, backend=b) for b in ("openvino", "onnxruntime")}
+    runs = {}
+    for name, det in detectors.items():
+        print(f"{name}: {det.artifact.name}, {det.precision}")
+        runs[f"{name} predict loop"] = (lambda d: lambda: [d.predict(p) for p in files])(det)
+        runs[f"{name} predict_many"] = (lambda d: lambda: list(d.predict_many(files)))(det)
+    for run in runs.values():  # warm-up (also compiles predict_many's throughput model)
+        run()
+    rates: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(args.repeats):
+        for key, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            rates[key].append(len(files) / (time.perf_counter() - t0))
+    for key, values in rates.items():
+        line = f"  {key:28s} {statistics.median(values):7.2f} images/s (median of {args.repeats})"
+        if key.endswith("predict_many"):
+            loop = rates[key.replace("predict_many", "predict loop")]
+            ratios = [m / l for m, l in zip(values, loop)]
+            line += f"   many/loop {statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})"
+        print(line)
+    print(f"load average after: {os.getloadavg()}")
+    for det in detectors.values():
+        det.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle")
@@ -95,12 +136,17 @@ def main() -> None:
     parser.add_argument("--inference-precision", default=None)
     parser.add_argument("-n", type=int, default=200, help="timed predictions")
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--compare-loop", action="store_true", help="only predict loop vs predict_many, both backends")
+    parser.add_argument("--repeats", type=int, default=7, help="alternations for --compare-loop")
     args = parser.parse_args()
 
     from edgeanomaly.runtime import load
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = _images(args.images, Path(tmp))
+        if args.compare_loop:
+            compare_loop(args, paths)
+            return
         print(f"bundle {args.bundle}; {len(paths)} images ({paths[0].parent}); {os.cpu_count()} CPUs")
         with load(args.bundle, backend=args.backend, device=args.device, precision=args.precision,
                   inference_precision=args.inference_precision) as det:

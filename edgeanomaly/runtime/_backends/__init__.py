@@ -92,14 +92,18 @@ def run_padded(
 
 
 def pipelined(
-    run: Callable[[np.ndarray], dict[str, np.ndarray]], batches: Iterable[np.ndarray], depth: int = 2
+    run: Callable[[np.ndarray], dict[str, np.ndarray]], batches: Iterable[np.ndarray], depth: int = 2, workers: int = 1
 ) -> Iterator[tuple[dict[str, np.ndarray], float]]:
-    """Run ``run`` on a worker thread so the caller prepares batch i+1 while batch i runs.
+    """Run ``run`` on ``workers`` threads so the caller prepares batch i+1 while batch i runs.
 
-    Yields ``(outputs, infer_ms)`` in input order; at most ``depth`` batches are in flight.
-    Used by backends without a native asynchronous API (ONNX Runtime releases the GIL while
-    it computes, so this overlaps decoding/preprocessing with inference).
+    Yields ``(outputs, infer_ms)`` in input order; at most ``depth`` batches are in flight
+    (``depth > workers`` keeps a batch queued for the worker that finishes first). Used by
+    backends without a native asynchronous API (ONNX Runtime releases the GIL while it
+    computes, so this overlaps decoding/preprocessing with inference, and ``workers > 1``
+    runs several inferences at once).
     """
+    if workers < 1 or depth < 1:
+        raise ValueError(f"Expected workers >= 1 and depth >= 1, got workers={workers}, depth={depth}")
 
     def timed(batch: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
         t0 = time.perf_counter()
@@ -107,7 +111,7 @@ def pipelined(
         return out, (time.perf_counter() - t0) * 1e3
 
     pending: deque[concurrent.futures.Future] = deque()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeanomaly-infer") as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgeanomaly-infer") as pool:
         try:
             for batch in batches:
                 pending.append(pool.submit(timed, batch))
@@ -116,5 +120,7 @@ def pipelined(
             while pending:
                 yield pending.popleft().result()
         finally:
+            # A consumer that stops early (or an error): drop what has not started, wait for
+            # what runs (leaving the with-block joins the workers).
             for fut in pending:
                 fut.cancel()

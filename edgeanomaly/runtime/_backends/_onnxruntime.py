@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any, Iterable, Iterator
 
@@ -22,6 +23,8 @@ __all__ = ["ONNXRuntimeBackend"]
 
 log = logging.getLogger("edgeanomaly.runtime")
 
+_TWIN_AFTER = 8  # batches run_async_many runs on the main session before it creates the one for throughput
+_MAX_PARALLEL = 4  # images run_async_many runs at once by default (bounded memory on many-core machines)
 _DTYPES = {"tensor(float)": "f32", "tensor(float16)": "f16", "tensor(double)": "f64"}
 
 
@@ -58,6 +61,14 @@ class ONNXRuntimeBackend:
         num_threads: intra-op threads (default: the cores available to this process).
         memory_arena: keep ONNX Runtime's CPU memory arena (default off: see below).
         static_batch: batch size fixed in the artifact, or None when dynamic.
+
+    ``run`` uses one session whose operators spread over ``num_threads`` cores (lowest latency
+    per image). :meth:`run_async_many` (``Detector.predict_many``) on the CPU provider with the
+    default thread count uses a second session of the same file with fewer threads per image
+    and runs several images at once (one per core up to 4 at once; on more cores, cores / 4
+    threads each): measured on 2 cores, more images per second than two threads sharing each
+    image (see docs/BENCHMARKS.md, issue 15). It is created in the background once a run has
+    submitted a few batches, and costs a second session's memory.
     """
 
     name = "onnxruntime"
@@ -76,19 +87,13 @@ class ONNXRuntimeBackend:
         available = list(ort.get_available_providers())
         providers = resolve_onnxruntime_providers(device, available)
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(num_threads) if num_threads else physical_cores()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # The arena keeps peak buffers between runs; for batch-1 image graphs the measured
-        # latency is the same either way and without it memory returns to the OS.
-        options.enable_cpu_mem_arena = bool(memory_arena)
-        options.log_severity_level = 3  # errors only: fallbacks are detected below, not logged
+        self._model_path = str(model_path)
+        self._memory_arena = bool(memory_arena)
+        options = self._session_options(ort, int(num_threads) if num_threads else physical_cores())
 
         t0 = time.perf_counter()
         try:
-            self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+            self._session = ort.InferenceSession(self._model_path, sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise BackendUnavailableError(f"ONNX Runtime could not load {model_path}: {exc}") from exc
         self.compile_ms = (time.perf_counter() - t0) * 1e3
@@ -122,14 +127,34 @@ class ONNXRuntimeBackend:
             self.execution_precision = None
             self.precision = f"{artifact_precision} (execution precision not reported by {first})"
 
+        # predict_many's throughput session: CPU provider, default threads, 2+ cores.
+        cores = physical_cores()
+        self._parallel_images = min(cores, _MAX_PARALLEL) if (used == ["CPUExecutionProvider"] and not num_threads) else 1
+        self._per_image_threads = max(1, cores // self._parallel_images)
+        self._per_core: Any = None
+        self._per_core_thread: threading.Thread | None = None
+        self._per_core_lock = threading.Lock()
+
+    def _session_options(self, ort: Any, threads: int) -> Any:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # The arena keeps peak buffers between runs; for batch-1 image graphs the measured
+        # latency is the same either way and without it memory returns to the OS.
+        options.enable_cpu_mem_arena = self._memory_arena
+        options.log_severity_level = 3  # errors only: fallbacks are detected below, not logged
+        return options
+
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, H, W) float32 -> {output name: array}; thread-safe (``InferenceSession.run`` is)."""
         if self._session is None:
             raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
         return run_padded(self._run_fixed, np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
 
-    def _run_fixed(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        session = self._session  # close() from another thread must not turn into an AttributeError
+    def _run_fixed(self, batch: np.ndarray, session: Any = None) -> dict[str, np.ndarray]:
+        session = session or self._session  # close() from another thread must not turn into an AttributeError
         if session is None:
             raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
         try:
@@ -138,12 +163,70 @@ class ONNXRuntimeBackend:
             raise inference_error(self, batch, exc) from exc
         return dict(zip(self._output_names, values))
 
+    def _start_per_core(self) -> None:
+        """Create the throughput twin session on a background thread, once."""
+        with self._per_core_lock:
+            if self._parallel_images < 2 or self._per_core_thread is not None:
+                return
+            self._per_core_thread = threading.Thread(target=self._create_per_core, name="edgeanomaly-session")
+            self._per_core_thread.start()
+
+    def _create_per_core(self) -> None:
+        ort = _import_ort()
+        try:
+            self._per_core = ort.InferenceSession(
+                self._model_path, sess_options=self._session_options(ort, self._per_image_threads),
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as exc:  # ORT raises its own exception types; the main session still serves
+            log.warning("throughput session of %s failed (%s); predict_many keeps the main session", self._model_path, exc)
+
+    def _per_core_session(self, wait: bool = True) -> Any:
+        """The twin session once created (started on the first call; ``wait`` blocks until it
+        exists), else None: no twin for this backend, creation failed, or still under way."""
+        if self._session is None:
+            raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
+        self._start_per_core()
+        thread = self._per_core_thread
+        if wait and thread is not None:
+            thread.join()
+        return self._per_core
+
     def run_async_many(
         self, batches: Iterable[np.ndarray], jobs: int | None = None
     ) -> Iterator[tuple[dict[str, np.ndarray], float]]:
-        """Overlap the caller's preprocessing with inference on a worker thread; input order kept."""
-        return pipelined(self.run, batches, depth=max(2, int(jobs or 2)))
+        """Run batches on worker threads while the caller prepares the next ones; input order kept.
+
+        With the CPU provider and the default thread count, ``jobs`` (default: one per core,
+        at most 4) batches run at once: the first ``_TWIN_AFTER`` on the main session, the
+        following ones on the throughput twin session (class docstring) once the background thread
+        that creates it is done (a short run never waits for it). Otherwise one batch at a time
+        on the main session (``jobs`` in flight, default 2).
+        """
+        if jobs is not None and int(jobs) < 1:
+            raise ValueError(f"Expected jobs >= 1, got {jobs}")
+        if self._session is None:
+            raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
+        if self._parallel_images < 2:
+            return pipelined(self.run, batches, depth=max(2, int(jobs or 2)))
+        workers = int(jobs or self._parallel_images)
+
+        def counted() -> Iterator[np.ndarray]:
+            for count, batch in enumerate(batches):
+                if count == _TWIN_AFTER:
+                    self._start_per_core()
+                yield batch
+
+        def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+            session = self._per_core  # None until the twin exists: the main session serves
+            return run_padded(lambda b: self._run_fixed(b, session), np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
+
+        return pipelined(run, counted(), depth=workers + 1, workers=workers)
 
     def close(self) -> None:
-        """Release the session."""
+        """Release the sessions."""
+        thread = self._per_core_thread
+        if thread is not None:
+            thread.join()  # a session being created cannot be cancelled; let it end before releasing
         self._session = None
+        self._per_core = None

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -92,6 +92,19 @@ def _shape(partial_shape: Any) -> tuple[int, ...]:
     return tuple(d.get_length() if d.is_static else -1 for d in partial_shape)
 
 
+_TWIN_AFTER = 8  # batches run_async_many runs on a latency model before it starts the throughput twin's compile
+
+
+@dataclass
+class _Lane:
+    """One compiled model's asynchronous requests within a run_async_many call."""
+
+    compiled: Any
+    jobs: int
+    idle: deque = field(default_factory=deque)
+    created: int = 0
+
+
 @dataclass
 class _Pending:
     """A batch handed to an asynchronous request, kept referenced until the request is done."""
@@ -101,6 +114,7 @@ class _Pending:
     outputs: dict[str, np.ndarray] | None = None
     ms: float = 0.0
     error: BaseException | None = None
+    lane: _Lane | None = None
 
     def done(self) -> bool:
         if self.request is None:
@@ -124,6 +138,14 @@ class OpenVINOBackend:
         cache_dir: compiled-model cache directory; no cache when None (never the cwd).
         num_streams, num_threads: override the hint's choice (CPU).
         static_batch: batch size fixed in the artifact, or None when dynamic.
+
+    ``run`` uses the compiled model of ``performance_hint``. On a CPU compiled for latency (one
+    stream whose threads share each image) with the default streams and threads,
+    :meth:`run_async_many` (``Detector.predict_many``) uses a second compiled model of the
+    same file with the THROUGHPUT hint (one stream per core or so, one image each), compiled
+    in the background once a run has submitted a few batches, with the same settings, and
+    used only if it runs the same execution precision: measured on 2 cores, more images per
+    second (docs/BENCHMARKS.md, issue 15); it costs a second compile and its memory.
     """
 
     name = "openvino"
@@ -221,6 +243,16 @@ class OpenVINOBackend:
         except RuntimeError:
             self.optimal_requests = 1
 
+        # predict_many's throughput twin (see the class docstring), compiled when a run needs it.
+        twin_ok = (
+            families == ["CPU"] and not auto and not needs_static and num_streams is None and num_threads is None
+            and self.performance_hint == "LATENCY" and self.optimal_requests == 1
+        )
+        self._twin_recipe = (str(model_path), {**config, "PERFORMANCE_HINT": "THROUGHPUT"}) if twin_ok else None
+        self._twin: Any = None
+        self._twin_thread: threading.Thread | None = None
+        self._twin_lock = threading.Lock()
+
         # Synchronous path: a pool of infer requests, one per concurrent caller, created on demand.
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         self._created = 0
@@ -267,6 +299,47 @@ class OpenVINOBackend:
         return run_padded(self._run_fixed, np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
 
     # -- asynchronous --------------------------------------------------------------------------
+    def _start_twin(self) -> None:
+        """Compile the throughput twin on a background thread, once (no-op without a recipe)."""
+        with self._twin_lock:
+            if self._twin_recipe is None or self._twin_thread is not None:
+                return
+            # Not a daemon: an interpreter exiting mid-compile must wait rather than tear OpenVINO down under it.
+            self._twin_thread = threading.Thread(target=self._compile_twin, name="edgeanomaly-compile")
+            self._twin_thread.start()
+
+    def _compile_twin(self) -> None:
+        path, config = self._twin_recipe  # type: ignore[misc]
+        t0 = time.perf_counter()
+        try:
+            twin = core().compile_model(path, self.requested_device, config)
+            precision = _type_name(twin.get_property("INFERENCE_PRECISION_HINT"))
+            try:
+                requests = int(twin.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            except RuntimeError:
+                requests = 2
+        except RuntimeError as exc:
+            log.warning("throughput compile of %s failed (%s); predict_many keeps the latency model", path, exc)
+            return
+        if precision != self.execution_precision:
+            # Never trade the verified precision for speed: keep the latency model.
+            log.warning("throughput compile of %s runs %s, not %s; predict_many keeps the latency model",
+                        path, precision, self.execution_precision)
+            return
+        self._twin = (twin, requests)
+        log.info("compiled %s for throughput (%d requests) in %.0f ms", path, requests, (time.perf_counter() - t0) * 1e3)
+
+    def _throughput_model(self, wait: bool = True) -> tuple[Any, int] | None:
+        """``(compiled model, optimal requests)`` of the throughput twin once it is compiled
+        (started on the first call; ``wait`` blocks until it is), else None: no twin for this
+        model (class docstring), its compile failed, or (``wait=False``) it is still compiling."""
+        self._live()
+        self._start_twin()
+        thread = self._twin_thread
+        if wait and thread is not None:
+            thread.join()
+        return self._twin
+
     def run_async_many(
         self, batches: Iterable[np.ndarray], jobs: int | None = None
     ) -> Iterator[tuple[dict[str, np.ndarray], float]]:
@@ -274,6 +347,10 @@ class OpenVINOBackend:
 
         ``infer_ms`` is the request's own start-to-completion time. A request that fails
         raises :class:`~edgeanomaly.errors.InferenceError` here, in the caller's thread.
+        ``jobs`` defaults to the optimal number of requests of the model used (at least 2).
+        On a latency-compiled CPU model (class docstring) the first ``_TWIN_AFTER`` batches run
+        on it; then the throughput twin compiles in the background and, once ready, takes the
+        following batches (a short run never waits for a compile).
 
         Why not ``AsyncInferQueue``: it never calls the Python callback of a failed request,
         so a consumer waiting for that callback waits forever (a graph that rejects its input
@@ -282,12 +359,10 @@ class OpenVINOBackend:
         each input array referenced until its request is done, so no buffer handed to
         OpenVINO (``share_inputs=True``) is freed or reused while a request reads it.
         """
-        n_jobs = int(jobs) if jobs else max(2, self.optimal_requests)
-        if n_jobs < 1:
+        if jobs is not None and int(jobs) < 1:
             raise ValueError(f"Expected jobs >= 1, got {jobs}")
-        compiled = self._live()
-        idle: deque[Any] = deque()
-        created = 0
+        lane = _Lane(self._live(), int(jobs) if jobs else max(2, self.optimal_requests))
+        switched = self._twin_recipe is None  # nothing to switch to
         in_flight: deque[_Pending] = deque()
 
         def collect() -> tuple[dict[str, np.ndarray], float]:
@@ -308,29 +383,35 @@ class OpenVINOBackend:
                     float(request.latency),
                 )
             finally:
-                idle.append(pending.request)
+                pending.lane.idle.append(pending.request)  # type: ignore[union-attr]
 
         try:
-            for batch in batches:
+            for count, batch in enumerate(batches):
                 batch = np.ascontiguousarray(batch, dtype=np.float32)
+                if not switched and count >= _TWIN_AFTER:
+                    twin = self._throughput_model(wait=False)
+                    if twin is not None:  # requests of the old lane in flight finish there, in order
+                        lane, switched = _Lane(twin[0], int(jobs) if jobs else max(2, twin[1])), True
+                    elif self._twin_thread is None or not self._twin_thread.is_alive():
+                        switched = True  # no twin after all: stay on this model
                 if self.static_batch is not None and batch.shape[0] != self.static_batch:
                     # Padding/chunking is the synchronous path; its result queues behind those in flight.
                     t0 = time.perf_counter()
                     out = self.run(batch)
                     in_flight.append(_Pending(None, None, out, (time.perf_counter() - t0) * 1e3))
                 else:
-                    if not idle and created < n_jobs:
-                        idle.append(compiled.create_infer_request())
-                        created += 1
-                    while not idle:
+                    if not lane.idle and lane.created < lane.jobs:
+                        lane.idle.append(lane.compiled.create_infer_request())
+                        lane.created += 1
+                    while not lane.idle:
                         yield collect()
-                    request = idle.popleft()
+                    request = lane.idle.popleft()
                     try:
                         request.start_async({0: batch}, share_inputs=True)
                     except RuntimeError as exc:
-                        idle.append(request)
+                        lane.idle.append(request)
                         raise inference_error(self, batch, exc) from exc
-                    in_flight.append(_Pending(request, batch))
+                    in_flight.append(_Pending(request, batch, lane=lane))
                 while in_flight and in_flight[0].done():
                     yield collect()
             while in_flight:
@@ -356,4 +437,8 @@ class OpenVINOBackend:
                 self._idle.get_nowait()
             except queue.Empty:
                 break
+        thread = self._twin_thread
+        if thread is not None:
+            thread.join()  # a compile in progress cannot be cancelled; let it end before releasing
         self._compiled = None
+        self._twin = None
