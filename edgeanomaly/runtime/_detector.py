@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import inspect
 import logging
 import os
 import time
@@ -145,14 +146,20 @@ def _check_signature(engine: Backend, manifest: Any, what: str) -> None:
         )
 
 
-def _run_many(engine: Backend, batches: Iterable[np.ndarray], jobs: int | None) -> Iterator[tuple[dict[str, np.ndarray], float]]:
+def _run_many(
+    engine: Backend, batches: Iterable[np.ndarray], jobs: int | None, throughput: bool = True
+) -> Iterator[tuple[dict[str, np.ndarray], float]]:
     """The throughput path of every backend: ``(outputs, infer_ms)`` per batch, in input order.
 
     The backend's ``run_async_many`` where it has one; plain sequential runs otherwise.
+    ``throughput=False`` asks it to keep the model loaded for latency (no throughput twin).
     """
     run_many = getattr(engine, "run_async_many", None)
     if run_many is not None:
-        yield from run_many(batches, jobs=jobs)
+        if not throughput and "throughput" in inspect.signature(run_many).parameters:
+            yield from run_many(batches, jobs=jobs, throughput=False)
+        else:
+            yield from run_many(batches, jobs=jobs)
         return
     for batch in batches:
         t0 = time.perf_counter()
@@ -377,6 +384,7 @@ class Detector:
         sources: Iterable[Any] | None = None,
         batch_size: int = 1,
         jobs: int | None = None,
+        throughput: bool = True,
     ) -> Iterator[Prediction]:
         """Stream predictions for an iterable of images: the throughput path.
 
@@ -389,6 +397,9 @@ class Detector:
         hint; ONNX Runtime: fewer threads per image, one on 2 cores), same execution
         precision: more images per second on 2 cores, at the cost of a second compile and its
         memory (docs/BENCHMARKS.md, issue 15); each backend's docstring says when it does what.
+        ``throughput=False`` keeps the model loaded for latency, every core on each image:
+        what :meth:`stream` uses, since a camera gives one frame at a time and a frame run on
+        one core comes back later.
 
         The iterable is read lazily, in the caller's thread: besides the batches in flight, at
         most 4 images plus one batch are prepared ahead (bounded memory, also for an endless
@@ -403,11 +414,13 @@ class Detector:
         if batch_size < 1:
             raise ValueError(f"Expected batch_size >= 1, got {batch_size}")
         engine = self._live()
-        return self._predict_many(engine, iter(images), color, None if sources is None else iter(sources), batch_size, jobs)
+        return self._predict_many(
+            engine, iter(images), color, None if sources is None else iter(sources), batch_size, jobs, throughput
+        )
 
     def _predict_many(
         self, engine: Backend, image_iter: Iterator[Any], color: str, source_iter: Iterator[Any] | None,
-        batch_size: int, jobs: int | None,
+        batch_size: int, jobs: int | None, throughput: bool = True,
     ) -> Iterator[Prediction]:
         pending: deque[list[tuple[tuple[int, int], Any, dict[str, float]]]] = deque()
         prepared: deque[concurrent.futures.Future] = deque()
@@ -440,7 +453,7 @@ class Detector:
                     yield np.stack(group) if len(group) > 1 else group[0][None]
 
             try:
-                for outputs, infer_ms in _run_many(engine, batches(), jobs):
+                for outputs, infer_ms in _run_many(engine, batches(), jobs, throughput):
                     meta = pending.popleft()
                     for row, (hw, src, timings) in enumerate(meta):
                         timings["infer"] = infer_ms

@@ -188,8 +188,9 @@ def _capture(
             yield frame
 
     try:
-        # predict_many overlaps reading/decoding frame i+1 with inference of frame i.
-        for prediction in detector.predict_many(frames_in(), color="BGR"):
+        # predict_many overlaps reading/decoding frame i+1 with inference of frame i; each
+        # frame keeps every core (the latency model), as a camera gives one frame at a time.
+        for prediction in detector.predict_many(frames_in(), color="BGR", throughput=False):
             index, frame = frames.popleft()
             prediction.source = index
             yield frame, prediction

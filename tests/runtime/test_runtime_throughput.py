@@ -124,3 +124,22 @@ def test_openvino_throughput_model_runs_f32_and_only_for_the_latency_default(seg
             assert engine._throughput_model() is None, kwargs
         finally:
             engine.close()
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_a_stream_keeps_the_latency_model(seg_bundle: Path, tmp_path: Path, backend: str) -> None:
+    """A camera or video gives one frame at a time: each frame keeps every core (the model
+    loaded for latency), never the throughput twin that runs one image per core."""
+    import cv2
+
+    video = tmp_path / "line.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (80, 64))
+    for i in range(20):
+        writer.write(np.full((64, 80, 3), 100 + i, np.uint8))
+    writer.release()
+    with load(seg_bundle, backend=backend) as det:
+        assert len(list(det.stream(str(video)))) == 20
+        assert len(list(det.predict_many([np.full((64, 80, 3), 90, np.uint8)] * 12, throughput=False))) == 12
+        engine = det._engine
+        started = engine._twin_thread if backend == "openvino" else engine._per_core_thread
+        assert started is None

@@ -41,7 +41,8 @@ class Backend(Protocol):
 
     ``run`` accepts any batch size (a static-batch graph is padded and chunked) and must be
     safe to call from several threads. Backends may also offer
-    ``run_async_many(batches) -> Iterator[(outputs, infer_ms)]`` yielding in input order.
+    ``run_async_many(batches, jobs=None[, throughput=True]) -> Iterator[(outputs, infer_ms)]``
+    yielding in input order (``throughput=False``: keep the model loaded for latency).
     """
 
     name: str

@@ -193,21 +193,21 @@ class ONNXRuntimeBackend:
         return self._per_core
 
     def run_async_many(
-        self, batches: Iterable[np.ndarray], jobs: int | None = None
+        self, batches: Iterable[np.ndarray], jobs: int | None = None, throughput: bool = True
     ) -> Iterator[tuple[dict[str, np.ndarray], float]]:
         """Run batches on worker threads while the caller prepares the next ones; input order kept.
 
         With the CPU provider and the default thread count, ``jobs`` (default: one per core,
         at most 4) batches run at once: the first ``_TWIN_AFTER`` on the main session, the
         following ones on the throughput twin session (class docstring) once the background thread
-        that creates it is done (a short run never waits for it). Otherwise one batch at a time
-        on the main session (``jobs`` in flight, default 2).
+        that creates it is done (a short run never waits for it). Otherwise, and with
+        ``throughput=False``, one batch at a time on the main session (``jobs`` in flight, default 2).
         """
         if jobs is not None and int(jobs) < 1:
             raise ValueError(f"Expected jobs >= 1, got {jobs}")
         if self._session is None:
             raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
-        if self._parallel_images < 2:
+        if self._parallel_images < 2 or not throughput:  # throughput=False: every core on each image
             return pipelined(self.run, batches, depth=max(2, int(jobs or 2)))
         workers = int(jobs or self._parallel_images)
 

@@ -341,7 +341,7 @@ class OpenVINOBackend:
         return self._twin
 
     def run_async_many(
-        self, batches: Iterable[np.ndarray], jobs: int | None = None
+        self, batches: Iterable[np.ndarray], jobs: int | None = None, throughput: bool = True
     ) -> Iterator[tuple[dict[str, np.ndarray], float]]:
         """Pipeline batches through ``jobs`` asynchronous infer requests; yield ``(outputs, infer_ms)`` in input order.
 
@@ -350,7 +350,8 @@ class OpenVINOBackend:
         ``jobs`` defaults to the optimal number of requests of the model used (at least 2).
         On a latency-compiled CPU model (class docstring) the first ``_TWIN_AFTER`` batches run
         on it; then the throughput twin compiles in the background and, once ready, takes the
-        following batches (a short run never waits for a compile).
+        following batches (a short run never waits for a compile); ``throughput=False`` keeps
+        every batch on the latency model.
 
         Why not ``AsyncInferQueue``: it never calls the Python callback of a failed request,
         so a consumer waiting for that callback waits forever (a graph that rejects its input
@@ -362,7 +363,7 @@ class OpenVINOBackend:
         if jobs is not None and int(jobs) < 1:
             raise ValueError(f"Expected jobs >= 1, got {jobs}")
         lane = _Lane(self._live(), int(jobs) if jobs else max(2, self.optimal_requests))
-        switched = self._twin_recipe is None  # nothing to switch to
+        switched = self._twin_recipe is None or not throughput  # nothing to switch to, or kept for latency
         in_flight: deque[_Pending] = deque()
 
         def collect() -> tuple[dict[str, np.ndarray], float]:
