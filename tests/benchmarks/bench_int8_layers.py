@@ -24,7 +24,6 @@ import argparse
 import re
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
