@@ -266,6 +266,9 @@ def predict(
         artifact=artifact,
         inference_precision=inference_precision,
         exact=exact,
+        # A video, camera or drop folder runs for long: pay the bounded backend timing once
+        # (about a second) for the faster backend; a few files keep the registry order.
+        measure_backends=True if kind in ("video", "camera", "watch") else None,
         **remote,
     )
     info = detector.info()

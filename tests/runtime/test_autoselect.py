@@ -136,3 +136,32 @@ def test_default_measures_only_with_a_cache_dir(seg_bundle: Path, tmp_path: Path
     with load(seg_bundle, cache_dir=tmp_path / "c") as det:  # paid once, then cached
         assert _TIMED.search(det.selection), det.selection
     assert (tmp_path / "c" / CACHE_FILE).is_file()
+
+
+def test_long_running_cli_inputs_choose_the_backend_by_measurement(seg_bundle: Path, tmp_path: Path) -> None:
+    """A video, camera or watched folder runs for long: its load pays the bounded timing once
+    (about a second) for the faster backend; a few image files keep the registry order."""
+    import json
+
+    import cv2
+    from click.testing import CliRunner
+
+    from edgeanomaly.cli._predict import predict
+
+    video = tmp_path / "line.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (80, 64))
+    for i in range(5):
+        writer.write(np.full((64, 80, 3), 100 + i, np.uint8))
+    writer.release()
+    image = tmp_path / "part.png"
+    cv2.imwrite(str(image), np.full((64, 80, 3), 120, np.uint8))
+
+    def summary(source: Path) -> dict:
+        result = CliRunner().invoke(predict, [str(seg_bundle), str(source), "--json"])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.output.splitlines() if line.startswith("{")][-1]["summary"]
+
+    streamed = summary(video)
+    assert "by measurement" in streamed["selection"], streamed["selection"]
+    once = summary(image)
+    assert "by measurement" not in once["selection"] and once["backend"] == "openvino"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import part_image, write_rgb
 from edgeanomaly.bundle import read_bundle
 from edgeanomaly.bundle._hashing import content_sha256
 from edgeanomaly.errors import BundleError, ConfigError
@@ -184,7 +185,6 @@ def test_malformed_record_is_a_named_schema_error(seg_bundle: Path, tmp_path: Pa
 
 
 def test_predict_json_reports_the_execution_and_exact(bf16_claim: Path, tmp_path: Path) -> None:
-    from conftest import part_image, write_rgb
 
     from edgeanomaly.cli._predict import predict
 
