@@ -8,23 +8,15 @@ the default path, with or without backend measurement.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from click.testing import CliRunner
 
-from edgeanomaly.bundle import read_bundle, write_bundle
+from _bundle_edit import subset as _subset
+from edgeanomaly.bundle import read_bundle
 from edgeanomaly.registry import backends
 from edgeanomaly.runtime import load, select_artifact
 
-
-def _subset(src: Path, dest: Path, keep: set[str]) -> Path:
-    with read_bundle(src) as b:
-        m = b.manifest
-        arts = [a for a in m.artifacts if a.name in keep]
-        files: dict[str, Path] = {f.path: Path(b.root) / f.path for a in arts for f in a.files}
-        files[m.reference["file"].path] = Path(b.root) / m.reference["file"].path
-        return write_bundle(dest, dataclasses.replace(m, artifacts=arts), files)
 
 
 def test_int8_is_last_on_every_cpu_backend() -> None:

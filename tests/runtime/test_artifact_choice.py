@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from conftest import part_image, write_rgb
-from edgeanomaly.bundle import read_bundle, write_bundle
+from _bundle_edit import subset
+from edgeanomaly.bundle import read_bundle
 from edgeanomaly.errors import BundleError
 from edgeanomaly.runtime import load, select_artifact
 
-
-def subset(src: Path, dest: Path, keep: set[str]) -> Path:
-    """A copy of bundle ``src`` with only the artifacts named in ``keep``."""
-    with read_bundle(src) as b:
-        m = b.manifest
-        arts = [a for a in m.artifacts if a.name in keep]
-        files: dict[str, Path] = {f.path: Path(b.root) / f.path for a in arts for f in a.files}
-        files[m.reference["file"].path] = Path(b.root) / m.reference["file"].path
-        return write_bundle(dest, dataclasses.replace(m, artifacts=arts), files)
 
 
 def test_cpu_prefers_fp32_then_fp16(seg_bundle: Path, tmp_path: Path) -> None:

@@ -121,7 +121,7 @@ def test_an_openvino_only_setting_leaves_one_contender(seg_bundle: Path) -> None
 
 def test_cache_dir_with_onnx_only_bundle_runs_under_auto(seg_bundle: Path, tmp_path: Path) -> None:
     """cache_dir is an auto setting when measuring: an ONNX-only bundle on ONNX Runtime still loads."""
-    from test_artifact_choice import subset
+    from _bundle_edit import subset
 
     only = subset(seg_bundle, tmp_path / "onnx-only", {"onnx-fp32"})
     with load(only, measure_backends=True, cache_dir=tmp_path / "c") as det:

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import part_image, write_rgb
+from _bundle_edit import resign
 from edgeanomaly.bundle import read_bundle
-from edgeanomaly.bundle._hashing import content_sha256
 from edgeanomaly.errors import BundleError, ConfigError
 from edgeanomaly.runtime import choose_execution, device_capabilities, load
 
@@ -106,14 +106,6 @@ def test_no_record_keeps_the_backend_default_and_exact_forces_f32() -> None:
 
 
 # -- loading real bundles -----------------------------------------------------------------------
-def resign(root: Path, mutate: Callable[[dict[str, Any]], None]) -> None:
-    """Edit manifest.json and recompute manifest_sha256, as a hand edit that re-signs would."""
-    path = root / "manifest.json"
-    document = json.loads(path.read_text("utf-8"))
-    mutate(document)
-    document["manifest_sha256"] = content_sha256(document)
-    path.write_text(json.dumps(document, indent=2), "utf-8")
-
 
 def _claim(measured: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
     def mutate(document: dict[str, Any]) -> None:

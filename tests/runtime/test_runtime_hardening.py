@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import part_image
-from edgeanomaly.bundle._hashing import content_sha256
+from _bundle_edit import resign
 from edgeanomaly.errors import BundleError, InferenceError
 from edgeanomaly.runtime import load
 
@@ -44,14 +44,6 @@ def within(seconds: float, fn: Callable[[], Any]) -> Any:
         pytest.fail(f"hung: no result after {seconds} s")
     return box["value"]
 
-
-def resign(root: Path, mutate: Callable[[dict[str, Any]], None]) -> None:
-    """Edit manifest.json and recompute manifest_sha256, as someone who edits a bundle by hand would."""
-    path = root / "manifest.json"
-    document = json.loads(path.read_text("utf-8"))
-    mutate(document)
-    document["manifest_sha256"] = content_sha256(document)
-    path.write_text(json.dumps(document, indent=2), "utf-8")
 
 
 @pytest.fixture(scope="module")
