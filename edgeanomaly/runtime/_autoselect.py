@@ -36,14 +36,6 @@ __all__ = ["CACHE_FILE", "MARGIN", "MAX_RUNS", "TIME_BUDGET_S", "contenders", "m
 log = logging.getLogger("edgeanomaly.runtime")
 
 
-
-def measure_by_default(cache_dir: Any) -> bool:
-    """Whether ``load(backend="auto")`` measures when ``measure_backends`` is not given: only with
-    a ``cache_dir``, where the decision is kept. Measuring loads every contender and times it,
-    which multiplied the load time by 3-4 on this machine (docs/BENCHMARKS.md, "(issue 15)"),
-    on every start without a cache; with one it is paid once per artifact, backend version,
-    device and CPU, and later loads cost what a load without measurement costs."""
-    return cache_dir is not None
 #: Timed warm runs per backend (after one untimed warm-up run each).
 MAX_RUNS = 5
 #: Stop timing after this many seconds (at least :data:`MIN_RUNS` rounds are always run).
@@ -58,6 +50,17 @@ CACHE_FILE = "edgeanomaly-backend-choice.json"
 #: Settings that may be given with ``backend="auto"`` although a contender does not take them:
 #: ``cache_dir`` keeps the decision (and OpenVINO's compiled models, for backends that take it).
 _AUTO_SETTINGS = frozenset({"cache_dir"})
+
+
+def measure_by_default(cache_dir: Any) -> bool:
+    """Whether ``load(backend="auto")`` measures when ``measure_backends`` is not given: only with
+    a ``cache_dir``, where the decision is kept. Measuring loads every contender and times it,
+    which multiplied the load time by 3-4 on this machine (docs/BENCHMARKS.md, "(issue 15)"),
+    on every start without a cache; with one it is paid once per artifact, backend version,
+    device and CPU, and later loads cost what a load without measurement costs. Long-running
+    callers (``edgeanomaly serve``; ``predict`` on a video, camera or drop folder) pass
+    ``measure_backends=True``: they pay the timing once per start."""
+    return cache_dir is not None
 
 
 def contenders(bundle: Any, device: str, first: tuple[str, Any], explicit: set[str]) -> list[tuple[BackendSpec, Any]]:
