@@ -45,7 +45,7 @@ from edgeanomaly.export._formats import artifact_name, check_targets
 from edgeanomaly.export._graphs import ONNX_OPSET, export_onnx, onnx_to_openvino, quantize_openvino_int8
 from edgeanomaly.metrics import evaluate_outputs
 from edgeanomaly.registry import backends_for, get_format
-from edgeanomaly.tooling import compare_outputs, raw_outputs, run_isolated
+from edgeanomaly.tooling import compare_outputs, run_artifact, run_isolated
 
 __all__ = ["ExportContext", "ExportReport", "ArtifactReport", "export_checkpoint", "write_onnx", "write_openvino", "FP32_RTOL", "REFERENCE_SAMPLES"]
 
@@ -212,16 +212,6 @@ def _torch_outputs(model: Any, batch: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
-def _run_artifact(path: Path, fmt: str, precision: str, batch: np.ndarray, static_batch: int | None,
-                  device: str = "CPU", **options: Any) -> tuple[dict[str, np.ndarray], str]:
-    """Raw outputs of an artifact file (on the CPU unless told), with the backend that prefers its format (what a device uses)."""
-    backend = backends_for(fmt)[0].create(path, device, artifact_precision=precision, static_batch=static_batch, **options)
-    try:
-        return raw_outputs(backend, batch), backend.precision
-    finally:
-        backend.close()
-
-
 def _parity(
     outs: dict[str, np.ndarray],
     ref: dict[str, np.ndarray],
@@ -380,7 +370,7 @@ def export_checkpoint(
             nbytes = sum(f.stat().st_size for f in written)
             secs = done(f"{name} written", t0, nbytes)
             t0 = start(f"{name}: parity against torch")
-            outs, executed = _run_artifact(written[0], fmt, prec, batch, static_batch)
+            outs, executed = run_artifact(written[0], fmt, prec, batch, static_batch=static_batch)
             par = _parity(outs, ref, labels, masks, cal, executed)
             par["tolerance_rel"] = FP32_RTOL if prec == "fp32" else None
             worst = max(par["max_rel_score_diff"], par.get("max_rel_map_diff", 0.0))
@@ -538,13 +528,13 @@ def _int8_artifact(model: Any, ds: Dataset | None, pp: PreprocessConfig, info: d
     for method, control in attempts:
         quantized = work / method / "model.xml"
         quantize_openvino_int8(fp16_xml, quantized, calib, info, accuracy_control=control, max_stride=model.int8_max_stride)
-        outs, _ = _run_artifact(quantized, "openvino", "int8", held_out, static_batch)
+        outs, _ = run_artifact(quantized, "openvino", "int8", held_out, static_batch=static_batch)
         own = calibrate(outs, f"held-out (INT8 artifact, {method})")
         coefficients = {"pred_score": affine_to(own, cal, pixel=False)}
         if "anomaly_map" in outs and cal.pixel_threshold is not None:
             coefficients["anomaly_map"] = affine_to(own, cal, pixel=True)
         candidate = append_output_affine(quantized, work / method / "aligned" / "model.xml", coefficients, info)
-        reasons = judge(_run_artifact(candidate[0], "openvino", "int8", held_out, static_batch)[0])
+        reasons = judge(run_artifact(candidate[0], "openvino", "int8", held_out, static_batch=static_batch)[0])
         if not reasons:
             return _Int8Result(_move(candidate, dest), method, notes, True)
         notes.append(f"{method} quantisation: " + "; ".join(reasons))

@@ -35,7 +35,7 @@ _BY_MODULE = {
     ),
     "_resolution": ("PIXEL_RESOLUTIONS",),
     "_html_report": ("render_html", "write_html_report"),
-    "_reproduce": ("reproduce", "raw_outputs", "compare_outputs"),
+    "_reproduce": ("reproduce", "raw_outputs", "run_artifact", "compare_outputs"),
     "_isolated": ("run_isolated", "IsolatedRunError"),
     "_benchmark": ("BenchmarkRow", "benchmark_bundle", "benchmark_markdown", "write_benchmark"),
 }

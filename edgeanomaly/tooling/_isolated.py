@@ -92,18 +92,12 @@ def run_isolated(
 
 
 def _child(spec: dict[str, Any]) -> None:
-    from edgeanomaly.registry import backends_for
-    from edgeanomaly.tooling._reproduce import raw_outputs
+    from edgeanomaly.tooling._reproduce import run_artifact
 
     with np.load(spec["input"]) as data:
         batch = data["batch"]
-    backend = backends_for(spec["fmt"])[0].create(
-        spec["path"], spec["device"], artifact_precision=spec["precision"], static_batch=spec["static_batch"], **spec["options"]
-    )
-    try:
-        outputs = raw_outputs(backend, batch)
-    finally:
-        backend.close()
+    outputs, _ = run_artifact(spec["path"], spec["fmt"], spec["precision"], batch, static_batch=spec["static_batch"],
+                              device=spec["device"], options=spec["options"])
     np.savez(spec["output"], **outputs)
 
 

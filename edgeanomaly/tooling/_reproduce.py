@@ -18,7 +18,7 @@ from edgeanomaly.metrics import relative_diff
 if TYPE_CHECKING:
     from edgeanomaly.bundle import Calibration
 
-__all__ = ["raw_outputs", "compare_outputs", "reproduce"]
+__all__ = ["raw_outputs", "run_artifact", "compare_outputs", "reproduce"]
 
 _CHUNK = 8  # images per backend call: bounded memory on large held-out sets
 
@@ -45,6 +45,28 @@ def raw_outputs(engine: Any, inputs: Sequence[np.ndarray] | np.ndarray) -> dict[
         for name, value in engine.run(inputs[start : start + _CHUNK]).items():
             parts.setdefault(name, []).append(np.asarray(value, np.float32))
     return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def run_artifact(
+    path: Any, fmt: str, precision: str, batch: np.ndarray, *, static_batch: int | None = None,
+    device: str = "CPU", options: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, np.ndarray], str]:
+    """``(raw outputs, verified precision)`` of an artifact file on ``batch`` ((N, 3, H, W)
+    float32), run by the backend that prefers its format (what a device uses), then closed.
+
+    Args:
+        path: the artifact's loadable file; ``fmt`` and ``precision`` its registry format and
+            storage precision.
+        static_batch, device, options: as for the backend row's ``create``
+            (e.g. ``{"inference_precision": "bf16"}``).
+    """
+    from edgeanomaly.registry import backends_for
+
+    backend = backends_for(fmt)[0].create(path, device, artifact_precision=precision, static_batch=static_batch, **(options or {}))
+    try:
+        return raw_outputs(backend, batch), backend.precision
+    finally:
+        backend.close()
 
 
 def compare_outputs(
