@@ -173,12 +173,13 @@ def benchmark_bundle(
         if not remote:
             if progress:
                 progress("speed-up over FP32 (interleaved)")
-            _speedups(rows, b, load, image_path, repeats)
+            _speedups(rows, b, load, image_path, repeats, exact)
     return rows
 
 
-def _speedups(rows: list[BenchmarkRow], b: Any, load: Any, image_path: Path, repeats: int) -> None:
-    """Fill ``speedup_vs_fp32``: per backend and device, every artifact timed in turns with the FP32 one."""
+def _speedups(rows: list[BenchmarkRow], b: Any, load: Any, image_path: Path, repeats: int, exact: bool) -> None:
+    """Fill ``speedup_vs_fp32``: per backend and device, every artifact timed in turns with the FP32 one
+    (at the execution precision its own row ran at: ``exact`` as given to :func:`benchmark_bundle`)."""
     from edgeanomaly.registry import get_backend
 
     groups: dict[tuple[str, str], list[BenchmarkRow]] = {}
@@ -194,7 +195,7 @@ def _speedups(rows: list[BenchmarkRow], b: Any, load: Any, image_path: Path, rep
         dets = []
         try:
             for r in group:
-                dets.append(load(b, backend=backend, device=device, artifact=r.artifact))
+                dets.append(load(b, backend=backend, device=device, artifact=r.artifact, exact=exact))
             for det in dets:  # warm-up
                 for _ in range(3):
                     det.predict(image_path)
