@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import platform
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 from edgeanomaly.errors import EdgeAnomalyError
 from edgeanomaly.registry import BackendSpec, backends, get_backend
+from edgeanomaly.runtime._backends._onnxruntime import physical_cores
 
 __all__ = ["CACHE_FILE", "MARGIN", "MAX_RUNS", "TIME_BUDGET_S", "contenders", "measure_by_default", "measure_choice", "probe_input"]
 
@@ -113,13 +113,6 @@ def _cpu_identity() -> str:
     return f"{platform.machine()} " + " | ".join(f"{k}: {v}" for k, v in sorted(fields.items()))
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def _cache_key(pairs: list[tuple[BackendSpec, Any]], device: str, settings: dict[str, Any], shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
     described = {
         "contenders": [
@@ -129,7 +122,7 @@ def _cache_key(pairs: list[tuple[BackendSpec, Any]], device: str, settings: dict
         ],
         "device": device,
         "cpu": hashlib.sha256(_cpu_identity().encode()).hexdigest()[:16],
-        "cores": _cores(),
+        "cores": physical_cores(),
         "settings": {k: str(v) for k, v in sorted(settings.items())},
         "input": list(shape),
     }
@@ -148,18 +141,14 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 
 def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
+    from edgeanomaly.bundle import write_bytes_atomic
+
     decisions = _read_cache(path)
     decisions[key] = entry
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".backend-choice-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({"format": 1, "decisions": decisions}, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the new one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Atomic: a concurrent reader sees the old file or the new one.
+    text = json.dumps({"format": 1, "decisions": decisions}, indent=2, sort_keys=True) + "\n"
+    write_bytes_atomic(path, text.encode())
 
 
 def probe_input(bundle: Any, input_size: tuple[int, int]) -> np.ndarray:
