@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import friendly_errors
+from edgeanomaly.cli._common import exact_option, friendly_errors
 from edgeanomaly.cli._remote import check_remote, remote_options
 
 
@@ -23,7 +23,7 @@ Examples:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to save benchmark.json and benchmark.md (default: BUNDLE-benchmark next to the bundle).")
 @click.option("--backend", type=click.Choice(["all", "remote"]), default="all", show_default=True,
               help="all: every local backend and device; remote: only the server at --url.")
-@click.option("--exact", is_flag=True, help="Run at f32 execution (exact to the torch model within 1e-4 for FP32), not the default: the fastest execution precision that passed at export and this device supports.")
+@exact_option
 @remote_options
 @friendly_errors
 def benchmark(bundle: Path, data: Path | None, category: str | None, repeats: int, throughput_images: int, cold_start: bool,

@@ -41,6 +41,14 @@ def precision_choice() -> click.Choice:
     return _LiveChoice(lambda: list(registry.PRECISIONS))
 
 
+#: ``--exact`` of predict, validate, benchmark and serve (``load(..., exact=True)``).
+exact_option = click.option(
+    "--exact", is_flag=True,
+    help="Run at f32 execution (exact to the torch model within 1e-4 for FP32), not the default: the fastest "
+         "execution precision that passed at export and this device supports.",
+)
+
+
 def friendly_errors(func: F) -> F:
     """Show an :class:`EdgeAnomalyError` as ``Error: <message>`` with exit code 1, not a traceback."""
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import friendly_errors
+from edgeanomaly.cli._common import exact_option, friendly_errors
 
 
 @click.command()
@@ -19,7 +19,7 @@ from edgeanomaly.cli._common import friendly_errors
 @click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO (OpenVINO); CPU, CUDA (ONNX Runtime).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
 @click.option("--artifact", default=None, help="Artifact name (e.g. openvino-int8); overrides --precision.")
-@click.option("--exact", is_flag=True, help="Run at f32 execution (exact to the torch model within 1e-4 for FP32), not the default: the fastest execution precision that passed at export and this device supports.")
+@exact_option
 @click.option("--max-request-mb", default=32.0, show_default=True, type=click.FloatRange(min=0.001), help="Largest request body; bigger ones get 413.")
 @click.option("--max-batch", default=64, show_default=True, type=click.IntRange(min=1), help="Most images in one request.")
 @click.option("--grpc-threads", default=4, show_default=True, type=click.IntRange(min=1), help="gRPC worker threads.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import StageBar, backend_choice, friendly_errors, split_csv
+from edgeanomaly.cli._common import StageBar, backend_choice, exact_option, friendly_errors, split_csv
 from edgeanomaly.cli._remote import check_remote, remote_options
 
 
@@ -30,7 +30,7 @@ Examples:
 @click.option("--artifact", "artifacts", default=None, help="Comma-separated artifact names (default: all the backend can run).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write validation.json, validation.md and figures here.")
 @click.option("--tolerance", type=float, default=None, help="Largest allowed |metric - reference| for every precision (default: fp32 0.005, fp16 0.01, int8 0.02).")
-@click.option("--exact", is_flag=True, help="Run at f32 execution (exact to the torch model within 1e-4 for FP32), not the default: the fastest execution precision that passed at export and this device supports.")
+@exact_option
 @remote_options
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Also matplotlib PNGs of ROC, PRO, PIMO and score histograms ([plot] extra); validation.html has its figures either way.")
 @click.option("--pixel-resolution", type=click.Choice(["original", "model"]), default="original", show_default=True,
