@@ -146,6 +146,11 @@ def _check_signature(engine: Backend, manifest: Any, what: str) -> None:
         )
 
 
+def _runner(engine: Backend, throughput: bool) -> Any:
+    """The engine's synchronous run: on its throughput model when asked and it has one."""
+    return getattr(engine, "run_throughput", engine.run) if throughput else engine.run
+
+
 def _run_many(
     engine: Backend, batches: Iterable[np.ndarray], jobs: int | None, throughput: bool = True
 ) -> Iterator[tuple[dict[str, np.ndarray], float]]:
@@ -275,7 +280,7 @@ class Detector:
         )
 
     # -- public --------------------------------------------------------------------------------
-    def predict(self, image: Any, *, color: str = "RGB", source: Any = None) -> Prediction:
+    def predict(self, image: Any, *, color: str = "RGB", source: Any = None, throughput: bool = False) -> Prediction:
         """Score one image.
 
         Args:
@@ -283,6 +288,12 @@ class Detector:
             color: channel order of an array input, ``"RGB"`` or ``"BGR"`` (OpenCV frames);
                 ignored for files, which are always decoded to RGB.
             source: recorded in ``Prediction.source`` (default: the path for file inputs).
+            throughput: run on the model :meth:`predict_many` uses for throughput (same file,
+                same execution precision), for a caller that runs several ``predict`` at once
+                from its own threads, as ``edgeanomaly serve`` does with concurrent requests:
+                more images per second across the calls, each call slower alone. Its first
+                use starts that model's compile in the background; until it is ready, and on
+                a backend or setting without one, the latency model runs the image.
 
         Returns:
             :class:`Prediction` with the map at the image's original size.
@@ -295,11 +306,11 @@ class Detector:
         engine = self._live()
         x, hw, src, timings = self._prepare(image, color, source)
         t0 = time.perf_counter()
-        outputs = engine.run(x[None])
+        outputs = _runner(engine, throughput)(x[None])
         timings["infer"] = (time.perf_counter() - t0) * 1e3
         return self._finish(outputs, 0, hw, src, timings)
 
-    def predict_tensor(self, batch: np.ndarray) -> list[Prediction]:
+    def predict_tensor(self, batch: np.ndarray, *, throughput: bool = False) -> list[Prediction]:
         """Score images that are already preprocessed: the graph contract's ``image`` input.
 
         Args:
@@ -309,9 +320,9 @@ class Detector:
         Returns:
             one :class:`Prediction` per row, maps at the model input size (H, W).
 
-        One row runs like :meth:`predict`; several rows take the throughput path of
-        :meth:`predict_many` (one row per request, several requests at once), so
-        ``timings["infer"]`` is each row's submit-to-result time.
+        One row runs like :meth:`predict` (``throughput`` as there); several rows take the
+        throughput path of :meth:`predict_many` (one row per request, several requests at
+        once), so ``timings["infer"]`` is each row's submit-to-result time.
 
         >>> det.predict_tensor(np.zeros((2, 3, 256, 256), np.float32))[0].anomaly_map.shape   # doctest: +SKIP
         (256, 256)
@@ -327,7 +338,7 @@ class Detector:
             return []
         if batch.shape[0] == 1:
             t0 = time.perf_counter()
-            outputs = engine.run(batch)
+            outputs = _runner(engine, throughput)(batch)
             return [self._finish(outputs, 0, self.input_size, None, {"infer": (time.perf_counter() - t0) * 1e3}, preprocessed=True)]
         rows = (batch[i : i + 1] for i in range(batch.shape[0]))
         return [

@@ -4,10 +4,13 @@ Inputs (one per request):
     ``image``        FP32 ``[N, 3, H, W]``: the graph contract's tensor, already preprocessed.
     ``image_bytes``  BYTES ``[N]``: encoded PNG/JPEG/BMP/TIFF files, decoded and preprocessed
                      here with the project's one preprocessing path (the Detector's).
-A request of one image runs like ``Detector.predict`` (the latency-compiled model, every core
-on that image); a request of several images takes the Detector's throughput path
-(``predict_many`` / ``predict_tensor``: several images in flight at once, see docs/BENCHMARKS.md,
-issue 15), so a batch is never scored by a loop of its own here.
+A request of one image, alone on the server, runs like ``Detector.predict`` (the
+latency-compiled model, every core on that image). While other requests are in flight it runs
+on the Detector's throughput model instead (``predict(..., throughput=True)``: one image per
+core, several at once, the model ``predict_many`` switches to), so concurrent one-image
+requests are batched by running together rather than one after another. A request of several
+images takes the throughput path itself (``predict_many`` / ``predict_tensor``). Either way the
+execution precision is the one the Detector verified (docs/BENCHMARKS.md, issue 15).
 
 Outputs: ``pred_score`` (normalised, threshold 0.5), ``raw_score``, ``pred_label`` by default;
 on request ``anomaly_map`` / ``pred_mask`` (at the original image size, or the input size for
@@ -17,6 +20,7 @@ tensors) and ``raw_anomaly_map`` (the graph's output, what the ``remote`` backen
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -46,6 +50,10 @@ class ServedBundle:
         self._load_args = {"backend": backend, "device": device, "precision": precision, "artifact": artifact, "exact": exact}
         self.max_batch = max_batch
         self.detector: Any = None
+        self._in_flight = 0  # requests being scored now (infer), to send concurrent ones to the throughput model
+        self._count_lock = threading.Lock()
+        #: Images scored on the throughput model because other requests were in flight.
+        self.concurrent_images = 0
 
     def load(self) -> None:
         """Load the bundle and run one warm-up image, so the first request is not slow."""
@@ -106,9 +114,27 @@ class ServedBundle:
     def infer(self, inputs: dict[str, Any], requested: list[str] | None = None) -> tuple[dict[str, np.ndarray], int]:
         """Score a request's images; returns ``({output: array}, number of images)``.
 
+        Thread-safe: concurrent requests run at once (module docstring).
+
         Raises:
             BadRequest: wrong input name, datatype, shape or value range; undecodable image bytes.
         """
+        with self._count_lock:
+            self._in_flight += 1
+        try:
+            return self._infer(inputs, requested)
+        finally:
+            with self._count_lock:
+                self._in_flight -= 1
+
+    def _concurrent(self) -> bool:
+        """Whether another request is being scored now (then this one runs for throughput)."""
+        with self._count_lock:
+            busy = self._in_flight > 1
+            self.concurrent_images += busy
+        return busy
+
+    def _infer(self, inputs: dict[str, Any], requested: list[str] | None) -> tuple[dict[str, np.ndarray], int]:
         outputs = self._check_outputs(requested)
         if len(inputs) != 1 or next(iter(inputs)) not in ("image", "image_bytes"):
             raise BadRequest(
@@ -127,7 +153,7 @@ class ServedBundle:
             self._check_count(count)
             if not np.isfinite(value).all() or value.min() < 0.0 or value.max() > 1.0:
                 raise BadRequest("Expected input 'image' with finite values in [0, 1] (RGB scaled by 1/255), got values outside")
-            predictions = det.predict_tensor(value)
+            predictions = det.predict_tensor(value, throughput=count == 1 and self._concurrent())
         else:
             if not isinstance(value, list):
                 raise BadRequest(f"Expected input 'image_bytes' of datatype BYTES, got {getattr(value, 'dtype', type(value).__name__)}")
@@ -148,7 +174,10 @@ class ServedBundle:
                                  f"at the original size), got sizes {sorted({im.shape[:2] for im in images})}")
             try:
                 # The Detector's throughput path for several images (predict_tensor does the same).
-                predictions = [det.predict(images[0])] if count == 1 else list(det.predict_many(images))
+                if count == 1:
+                    predictions = [det.predict(images[0], throughput=self._concurrent())]
+                else:
+                    predictions = list(det.predict_many(images))
             except EdgeAnomalyError as exc:
                 raise BadRequest(str(exc)) from exc
         return self._collect(predictions, outputs), count

@@ -12,7 +12,8 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily
 
 from edgeanomaly.serve._inference import ServedBundle
 from edgeanomaly.serve._page import PAGE
@@ -34,6 +35,28 @@ class Metrics:
             "edgeanomaly_request_seconds", "Inference request latency (parse, score, encode)", ["model"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
+
+    def watch(self, served: dict[str, ServedBundle]) -> None:
+        """Also expose each model's count of images run on its throughput model because other
+        requests were in flight (``ServedBundle.concurrent_images``), read at scrape time."""
+        REGISTRY.register(_ConcurrentImages(served))
+
+
+class _ConcurrentImages:
+    """A Prometheus collector: ``edgeanomaly_concurrent_images_total{model}``."""
+
+    def __init__(self, served: dict[str, ServedBundle]) -> None:
+        self.served = served
+
+    def collect(self) -> Any:
+        family = CounterMetricFamily(
+            "edgeanomaly_concurrent_images",
+            "Images of one-image requests scored on the throughput model because other requests were in flight",
+            labels=["model"],
+        )
+        for name, model in sorted(self.served.items()):
+            family.add_metric([name], model.concurrent_images)
+        yield family
 
 
 def _json_error(message: str, status: int) -> Any:
@@ -86,6 +109,7 @@ class _BodyLimit:
 
 def install_routes(app: Any, served: dict[str, ServedBundle], metrics: Metrics, limit: int) -> None:
     """Our routes come first, so FastAPI matches them before KServe's for the same paths."""
+    metrics.watch(served)
     def model_or_404(name: str) -> ServedBundle:
         if name not in served:
             raise BadRequest(f"Expected a served model ({', '.join(sorted(served))}), got unknown model {name!r}", 404)

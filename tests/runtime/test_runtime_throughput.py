@@ -143,3 +143,64 @@ def test_a_stream_keeps_the_latency_model(seg_bundle: Path, tmp_path: Path, back
         engine = det._engine
         started = engine._twin_thread if backend == "openvino" else engine._per_core_thread
         assert started is None
+
+
+class _CountingSession:
+    """An ONNX Runtime session that counts its runs (InferenceSession's methods cannot be patched)."""
+
+    def __init__(self, session: object) -> None:
+        self.session, self.runs = session, 0
+
+    def run(self, *args: object, **kwargs: object) -> object:
+        self.runs += 1
+        return self.session.run(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_predict_for_throughput_equals_predict_and_runs_on_the_twin(
+    seg_bundle: Path, hazelnut_paths: list[str], backend: str
+) -> None:
+    """predict(throughput=True) from several threads (what serve does with concurrent one-image
+    requests): the same numbers as predict, on the throughput model once it is compiled."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with load(seg_bundle, backend=backend) as det:
+        loop = [det.predict(p) for p in hazelnut_paths]
+        engine = det._engine
+        # The first call starts the twin and does not wait for it: the latency model answers.
+        first = det.predict(hazelnut_paths[0], throughput=True)
+        assert first.raw_score == pytest.approx(loop[0].raw_score, rel=1e-5)
+        if backend == "openvino":
+            assert engine._twin_thread is not None
+            assert engine._throughput_model() is not None  # wait for the compile
+        else:
+            assert engine._per_core_thread is not None
+            assert engine._per_core_session() is not None
+            engine._per_core = _CountingSession(engine._per_core)
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(lambda p: det.predict(p, throughput=True), hazelnut_paths))
+        assert [p.source for p in together] == hazelnut_paths
+        np.testing.assert_allclose([p.raw_score for p in together], [p.raw_score for p in loop], rtol=1e-5)
+        for a, b in zip(together, loop):
+            np.testing.assert_allclose(a.raw_anomaly_map, b.raw_anomaly_map, rtol=1e-5, atol=1e-6)
+            assert a.label == b.label
+        if backend == "openvino":
+            assert 1 <= engine._twin_pool.created <= max(2, engine._twin[1])
+        else:
+            assert engine._per_core.runs == len(hazelnut_paths)
+        # A one-row tensor takes the same path.
+        x = det.predict_tensor(np.zeros((1, 3, *det.input_size), np.float32), throughput=True)[0]
+        assert x.raw_score == pytest.approx(det.predict_tensor(np.zeros((1, 3, *det.input_size), np.float32))[0].raw_score, rel=1e-5)
+
+
+@pytest.mark.parametrize("backend,settings", [("openvino", {"num_streams": 1}), ("onnxruntime", {"num_threads": 1})])
+def test_predict_for_throughput_without_a_twin_runs_the_loaded_model(seg_bundle: Path, backend: str, settings: dict) -> None:
+    """Settings the user chose (streams, threads) are kept: no second model is built for them."""
+    with load(seg_bundle, backend=backend, **settings) as det:
+        image = part_image(64, 80, seed=3)
+        assert det.predict(image, throughput=True).raw_score == pytest.approx(det.predict(image).raw_score, rel=1e-6)
+        engine = det._engine
+        if backend == "openvino":
+            assert engine._throughput_model() is None and engine._twin_pool is None
+        else:
+            assert engine._per_core_thread is None and engine._per_core is None

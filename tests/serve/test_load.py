@@ -25,3 +25,11 @@ def test_short_load_run_has_no_errors(server, serve_bundle, serve_data):
     # every answer checked against in-process predict inside the script (FP32 tolerance)
     assert report["requests"] == 60 and report["errors"] == 0, report
     assert report["p99_ms"] >= report["p50_ms"] > 0
+    # Four clients at once: one-image requests that met others in flight ran on the throughput model.
+    status, data = server.get("/metrics")
+    lines = data.decode().splitlines()
+    counts = [line for line in lines if line.startswith('edgeanomaly_concurrent_images_total{model="dfm"}')]
+    answered = sum(float(line.split()[-1]) for line in lines
+                   if line.startswith("edgeanomaly_requests_total{") and 'model="dfm"' in line)
+    assert status == 200 and len(counts) == 1, data.decode()[-2000:]
+    assert 0 < float(counts[0].split()[-1]) <= answered, (counts, answered)

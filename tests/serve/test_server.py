@@ -49,6 +49,51 @@ def test_image_bytes_answer_equals_predict(server, serve_bundle, serve_data):
     assert (got["pred_mask"][:, 0] == np.stack([p.mask for p in want])).mean() > 0.999  # boundary pixels may flip
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_concurrent_one_image_requests_run_together_on_the_throughput_model(serve_bundle, serve_data, backend):
+    """Issue 15: one-image requests that arrive while others are scored take the Detector's
+    throughput model (the predict_many path) instead of queueing one by one on the latency
+    model; a request alone keeps the latency model. Answers equal predict either way."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgeanomaly.serve._inference import ServedBundle
+
+    paths = _images(serve_data)
+    served = ServedBundle(serve_bundle, "dfm", backend=backend)
+    served.load()
+    try:
+        det = served.detector
+        want = {p: det.predict(str(p)).raw_score for p in paths}
+        for p in paths[:3]:  # one at a time: never the throughput model
+            outputs, count = served.infer({"image_bytes": [p.read_bytes()]})
+            assert count == 1 and outputs["raw_score"][0] == pytest.approx(want[p], rel=1e-5)
+        assert served.concurrent_images == 0
+        engine = det._engine
+        assert (engine._twin_thread if backend == "openvino" else engine._per_core_thread) is None
+
+        start = threading.Barrier(4)
+
+        def client(k: int) -> list[tuple[Path, float]]:
+            start.wait()
+            got = []
+            for p in paths[k::4] * 3:
+                outputs, _ = served.infer({"image_bytes": [p.read_bytes()]}, ["raw_score", "pred_label"])
+                got.append((p, float(outputs["raw_score"][0])))
+            return got
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = [a for part in pool.map(client, range(4)) for a in part]
+        assert len(answers) == 3 * len(paths)
+        for p, score in answers:
+            assert score == pytest.approx(want[p], rel=1e-5), p
+        assert 0 < served.concurrent_images <= len(answers)
+        # The throughput model was asked for (its build started), on this backend's terms.
+        assert (engine._twin_thread if backend == "openvino" else engine._per_core_thread) is not None
+    finally:
+        served.close()
+
+
 def test_fp32_tensor_input_binary_extension(server, serve_bundle, serve_data):
     """The graph contract's tensor, sent with the binary extension, answers like predict_tensor."""
     from edgeanomaly.data import PreprocessConfig, preprocess, read_image

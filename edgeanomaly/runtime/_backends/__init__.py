@@ -42,7 +42,9 @@ class Backend(Protocol):
     ``run`` accepts any batch size (a static-batch graph is padded and chunked) and must be
     safe to call from several threads. Backends may also offer
     ``run_async_many(batches, jobs=None[, throughput=True]) -> Iterator[(outputs, infer_ms)]``
-    yielding in input order (``throughput=False``: keep the model loaded for latency).
+    yielding in input order (``throughput=False``: keep the model loaded for latency), and
+    ``run_throughput(batch)``: as ``run``, on the model ``run_async_many`` uses for throughput,
+    for callers that run several batches at once from their own threads.
     """
 
     name: str

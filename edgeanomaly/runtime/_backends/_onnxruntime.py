@@ -68,7 +68,8 @@ class ONNXRuntimeBackend:
     and runs several images at once (one per core up to 4 at once; on more cores, cores / 4
     threads each): measured on 2 cores, more images per second than two threads sharing each
     image (see docs/BENCHMARKS.md, issue 15). It is created in the background once a run has
-    submitted a few batches, and costs a second session's memory.
+    submitted a few batches, and costs a second session's memory. :meth:`run_throughput` runs
+    one batch on it, for callers that bring their own concurrency (``edgeanomaly serve``).
     """
 
     name = "onnxruntime"
@@ -134,6 +135,8 @@ class ONNXRuntimeBackend:
         self._per_core: Any = None
         self._per_core_thread: threading.Thread | None = None
         self._per_core_lock = threading.Lock()
+        # run_throughput: at most one image per core on the twin session at once.
+        self._per_core_slots = threading.BoundedSemaphore(self._parallel_images)
 
     def _session_options(self, ort: Any, threads: int) -> Any:
         options = ort.SessionOptions()
@@ -191,6 +194,23 @@ class ONNXRuntimeBackend:
         if wait and thread is not None:
             thread.join()
         return self._per_core
+
+    def run_throughput(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """As :meth:`run`, on the throughput twin session (class docstring) once it exists: for
+        callers that run several batches at once from their own threads (a server's concurrent
+        requests). The first call starts creating it in the background and nobody waits for
+        it: the main session serves until it is there, and for good when there is no twin. At
+        most one batch per core runs on the twin at once; other callers wait."""
+        if self._session is None:
+            raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
+        if self._parallel_images < 2:
+            return self.run(batch)
+        self._start_per_core()
+        session = self._per_core
+        if session is None:
+            return self.run(batch)
+        with self._per_core_slots:
+            return run_padded(lambda b: self._run_fixed(b, session), np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
 
     def run_async_many(
         self, batches: Iterable[np.ndarray], jobs: int | None = None, throughput: bool = True

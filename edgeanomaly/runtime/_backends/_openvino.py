@@ -126,6 +126,38 @@ class _Pending:
             return True
 
 
+class _RequestPool:
+    """Synchronous infer requests of one compiled model, one per concurrent caller, created on
+    demand up to ``limit`` (callers beyond it wait for a free one)."""
+
+    def __init__(self, compiled: Any, limit: int) -> None:
+        self.compiled, self.limit = compiled, limit
+        self.idle: queue.SimpleQueue = queue.SimpleQueue()
+        self.created = 0
+        self.lock = threading.Lock()
+
+    def acquire(self) -> Any:
+        try:
+            return self.idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self.lock:
+            if self.created < self.limit:
+                self.created += 1
+                return self.compiled.create_infer_request()
+        return self.idle.get()
+
+    def release(self, request: Any) -> None:
+        self.idle.put(request)
+
+    def clear(self) -> None:
+        while True:
+            try:
+                self.idle.get_nowait()
+            except queue.Empty:
+                return
+
+
 class OpenVINOBackend:
     """Run an OpenVINO IR (``.xml``) or ONNX file with OpenVINO.
 
@@ -146,6 +178,8 @@ class OpenVINOBackend:
     in the background once a run has submitted a few batches, with the same settings, and
     used only if it runs the same execution precision: measured on 2 cores, more images per
     second (docs/BENCHMARKS.md, issue 15); it costs a second compile and its memory.
+    :meth:`run_throughput` runs one batch on that twin, for callers that bring their own
+    concurrency (``edgeanomaly serve``'s concurrent requests).
     """
 
     name = "openvino"
@@ -253,11 +287,10 @@ class OpenVINOBackend:
         self._twin_thread: threading.Thread | None = None
         self._twin_lock = threading.Lock()
 
-        # Synchronous path: a pool of infer requests, one per concurrent caller, created on demand.
-        self._idle: queue.SimpleQueue = queue.SimpleQueue()
-        self._created = 0
-        self._max_requests = max(2, self.optimal_requests)
-        self._pool_lock = threading.Lock()
+        # Synchronous path: a pool of infer requests, one per concurrent caller, created on demand;
+        # run_throughput's pool on the twin once it is compiled.
+        self._pool = _RequestPool(self._compiled, max(2, self.optimal_requests))
+        self._twin_pool: _RequestPool | None = None
 
     def _read_precision(self, executed: list[str], auto: bool) -> str | None:
         try:
@@ -270,19 +303,9 @@ class OpenVINOBackend:
             return None
 
     # -- synchronous ---------------------------------------------------------------------------
-    def _acquire(self) -> Any:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._pool_lock:
-            if self._created < self._max_requests:
-                self._created += 1
-                return self._live().create_infer_request()
-        return self._idle.get()
-
-    def _run_fixed(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        request = self._acquire()
+    def _run_fixed(self, batch: np.ndarray, pool: _RequestPool | None = None) -> dict[str, np.ndarray]:
+        pool = pool or self._pool
+        request = pool.acquire()
         try:
             try:
                 request.infer({0: batch}, share_inputs=True)
@@ -291,12 +314,29 @@ class OpenVINOBackend:
             # Copy: the request's output buffers are reused by the next caller.
             return {name: request.get_output_tensor(i).data.copy() for i, name in enumerate(self._output_names)}
         finally:
-            self._idle.put(request)
+            pool.release(request)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, H, W) float32 -> {output name: array}; thread-safe."""
         self._live()
         return run_padded(self._run_fixed, np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
+
+    def run_throughput(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """As :meth:`run`, on the throughput twin (class docstring) once it is compiled: for
+        callers that run several batches at once from their own threads (a server's concurrent
+        requests). The first call starts its compile in the background and nobody waits for
+        it: the latency model serves until it is there, and for good when there is no twin.
+        At most the twin's optimal number of requests run at once; other callers wait."""
+        self._live()
+        twin = self._throughput_model(wait=False)
+        if twin is None:
+            return self.run(batch)
+        if self._twin_pool is None:
+            with self._twin_lock:
+                if self._twin_pool is None:
+                    self._twin_pool = _RequestPool(twin[0], max(2, twin[1]))
+        pool = self._twin_pool
+        return run_padded(lambda b: self._run_fixed(b, pool), np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
 
     # -- asynchronous --------------------------------------------------------------------------
     def _start_twin(self) -> None:
@@ -350,8 +390,9 @@ class OpenVINOBackend:
         ``jobs`` defaults to the optimal number of requests of the model used (at least 2).
         On a latency-compiled CPU model (class docstring) the first ``_TWIN_AFTER`` batches run
         on it; then the throughput twin compiles in the background and, once ready, takes the
-        following batches (a short run never waits for a compile); ``throughput=False`` keeps
-        every batch on the latency model.
+        following batches (a short run never waits for a compile; once a twin is compiled, a
+        later run uses it from its first batch); ``throughput=False`` keeps every batch on the
+        latency model.
 
         Why not ``AsyncInferQueue``: it never calls the Python callback of a failed request,
         so a consumer waiting for that callback waits forever (a graph that rejects its input
@@ -389,7 +430,7 @@ class OpenVINOBackend:
         try:
             for count, batch in enumerate(batches):
                 batch = np.ascontiguousarray(batch, dtype=np.float32)
-                if not switched and count >= _TWIN_AFTER:
+                if not switched and (count >= _TWIN_AFTER or self._twin is not None):
                     twin = self._throughput_model(wait=False)
                     if twin is not None:  # requests of the old lane in flight finish there, in order
                         lane, switched = _Lane(twin[0], int(jobs) if jobs else max(2, twin[1])), True
@@ -433,13 +474,12 @@ class OpenVINOBackend:
 
     def close(self) -> None:
         """Release the compiled model and its requests."""
-        while True:
-            try:
-                self._idle.get_nowait()
-            except queue.Empty:
-                break
+        self._pool.clear()
+        if self._twin_pool is not None:
+            self._twin_pool.clear()
         thread = self._twin_thread
         if thread is not None:
             thread.join()  # a compile in progress cannot be cancelled; let it end before releasing
         self._compiled = None
         self._twin = None
+        self._twin_pool = None
