@@ -93,7 +93,12 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
         def get_output_types(self) -> list[dict]:
             return self.served.metadata()["outputs"]
 
-        def predict(self, payload: Any, headers: dict | None = None) -> Any:
+        async def predict(self, payload: Any, headers: dict | None = None) -> Any:
+            # KServe awaits a coroutine predict and calls a plain one on the event loop, which
+            # would score gRPC requests one at a time and stall REST (health probes) meanwhile.
+            return await asyncio.to_thread(self._predict, payload)
+
+        def _predict(self, payload: Any) -> Any:
             inputs: dict[str, Any] = {}
             for inp in payload.inputs:
                 value = inp.as_numpy()

@@ -88,3 +88,45 @@ def test_grpc_bad_request_is_invalid_argument(server):
         assert client.infer("dfm", [good], client_timeout=30).as_numpy("pred_label").shape == (1,)
     finally:
         client.close()
+
+
+def _metric(server, name: str) -> float:
+    status, data = server.get("/metrics")
+    assert status == 200
+    lines = [line for line in data.decode().splitlines() if line.startswith(name + "{") or line.startswith(name + " ")]
+    return sum(float(line.split()[-1]) for line in lines)
+
+
+def test_concurrent_grpc_requests_are_scored_concurrently(server):
+    """gRPC requests go through KServe's data plane, which calls a synchronous ``predict`` on
+    the server's event loop: one request at a time, and REST (health probes included) blocked
+    meanwhile. Scored on a worker thread, concurrent gRPC requests meet in flight and take the
+    throughput model, as concurrent REST requests do."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc] (the [serve] extra)")
+    before = _metric(server, "edgeanomaly_concurrent_images_total")
+    start = threading.Barrier(4)
+    rng = np.random.default_rng(0)
+    images = [rng.random((1, 3, 128, 128), dtype=np.float32) for _ in range(4)]
+
+    def client(k: int) -> list[float]:
+        c = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        try:
+            start.wait()
+            scores = []
+            for _ in range(15):
+                x = grpcclient.InferInput("image", [1, 3, 128, 128], "FP32")
+                x.set_data_from_numpy(images[k])
+                scores.append(float(c.infer("dfm", [x], client_timeout=60).as_numpy("raw_score")[0]))
+            return scores
+        finally:
+            c.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(client, range(4)))
+    for scores in answers:  # the same image, the same score, whichever model ran it
+        np.testing.assert_allclose(scores, scores[0], rtol=1e-5)
+    assert len({round(s[0], 6) for s in answers}) == 4
+    assert _metric(server, "edgeanomaly_concurrent_images_total") > before
