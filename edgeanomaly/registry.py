@@ -323,7 +323,7 @@ register_backend(
         formats=("onnx",),
         devices={"CPU": "CPUExecutionProvider", "CUDA": "CUDAExecutionProvider", "TensorRT": "TensorrtExecutionProvider"},
         list_devices="edgeanomaly.runtime._devices:onnxruntime_devices",
-        options=("num_threads",),
+        options=("num_threads", "memory_arena"),
         install_hint='pip install onnxruntime (or "edgeanomaly[gpu]" for CUDA/TensorRT)',
     )
 )

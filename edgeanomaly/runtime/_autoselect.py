@@ -7,7 +7,7 @@ inferences on a real input of the model's size (interleaved, so both see the sam
 load), keeps the faster engine and closes the others. The run count and a time budget bound
 the cost. The decision is cached only when ``cache_dir`` is given, in one JSON file there,
 keyed by everything that can change the answer (the artifacts' checksums, the backends'
-versions, the device, the CPU, the cores available and the load settings); nothing is written
+and edgeanomaly's versions, the device, the CPU, the cores available and the load settings); nothing is written
 anywhere else.
 """
 
@@ -120,6 +120,7 @@ def _cache_key(pairs: list[tuple[BackendSpec, Any]], device: str, settings: dict
              "sha256": sorted(f.sha256 for f in a.files) or [a.path]}
             for s, a in pairs
         ],
+        "edgeanomaly": _version("edgeanomaly"),  # how we run a backend changes its speed too
         "device": device,
         "cpu": hashlib.sha256(_cpu_identity().encode()).hexdigest()[:16],
         "cores": physical_cores(),

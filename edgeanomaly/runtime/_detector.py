@@ -628,7 +628,7 @@ def load(
             engine, chosen = spec.connect(opened, device, precision=precision, artifact=artifact, **options)
             why = f"{chosen.name}: the artifact the {spec.name} backend reports it runs"
         elif measure:
-            speed = {k: given[k] for k in ("num_threads", "num_streams", "performance_hint", "inference_precision")}
+            speed = {k: given.get(k) for k in ("num_threads", "num_streams", "performance_hint", "inference_precision", "memory_arena")}
             speed["exact"] = exact or None
             engine, backend_name, chosen, why = measure_choice(
                 opened, device, (backend_name, chosen, why), explicit, create, settings=speed,

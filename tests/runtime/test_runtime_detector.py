@@ -35,6 +35,19 @@ def test_load_reports_backend_device_and_verified_precision(seg_bundle: Path) ->
         assert det.precision.startswith("fp32 (f32 execution")
 
 
+def test_onnxruntime_keeps_its_memory_arena_by_default(seg_bundle: Path) -> None:
+    """Without the CPU arena every run allocated its large intermediates afresh: the PatchCore
+    recipe's distances to the memory bank (1024 x 5120) ran 2x slower on ONNX Runtime
+    (docs/BENCHMARKS.md, issue 15). The arena is the default; memory_arena=False gives peak
+    buffers back to the OS between runs, for a device short of memory."""
+    with load(seg_bundle, backend="onnxruntime") as det:
+        assert det._engine._session.get_session_options().enable_cpu_mem_arena is True
+        ref = det.predict(part_image(64, 80, seed=1)).raw_score
+    with load(seg_bundle, backend="onnxruntime", backend_options={"memory_arena": False}) as det:
+        assert det._engine._session.get_session_options().enable_cpu_mem_arena is False
+        assert det.predict(part_image(64, 80, seed=1)).raw_score == ref
+
+
 def test_fp16_ir_runs_f32_on_cpu_unless_asked(seg_bundle: Path) -> None:
     with load(seg_bundle, backend="openvino", precision="fp16") as det:
         assert det.artifact.name == "openvino-fp16"

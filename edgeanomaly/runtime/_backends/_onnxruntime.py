@@ -59,7 +59,7 @@ class ONNXRuntimeBackend:
         device: ``CPU``, ``CUDA``, ``TensorRT`` or an explicit fallback list such as ``"CUDA,CPU"``.
         artifact_precision: the artifact's storage precision, for reporting.
         num_threads: intra-op threads (default: the cores available to this process).
-        memory_arena: keep ONNX Runtime's CPU memory arena (default off: see below).
+        memory_arena: keep ONNX Runtime's CPU memory arena (default on: see below).
         static_batch: batch size fixed in the artifact, or None when dynamic.
 
     ``run`` uses one session whose operators spread over ``num_threads`` cores (lowest latency
@@ -81,7 +81,7 @@ class ONNXRuntimeBackend:
         *,
         artifact_precision: str = "fp32",
         num_threads: int | None = None,
-        memory_arena: bool = False,
+        memory_arena: bool = True,
         static_batch: int | None = None,
     ) -> None:
         ort = _import_ort()
@@ -144,8 +144,10 @@ class ONNXRuntimeBackend:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # The arena keeps peak buffers between runs; for batch-1 image graphs the measured
-        # latency is the same either way and without it memory returns to the OS.
+        # The arena keeps peak buffers between runs. Without it every run allocates its large
+        # intermediates afresh (page faults on fresh memory): the PatchCore recipe's distances
+        # to its memory bank ran 2x slower (docs/BENCHMARKS.md, issue 15). Off returns peak
+        # buffers to the OS between runs, for a device short of memory.
         options.enable_cpu_mem_arena = self._memory_arena
         options.log_severity_level = 3  # errors only: fallbacks are detected below, not logged
         return options
