@@ -1,7 +1,7 @@
 """One ONNX file on ONNX Runtime and on OpenVINO (and the OpenVINO IR where the bundle has
 one), batch-1 infer time per image, interleaved; run by hand (not collected by pytest):
 
-    python tests/benchmarks/bench_same_onnx.py BUNDLE [BUNDLE ...] [--rounds 8] [--images DIR]
+    python tests/benchmarks/bench_same_onnx.py BUNDLE [BUNDLE ...] [--rounds 8] [--images DIR] [--no-arena-too]
 
 Prints per bundle the median ``Prediction.timings["infer"]`` of each contender and the
 precision each read back. Images: ``--images DIR`` or the MVTec AD hazelnut test images beside
@@ -28,12 +28,16 @@ def main() -> None:
     parser.add_argument("bundles", nargs="+")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--images", default=str(HAZELNUT))
+    parser.add_argument("--no-arena-too", action="store_true",
+                        help="Also ONNX Runtime with memory_arena=False (the default before issue 15's fix).")
     args = parser.parse_args()
     images = sorted(Path(args.images).rglob("*.png"))[:5]
     if not images:
         raise SystemExit(f"no PNG images under {args.images}")
     for bundle in args.bundles:
         dets = {"onnxruntime onnx": load(bundle, backend="onnxruntime"), "openvino onnx": load(bundle, backend="openvino", artifact="onnx-fp32")}
+        if args.no_arena_too:
+            dets["onnxruntime no arena"] = load(bundle, backend="onnxruntime", backend_options={"memory_arena": False})
         try:
             dets["openvino ir"] = load(bundle, backend="openvino", artifact="openvino-fp32")
         except Exception as exc:  # noqa: BLE001 - a bundle without an FP32 IR
