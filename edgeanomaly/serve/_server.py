@@ -74,6 +74,9 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
     from kserve.protocol.rest.server import RESTServer
 
     models = build_models(bundles, names, max_batch=max_batch, **load_args)
+    from edgeanomaly.serve._routes import Metrics, install_routes
+
+    metrics = Metrics()  # REST and gRPC requests alike
 
     class BundleModel(kserve.Model):
         """The KServe face of a ServedBundle (the gRPC path goes through ``predict``)."""
@@ -99,15 +102,20 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
             return await asyncio.to_thread(self._predict, payload)
 
         def _predict(self, payload: Any) -> Any:
+            t0 = time.perf_counter()
             inputs: dict[str, Any] = {}
             for inp in payload.inputs:
                 value = inp.as_numpy()
                 inputs[inp.name] = [bytes(v) for v in value.reshape(-1)] if inp.datatype == "BYTES" else value
             requested = [o.name for o in payload.request_outputs] if payload.request_outputs else None
             try:
-                outputs, _ = self.served.infer(inputs, requested)
+                outputs, count = self.served.infer(inputs, requested)
             except BadRequest as exc:
+                metrics.errors.labels("grpc", str(exc.status)).inc()
                 raise InvalidInput(str(exc)) from exc
+            metrics.requests.labels(self.name, next(iter(inputs))).inc()
+            metrics.images.labels(self.name).inc(count)
+            metrics.latency.labels(self.name).observe(time.perf_counter() - t0)
             infer_outputs = []
             for name, arr in outputs.items():
                 out = InferOutput(name=name, shape=list(arr.shape), datatype="BOOL" if arr.dtype == np.bool_ else "FP32")
@@ -171,9 +179,6 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
         t0 = time.perf_counter()
         km.load()
         log.info("loaded %s: %s (%.1f s)", km.name, km.served.detector, time.perf_counter() - t0)
-    from edgeanomaly.serve._routes import Metrics, install_routes
-
-    metrics = Metrics()
     install_routes(ks_server.app, {m.name: m for m in models}, metrics, max_request_bytes)
     server = Server(http_port=http_port, grpc_port=grpc_port or 0, enable_grpc=grpc_port is not None,
                     max_threads=grpc_threads, enable_latency_logging=False, grace_period=30)

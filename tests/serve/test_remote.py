@@ -107,6 +107,7 @@ def test_concurrent_grpc_requests_are_scored_concurrently(server):
 
     grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc] (the [serve] extra)")
     before = _metric(server, "edgeanomaly_concurrent_images_total")
+    images_before = _metric(server, "edgeanomaly_images_total")
     start = threading.Barrier(4)
     rng = np.random.default_rng(0)
     images = [rng.random((1, 3, 128, 128), dtype=np.float32) for _ in range(4)]
@@ -130,3 +131,5 @@ def test_concurrent_grpc_requests_are_scored_concurrently(server):
         np.testing.assert_allclose(scores, scores[0], rtol=1e-5)
     assert len({round(s[0], 6) for s in answers}) == 4
     assert _metric(server, "edgeanomaly_concurrent_images_total") > before
+    # gRPC traffic is in the request and image counters too, not only REST's.
+    assert _metric(server, "edgeanomaly_images_total") - images_before == 4 * 15
