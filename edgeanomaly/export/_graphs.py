@@ -22,7 +22,7 @@ import numpy as np
 from edgeanomaly._optional import require
 from edgeanomaly.errors import ExportError
 
-__all__ = ["ONNX_OPSET", "AccuracyControl", "export_onnx", "onnx_to_openvino", "quantize_openvino_int8"]
+__all__ = ["ONNX_OPSET", "AccuracyControl", "export_onnx", "fold_zero_pads", "onnx_to_openvino", "quantize_openvino_int8"]
 
 #: Chosen explicitly: supported by ONNX Runtime >= 1.14 and OpenVINO >= 2023.0.
 ONNX_OPSET = 17
@@ -72,6 +72,7 @@ def export_onnx(
         raise ExportError(f"ONNX export of {type(model).__name__} failed: {type(exc).__name__}: {exc}") from exc
 
     proto = onnx.load(str(path), load_external_data=True)
+    fold_zero_pads(proto)
     del proto.metadata_props[:]
     for key, value in sorted(model_info.items()):
         entry = proto.metadata_props.add()
@@ -86,6 +87,98 @@ def export_onnx(
         onnx.checker.check_model(proto)
         onnx.save_model(proto, str(path))
     return files
+
+
+def _constant_value(graph: Any, name: str, producers: dict[str, Any], opset: Any) -> np.ndarray | None:
+    """The value of tensor ``name`` when it is computed from Constant nodes and initializers
+    only (the exporter writes a Pad's amounts as a small Concat/Reshape/Slice chain), else None."""
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    initializers = {t.name: t for t in graph.initializer}
+    if name in initializers:
+        return numpy_helper.to_array(initializers[name])
+    needed: set[int] = set()
+    stack, seen = [name], set()
+    while stack:
+        tensor = stack.pop()
+        if tensor in initializers or tensor == "" or tensor in seen:
+            continue
+        seen.add(tensor)
+        node = producers.get(tensor)
+        if node is None:  # a graph input: not a constant
+            return None
+        needed.add(id(node))
+        stack.extend(node.input)
+    nodes = [n for n in graph.node if id(n) in needed]
+    used = [initializers[i] for n in nodes for i in n.input if i in initializers]
+    sub = helper.make_graph(nodes, "constant", [], [helper.make_tensor_value_info(name, 0, None)], used)
+    return np.asarray(ReferenceEvaluator(helper.make_model(sub, opset_imports=opset)).run(None, {})[0])
+
+
+def fold_zero_pads(proto: Any) -> int:
+    """Fold each zero constant ``Pad`` whose only reader is a ``Conv`` into that Conv's
+    ``pads``, in place; return how many were folded.
+
+    Exact: a convolution over zero-padded input is the convolution with that padding. The
+    EfficientNet backbones' TensorFlow "same" padding (asymmetric, for stride 2) exports as
+    Pad -> Conv, and ONNX Runtime ran each Pad as a separate copy with layout reorders around it
+    (docs/BENCHMARKS.md, issue 15). Pads of another mode, of a non-zero value, on the batch or
+    channel axes, or read by anything else are left as they are; the constant nodes only a
+    folded Pad read are removed.
+    """
+    from onnx import helper
+
+    graph = proto.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+    folded = []
+    for pad in [n for n in graph.node if n.op_type == "Pad"]:
+        attrs = {a.name: helper.get_attribute_value(a) for a in pad.attribute}
+        users = readers.get(pad.output[0], [])
+        if attrs.get("mode", b"constant") not in (b"constant", "constant") or pad.output[0] in graph_outputs:
+            continue
+        if len(users) != 1 or users[0].op_type != "Conv" or len(pad.input) > 3 and pad.input[3]:
+            continue  # (a fourth input, axes, appears from opset 18: not written by this exporter)
+        conv = users[0]
+        conv_attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+        if conv_attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            continue
+        if len(pad.input) > 2 and pad.input[2]:
+            value = _constant_value(graph, pad.input[2], producers, proto.opset_import)
+            if value is None or np.any(value != 0):
+                continue
+        amounts = _constant_value(graph, pad.input[1], producers, proto.opset_import)
+        if amounts is None:
+            continue
+        amounts = [int(v) for v in amounts.reshape(-1)]
+        rank = len(amounts) // 2
+        spatial = rank - 2
+        if rank < 3 or any(amounts[i] or amounts[rank + i] for i in range(2)) or any(v < 0 for v in amounts):
+            continue
+        own = [int(v) for v in conv_attrs.get("pads", [0] * (2 * spatial))]
+        new = [own[i] + amounts[2 + i] for i in range(spatial)] + [own[spatial + i] + amounts[rank + 2 + i] for i in range(spatial)]
+        for attribute in [a for a in conv.attribute if a.name == "pads"]:
+            conv.attribute.remove(attribute)
+        conv.attribute.append(helper.make_attribute("pads", new))
+        conv.input[0] = pad.input[0]
+        folded.append(pad)
+    for pad in folded:
+        graph.node.remove(pad)
+    # Drop what only the folded Pads read (their amount chains), until nothing else goes.
+    while folded:
+        read = {name for n in graph.node for name in n.input} | graph_outputs
+        dead = [n for n in graph.node if n.op_type in ("Constant", "Concat", "Reshape", "Slice", "Transpose", "Cast", "Unsqueeze", "Shape", "Gather")
+                and not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    return len(folded)
 
 
 def _set_rt_info(ov_model: "object", model_info: dict[str, str]) -> None:

@@ -159,3 +159,64 @@ def test_external_data_when_graph_passes_the_protobuf_limit(exported, tmp_path, 
         assert sorted(f.path for f in art.files) == ["model.onnx", "model.onnx.data"]
         assert (b.root / "model.onnx").stat().st_size < 1_000_000 < (b.root / "model.onnx.data").stat().st_size
     assert report.artifacts[0].parity["max_rel_score_diff"] <= FP32_RTOL
+
+
+@pytest.mark.parametrize("model", list_models())
+def test_zero_pads_are_folded_into_their_convolutions(model: str, exported) -> None:
+    """EfficientNet's TensorFlow "same" padding exports as Pad -> Conv; ONNX Runtime ran each
+    Pad as its own copy with layout reorders around it (7-12% of PaDiM's and PatchCore's time,
+    docs/BENCHMARKS.md, issue 15). Export writes the padding into the Conv instead."""
+    import onnx
+
+    _, report = exported[model]
+    graph = onnx.load(str(report.out / "model.onnx"), load_external_data=False).graph
+    consumers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    modes = {n.name: next((onnx.helper.get_attribute_value(a) for a in n.attribute if a.name == "mode"), b"constant")
+             for n in graph.node if n.op_type == "Pad"}
+    left = [n.name for n in graph.node if n.op_type == "Pad" and modes[n.name] == b"constant" and consumers.get(n.output[0]) == ["Conv"]]
+    assert left == []
+    assert any(n.op_type == "Conv" and any(a.name == "pads" and len(set(a.ints)) > 1 for a in n.attribute) for n in graph.node)
+
+
+def test_pad_folding_is_exact_and_leaves_other_pads(tmp_path) -> None:
+    """Oracle: the same graph unfolded, on ONNX Runtime (bit-exact), and torch (1e-5)."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    import torch.nn.functional as F
+
+    from edgeanomaly.export._graphs import fold_zero_pads
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.a = torch.nn.Conv2d(3, 4, 3, stride=2, padding=0)
+            self.b = torch.nn.Conv2d(4, 4, 5, stride=2, padding=1, groups=4)
+            self.c = torch.nn.Conv2d(4, 2, 3)
+            self.d = torch.nn.Conv2d(2, 2, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.a(F.pad(x, (0, 1, 0, 1)))                  # asymmetric zero pad: folded
+            x = self.b(F.pad(x, (1, 2, 2, 1)))                  # added to the Conv's own padding: folded
+            x = self.c(F.pad(x, (1, 1, 1, 1), value=0.5))       # non-zero value: kept
+            return self.d(F.pad(x, (1, 1, 1, 1), mode="reflect"))  # reflect: kept
+
+    net, x = Net().eval(), torch.rand(2, 3, 33, 30)
+    path = tmp_path / "net.onnx"
+    torch.onnx.export(net, (x,), str(path), input_names=["image"], opset_version=17, dynamo=False,
+                      dynamic_axes={"image": {0: "batch"}})
+    proto = onnx.load(str(path))
+    assert fold_zero_pads(proto) == 2
+    onnx.checker.check_model(proto)
+    assert [n.op_type for n in proto.graph.node].count("Pad") == 2
+    folded = tmp_path / "folded.onnx"
+    onnx.save(proto, str(folded))
+    run = {p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (path, folded)}
+    got = {p: s.run(None, {"image": x.numpy()})[0] for p, s in run.items()}
+    assert np.array_equal(got[path], got[folded])
+    with torch.no_grad():
+        np.testing.assert_allclose(got[folded], net(x).numpy(), rtol=1e-5, atol=1e-6)
