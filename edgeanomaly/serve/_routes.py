@@ -110,6 +110,7 @@ class _BodyLimit:
 def install_routes(app: Any, served: dict[str, ServedBundle], metrics: Metrics, limit: int) -> None:
     """Our routes come first, so FastAPI matches them before KServe's for the same paths."""
     metrics.watch(served)
+
     def model_or_404(name: str) -> ServedBundle:
         if name not in served:
             raise BadRequest(f"Expected a served model ({', '.join(sorted(served))}), got unknown model {name!r}", 404)
