@@ -1,15 +1,18 @@
-"""Reduced-precision execution earned at export: each OpenVINO artifact is run at every execution
-precision the export machine's devices support (bf16 on a CPU with ``BF16`` among its
-``OPTIMIZATION_CAPABILITIES``, f16 on a GPU) and judged against the torch reference on the
-held-out images with the verdict ``validate`` uses (``edgeanomaly.tooling.judge``, row
-``tolerance_for(artifact precision, execution precision)``).
+"""Reduced-precision execution earned at export: each artifact OpenVINO can run (its IR, and an
+ONNX file, which OpenVINO reads too) is run on OpenVINO at every execution precision the export
+machine's devices support (bf16 on a CPU with ``BF16`` among its ``OPTIMIZATION_CAPABILITIES``,
+f16 on a GPU) and judged against the torch reference on the held-out images with the verdict
+``validate`` uses (``edgeanomaly.tooling.judge``, row ``tolerance_for(artifact precision,
+execution precision)``). For an ONNX file the record is OpenVINO's: ONNX Runtime's CPU provider
+runs the graph's own types, so OpenVINO is the backend that can earn a faster precision for it.
 
 The record goes into the artifact's parity entry as ``execution_precisions`` (see
 export/BUNDLE.md): per execution precision the verdict's outcome, the largest relative output
 difference, the metric deltas and decision flips, the device and the OpenVINO version. A
 precision this machine cannot run is ``NOT_MEASURED`` with the reason, never guessed. The f32
-entry is the export's own parity run (OpenVINO pinned to f32 on the CPU), so the f32
-exactness claim (1e-4 relative for FP32) stays visible next to the reduced ones.
+entry is the export's own parity run for an IR (OpenVINO pinned to f32 on the CPU), and a run of
+OpenVINO at f32 for an ONNX file (whose parity run is ONNX Runtime's), so the f32 exactness claim
+(1e-4 relative for FP32) stays visible next to the reduced ones.
 """
 
 from __future__ import annotations
@@ -64,14 +67,15 @@ def measure_executions(
     run: Callable[..., dict[str, np.ndarray]],
     assess: Callable[[dict[str, np.ndarray], str, dict[str, str]], dict[str, Any]],
 ) -> dict[str, Any] | None:
-    """The ``execution_precisions`` record of one artifact, or None for a format whose backend
-    has no execution precisions to choose from (ONNX on ONNX Runtime runs the graph's types).
+    """The ``execution_precisions`` record of one artifact, or None for a format that no
+    backend with execution precisions to choose from runs.
 
     Args:
         path: the artifact's loadable file.
         fmt, precision: its format and storage precision.
-        f32_outputs: its raw outputs from the export's parity run (CPU, f32 execution).
-        run: ``(path, device, inference_precision) -> raw outputs`` on the held-out images.
+        f32_outputs: its raw outputs from the export's parity run (CPU, f32 execution), by the
+            backend that prefers ``fmt``.
+        run: ``(path, device, inference_precision, backend) -> raw outputs`` on the held-out images.
         assess: ``(outputs, tolerance row, device description) -> entry`` (:func:`execution_entry`).
     """
     from edgeanomaly.registry import backends_for
@@ -79,10 +83,18 @@ def measure_executions(
     from edgeanomaly.runtime import EXECUTION_CAPABILITIES, NOT_MEASURED
     from edgeanomaly.tooling import tolerance_for
 
-    spec = backends_for(fmt)[0]
-    if not spec.executions:
+    spec = next((b for b in backends_for(fmt) if b.executions and b.installed()), None)
+    if spec is None:
         return None
-    record: dict[str, Any] = {"f32": assess(f32_outputs, tolerance_for(precision, "f32"), device_description("CPU"))}
+    record: dict[str, Any] = {}
+    if spec is backends_for(fmt)[0]:
+        record["f32"] = assess(f32_outputs, tolerance_for(precision, "f32"), device_description("CPU"))
+    else:  # the parity run was another backend's: measure this one's f32 too
+        try:
+            record["f32"] = assess(run(path, "CPU", "f32", spec.name), tolerance_for(precision, "f32"), device_description("CPU"))
+        except Exception as exc:  # noqa: BLE001 - whatever stops the run is the recorded reason
+            log.warning("%s: f32 execution on %s could not be measured: %s", path, spec.name, exc)
+            record["f32"] = {"outcome": NOT_MEASURED, **device_description("CPU"), "reason": f"{type(exc).__name__}: {exc}"}
     present = spec.available_devices()
     for family, order in spec.executions.items():
         devices = [d for d in present if spec.family(d) == family]
@@ -103,7 +115,7 @@ def measure_executions(
                                      "reason": f"{family} lacks {needed}: capabilities {said}"}
                 continue
             try:
-                outputs = run(path, device, execution)
+                outputs = run(path, device, execution, spec.name)
             except Exception as exc:  # noqa: BLE001 - whatever stops the run is the recorded reason
                 log.warning("%s: %s execution on %s could not be measured: %s", path, execution, device, exc)
                 record[execution] = {"outcome": NOT_MEASURED, **where, "reason": f"{type(exc).__name__}: {exc}"}

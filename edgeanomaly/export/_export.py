@@ -10,8 +10,9 @@ Steps (each timed and sized in the returned report):
    An FP32 artifact beyond ``FP32_RTOL`` fails the export before anything is written;
 4. the bundle is written atomically with the manifest, ``reference.npz`` and the parity table.
 
-Each OpenVINO artifact is also run at every reduced execution precision this machine's
-devices support (bf16 on a CPU with BF16, f16 on a GPU) and judged the same way; the parity
+Each artifact OpenVINO runs (its IR, and the ONNX file, which it reads too) is also run on
+OpenVINO at every reduced execution precision this machine's devices support (bf16 on a CPU
+with BF16, f16 on a GPU) and judged the same way; the parity
 entry's ``execution_precisions`` records which passed and their drift, a precision this
 machine cannot run as ``NOT_MEASURED`` with the reason (see :mod:`edgeanomaly.export._execution`),
 and ``load`` runs the fastest that passed on a device that supports it.
@@ -396,13 +397,14 @@ def export_checkpoint(
                 log.warning("%s left out of the bundle: validate would fail it on these images: %s", name, "; ".join(v.reasons))
                 continue
             par["status"] = {"PASS": "ok", "INCONCLUSIVE": "inconclusive", "FAIL": "degraded"}[v.outcome]
-            t0 = start(f"{name}: execution precisions against torch") if backends_for(fmt)[0].executions else 0.0
+            t0 = start(f"{name}: execution precisions against torch") if any(b.executions for b in backends_for(fmt)) else 0.0
             executions = measure_executions(
                 written[0], fmt, prec, outs,
                 # In a child process: a reduced-precision kernel that crashes (issue 13) is a
                 # measurement that did not finish, not the end of the export.
-                run=lambda path, device, execution: run_isolated(path, fmt, prec, batch, static_batch=static_batch, device=device,
-                                                                 options={"inference_precision": execution}, workdir=stage),
+                run=lambda path, device, execution, backend: run_isolated(
+                    path, fmt, prec, batch, static_batch=static_batch, device=device,
+                    options={"inference_precision": execution}, backend=backend, workdir=stage),
                 assess=lambda o, key, where: execution_entry(verdict(o, key), compare_outputs(o, ref), key, where))
             if executions is not None:
                 par["execution_precisions"] = executions

@@ -20,7 +20,7 @@ from edgeanomaly.registry import PRECISIONS, BackendSpec, backends, backends_for
 from edgeanomaly.runtime._autoselect import measure_by_default, measure_choice
 from edgeanomaly.runtime._backends import Backend
 from edgeanomaly.runtime._devices import check_inference_precision, check_performance_hint
-from edgeanomaly.runtime._execution import ExecutionChoice, resolve_execution
+from edgeanomaly.runtime._execution import _PASS, ExecutionChoice, resolve_execution
 from edgeanomaly.runtime._inputs import as_rgb
 from edgeanomaly.runtime._postprocess import postprocess
 from edgeanomaly.runtime._prediction import Prediction
@@ -495,6 +495,34 @@ class Detector:
         self.close()
 
 
+def _prefer_earned_precision(
+    spec: BackendSpec, chosen: Any, device: str, explicit: set[str], why: str, execution_for: Any
+) -> tuple[BackendSpec, str]:
+    """Another installed backend for ``chosen`` when it runs a reduced execution precision that
+    the artifact earned at export on this device kind, and ``spec`` would run f32.
+
+    An ONNX file goes to ONNX Runtime first (registry order), whose CPU provider runs the graph's
+    own types; export also measures OpenVINO reading that file, and a bf16 that passed there
+    (and that this CPU supports, on the device kind and release it was measured on) is the
+    faster default the issue asks for. Returns ``(backend row, selection reason)``; the reason
+    also says when such a precision passed but cannot run here.
+    """
+    if execution_for(spec, chosen).requested not in (None, "f32"):
+        return spec, why
+    for row in backends_for(chosen.format):
+        if row.name == spec.name or not (row.auto and row.installed() and row.knows(device)):
+            continue
+        if "inference_precision" not in row.options or explicit - set(row.options):
+            continue
+        other = execution_for(row, chosen)
+        if other.requested not in (None, "f32"):
+            return row, f"{why}; on {row.name} rather than {spec.name}: {other.reason}"
+        earned = [p for p in row.execution_order(device) if p != "f32" and ((other.measured or {}).get(p) or {}).get("outcome") == _PASS]
+        if earned:
+            return spec, f"{why}; not {row.name}: {other.reason}"
+    return spec, why
+
+
 def load(
     bundle: str | os.PathLike[str] | Any,
     backend: str = "auto",
@@ -623,6 +651,9 @@ def load(
                 opened.path(art), device, artifact_precision=art.precision, static_batch=getattr(art, "static_batch", None), **options
             )
 
+        if backend == "auto" and artifact is None and not measure and not spec.connects:
+            spec, why = _prefer_earned_precision(spec, chosen, device, explicit, why, execution_for)
+            backend_name = spec.name
         if spec.connects:
             options = {k: v for k, v in given.items() if k in spec.options and v is not None}
             engine, chosen = spec.connect(opened, device, precision=precision, artifact=artifact, **options)

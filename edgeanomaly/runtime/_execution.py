@@ -1,8 +1,8 @@
 """Which execution precision a loaded artifact runs at.
 
-Export measures each OpenVINO artifact at every reduced execution precision its machine can
-run (bf16 on a CPU whose ``OPTIMIZATION_CAPABILITIES`` list ``BF16``, f16 on a GPU) against
-the torch reference, with the verdict ``validate`` uses, and records the result per artifact
+Export measures each artifact OpenVINO runs (IR, and ONNX read by OpenVINO) at every reduced
+execution precision its machine can run (bf16 on a CPU whose ``OPTIMIZATION_CAPABILITIES``
+list ``BF16``, f16 on a GPU) against the torch reference, with the verdict ``validate`` uses, and records the result per artifact
 in the manifest (``reference.parity.<artifact>.execution_precisions``, see export/BUNDLE.md).
 At load time the default is the fastest execution precision of the backend row's order for
 the device (:meth:`edgeanomaly.registry.BackendSpec.execution_order`: CPU bf16 > f32, GPU
@@ -234,10 +234,10 @@ def resolve_execution(spec: Any, artifact: Any, manifest: Any, device: str, requ
     here = _identify(device.upper()) if needs_capabilities else None
     choice = choose_execution(order, capabilities, measured, family=family, requested=requested, exact=exact, here=here)
     if measured is None and choice.requested is None and order and _has_records(manifest):
-        # A new bundle, but this artifact was not measured (export measures the artifacts of the
-        # formats OpenVINO prefers, not an ONNX file OpenVINO reads as a fallback).
+        # A bundle with measurements, but not of this artifact: exported before export measured
+        # OpenVINO reading the ONNX file too (it measured the IR artifacts only).
         choice = replace(choice, reason=f"export did not measure the execution precisions of {artifact.name} "
-                                        f"(only the OpenVINO IR artifacts): the backend's default, f32 on a CPU")
+                                        f"(the bundle predates measuring ONNX files on OpenVINO): the backend's default, f32 on a CPU")
     return choice
 
 

@@ -44,6 +44,7 @@ def run_isolated(
     static_batch: int | None = None,
     device: str = "CPU",
     options: dict[str, Any] | None = None,
+    backend: str | None = None,
     workdir: str | Path | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> dict[str, np.ndarray]:
@@ -51,7 +52,7 @@ def run_isolated(
 
     Args:
         path: the artifact's loadable file; ``fmt`` and ``precision`` its registry format and
-            storage precision (the backend that prefers the format runs it).
+            storage precision (the backend that prefers the format runs it, or ``backend``).
         static_batch, device, options: as for the backend row's ``create``
             (e.g. ``{"inference_precision": "bf16"}``).
         workdir: where the exchange files go (a temporary folder inside it, removed after);
@@ -67,7 +68,7 @@ def run_isolated(
         np.savez(inp, batch=np.ascontiguousarray(batch, np.float32))
         spec = {
             "path": str(path), "fmt": fmt, "precision": precision, "static_batch": static_batch,
-            "device": device, "options": options or {}, "input": str(inp), "output": str(out),
+            "device": device, "options": options or {}, "backend": backend, "input": str(inp), "output": str(out),
         }
         what = f"{Path(path).name} on {device}" + (f" with {options}" if options else "")
         try:
@@ -97,7 +98,7 @@ def _child(spec: dict[str, Any]) -> None:
     with np.load(spec["input"]) as data:
         batch = data["batch"]
     outputs, _ = run_artifact(spec["path"], spec["fmt"], spec["precision"], batch, static_batch=spec["static_batch"],
-                              device=spec["device"], options=spec["options"])
+                              device=spec["device"], options=spec["options"], backend=spec.get("backend"))
     np.savez(spec["output"], **outputs)
 
 

@@ -49,10 +49,11 @@ def raw_outputs(engine: Any, inputs: Sequence[np.ndarray] | np.ndarray) -> dict[
 
 def run_artifact(
     path: Any, fmt: str, precision: str, batch: np.ndarray, *, static_batch: int | None = None,
-    device: str = "CPU", options: Mapping[str, Any] | None = None,
+    device: str = "CPU", options: Mapping[str, Any] | None = None, backend: str | None = None,
 ) -> tuple[dict[str, np.ndarray], str]:
     """``(raw outputs, verified precision)`` of an artifact file on ``batch`` ((N, 3, H, W)
-    float32), run by the backend that prefers its format (what a device uses), then closed.
+    float32), run by the backend that prefers its format (what a device uses) or by
+    ``backend`` (a registry name, e.g. ``"openvino"`` for an ONNX file), then closed.
 
     Args:
         path: the artifact's loadable file; ``fmt`` and ``precision`` its registry format and
@@ -60,13 +61,14 @@ def run_artifact(
         static_batch, device, options: as for the backend row's ``create``
             (e.g. ``{"inference_precision": "bf16"}``).
     """
-    from edgeanomaly.registry import backends_for
+    from edgeanomaly.registry import backends_for, get_backend
 
-    backend = backends_for(fmt)[0].create(path, device, artifact_precision=precision, static_batch=static_batch, **(options or {}))
+    row = get_backend(backend) if backend else backends_for(fmt)[0]
+    engine = row.create(path, device, artifact_precision=precision, static_batch=static_batch, **(options or {}))
     try:
-        return raw_outputs(backend, batch), backend.precision
+        return raw_outputs(engine, batch), engine.precision
     finally:
-        backend.close()
+        engine.close()
 
 
 def compare_outputs(

@@ -1,4 +1,4 @@
-"""Export measures each OpenVINO artifact at every execution precision this machine can run, with
+"""Export measures each artifact OpenVINO runs (IR and ONNX) at every execution precision this machine can run, with
 the verdict validate uses, and records it in the manifest; what it cannot run is NOT_MEASURED
 with the reason. The f32 entry keeps the FP32 exactness claim (1e-4 relative) visible."""
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _bundle_edit import resign
 from edgeanomaly.export import FP32_RTOL
 
 pytestmark = pytest.mark.slow
@@ -42,17 +43,18 @@ def test_f32_drift_and_the_reduced_precisions_as_this_machine_allows(small_bundl
     from edgeanomaly.runtime import device_capabilities, list_devices
 
     records = _records(small_bundle)
-    assert records["onnx-fp32"] is None  # ONNX runs on ONNX Runtime: the graph's own types, nothing to choose
     caps = device_capabilities("CPU")
     assert caps is not None
     gpus = [d for d in list_devices("openvino") if d.startswith("GPU")]
-    for name in ("openvino-fp32", "openvino-fp16"):
+    # The ONNX file too: ONNX Runtime runs its own types, but OpenVINO reads it and can earn a
+    # faster precision for it (its f32 entry is OpenVINO's own run, not ONNX Runtime's parity run).
+    for name in ("onnx-fp32", "openvino-fp32", "openvino-fp16"):
         record = records[name]
         assert set(record) == {"f32", "bf16", "f16"}
         f32 = record["f32"]
         assert f32["device"] == "CPU" and f32["openvino"] == ov.get_version()
         assert f32["decision_flips"] == 0 and set(f32["metric_deltas"]) >= {"image_auroc", "pixel_auroc"}
-        if name == "openvino-fp32":
+        if name in ("onnx-fp32", "openvino-fp32"):
             # the f32 exactness claim, measured on every held-out image
             assert f32["outcome"] == "PASS" and f32["tolerance"] == "fp32"
             assert 0 <= f32["max_rel_diff"] <= FP32_RTOL
@@ -92,10 +94,21 @@ def test_load_runs_what_passed_and_reports_its_export_drift(small_bundle: Path) 
             assert drift["max_rel_diff"] <= FP32_RTOL
 
 
-def test_an_artifact_export_did_not_measure_says_so(small_bundle: Path) -> None:
-    from edgeanomaly.runtime import load
+def test_openvino_reading_the_onnx_file_reports_its_own_export_drift(small_bundle: Path, tmp_path: Path) -> None:
+    import shutil
 
+    from edgeanomaly.runtime import device_capabilities, load
+
+    record = _records(small_bundle)["onnx-fp32"]
     with load(small_bundle, backend="openvino", artifact="onnx-fp32") as det:  # ONNX read by OpenVINO
+        if "BF16" not in (device_capabilities("CPU") or []) or record["bf16"]["outcome"] != "PASS":
+            assert det.execution.precision == "f32" and det.execution.reason.startswith("f32: bf16 ")
+        drift = det.info()["execution"]["export_drift"]
+        assert drift == {k: v for k, v in record[det.execution.precision].items() if k in drift}
+    # A bundle exported before ONNX files were measured says so.
+    old = Path(shutil.copytree(small_bundle, tmp_path / "old.bundle"))
+    resign(old, lambda d: d["reference"]["parity"]["onnx-fp32"].pop("execution_precisions"))
+    with load(old, backend="openvino", artifact="onnx-fp32") as det:
         assert det.execution.precision == "f32" and det.execution.drift is None
         assert det.execution.reason.startswith("export did not measure the execution precisions of onnx-fp32")
 

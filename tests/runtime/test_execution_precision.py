@@ -148,6 +148,50 @@ def test_bf16_claim_on_this_cpu(bf16_claim: Path) -> None:
             assert info["export_drift"]["outcome"] == "PASS" and info["export_drift"]["max_rel_diff"] == 1e-7
 
 
+def _onnx_only_claim(seg_bundle: Path, tmp_path: Path, device_name: str) -> Path:
+    """The toy bundle with only its ONNX file, whose manifest says OpenVINO reading that file
+    passed bf16 at export on ``device_name`` with this OpenVINO release (a PaDiM-like bundle:
+    its recipe ships onnx-fp32 and no FP32 IR)."""
+    import openvino as ov
+
+    from _bundle_edit import subset
+
+    root = subset(seg_bundle, tmp_path / f"onnx-{len(device_name)}", {"onnx-fp32"})
+    here = {"device_name": device_name, "openvino": str(ov.get_version())}
+    record = {"f32": _entry("PASS", max_rel_diff=1e-7, **here), "bf16": _entry("PASS", max_rel_diff=4e-3, **here)}
+    resign(root, lambda d: d["reference"]["parity"].__setitem__("onnx-fp32", {"execution": "f32", "execution_precisions": record}))
+    return root
+
+
+def test_an_onnx_file_that_earned_bf16_runs_on_openvino_where_it_can(seg_bundle: Path, tmp_path: Path) -> None:
+    """ONNX Runtime's CPU provider runs an ONNX file's own types, so registry order would keep an
+    ONNX-only bundle at f32 even where OpenVINO earned bf16 for that file at export."""
+    from edgeanomaly.runtime import device_description
+
+    claim = _onnx_only_claim(seg_bundle, tmp_path, device_description("CPU")["device_name"])
+    with load(claim) as det:
+        if _has_bf16():
+            assert (det.backend, det.execution.precision) == ("openvino", "bf16")
+            assert "on openvino rather than onnxruntime: bf16: passed the verdict at export" in det.selection
+        else:
+            caps = ", ".join(device_capabilities("CPU") or [])
+            assert (det.backend, det.execution.precision) == ("onnxruntime", "f32")
+            assert det.selection.endswith(f"; not openvino: f32: bf16 passed at export, but this CPU lacks BF16 (capabilities {caps})")
+    with load(claim, exact=True) as det:  # f32 forced: the registry's backend, and why not the other
+        assert det.backend == "onnxruntime" and det.selection.endswith("; not openvino: f32 forced (exact)")
+    with load(claim, backend="onnxruntime") as det:  # a backend asked for by name is kept
+        assert det.backend == "onnxruntime" and "openvino" not in det.selection
+
+
+def test_an_onnx_file_that_earned_bf16_elsewhere_stays_on_the_registry_backend(seg_bundle: Path, tmp_path: Path) -> None:
+    claim = _onnx_only_claim(seg_bundle, tmp_path, "Another CPU")
+    with load(claim) as det:
+        assert (det.backend, det.execution.precision) == ("onnxruntime", "f32")
+        assert "not openvino: f32: " in det.selection
+        if _has_bf16():
+            assert "bf16 passed at export on CPU Another CPU" in det.selection and "measure it on this device kind" in det.selection
+
+
 @pytest.mark.parametrize("how", [{"exact": True}, {"inference_precision": "f32"}])
 def test_exact_forces_f32(bf16_claim: Path, how: dict[str, Any]) -> None:
     with load(bf16_claim, backend="openvino", **how) as det:

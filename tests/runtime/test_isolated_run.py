@@ -30,6 +30,20 @@ def test_child_outputs_equal_in_process_outputs(seg_bundle: Path, tmp_path: Path
     assert list(tmp_path.iterdir()) == []  # the exchange folder is removed
 
 
+def test_the_child_runs_an_onnx_file_on_the_backend_asked_for(seg_bundle: Path, tmp_path: Path) -> None:
+    """Export measures OpenVINO reading the ONNX file: the child must run that backend, not
+    ONNX Runtime (which prefers the format)."""
+    with load(seg_bundle, backend="openvino", artifact="onnx-fp32", exact=True) as det:
+        batch = _batch(det)
+        here = det._engine.run(batch)
+    got = run_isolated(seg_bundle / "model.onnx", "onnx", "fp32", batch, options={"inference_precision": "f32"},
+                       backend="openvino", workdir=tmp_path)
+    for name in here:
+        np.testing.assert_allclose(got[name], here[name], rtol=1e-6, atol=1e-7)
+    with pytest.raises(IsolatedRunError, match="inference_precision: not a setting|unexpected keyword"):
+        run_isolated(seg_bundle / "model.onnx", "onnx", "fp32", batch, options={"inference_precision": "f32"}, workdir=tmp_path)
+
+
 def test_an_engine_error_in_the_child_is_reported_with_its_message(seg_bundle: Path, tmp_path: Path) -> None:
     broken = tmp_path / "model.xml"
     broken.write_text("<net name='x'><layers>")  # not a loadable IR
