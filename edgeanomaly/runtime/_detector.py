@@ -548,7 +548,10 @@ def load(
     Args:
         bundle: bundle directory, ``.zip`` file, or an open ``edgeanomaly.bundle.Bundle``.
         backend: ``"auto"`` (the installed backends that know ``device``, in the order of
-            :mod:`edgeanomaly.registry`: OpenVINO, then ONNX Runtime) or a registered name.
+            :mod:`edgeanomaly.registry`: OpenVINO, then ONNX Runtime; an ONNX artifact runs on
+            OpenVINO rather than ONNX Runtime where OpenVINO earned a reduced execution
+            precision for it at export that can run here, see ``inference_precision``) or a
+            registered name.
         device: OpenVINO ``CPU``/``GPU``/``GPU.1``/``NPU``, or ``AUTO``/``AUTO:GPU,CPU`` to let
             OpenVINO choose; ONNX Runtime ``CPU``/``CUDA``/``TensorRT`` or a fallback list
             ``"CUDA,CPU"``. A single device that is not present raises

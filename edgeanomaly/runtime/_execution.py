@@ -2,8 +2,8 @@
 
 Export measures each artifact OpenVINO runs (IR, and ONNX read by OpenVINO) at every reduced
 execution precision its machine can run (bf16 on a CPU whose ``OPTIMIZATION_CAPABILITIES``
-list ``BF16``, f16 on a GPU) against the torch reference, with the verdict ``validate`` uses, and records the result per artifact
-in the manifest (``reference.parity.<artifact>.execution_precisions``, see export/BUNDLE.md).
+list ``BF16``, f16 on a GPU) against the torch reference, with the verdict ``validate`` uses,
+and records the result per artifact in the manifest (``reference.parity.<artifact>.execution_precisions``, see export/BUNDLE.md).
 At load time the default is the fastest execution precision of the backend row's order for
 the device (:meth:`edgeanomaly.registry.BackendSpec.execution_order`: CPU bf16 > f32, GPU
 f16 > f32) that PASSED at export *and* that this device supports now; otherwise f32, with the
