@@ -162,7 +162,7 @@ def _reference_lines(bundle: Bundle, statuses: dict[str, FileStatus]) -> list[st
         lines.append(f"{_INDENT}parity {name}: " + ", ".join(f"{k} {_num(v)}" for k, v in values.items() if k != "execution_precisions"))
         executions = values.get("execution_precisions")
         if executions:
-            lines.append(f"{_INDENT}execution precisions {name} (measured at export): " + "; ".join(
+            lines.append(f"{_INDENT}execution precisions {name} (OpenVINO, measured at export): " + "; ".join(
                 f"{p} {e['outcome']} ({e['reason']})" if e.get("outcome") == "NOT_MEASURED"
                 else f"{p} {e['outcome']} (max rel diff {_num(e.get('max_rel_diff'))}, {e.get('decision_flips')} flips, {e.get('device')})"
                 for p, e in executions.items()))

@@ -69,7 +69,7 @@ def test_f32_drift_and_the_reduced_precisions_as_this_machine_allows(small_bundl
             assert bf16 == {"outcome": "NOT_MEASURED", "device": "CPU", "device_name": f32["device_name"],
                             "openvino": f32["openvino"], "reason": f"CPU lacks BF16: capabilities {', '.join(caps)}"}
         with read_bundle(small_bundle) as b:  # what `edgeanomaly info` prints
-            assert f"execution precisions {name} (measured at export): f32 {f32['outcome']} (max rel diff" in describe_bundle(b)
+            assert f"execution precisions {name} (OpenVINO, measured at export): f32 {f32['outcome']} (max rel diff" in describe_bundle(b)
         if not gpus:
             assert record["f16"]["outcome"] == "NOT_MEASURED"
             assert record["f16"]["reason"].startswith("no GPU device (openvino devices here: ")
