@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import part_image, write_rgb
-from _bundle_edit import resign
+from _bundle_edit import resign, subset
 from edgeanomaly.bundle import read_bundle
 from edgeanomaly.errors import BundleError, ConfigError
 from edgeanomaly.runtime import choose_execution, device_capabilities, load
@@ -153,8 +153,6 @@ def _onnx_only_claim(seg_bundle: Path, tmp_path: Path, device_name: str) -> Path
     passed bf16 at export on ``device_name`` with this OpenVINO release (a PaDiM-like bundle:
     its recipe ships onnx-fp32 and no FP32 IR)."""
     import openvino as ov
-
-    from _bundle_edit import subset
 
     root = subset(seg_bundle, tmp_path / f"onnx-{len(device_name)}", {"onnx-fp32"})
     here = {"device_name": device_name, "openvino": str(ov.get_version())}
