@@ -17,7 +17,11 @@ import numpy as np
 
 from edgeanomaly.errors import InferenceError
 
-__all__ = ["Backend", "TensorInfo", "inference_error", "run_padded", "pipelined"]
+__all__ = ["Backend", "TensorInfo", "TWIN_AFTER", "inference_error", "run_padded", "pipelined"]
+
+#: Batches ``run_async_many`` runs on the model loaded for latency before it starts building
+#: the backend's second model for throughput (a short run never pays for it).
+TWIN_AFTER = 8
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,13 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from edgeanomaly.errors import BackendUnavailableError, DeviceUnavailableError, InferenceError
-from edgeanomaly.runtime._backends import TensorInfo, inference_error, pipelined, run_padded
+from edgeanomaly.runtime._backends import TWIN_AFTER, TensorInfo, inference_error, pipelined, run_padded
 from edgeanomaly.runtime._devices import resolve_onnxruntime_providers
 
 __all__ = ["ONNXRuntimeBackend"]
 
 log = logging.getLogger("edgeanomaly.runtime")
 
-_TWIN_AFTER = 8  # batches run_async_many runs on the main session before it creates the one for throughput
 _MAX_PARALLEL = 4  # images run_async_many runs at once by default (bounded memory on many-core machines)
 _DTYPES = {"tensor(float)": "f32", "tensor(float16)": "f16", "tensor(double)": "f64"}
 
@@ -154,14 +153,19 @@ class ONNXRuntimeBackend:
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, H, W) float32 -> {output name: array}; thread-safe (``InferenceSession.run`` is)."""
-        if self._session is None:
-            raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
-        return run_padded(self._run_fixed, np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
+        return self._run_on(self._live(), batch)
 
-    def _run_fixed(self, batch: np.ndarray, session: Any = None) -> dict[str, np.ndarray]:
-        session = session or self._session  # close() from another thread must not turn into an AttributeError
+    def _live(self) -> Any:
+        session = self._session  # close() from another thread must not turn into an AttributeError
         if session is None:
             raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
+        return session
+
+    def _run_on(self, session: Any, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """``batch`` on ``session`` (the main one or the throughput twin), padded to a static batch."""
+        return run_padded(lambda b: self._run_fixed(b, session), np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
+
+    def _run_fixed(self, batch: np.ndarray, session: Any) -> dict[str, np.ndarray]:
         try:
             values = session.run(self._output_names, {self._input_name: batch})
         except Exception as exc:  # ORT raises its own exception types (InvalidArgument, Fail, ...)
@@ -189,8 +193,7 @@ class ONNXRuntimeBackend:
     def _per_core_session(self, wait: bool = True) -> Any:
         """The twin session once created (started on the first call; ``wait`` blocks until it
         exists), else None: no twin for this backend, creation failed, or still under way."""
-        if self._session is None:
-            raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
+        self._live()
         self._start_per_core()
         thread = self._per_core_thread
         if wait and thread is not None:
@@ -203,16 +206,13 @@ class ONNXRuntimeBackend:
         requests). The first call starts creating it in the background and nobody waits for
         it: the main session serves until it is there, and for good when there is no twin. At
         most one batch per core runs on the twin at once; other callers wait."""
-        if self._session is None:
-            raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
-        if self._parallel_images < 2:
-            return self.run(batch)
-        self._start_per_core()
+        main = self._live()
+        self._start_per_core()  # a no-op without a twin for this backend
         session = self._per_core
         if session is None:
-            return self.run(batch)
+            return self._run_on(main, batch)
         with self._per_core_slots:
-            return run_padded(lambda b: self._run_fixed(b, session), np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
+            return self._run_on(session, batch)
 
     def run_async_many(
         self, batches: Iterable[np.ndarray], jobs: int | None = None, throughput: bool = True
@@ -220,28 +220,26 @@ class ONNXRuntimeBackend:
         """Run batches on worker threads while the caller prepares the next ones; input order kept.
 
         With the CPU provider and the default thread count, ``jobs`` (default: one per core,
-        at most 4) batches run at once: the first ``_TWIN_AFTER`` on the main session, the
+        at most 4) batches run at once: the first ``TWIN_AFTER`` on the main session, the
         following ones on the throughput twin session (class docstring) once the background thread
         that creates it is done (a short run never waits for it). Otherwise, and with
         ``throughput=False``, one batch at a time on the main session (``jobs`` in flight, default 2).
         """
         if jobs is not None and int(jobs) < 1:
             raise ValueError(f"Expected jobs >= 1, got {jobs}")
-        if self._session is None:
-            raise InferenceError("This ONNX Runtime backend is closed; load the bundle again.")
+        main = self._live()
         if self._parallel_images < 2 or not throughput:  # throughput=False: every core on each image
             return pipelined(self.run, batches, depth=max(2, int(jobs or 2)))
         workers = int(jobs or self._parallel_images)
 
         def counted() -> Iterator[np.ndarray]:
             for count, batch in enumerate(batches):
-                if count == _TWIN_AFTER:
+                if count == TWIN_AFTER:
                     self._start_per_core()
                 yield batch
 
         def run(batch: np.ndarray) -> dict[str, np.ndarray]:
-            session = self._per_core  # None until the twin exists: the main session serves
-            return run_padded(lambda b: self._run_fixed(b, session), np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
+            return self._run_on(self._per_core or main, batch)  # the main session until the twin exists
 
         return pipelined(run, counted(), depth=workers + 1, workers=workers)
 

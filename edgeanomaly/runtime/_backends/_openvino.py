@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from edgeanomaly.errors import BackendUnavailableError, ConfigError, DeviceUnavailableError, InferenceError
-from edgeanomaly.runtime._backends import TensorInfo, inference_error, run_padded
+from edgeanomaly.runtime._backends import TWIN_AFTER, TensorInfo, inference_error, run_padded
 from edgeanomaly.runtime._devices import resolve_openvino_device
 from edgeanomaly.runtime._execution import EXECUTION_CAPABILITIES
 
@@ -90,9 +90,6 @@ def _type_name(value: Any) -> str:
 
 def _shape(partial_shape: Any) -> tuple[int, ...]:
     return tuple(d.get_length() if d.is_static else -1 for d in partial_shape)
-
-
-_TWIN_AFTER = 8  # batches run_async_many runs on a latency model before it starts the throughput twin's compile
 
 
 @dataclass
@@ -288,7 +285,7 @@ class OpenVINOBackend:
         self._twin_lock = threading.Lock()
 
         # Synchronous path: a pool of infer requests, one per concurrent caller, created on demand;
-        # run_throughput's pool on the twin once it is compiled.
+        # run_throughput's pool on the twin is made with the twin.
         self._pool = _RequestPool(self._compiled, max(2, self.optimal_requests))
         self._twin_pool: _RequestPool | None = None
 
@@ -303,8 +300,7 @@ class OpenVINOBackend:
             return None
 
     # -- synchronous ---------------------------------------------------------------------------
-    def _run_fixed(self, batch: np.ndarray, pool: _RequestPool | None = None) -> dict[str, np.ndarray]:
-        pool = pool or self._pool
+    def _run_fixed(self, batch: np.ndarray, pool: _RequestPool) -> dict[str, np.ndarray]:
         request = pool.acquire()
         try:
             try:
@@ -319,7 +315,11 @@ class OpenVINOBackend:
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, H, W) float32 -> {output name: array}; thread-safe."""
         self._live()
-        return run_padded(self._run_fixed, np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
+        return self._run_on(self._pool, batch)
+
+    def _run_on(self, pool: _RequestPool, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """``batch`` on ``pool``'s model (latency or throughput twin), padded to a static batch."""
+        return run_padded(lambda b: self._run_fixed(b, pool), np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
 
     def run_throughput(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """As :meth:`run`, on the throughput twin (class docstring) once it is compiled: for
@@ -327,16 +327,9 @@ class OpenVINOBackend:
         requests). The first call starts its compile in the background and nobody waits for
         it: the latency model serves until it is there, and for good when there is no twin.
         At most the twin's optimal number of requests run at once; other callers wait."""
-        self._live()
-        twin = self._throughput_model(wait=False)
-        if twin is None:
-            return self.run(batch)
-        if self._twin_pool is None:
-            with self._twin_lock:
-                if self._twin_pool is None:
-                    self._twin_pool = _RequestPool(twin[0], max(2, twin[1]))
+        self._throughput_model(wait=False)  # starts the compile; raises when closed
         pool = self._twin_pool
-        return run_padded(lambda b: self._run_fixed(b, pool), np.ascontiguousarray(batch, dtype=np.float32), self.static_batch)
+        return self._run_on(pool or self._pool, batch)
 
     # -- asynchronous --------------------------------------------------------------------------
     def _start_twin(self) -> None:
@@ -366,6 +359,7 @@ class OpenVINOBackend:
             log.warning("throughput compile of %s runs %s, not %s; predict_many keeps the latency model",
                         path, precision, self.execution_precision)
             return
+        self._twin_pool = _RequestPool(twin, max(2, requests))  # before _twin: whoever sees the twin sees its pool
         self._twin = (twin, requests)
         log.info("compiled %s for throughput (%d requests) in %.0f ms", path, requests, (time.perf_counter() - t0) * 1e3)
 
@@ -388,7 +382,7 @@ class OpenVINOBackend:
         ``infer_ms`` is the request's own start-to-completion time. A request that fails
         raises :class:`~edgeanomaly.errors.InferenceError` here, in the caller's thread.
         ``jobs`` defaults to the optimal number of requests of the model used (at least 2).
-        On a latency-compiled CPU model (class docstring) the first ``_TWIN_AFTER`` batches run
+        On a latency-compiled CPU model (class docstring) the first ``TWIN_AFTER`` batches run
         on it; then the throughput twin compiles in the background and, once ready, takes the
         following batches (a short run never waits for a compile; once a twin is compiled, a
         later run uses it from its first batch); ``throughput=False`` keeps every batch on the
@@ -430,7 +424,7 @@ class OpenVINOBackend:
         try:
             for count, batch in enumerate(batches):
                 batch = np.ascontiguousarray(batch, dtype=np.float32)
-                if not switched and (count >= _TWIN_AFTER or self._twin is not None):
+                if not switched and (count >= TWIN_AFTER or self._twin is not None):
                     twin = self._throughput_model(wait=False)
                     if twin is not None:  # requests of the old lane in flight finish there, in order
                         lane, switched = _Lane(twin[0], int(jobs) if jobs else max(2, twin[1])), True
