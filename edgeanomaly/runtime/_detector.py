@@ -17,7 +17,7 @@ from edgeanomaly._optional import check_choice
 from edgeanomaly.data import PreprocessConfig, preprocess
 from edgeanomaly.errors import BackendUnavailableError, BundleError, ConfigError, InferenceError
 from edgeanomaly.registry import PRECISIONS, BackendSpec, backends, backends_for, get_backend
-from edgeanomaly.runtime._autoselect import measure_by_default, measure_choice
+from edgeanomaly.runtime._autoselect import contenders, measure_by_default, measure_choice
 from edgeanomaly.runtime._backends import Backend
 from edgeanomaly.runtime._devices import check_inference_precision, check_performance_hint
 from edgeanomaly.runtime._execution import _PASS, ExecutionChoice, resolve_execution
@@ -496,31 +496,29 @@ class Detector:
 
 
 def _prefer_earned_precision(
-    spec: BackendSpec, chosen: Any, device: str, explicit: set[str], why: str, execution_for: Any
-) -> tuple[BackendSpec, str]:
-    """Another installed backend for ``chosen`` when it runs a reduced execution precision that
-    the artifact earned at export on this device kind, and ``spec`` would run f32.
+    bundle: Any, spec: BackendSpec, chosen: Any, device: str, explicit: set[str], why: str, execution_for: Any
+) -> tuple[BackendSpec, Any, str]:
+    """Another contending backend (the ones ``measure_backends`` would time) when it runs a
+    reduced execution precision that its artifact earned at export on this device kind, and
+    ``spec`` would run f32.
 
     An ONNX file goes to ONNX Runtime first (registry order), whose CPU provider runs the graph's
     own types; export also measures OpenVINO reading that file, and a bf16 that passed there
     (and that this CPU supports, on the device kind and release it was measured on) is the
-    faster default the issue asks for. Returns ``(backend row, selection reason)``; the reason
-    also says when such a precision passed but cannot run here.
+    faster default the issue asks for. Returns ``(backend row, artifact, selection reason)``;
+    the reason also says when such a precision passed but cannot run here.
     """
     if execution_for(spec, chosen).requested not in (None, "f32"):
-        return spec, why
-    for row in backends_for(chosen.format):
-        if row.name == spec.name or not (row.auto and row.installed() and row.knows(device)):
-            continue
-        if "inference_precision" not in row.options or explicit - set(row.options):
-            continue
-        other = execution_for(row, chosen)
+        return spec, chosen, why
+    for row, art in contenders(bundle, device, (spec.name, chosen), explicit)[1:]:
+        other = execution_for(row, art)
+        on = row.name if art is chosen else f"{row.name} ({art.name})"
         if other.requested not in (None, "f32"):
-            return row, f"{why}; on {row.name} rather than {spec.name}: {other.reason}"
+            return row, art, f"{why}; on {on} rather than {spec.name}: {other.reason}"
         earned = [p for p in row.execution_order(device) if p != "f32" and ((other.measured or {}).get(p) or {}).get("outcome") == _PASS]
         if earned:
-            return spec, f"{why}; not {row.name}: {other.reason}"
-    return spec, why
+            return spec, chosen, f"{why}; not {on}: {other.reason}"
+    return spec, chosen, why
 
 
 def load(
@@ -655,7 +653,7 @@ def load(
             )
 
         if backend == "auto" and artifact is None and not measure and not spec.connects:
-            spec, why = _prefer_earned_precision(spec, chosen, device, explicit, why, execution_for)
+            spec, chosen, why = _prefer_earned_precision(opened, spec, chosen, device, explicit, why, execution_for)
             backend_name = spec.name
         if spec.connects:
             options = {k: v for k, v in given.items() if k in spec.options and v is not None}
