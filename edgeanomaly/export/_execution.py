@@ -25,7 +25,7 @@ import numpy as np
 
 log = logging.getLogger("edgeanomaly.export")
 
-__all__ = ["execution_entry", "measure_executions"]
+__all__ = ["execution_entry", "measure_executions", "measuring_backend"]
 
 _OUTPUT_CHECKS = ("max_rel_score_diff", "max_rel_map_diff", "decision_flips")
 
@@ -59,6 +59,14 @@ def execution_entry(verdict: Any, comparison: dict[str, Any], tolerance: str, wh
     return entry
 
 
+def measuring_backend(fmt: str) -> Any:
+    """The backend row whose execution precisions export measures for format ``fmt``: the first
+    installed one that has a choice to make (OpenVINO, also for ONNX), or None."""
+    from edgeanomaly.registry import backends_for
+
+    return next((b for b in backends_for(fmt) if b.executions and b.installed()), None)
+
+
 def measure_executions(
     path: Path,
     fmt: str,
@@ -83,7 +91,7 @@ def measure_executions(
     from edgeanomaly.runtime import EXECUTION_CAPABILITIES, NOT_MEASURED
     from edgeanomaly.tooling import tolerance_for
 
-    spec = next((b for b in backends_for(fmt) if b.executions and b.installed()), None)
+    spec = measuring_backend(fmt)
     if spec is None:
         return None
     record: dict[str, Any] = {}

@@ -41,11 +41,11 @@ from edgeanomaly.bundle import Artifact, Calibration, Manifest, input_spec, outp
 from edgeanomaly.data import Dataset, PreprocessConfig, Sample, load_dataset, preprocess, sample_masks
 from edgeanomaly.data import resize_and_crop
 from edgeanomaly.errors import ConfigError, ExportError, ParityError
-from edgeanomaly.export._execution import execution_entry, measure_executions
+from edgeanomaly.export._execution import execution_entry, measure_executions, measuring_backend
 from edgeanomaly.export._formats import artifact_name, check_targets
 from edgeanomaly.export._graphs import ONNX_OPSET, export_onnx, onnx_to_openvino, quantize_openvino_int8
 from edgeanomaly.metrics import evaluate_outputs
-from edgeanomaly.registry import backends_for, get_format
+from edgeanomaly.registry import get_format
 from edgeanomaly.tooling import compare_outputs, run_artifact, run_isolated
 
 __all__ = ["ExportContext", "ExportReport", "ArtifactReport", "export_checkpoint", "write_onnx", "write_openvino", "FP32_RTOL", "REFERENCE_SAMPLES"]
@@ -397,7 +397,7 @@ def export_checkpoint(
                 log.warning("%s left out of the bundle: validate would fail it on these images: %s", name, "; ".join(v.reasons))
                 continue
             par["status"] = {"PASS": "ok", "INCONCLUSIVE": "inconclusive", "FAIL": "degraded"}[v.outcome]
-            t0 = start(f"{name}: execution precisions against torch") if any(b.executions for b in backends_for(fmt)) else 0.0
+            t0 = start(f"{name}: execution precisions against torch") if measuring_backend(fmt) else 0.0
             executions = measure_executions(
                 written[0], fmt, prec, outs,
                 # In a child process: a reduced-precision kernel that crashes (issue 13) is a
