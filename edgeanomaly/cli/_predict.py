@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 import click
 
+from edgeanomaly import registry
 from edgeanomaly.cli._common import backend_choice, exact_option, friendly_errors, precision_choice, progress
 from edgeanomaly.cli._remote import check_remote, remote_options
 
@@ -204,7 +205,7 @@ class _Report:
 @click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU (OpenVINO); CPU, CUDA, TensorRT, CUDA,CPU (ONNX Runtime). A list falls back to the devices present.")
 @click.option("--precision", type=precision_choice(), default=None, help="Artifact precision to run (default: the best the device can run; CPU fp32 > fp16 > int8).")
 @click.option("--artifact", default=None, help="Artifact name (e.g. openvino-int8); overrides --precision.")
-@click.option("--inference-precision", type=click.Choice(["f32", "bf16", "f16"], case_sensitive=False), default=None, help="OpenVINO execution precision (default: the fastest that passed at export and this device supports, else f32).")
+@click.option("--inference-precision", type=click.Choice(list(registry.EXECUTION_PRECISIONS), case_sensitive=False), default=None, help="OpenVINO execution precision (default: the fastest that passed at export and this device supports, else f32).")
 @exact_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Images per inference call (folders and globs).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write predictions.jsonl (and overlays/) here.")
