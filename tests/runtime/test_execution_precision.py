@@ -114,11 +114,23 @@ def _claim(measured: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
     return mutate
 
 
+def _this_device() -> dict[str, str]:
+    """Where a claim must have been measured for this machine to trust it: this CPU's name and
+    this OpenVINO release (a claim measured on another CPU kind runs f32, tested above)."""
+    import openvino as ov
+
+    from edgeanomaly.runtime import device_description
+
+    return {"device_name": device_description("CPU")["device_name"], "openvino": str(ov.get_version())}
+
+
 @pytest.fixture()
 def bf16_claim(seg_bundle: Path, tmp_path: Path) -> Path:
-    """The toy bundle whose manifest says bf16 execution of openvino-fp32 PASSED at export."""
+    """The toy bundle whose manifest says bf16 execution of openvino-fp32 PASSED at export, on
+    a device of this machine's kind."""
     root = Path(shutil.copytree(seg_bundle, tmp_path / "bundle"))
-    resign(root, _claim({"f32": _entry("PASS", max_rel_diff=1e-7), "bf16": _entry("PASS", max_rel_diff=4e-3)}))
+    here = _this_device()
+    resign(root, _claim({"f32": _entry("PASS", max_rel_diff=1e-7, **here), "bf16": _entry("PASS", max_rel_diff=4e-3, **here)}))
     return root
 
 
@@ -152,10 +164,8 @@ def _onnx_only_claim(seg_bundle: Path, tmp_path: Path, device_name: str) -> Path
     """The toy bundle with only its ONNX file, whose manifest says OpenVINO reading that file
     passed bf16 at export on ``device_name`` with this OpenVINO release (a PaDiM-like bundle:
     its recipe ships onnx-fp32 and no FP32 IR)."""
-    import openvino as ov
-
     root = subset(seg_bundle, tmp_path / f"onnx-{len(device_name)}", {"onnx-fp32"})
-    here = {"device_name": device_name, "openvino": str(ov.get_version())}
+    here = {**_this_device(), "device_name": device_name}
     record = {"f32": _entry("PASS", max_rel_diff=1e-7, **here), "bf16": _entry("PASS", max_rel_diff=4e-3, **here)}
     resign(root, lambda d: d["reference"]["parity"].__setitem__("onnx-fp32", {"execution": "f32", "execution_precisions": record}))
     return root
