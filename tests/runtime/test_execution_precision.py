@@ -23,6 +23,8 @@ CPU = ("bf16", "f32")
 GPU = ("f16", "f32")
 NO_BF16 = ["FP32", "INT8", "BIN", "EXPORT_IMPORT"]  # what this project's CI CPU reports
 AMX = ["WINOGRAD", "FP32", "INT8", "BIN", "BF16", "FP16", "EXPORT_IMPORT"]
+# OpenVINO 2026.4.1 on an AMD EPYC with AVX512-BF16 and VNNI, no AMX (recorded 2026-12-04)
+AVX512_BF16 = ["BF16", "WINOGRAD", "FP32", "INT8", "BIN", "EXPORT_IMPORT"]
 HERE = {"device": "CPU", "device_name": "Xeon", "openvino": "2026.4.1"}  # the device the record below was measured on
 
 
@@ -39,6 +41,18 @@ def test_bf16_that_passed_runs_where_the_cpu_has_bf16() -> None:
     choice = choose_execution(CPU, AMX, measured, here=HERE)
     assert choice.requested == "bf16"
     assert "passed the verdict at export on CPU Xeon, OpenVINO 2026.4.1" in choice.reason and "has BF16" in choice.reason
+
+
+@pytest.mark.parametrize("caps, want", [(NO_BF16, "f32"), (AVX512_BF16, "bf16"), (AMX, "bf16")],
+                         ids=["avx2-only", "avx512-bf16", "amx"])
+def test_the_choice_on_each_kind_of_cpu_ci_meets(caps: list[str], want: str) -> None:
+    """The three CPU kinds CI has run on, each with the capability list OpenVINO reported there:
+    a bf16 PASS measured on this kind of device runs bf16 wherever the CPU reports BF16."""
+    measured = {"f32": _entry("PASS", max_rel_diff=2e-7), "bf16": _entry("PASS")}
+    choice = choose_execution(CPU, caps, measured, here=HERE)
+    assert choice.requested == want, choice.reason
+    assert choose_execution(CPU, caps, measured, here=HERE, exact=True).requested == "f32"
+    assert choose_execution(CPU, caps, {"f32": _entry("PASS"), "bf16": _entry("FAIL")}, here=HERE).requested == "f32"
 
 
 def test_bf16_that_passed_does_not_run_where_the_cpu_lacks_it() -> None:
