@@ -131,7 +131,7 @@ class AffineCouplingBlock(nn.Module):
     def _check(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"Expected a torch.Tensor, got {type(x).__name__}")
-        if x.ndim != 4 or x.shape[1] != self.channels:
+        if not torch.jit.is_tracing() and (x.ndim != 4 or x.shape[1] != self.channels):
             raise ValueError(f"Expected x of shape (N, {self.channels}, H, W), got {tuple(x.shape)}")
 
     def _scale_shift(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
