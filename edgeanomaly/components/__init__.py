@@ -1,4 +1,5 @@
-"""Training-side building blocks (torch): backbones, feature extraction and estimators.
+"""Training-side building blocks (torch): backbones, feature extraction, estimators and
+invertible flow blocks.
 
 Names are resolved lazily so importing one component does not build the others.
 """
@@ -19,6 +20,9 @@ _EXPORTS = {
     "KCenterGreedy": "edgeanomaly.components._kcenter",
     "GaussianKDE": "edgeanomaly.components._kde",
     "MultivariateGaussian": "edgeanomaly.components._gaussian",
+    "AffineCouplingBlock": "edgeanomaly.components._flow",
+    "FlowSequence": "edgeanomaly.components._flow",
+    "fastflow_blocks": "edgeanomaly.components._flow",
 }
 
 __all__ = sorted(_EXPORTS)
