@@ -209,11 +209,13 @@ class TrustedKeys:
             else:
                 raise ConfigError(f"Trusted keys {path}: no such file or folder")
             for file in files:
+                data = b""
                 try:
                     data = file.read_bytes()
                     key = serialization.load_pem_public_key(data)
                 except (OSError, ValueError) as exc:
-                    raise ConfigError(f"Trusted key {file} is not a PEM public key ({exc}); expected a .pub file written by edgeanomaly keygen") from exc
+                    hint = " (this is a private key: trust its .pub file and keep the .key secret)" if b"PRIVATE KEY" in data[:64] else ""
+                    raise ConfigError(f"Trusted key {file} is not a PEM public key{hint} ({exc}); expected a .pub file written by edgeanomaly keygen") from exc
                 if not isinstance(key, ed25519.Ed25519PublicKey):
                     raise ConfigError(f"Trusted key {file} is a {type(key).__name__}, expected an Ed25519 public key")
                 kid = _key_id(_raw_public(key))

@@ -63,7 +63,8 @@ def build_torch_model(task: str = "segmentation"):
     return ToyAnomalyModel().eval()
 
 
-def make_bundle(out: Path, task: str = "segmentation", static_batch: int | None = None, work: Path | None = None) -> Path:
+def make_bundle(out: Path, task: str = "segmentation", static_batch: int | None = None, work: Path | None = None,
+                model_name: str | None = None) -> Path:
     """Export the toy model to ONNX + OpenVINO FP32/FP16 and write a bundle with reference.npz."""
     import openvino as ov
     import torch
@@ -94,7 +95,7 @@ def make_bundle(out: Path, task: str = "segmentation", static_batch: int | None 
     config = PreprocessConfig(image_size=INPUT_HW)
     preprocessing = config.to_dict()
     model_info = {
-        "model": f"toy-{task}",
+        "model": model_name or f"toy-{task}",
         "task": task,
         "backbone": "conv3x3",
         "layers": "conv",
