@@ -424,3 +424,74 @@ def test_keygen_sign_verify_and_trusted_load_without_torch(seg_bundle: Path, tmp
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------- command line
+
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from edgeanomaly.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_cli_keygen_sign_verify_info_predict(seg_bundle: Path, tmp_path: Path) -> None:
+    from conftest import part_image, write_rgb
+
+    bundle = Path(shutil.copytree(seg_bundle, tmp_path / "b"))
+    image = write_rgb(tmp_path / "part.png", part_image(64, 80))
+    r = _cli("keygen", "--out", tmp_path / "keys")
+    assert r.exit_code == 0 and "signing.key" in r.output, r.output
+    assert (tmp_path / "keys" / "signing.key").stat().st_mode & 0o777 == 0o600
+    assert _cli("keygen", "--out", tmp_path / "keys").exit_code == 1  # never replaces a key unasked
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    shutil.copy(tmp_path / "keys" / "signing.pub", trust)
+
+    r = _cli("info", bundle)
+    assert r.exit_code == 0 and "Signature    none (unsigned" in r.output, r.output
+    r = _cli("verify", bundle, "--trust", trust)
+    assert r.exit_code == 1 and "REFUSED" in r.output and "is not signed" in r.output, r.output
+    r = _cli("predict", bundle, image, "--trust", trust)
+    assert r.exit_code == 1 and "is not signed" in r.output, r.output
+
+    r = _cli("sign", bundle, "--key", tmp_path / "keys" / "signing.key")
+    assert r.exit_code == 0 and "signed" in r.output, r.output
+    key_id = TrustedKeys.load(trust).keys.popitem()[0]
+    r = _cli("info", bundle)
+    assert r.exit_code == 0 and f"Signature    key {key_id}" in r.output and "not checked" in r.output, r.output
+    r = _cli("info", bundle, "--trust", trust)
+    assert r.exit_code == 0 and f"Signature    valid: key {key_id} (trusted: signing.pub)" in r.output, r.output
+    r = _cli("verify", bundle, "--trust", trust)
+    assert r.exit_code == 0 and r.output.startswith("VERIFIED") and key_id in r.output, r.output
+    r = _cli("predict", bundle, image, "--trust", trust, "--json")
+    assert r.exit_code == 0, r.output
+
+    resign(bundle, lambda d: d["calibration"].update(image_threshold=1000.0))
+    r = _cli("verify", bundle, "--trust", trust)
+    assert r.exit_code == 1 and "changed after key" in r.output, r.output
+    r = _cli("info", bundle, "--trust", trust)
+    assert r.exit_code == 1 and "REFUSED" in r.output, r.output
+    r = _cli("predict", bundle, image, "--trust", trust)
+    assert r.exit_code == 1 and "changed after key" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_cli_calibrate_says_the_signature_no_longer_holds(seg_bundle: Path, tmp_path: Path, keys: dict) -> None:
+    from conftest import part_image, write_rgb
+
+    bundle = Path(shutil.copytree(seg_bundle, tmp_path / "b"))
+    sign_bundle(bundle, keys["factory"][0])
+    data = tmp_path / "normal"
+    for i in range(6):
+        write_rgb(data / f"{i}.png", part_image(64, 80, seed=i))
+    r = _cli("calibrate", bundle, "--data", data)
+    assert r.exit_code == 0, r.output
+    assert "no longer holds" in r.output and "unsigned now" in r.output, r.output
+    with pytest.raises(UnsignedBundleError):
+        read_bundle(bundle, trust=keys["factory"][1])
+    r = _cli("calibrate", bundle, "--data", data, "--quantile", "0.9", "--sign-key", keys["factory2027"][0])
+    assert r.exit_code == 0 and "signed with key" in r.output and "no longer holds" not in r.output, r.output
+    with read_bundle(bundle, trust=keys["factory2027"][1]) as b:
+        assert b.manifest.calibration.quantile == 0.9
