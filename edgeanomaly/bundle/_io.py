@@ -223,13 +223,14 @@ def read_bundle(path: str | os.PathLike[str], verify: bool = True, *, trust: Tru
         return bundle
 
 
-def verify_bundle(path: str | os.PathLike[str], *, trust: TrustLike = None, graphs: bool = True) -> list[str]:
+def verify_bundle(path: str | os.PathLike[str], *, trust: TrustLike = None, graphs: bool = False) -> list[str]:
     """Every problem of a bundle, one message each; an empty list means the bundle is intact.
 
     Unlike :func:`read_bundle`, which stops at the first problem, this reports an edited
-    manifest *and* every missing or modified file. With ``graphs`` (default), each intact
-    graph's own ``model_info`` is compared with the manifest's; with ``trust``, the signature
-    is checked against those keys (a malformed ``signature.json`` is a problem either way).
+    manifest *and* every missing or modified file. With ``graphs`` (``edgeanomaly info`` and
+    ``verify`` set it), each intact graph's own ``model_info`` is compared with the manifest's;
+    with ``trust``, the signature is checked against those keys (a malformed ``signature.json``
+    is a problem either way).
 
     >>> verify_bundle("out/patchcore")          # doctest: +SKIP
     []

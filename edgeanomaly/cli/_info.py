@@ -32,7 +32,7 @@ def info(bundle: Path, as_json: bool, trust: tuple[Path, ...]) -> None:
     keys = trusted_keys(trust)
     with read_bundle(bundle, verify=False) as b:
         click.echo(b.manifest.to_json() if as_json else describe_bundle(b, trust=keys))
-    problems = verify_bundle(bundle, trust=keys)
+    problems = verify_bundle(bundle, trust=keys, graphs=True)
     if problems:
         click.echo(f"{len(problems)} problem(s):", err=True)
         for p in problems:

@@ -74,7 +74,7 @@ def verify(bundle: Path, trust: tuple[Path, ...]) -> None:
     from edgeanomaly.bundle import read_bundle, verify_bundle
 
     keys = trusted_keys(trust)
-    problems = verify_bundle(bundle, trust=keys)
+    problems = verify_bundle(bundle, trust=keys, graphs=True)
     if problems:
         click.echo(f"REFUSED: {bundle}")
         for p in problems:
