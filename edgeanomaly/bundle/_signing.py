@@ -327,6 +327,7 @@ def write_signature(root: Path, key: SigningKey, *, label: str | None = None, si
     unsigned = Signature(key.key_id, signed_utc or utc_now(), content_sha256(document), _covers(document), b"")
     sig = Signature(**{**unsigned.__dict__, "signature": key.sign(signature_payload(unsigned.payload()))})
     write_bytes_atomic(root / SIGNATURE_NAME, sig.to_json().encode("ascii"))
+    os.chmod(root / SIGNATURE_NAME, 0o644)  # public, and readable by the account a server runs as
     return sig
 
 
@@ -366,9 +367,13 @@ def read_signature(root: Path, label: str | None = None) -> Signature | None:
         return None
     if path.is_symlink() or not path.is_file():
         raise BadSignatureError(f"Bundle {label}: {SIGNATURE_NAME} is not a regular file; refusing to read it.")
-    if path.stat().st_size > MAX_SIGNATURE_BYTES:
-        raise BadSignatureError(f"Bundle {label}: {SIGNATURE_NAME} is larger than {MAX_SIGNATURE_BYTES} bytes; it is not a signature.")
-    return _parse(path.read_bytes(), label)
+    try:
+        if path.stat().st_size > MAX_SIGNATURE_BYTES:
+            raise BadSignatureError(f"Bundle {label}: {SIGNATURE_NAME} is larger than {MAX_SIGNATURE_BYTES} bytes; it is not a signature.")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadSignatureError(f"Bundle {label}: {SIGNATURE_NAME} cannot be read ({exc.strerror or exc}).") from exc
+    return _parse(data, label)
 
 
 def _changed(signed: Mapping[str, Any], document: Mapping[str, Any]) -> str:

@@ -150,9 +150,11 @@ def test_each_tampering_is_refused_under_trust_before_compiling(
 ) -> None:
     tamper, error, words = TAMPERING[case]
     trusted = _trust_dir(tmp_path, keys, "factory")
-    assert load(signed, trust=trusted).close() is None  # intact: loads
-    tamper(signed, keys, toy_bundles)
     spy = _CompileSpy(monkeypatch)
+    load(signed, trust=trusted).close()  # intact: loads, and the spy sees its graph compiled
+    assert len(spy.created) == 1
+    tamper(signed, keys, toy_bundles)
+    spy.created.clear()
     with pytest.raises(error) as info:
         load(signed, trust=trusted)
     assert words in str(info.value) and str(signed) in str(info.value)
@@ -338,6 +340,9 @@ def test_graph_of_another_model_is_refused_unsigned(
 
     resign(bundle, edit)
     spy = _CompileSpy(monkeypatch)
+    load(other, artifact=artifact).close()  # the graph is fine in its own bundle (and the spy sees it)
+    assert len(spy.created) == 1
+    spy.created.clear()
     with pytest.raises(GraphMismatchError) as info:
         load(bundle, artifact=artifact)
     message = str(info.value)
