@@ -500,3 +500,16 @@ def test_cli_calibrate_says_the_signature_no_longer_holds(seg_bundle: Path, tmp_
     assert r.exit_code == 0 and "signed with key" in r.output and "no longer holds" not in r.output, r.output
     with read_bundle(bundle, trust=keys["factory2027"][1]) as b:
         assert b.manifest.calibration.quantile == 0.9
+
+
+@pytest.mark.parametrize("content,words", [
+    (b"{not json", "is not valid JSON"),
+    (b'{"format": "edgeanomaly-signature-v1"}', "has keys ['format']"),
+    (b"[" * 100000, "is not valid JSON"),
+])
+def test_malformed_signature_file(signed: Path, keys: dict, content: bytes, words: str) -> None:
+    (signed / SIGNATURE_NAME).write_bytes(content)
+    with pytest.raises(BadSignatureError, match=words.replace("[", r"\[")):
+        read_bundle(signed, trust=keys["factory"][1])
+    with read_bundle(signed) as b:  # without trust: read as before, the problem reported by info
+        assert b.signature is None and words.split("'")[0] in b.signature_problem

@@ -93,3 +93,20 @@ def test_deploy_kserve_image_verifies_with_the_trusted_keys(signed_copy: Path, s
     # What the image holds verifies with what the image trusts.
     with read_bundle(out / "bundle", trust=out / "trust") as b:
         assert b.signature.trusted_by is not None
+
+
+def test_export_sign_key_writes_a_signed_bundle(serve_bundle: Path, tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    """`export --sign-key` (the serve fixture's DFM run, ONNX FP32 only, into a zip)."""
+    pytest.importorskip("torch", reason="export needs the [train] extra")
+    from edgeanomaly.cli import main
+
+    run_dir = serve_bundle.parent / "dfm.run"
+    out = tmp_path / "dfm.zip"
+    bad = CliRunner().invoke(main, ["export", str(run_dir), "--out", str(out), "--format", "onnx",
+                                    "--sign-key", str(keypair[1])])
+    assert bad.exit_code == 1 and "this is a public key" in bad.output and not out.exists(), bad.output
+    r = CliRunner().invoke(main, ["export", str(run_dir), "--out", str(out), "--format", "onnx", "--sign-key", str(keypair[0])])
+    assert r.exit_code == 0, r.output
+    assert "signed with key" in r.output
+    with read_bundle(out, trust=keypair[1]) as b:
+        assert b.signature.trusted_by == keypair[1]
