@@ -126,8 +126,45 @@ def _onnx_metadata(path: Path) -> dict[str, str]:
     return props
 
 
+#: How much of an IR's end is searched for its ``rt_info`` (real ones are a few KB).
+_RT_INFO_TAIL = 1 << 20
+
+
+def _model_info_of(rt_info: ET.Element) -> dict[str, str]:
+    props: dict[str, str] = {}
+    for section in rt_info:
+        if section.tag != "model_info":
+            continue
+        for elem in section:
+            key = elem.get("name") if elem.tag == "info" and elem.get("name") else elem.tag
+            value = elem.get("value")
+            if value is not None:
+                props[key] = value
+    return props
+
+
+def _openvino_tail(path: Path) -> dict[str, str] | None:
+    """The fast path: OpenVINO writes ``<rt_info>`` as the last child of ``<net>``, so it is
+    parsed from the file's end alone. None when the end does not look like that."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - _RT_INFO_TAIL))
+        tail = f.read()
+    start, end = tail.rfind(b"<rt_info>"), tail.rfind(b"</rt_info>")
+    if start < 0 or end < start or tail[end + len(b"</rt_info>"):].strip() != b"</net>":
+        return None
+    try:
+        return _model_info_of(ET.fromstring(tail[start : end + len(b"</rt_info>")]))
+    except ET.ParseError:
+        return None
+
+
 def _openvino_metadata(path: Path) -> dict[str, str]:
-    """``rt_info/model_info`` of an OpenVINO IR ``.xml`` (streamed; layers are not kept)."""
+    """``rt_info/model_info`` of an OpenVINO IR ``.xml``: from the end of the file when it has
+    OpenVINO's layout, else by streaming the whole file (layers are not kept)."""
+    fast = _openvino_tail(path)
+    if fast is not None:
+        return fast
     props: dict[str, str] = {}
     depth: list[str] = []
     try:

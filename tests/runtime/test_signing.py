@@ -513,3 +513,17 @@ def test_malformed_signature_file(signed: Path, keys: dict, content: bytes, word
         read_bundle(signed, trust=keys["factory"][1])
     with read_bundle(signed) as b:  # without trust: read as before, the problem reported by info
         assert b.signature is None and words.split("'")[0] in b.signature_problem
+
+
+def test_ir_metadata_read_from_the_end_agrees_with_the_full_parse(seg_bundle: Path, tmp_path: Path) -> None:
+    """The fast path (rt_info parsed from the file's end) against the streaming full parse,
+    which an IR whose end is not OpenVINO's layout (here: a comment after </net>) takes."""
+    from edgeanomaly.bundle._graphinfo import _openvino_tail
+
+    xml = seg_bundle / "openvino" / "model.xml"
+    assert _openvino_tail(xml) is not None
+    odd = tmp_path / "model.xml"
+    odd.write_bytes(xml.read_bytes() + b"<!-- written by hand -->\n")
+    assert _openvino_tail(odd) is None
+    assert graph_model_info(odd, "openvino") == graph_model_info(xml, "openvino")
+    assert graph_model_info(xml, "openvino")["model"] == "toy-segmentation"
