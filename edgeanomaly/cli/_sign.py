@@ -34,7 +34,8 @@ def keygen(out: Path, name: str, overwrite: bool) -> None:
     click.echo(f"wrote {key_path} (private: keep it secret) and {pub_path} (public: give it to devices)")
     click.echo(f"key id {SigningKey.load(key_path).key_id}")
     click.echo(f"  next: edgeanomaly sign BUNDLE --key {key_path}")
-    click.echo(f"  next, on the device: edgeanomaly predict BUNDLE IMAGES --trust {pub_path.parent}")
+    click.echo(f"  next, on the device: copy {pub_path} (never the .key) into a trust folder, then "
+               "edgeanomaly predict BUNDLE IMAGES --trust TRUST_FOLDER")
 
 
 @click.command(epilog="""\b
