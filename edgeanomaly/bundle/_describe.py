@@ -169,7 +169,25 @@ def _reference_lines(bundle: Bundle, statuses: dict[str, FileStatus]) -> list[st
     return lines
 
 
-def describe_bundle(bundle: Bundle, verify: bool | None = None) -> str:
+def _signature_line(bundle: Bundle, trust: Any) -> str:
+    from edgeanomaly.bundle._signing import verify_signature
+    from edgeanomaly.errors import SignatureError
+
+    if bundle.signature_problem is not None:
+        return f"Signature    UNREADABLE: {bundle.signature_problem}"
+    sig = bundle.signature
+    if trust is not None:
+        try:
+            checked = verify_signature(bundle.root, trust, str(bundle.source))
+        except SignatureError as exc:
+            return f"Signature    REFUSED under the trusted keys: {exc}"
+        return f"Signature    valid: {checked.describe()}"
+    if sig is None:
+        return "Signature    none (unsigned; edgeanomaly sign BUNDLE --key KEY signs it)"
+    return f"Signature    {sig.describe()}; not checked (no trusted keys given: --trust KEYS)"
+
+
+def describe_bundle(bundle: Bundle, verify: bool | None = None, *, trust: Any = None) -> str:
     """The human-readable summary of a bundle that ``edgeanomaly info`` prints.
 
     Covers the model, task, backbone and layers, input contract, preprocessing, outputs,
@@ -180,6 +198,8 @@ def describe_bundle(bundle: Bundle, verify: bool | None = None) -> str:
         bundle: an opened bundle.
         verify: hash the files for the checksum column. ``None`` (default) hashes only when
             the bundle was read with ``verify=False``; a verified bundle shows ``ok``.
+        trust: trusted keys (:class:`~edgeanomaly.bundle.TrustedKeys`) to check the signature
+            against; without them the signature line says by which key it is signed, unchecked.
 
     >>> with read_bundle("out/patchcore") as b:       # doctest: +SKIP
     ...     print(describe_bundle(b))
@@ -197,6 +217,7 @@ def describe_bundle(bundle: Bundle, verify: bool | None = None) -> str:
         *_calibration_lines(m),
         *_artifact_lines(m, statuses),
         *_reference_lines(bundle, statuses),
+        _signature_line(bundle, trust),
     ]
     problems = [s for s in statuses.values() if not s.ok]
     n_files = len(statuses)

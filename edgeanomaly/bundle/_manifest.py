@@ -30,6 +30,7 @@ from edgeanomaly.bundle._schema import (
     INPUT_NAME,
     MANIFEST_NAME,
     MODEL_INFO_KEYS,
+    SIGNATURE_NAME,
     PRECISIONS,
     SCHEMA_VERSION,
     TASKS,
@@ -55,6 +56,8 @@ def _as_path(value: Any, where: str) -> str:
         F.fail(where, f"path {path!r} {reason}")
     if path == MANIFEST_NAME:
         F.fail(where, f"{MANIFEST_NAME!r} is reserved for the manifest")
+    if path == SIGNATURE_NAME:
+        F.fail(where, f"{SIGNATURE_NAME!r} is reserved for the bundle's signature")
     return path
 
 

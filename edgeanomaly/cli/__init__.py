@@ -27,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("edgeanomaly.cli._data", "data", "Synthesise or check datasets."),
     "serve": ("edgeanomaly.cli._serve", "serve", "Serve bundles over the Open Inference Protocol (KServe V2), with a web page."),
     "deploy": ("edgeanomaly.cli._deploy", "deploy", "Write a bundle as a Triton, OpenVINO Model Server or KServe repository."),
+    "keygen": ("edgeanomaly.cli._sign", "keygen", "Create an Ed25519 key pair for signing bundles."),
+    "sign": ("edgeanomaly.cli._sign", "sign", "Sign a bundle so that devices with --trust accept it."),
+    "verify": ("edgeanomaly.cli._sign", "verify", "Verify a bundle's signature against trusted keys, its checksums and graphs."),
 }
 
 

@@ -49,6 +49,21 @@ exact_option = click.option(
 )
 
 
+#: ``--trust`` of predict, validate, benchmark, info and serve (``load(..., trust=...)``).
+trust_option = click.option(
+    "--trust", "trust", multiple=True, type=click.Path(exists=True, path_type=Path), metavar="KEYS",
+    help="Run only bundles signed by these keys: a folder of .pub files or one .pub file (repeatable; several keys "
+         "rotate). Default: $EDGEANOMALY_TRUST (paths separated by ':'), else no signature required.",
+)
+
+
+def trusted_keys(trust: Sequence[Path]) -> Any:
+    """The :class:`~edgeanomaly.bundle.TrustedKeys` of ``--trust`` (else ``$EDGEANOMALY_TRUST``), or None."""
+    from edgeanomaly.bundle import resolve_trust
+
+    return resolve_trust(list(trust) or None)
+
+
 def friendly_errors(func: F) -> F:
     """Show an :class:`EdgeAnomalyError` as ``Error: <message>`` with exit code 1, not a traceback."""
 

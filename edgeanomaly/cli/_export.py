@@ -116,10 +116,12 @@ Examples:
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out (and, with --recipe, the run directory OUT.run).")
 @click.option("--allow-degraded", is_flag=True, help="Keep artifacts that fail the verdict, or an INT8 artifact no quantisation made pass (marked 'degraded'), instead of leaving them out.")
 @click.option("--seed", default=0, show_default=True, type=int, help="random_state when fitting from a recipe.")
+@click.option("--sign-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Sign the bundle with this Ed25519 private key (edgeanomaly keygen); devices with --trust accept only signed bundles.")
 @friendly_errors
 def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_recipes: bool, data: Path | None, category: str | None,
            formats: str | None, precisions: str | None, static: int | None, calibration_data: Path | None, overwrite: bool,
-           allow_degraded: bool, seed: int) -> None:
+           allow_degraded: bool, seed: int, sign_key: Path | None) -> None:
     """Export a CHECKPOINT (RUN_DIR of 'edgeanomaly fit'), or --recipe + --data, to a bundle.
 
     Every argument (destinations, formats, precisions, dataset and category) is checked
@@ -155,6 +157,11 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     if only is not None and set(only) - {artifact_name(f, p) for f, p in targets}:
         raise ConfigError(f"Recipe {r.path}: unknown artifact(s) in {only}")  # type: ignore[union-attr]
     check_bundle_out(out, overwrite)
+    key = None
+    if sign_key is not None:
+        from edgeanomaly.bundle import SigningKey
+
+        key = SigningKey.load(sign_key)  # a wrong key fails now, not after the export
     if calibration_data is not None:
         load_dataset(calibration_data).check()
     if r is not None:
@@ -184,10 +191,10 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     click.echo(f"Exporting {ckpt.model.name} ({ckpt.model.backbone}) -> {out}  {what}"
                + (f"  static batch {static}" if static else "  dynamic batch"))
     report = export_with_progress(ckpt, out, fmt_list, prec_list, static_batch=static, calibration_data=calibration_data,
-                                  overwrite=overwrite, only=only, allow_degraded=allow_degraded)
+                                  overwrite=overwrite, only=only, allow_degraded=allow_degraded, sign_key=key)
     print_parity(report)
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.is_dir() else out.stat().st_size
-    click.echo(f"Bundle: {out} ({_size(total)})")
+    click.echo(f"Bundle: {out} ({_size(total)})" + (f", signed with key {key.key_id}" if key is not None else ", unsigned"))
     if calibration_data is not None:
         commands = next_commands(out, calibration_data, None)
     else:

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import click
 
 from edgeanomaly import registry
-from edgeanomaly.cli._common import backend_choice, exact_option, friendly_errors, precision_choice, progress
+from edgeanomaly.cli._common import backend_choice, exact_option, friendly_errors, precision_choice, progress, trust_option, trusted_keys
 from edgeanomaly.cli._remote import check_remote, remote_options
 
 #: Exit code when the run finished but some inputs could not be scored (corrupt files...).
@@ -216,6 +216,7 @@ class _Report:
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop a video, camera or watch after N predictions.")
 @click.option("--timeout", type=float, default=None, help="Stop a camera or watch after this many idle seconds.")
 @remote_options
+@trust_option
 @friendly_errors
 def predict(
     bundle: Path,
@@ -236,6 +237,7 @@ def predict(
     timeout: float | None,
     url: str | None,
     model_name: str | None,
+    trust: tuple[Path, ...],
 ) -> None:
     """Score SOURCE with BUNDLE: an image, a folder (and its subfolders), a glob ("parts/*.png"), a video or a camera index.
 
@@ -270,6 +272,7 @@ def predict(
         # A video, camera or drop folder runs for long: pay the bounded backend timing once
         # (about a second) for the faster backend; a few files keep the registry order.
         measure_backends=True if kind in ("video", "camera", "watch") else None,
+        trust=trusted_keys(trust),
         **remote,
     )
     info = detector.info()

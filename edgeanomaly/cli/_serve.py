@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import exact_option, friendly_errors
+from edgeanomaly.cli._common import exact_option, friendly_errors, trust_option, trusted_keys
 
 
 @click.command()
@@ -23,10 +23,11 @@ from edgeanomaly.cli._common import exact_option, friendly_errors
 @click.option("--max-request-mb", default=32.0, show_default=True, type=click.FloatRange(min=0.001), help="Largest request body; bigger ones get 413.")
 @click.option("--max-batch", default=64, show_default=True, type=click.IntRange(min=1), help="Most images in one request.")
 @click.option("--grpc-threads", default=4, show_default=True, type=click.IntRange(min=1), help="gRPC worker threads.")
+@trust_option
 @friendly_errors
 def serve(bundles: tuple[Path, ...], host: str, http_port: int, grpc_port: int, model_names: tuple[str, ...], backend: str,
           device: str, precision: str, artifact: str | None, exact: bool, max_request_mb: float, max_batch: int,
-          grpc_threads: int) -> None:
+          grpc_threads: int, trust: tuple[Path, ...]) -> None:
     """Serve BUNDLES with the Open Inference Protocol (KServe V2, REST and gRPC).
 
     \b
@@ -40,6 +41,8 @@ def serve(bundles: tuple[Path, ...], host: str, http_port: int, grpc_port: int, 
     base64 in JSON, raw with the binary extension). Outputs: pred_score, raw_score,
     pred_label; on request anomaly_map, pred_mask, raw_anomaly_map. Health at /v2/health/ready,
     Prometheus metrics at /metrics. SIGTERM answers the requests in flight, then exits.
+    With --trust KEYS (or $EDGEANOMALY_TRUST) every bundle must be signed by a trusted key:
+    the server refuses to start otherwise, naming the bundle and why.
     Needs the [serve] extra: pip install "edgeanomaly[serve]".
     """
     from edgeanomaly.serve import serve as run
@@ -47,4 +50,4 @@ def serve(bundles: tuple[Path, ...], host: str, http_port: int, grpc_port: int, 
     run([str(b) for b in bundles], names=list(model_names) or None, host=host, http_port=http_port,
         grpc_port=grpc_port or None, max_request_bytes=int(max_request_mb * (1 << 20)), max_batch=max_batch,
         grpc_threads=grpc_threads, backend=backend, device=device, precision=precision, artifact=artifact,
-        exact=exact)
+        exact=exact, trust=trusted_keys(trust))

@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeanomaly import __version__
-from edgeanomaly.bundle import Artifact, Calibration, Manifest, input_spec, output_specs, utc_now, write_bundle
+from edgeanomaly.bundle import Artifact, Calibration, Manifest, SigningKey, input_spec, output_specs, utc_now, write_bundle
 from edgeanomaly.data import Dataset, PreprocessConfig, Sample, load_dataset, preprocess, sample_masks
 from edgeanomaly.data import resize_and_crop
 from edgeanomaly.errors import ConfigError, ExportError, ParityError
@@ -244,6 +244,7 @@ def export_checkpoint(
     only: Sequence[str] | None = None,
     allow_degraded: bool = False,
     int8_tolerance: Any = None,
+    sign_key: Any = None,
 ) -> ExportReport:
     """Export a fitted :class:`~edgeanomaly.models.Checkpoint` to a bundle at ``out``.
 
@@ -263,6 +264,9 @@ def export_checkpoint(
             quantisation takes minutes), for progress displays.
         int8_tolerance: the criteria an INT8 artifact must meet, a
             ``edgeanomaly.tooling.Tolerance`` (default: ``TOLERANCES["int8"]``, validate's).
+        sign_key: an ``edgeanomaly.bundle.SigningKey`` or the path of one (``edgeanomaly
+            keygen``): the bundle is written with ``signature.json`` (read first, so a bad
+            key fails before the export starts).
 
     Each artifact is judged with :func:`edgeanomaly.tooling.judge` on the held-out images,
     exactly as ``validate`` judges it on the same data; the verdict is stored in its parity
@@ -285,6 +289,8 @@ def export_checkpoint(
     if static_batch is not None and static_batch < 1:
         raise ConfigError(f"Expected a static batch >= 1, got {static_batch}")
     out = Path(out)
+    if sign_key is not None and not isinstance(sign_key, SigningKey):
+        sign_key = SigningKey.load(sign_key)
     model, pp = ckpt.model, ckpt.preprocessing
     model.check_is_fitted()
     model.eval()
@@ -454,7 +460,7 @@ def export_checkpoint(
             reference={"file": None, "metrics": ref_metrics, "parity": parity, "data": data_desc},
         )
         t0 = start("writing the bundle")
-        write_bundle(out, manifest, files, overwrite=overwrite)
+        write_bundle(out, manifest, files, overwrite=overwrite, sign_key=sign_key)
         done("bundle written", t0)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -40,14 +40,16 @@ class ServedBundle:
     Args:
         bundle: bundle directory or ``.zip``.
         name: model name on the server.
-        backend, device, precision, artifact, exact: as :func:`edgeanomaly.runtime.load`.
+        backend, device, precision, artifact, exact, trust: as :func:`edgeanomaly.runtime.load`.
         max_batch: most images accepted in one request.
     """
 
     def __init__(self, bundle: str | os.PathLike[str], name: str, *, backend: str = "auto", device: str = "CPU",
-                 precision: str = "fp32", artifact: str | None = None, max_batch: int = 64, exact: bool = False) -> None:
+                 precision: str = "fp32", artifact: str | None = None, max_batch: int = 64, exact: bool = False,
+                 trust: Any = None) -> None:
         self.bundle, self.name = bundle, name
-        self._load_args = {"backend": backend, "device": device, "precision": precision, "artifact": artifact, "exact": exact}
+        self._load_args = {"backend": backend, "device": device, "precision": precision, "artifact": artifact, "exact": exact,
+                           "trust": trust}
         self.max_batch = max_batch
         self.detector: Any = None
         self._in_flight = 0  # requests being scored now (infer), to send concurrent ones to the throughput model

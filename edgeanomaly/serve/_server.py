@@ -62,10 +62,37 @@ def build_models(bundles: Sequence[str], names: Sequence[str] | None, **load_arg
     return out
 
 
+def check_signed(bundles: Sequence[str], trusted: Any) -> None:
+    """Refuse to start unless every bundle is signed by a trusted key; names each one refused."""
+    from edgeanomaly.bundle import read_bundle
+    from edgeanomaly.errors import SignatureError
+
+    refused: list[SignatureError] = []
+    for b in bundles:
+        try:
+            read_bundle(b, trust=trusted).close()
+        except SignatureError as exc:
+            refused.append(exc)
+    if refused:
+        kind = type(refused[0]) if all(type(e) is type(refused[0]) for e in refused) else SignatureError
+        raise kind(f"edgeanomaly serve: refusing to start: {len(refused)} of {len(bundles)} bundle(s) not accepted "
+                   "under the trusted keys: " + " | ".join(str(e) for e in refused))
+
+
 def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: str = "127.0.0.1",
           http_port: int = 8080, grpc_port: int | None = 8081, max_request_bytes: int = 32 << 20,
-          max_batch: int = 64, grpc_threads: int = 4, **load_args: Any) -> None:
-    """Serve bundles until SIGTERM/SIGINT (blocking). See ``edgeanomaly serve --help``."""
+          max_batch: int = 64, grpc_threads: int = 4, trust: Any = None, **load_args: Any) -> None:
+    """Serve bundles until SIGTERM/SIGINT (blocking). See ``edgeanomaly serve --help``.
+
+    ``trust`` (trusted public keys; default ``$EDGEANOMALY_TRUST``): every bundle must be
+    signed by one of them; checked for all bundles before anything starts, and a refusal
+    names each bundle refused and why (:class:`~edgeanomaly.errors.SignatureError`).
+    """
+    from edgeanomaly.bundle import resolve_trust
+
+    trusted = resolve_trust(trust)
+    if trusted is not None:
+        check_signed(bundles, trusted)
     kserve = _import_kserve()
     from kserve import model_server as ks_server
     from kserve.errors import InvalidInput
@@ -73,7 +100,7 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
     from kserve.protocol.infer_type import InferOutput, InferResponse
     from kserve.protocol.rest.server import RESTServer
 
-    models = build_models(bundles, names, max_batch=max_batch, **load_args)
+    models = build_models(bundles, names, max_batch=max_batch, trust=trusted, **load_args)
     from edgeanomaly.serve._routes import Metrics, install_routes
 
     metrics = Metrics()  # REST and gRPC requests alike

@@ -151,6 +151,7 @@ def validate_bundle(
     url: str | None = None,
     model_name: str | None = None,
     exact: bool = False,
+    trust: Any = None,
 ) -> ValidationReport:
     """Run every requested artifact of ``bundle`` on the labelled test split of ``data``.
 
@@ -163,6 +164,8 @@ def validate_bundle(
             supports it) and is judged with :func:`tolerance_for` its artifact and execution
             precision; ``execution_choice`` in the report says which and why.
         tolerance: metric tolerance for every precision (default: :data:`TOLERANCES`).
+        trust: trusted public keys (see :func:`edgeanomaly.bundle.read_bundle`): the bundle
+            must be signed by one of them; default ``$EDGEANOMALY_TRUST`` when set.
         pixel_resolution: ``"original"`` also reports pixel metrics with each map resized to
             its image's own size (as MVTec results are reported; ``metrics_original``);
             ``"model"`` only at model input size. The verdict always compares at model size,
@@ -170,7 +173,7 @@ def validate_bundle(
 
     Returns a :class:`ValidationReport`; ``report.ok`` is False when any artifact failed.
     """
-    from edgeanomaly.bundle import read_bundle
+    from edgeanomaly.bundle import read_bundle, resolve_trust
     from edgeanomaly.data import PreprocessConfig, load_dataset, sample_labels, sample_masks
     from edgeanomaly._optional import check_choice
     from edgeanomaly.metrics import evaluate_outputs
@@ -188,7 +191,7 @@ def validate_bundle(
         )
     samples = ds.test
     labels = sample_labels(samples)
-    b = read_bundle(bundle)
+    b = read_bundle(bundle, trust=resolve_trust(trust))
     try:
         manifest = b.manifest
         pp = PreprocessConfig.from_dict(manifest.preprocessing)
