@@ -48,7 +48,7 @@ def calibrate(
       edgeanomaly calibrate bundles/fabric --data /data/line3/fabric
     """
     from edgeanomaly.bundle import read_bundle
-    from edgeanomaly.tooling import recalibrate
+    from edgeanomaly import frontdoor
 
     with read_bundle(bundle) as opened:
         before = opened.manifest.calibration
@@ -59,7 +59,7 @@ def calibrate(
             bar.length = total
             bar.update(1)
 
-        after = recalibrate(
+        after = frontdoor.calibrate(
             bundle,
             data,
             backend=backend,
