@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class Bundle:
     """A bundle on disk (a directory or one ``.zip``) with the next steps on it.
 
-    :func:`edgeanomaly.export` returns one; ``Bundle(path)`` names an existing one (nothing is
+    ``Run.export`` returns one; ``Bundle(path)`` names an existing one (nothing is
     read until a method needs it). A ``Bundle`` is path-like: it goes wherever a bundle path
     does. Every method runs without torch.
 
@@ -94,7 +94,7 @@ class Bundle:
         return calibrate(self, data, **options)
 
     def serve(self, **options: Any) -> None:
-        """Serve over the Open Inference Protocol until SIGTERM: :func:`edgeanomaly.serve`."""
+        """Serve over the Open Inference Protocol until SIGTERM: :func:`edgeanomaly.frontdoor.serve`."""
         serve([self], **options)
 
 

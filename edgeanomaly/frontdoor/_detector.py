@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from edgeanomaly.errors import ConfigError
+from edgeanomaly.frontdoor._forward import Forward
 
 if TYPE_CHECKING:
     from edgeanomaly.bundle import Manifest
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from edgeanomaly.runtime import Detector as RuntimeDetector
     from edgeanomaly.runtime import ExecutionChoice, Prediction
     from edgeanomaly.tooling import ValidationReport
+
+_RUNTIME = "runtime_detector"
 
 
 class Detector:
@@ -41,59 +44,18 @@ class Detector:
         #: the keyword arguments ``load`` was called with (``validate`` repeats the relevant ones)
         self.load_options = dict(load_options)
 
-    # -- what runs where (the runtime detector's attributes) -------------------------------------
-    @property
-    def backend(self) -> str:
-        """Registry name of the backend that runs the graph (``"openvino"``, ``"onnxruntime"``, ...)."""
-        return self.runtime_detector.backend
-
-    @property
-    def device(self) -> str:
-        """The device that runs the graph (also after ``AUTO`` or a fallback list)."""
-        return self.runtime_detector.device
-
-    @property
-    def precision(self) -> str:
-        """Artifact and execution precision read back from the backend, e.g. ``"fp32 (f32 execution)"``."""
-        return self.runtime_detector.precision
-
-    @property
-    def execution(self) -> ExecutionChoice:
-        """The execution precision, why it was chosen, and the drift export measured for it."""
-        return self.runtime_detector.execution
-
-    @property
-    def selection(self) -> str:
-        """Why ``load`` chose this artifact (and backend)."""
-        return self.runtime_detector.selection
-
-    @property
-    def artifact(self) -> Any:
-        """The bundle artifact that was loaded (``.name``, ``.format``, ``.precision``)."""
-        return self.runtime_detector.artifact
-
-    @property
-    def task(self) -> str:
-        """``"segmentation"`` (score and map) or ``"classification"`` (score only)."""
-        return self.runtime_detector.task
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """(h, w) model input size."""
-        return self.runtime_detector.input_size
-
-    @property
-    def preprocessing(self) -> PreprocessConfig:
-        return self.runtime_detector.preprocessing
-
-    @property
-    def calibration(self) -> Any:
-        """The calibration that normalises and thresholds the outputs."""
-        return self.runtime_detector.calibration
-
-    @property
-    def manifest(self) -> Manifest:
-        return self.runtime_detector.manifest
+    # -- what runs where (the runtime detector's attributes, read through) -----------------------
+    backend = Forward[str](_RUNTIME, 'Registry name of the backend that runs the graph ("openvino", "onnxruntime", ...).')
+    device = Forward[str](_RUNTIME, "The device that runs the graph (also after AUTO or a fallback list).")
+    precision = Forward[str](_RUNTIME, 'Artifact and execution precision read back from the backend, e.g. "fp32 (f32 execution)".')
+    execution = Forward["ExecutionChoice"](_RUNTIME, "The execution precision, why it was chosen, and the drift export measured for it.")
+    selection = Forward[str](_RUNTIME, "Why load chose this artifact (and backend).")
+    artifact = Forward[Any](_RUNTIME, "The bundle artifact that was loaded (.name, .format, .precision).")
+    task = Forward[str](_RUNTIME, '"segmentation" (score and map) or "classification" (score only).')
+    input_size = Forward["tuple[int, int]"](_RUNTIME, "(h, w) model input size.")
+    preprocessing = Forward["PreprocessConfig"](_RUNTIME, "How images become the graph's input (the bundle's).")
+    calibration = Forward[Any](_RUNTIME, "The calibration that normalises and thresholds the outputs.")
+    manifest = Forward["Manifest"](_RUNTIME, "The bundle's manifest.")
 
     def info(self) -> dict[str, Any]:
         """What runs where, for logs (:meth:`edgeanomaly.runtime.Detector.info`)."""

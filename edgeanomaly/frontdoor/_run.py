@@ -17,6 +17,7 @@ from edgeanomaly._optional import require
 from edgeanomaly.bundle import check_destination
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.frontdoor._bundle import Bundle
+from edgeanomaly.frontdoor._forward import Forward
 
 if TYPE_CHECKING:
     from edgeanomaly.models import AnomalyModel, Checkpoint
@@ -45,23 +46,13 @@ class Run:
 
         return cls(load_checkpoint(path), Path(path))
 
-    @property
-    def model(self) -> AnomalyModel:
-        """The fitted torch model."""
-        return self.checkpoint.model
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        """Test metrics of the torch model (empty without a labelled test split)."""
-        return self.checkpoint.metrics
-
-    @property
-    def calibration(self) -> dict[str, Any] | None:
-        """The calibration computed at fit time (thresholds, normalisation, on which images)."""
-        return self.checkpoint.calibration
+    model = Forward["AnomalyModel"]("checkpoint", "The fitted torch model.")
+    metrics = Forward["dict[str, float]"]("checkpoint", "Test metrics of the torch model (empty without a labelled test split).")
+    calibration = Forward["dict[str, Any] | None"](
+        "checkpoint", "The calibration computed at fit time (thresholds, normalisation, on which images).")
 
     def export(self, out: str | os.PathLike[str], **options: Any) -> Bundle:
-        """Write this run as a bundle: :func:`edgeanomaly.export` of this run."""
+        """Write this run as a bundle: :func:`edgeanomaly.frontdoor.export` of this run."""
         return export(self, out, **options)
 
 
