@@ -150,3 +150,22 @@ def test_load_names_a_missing_bundle(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="Expected a bundle directory or .zip file at .*nothing is there"):
         ea.load(tmp_path / "missing.bundle")
     assert os.fspath(ea.Bundle(tmp_path / "b")) == str(tmp_path / "b")
+
+
+@pytest.mark.slow
+def test_bundle_benchmark_measures_every_artifact_exactly_when_asked(fitted, data: Path) -> None:
+    _, bundle = fitted
+    rows = bundle.benchmark(data, category="metal", repeats=3, throughput_images=2, cold_start=False, exact=True)
+    assert {r.artifact for r in rows} == {"onnx-fp32", "openvino-fp32"} and "openvino" in {r.backend for r in rows}
+    for row in rows:
+        assert row.status == "ok", (row.artifact, row.backend, row.reason)
+        if row.backend == "openvino":  # ONNX Runtime runs a graph's own precision either way
+            assert row.execution_reason.startswith("f32 forced (exact)"), row.execution_reason  # exact=True arrived
+        assert 0.0 <= row.image_auroc <= 1.0 and row.latency_ms_p50 > 0 and row.max_rel_diff < 1e-4
+
+
+@pytest.mark.slow
+def test_fit_names_an_unknown_model_with_a_suggestion(data: Path) -> None:
+    pytest.importorskip("torch", reason="fitting needs the [train] extra")
+    with pytest.raises(ConfigError, match="Did you mean 'patchcore'"):
+        ea.fit("patchcor", data, category="metal")
