@@ -169,3 +169,21 @@ def test_fit_names_an_unknown_model_with_a_suggestion(data: Path) -> None:
     pytest.importorskip("torch", reason="fitting needs the [train] extra")
     with pytest.raises(ConfigError, match="Did you mean 'patchcore'"):
         ea.fit("patchcor", data, category="metal")
+
+
+def _registered_models() -> list[str]:
+    try:
+        from edgeanomaly.models import list_models
+    except ImportError:  # no [train] extra: the tests below skip
+        return []
+    return list_models()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _registered_models())
+def test_fit_takes_every_registered_model(name: str, data: Path) -> None:
+    """The front door passes the model name and its settings through to the registry."""
+    run = ea.fit(name, data, category="metal", image_size=128, random_state=0)
+    assert run.model.name == name and run.out is None and run.seconds["fit"] > 0
+    assert run.calibration is not None and np.isfinite(run.calibration["image_threshold"])
+    assert 0.0 <= run.metrics["image_auroc"] <= 1.0
