@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from edgeanomaly.export import ExportReport
     from edgeanomaly.tooling import BenchmarkRow, ValidationReport
 
+
 class Bundle:
     """A bundle on disk (a directory or one ``.zip``) with the next steps on it.
 
