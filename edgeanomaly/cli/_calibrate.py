@@ -54,8 +54,8 @@ def calibrate(
     Example:
       edgeanomaly calibrate bundles/fabric --data /data/line3/fabric
     """
+    from edgeanomaly import frontdoor
     from edgeanomaly.bundle import SigningKey, read_bundle
-    from edgeanomaly.tooling import recalibrate
 
     key = SigningKey.load(sign_key) if sign_key is not None else None  # a wrong key fails before the work
     with read_bundle(bundle) as opened:
@@ -68,7 +68,7 @@ def calibrate(
             bar.length = total
             bar.update(1)
 
-        after = recalibrate(
+        after = frontdoor.calibrate(
             bundle,
             data,
             backend=backend,

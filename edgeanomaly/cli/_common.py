@@ -112,16 +112,9 @@ def check_run_dir(out: Path, overwrite: bool) -> None:
     An empty or missing folder is fine; a run directory (``checkpoint.json``) is replaced only
     with ``--overwrite``; any other non-empty folder is never written into.
     """
-    from edgeanomaly.errors import ConfigError
+    from edgeanomaly import frontdoor
 
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"Expected a run directory at {out}, found a file; choose another --out")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not (out / "checkpoint.json").is_file() and not (out / "model.pt").is_file():
-        raise ConfigError(f"{out} exists and is not a run directory (no checkpoint.json); refusing to write into it. Choose another path.")
-    if not overwrite:
-        raise ConfigError(f"Run directory {out} already exists; pass --overwrite to replace its checkpoint")
+    frontdoor.check_run_dir(out, overwrite, flag="--overwrite", option="--out")
 
 
 class StageBar:

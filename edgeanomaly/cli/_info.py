@@ -26,13 +26,13 @@ def info(bundle: Path, as_json: bool, trust: tuple[Path, ...]) -> None:
     the signature is checked against those keys. A damaged bundle is still described, file
     by file; the exit code is then 1.
     """
-    from edgeanomaly.bundle import describe_bundle, read_bundle, verify_bundle
+    from edgeanomaly import frontdoor
 
     # Describe without hashing first so a damaged bundle can still be inspected; then verify fully.
     keys = trusted_keys(trust)
-    with read_bundle(bundle, verify=False) as b:
-        click.echo(b.manifest.to_json() if as_json else describe_bundle(b, trust=keys))
-    problems = verify_bundle(bundle, trust=keys, graphs=True)
+    handle = frontdoor.Bundle(bundle)
+    click.echo(handle.manifest.to_json() if as_json else handle.describe(trust=keys))
+    problems = handle.verify(trust=keys)
     if problems:
         click.echo(f"{len(problems)} problem(s):", err=True)
         for p in problems:

@@ -46,14 +46,15 @@ def validate(bundle: Path, data: Path, category: str | None, backend: str, devic
     too small to judge a metric difference; the report says how many images would). --out
     writes validation.json, validation.md and a self-contained validation.html.
     """
-    from edgeanomaly.tooling import validate_bundle, write_validation_report
+    from edgeanomaly import frontdoor
+    from edgeanomaly.tooling import write_validation_report
 
     bar = StageBar()
     try:
-        report = validate_bundle(bundle, data, category=category, backend=backend, device=device,
-                                 artifacts=split_csv(artifacts) or None, tolerance=tolerance, progress=bar,
-                                 pixel_resolution=pixel_resolution, exact=exact, trust=trusted_keys(trust),
-                                 **check_remote(backend, url, model_name))
+        report = frontdoor.validate(bundle, data, category=category, backend=backend, device=device,
+                                    artifacts=split_csv(artifacts) or None, tolerance=tolerance, progress=bar,
+                                    pixel_resolution=pixel_resolution, exact=exact, trust=trusted_keys(trust),
+                                    **check_remote(backend, url, model_name))
     finally:
         bar.close()
     print_validation(report)

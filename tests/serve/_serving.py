@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 READY_TIMEOUT_S = 180.0
 
@@ -59,16 +60,16 @@ class Server:
         return self.proc.poll() is None
 
 
-def start_server(bundle: Path, log_dir: Path, *extra: str) -> Server:
+def start_server(bundle: Path, log_dir: Path, *extra: str, launch: Callable[[int, int], list[str]] | None = None) -> Server:
+    """`edgeanomaly serve BUNDLE EXTRA...`, or the command ``launch(http_port, grpc_port)`` returns."""
     http_port, grpc_port = free_port(), free_port()
     log = log_dir / f"serve-{http_port}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = launch(http_port, grpc_port) if launch is not None else [
+        sys.executable, "-m", "edgeanomaly.cli", "serve", str(bundle), *extra, "--host", "127.0.0.1",
+        "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edgeanomaly.cli", "serve", str(bundle), *extra, "--host", "127.0.0.1",
-             "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
-            stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     server = Server(proc, http_port, grpc_port, log)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
