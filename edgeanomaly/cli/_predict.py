@@ -20,6 +20,13 @@ EXIT_SOME_FAILED = 3
 _GLOB_CHARS = set("*?[")
 
 
+def _count_suffixes(paths: list[Path]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for p in paths:
+        counts[p.suffix.lower() or p.name] = counts.get(p.suffix.lower() or p.name, 0) + 1
+    return counts
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -53,6 +60,24 @@ def _resolve_source(source: str, watch: bool) -> tuple[str, Any]:
         f"{source} is not an image, a folder, a glob pattern, a video file or a camera index",
         param_hint="SOURCE",
     )
+
+
+def _not_images(source: str, kind: str) -> list[Path]:
+    """The files of a folder (or glob) that are not images: reported, never skipped in silence."""
+    from edgeanomaly.data import is_image_file
+
+    if kind != "files":
+        return []
+    path = Path(source)
+    if path.is_dir():
+        found = (p for p in path.rglob("*") if p.is_file())
+    elif _GLOB_CHARS & set(source) and not path.is_file():
+        import glob
+
+        found = (Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+    else:
+        return []
+    return sorted(p for p in found if not is_image_file(p) and not p.name.startswith("."))
 
 
 def _no_images_message(source: str) -> str:
@@ -122,6 +147,7 @@ class _Report:
             self.file = target.open("a" if done else "w", encoding="utf-8")
         if self.overlay_dir is not None:
             self.overlay_dir.mkdir(parents=True, exist_ok=True)
+        self.not_images: list[Path] = []
         self.n_resumed = len(done)
         self.n_ok = len(done)
         self.n_failed = 0
@@ -196,6 +222,7 @@ class _Report:
                 "failed": self.n_failed,
                 "anomalous": self.n_anomalous,
                 "resumed": self.n_resumed,
+                "not_images": _count_suffixes(self.not_images),
                 "wall_s": round(wall_s, 3),
                 "images_per_s": round(self.n_ok / wall_s, 2) if wall_s > 0 else None,
                 "latency_ms": {
@@ -297,14 +324,14 @@ def predict(
 
         lock = FolderLock(out_dir, "edgeanomaly predict")  # a second run into the folder fails here
     try:
-        _predict_locked(bundle, kind, value, backend, device, precision, artifact, inference_precision, exact, batch_size,
+        _predict_locked(bundle, kind, value, _not_images(source, kind), backend, device, precision, artifact, inference_precision, exact, batch_size,
                         out_dir, save_overlays, overwrite, resume, as_json, max_frames, timeout, remote)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _predict_locked(bundle: Path, kind: str, value: Any, backend: str, device: str, precision: str | None, artifact: str | None,
+def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path], backend: str, device: str, precision: str | None, artifact: str | None,
                     inference_precision: str | None, exact: bool, batch_size: int, out_dir: Path | None, save_overlays: bool,
                     overwrite: bool, resume: bool, as_json: bool, max_frames: int | None, timeout: float | None,
                     remote: dict[str, Any]) -> None:
@@ -338,6 +365,11 @@ def _predict_locked(bundle: Path, kind: str, value: Any, backend: str, device: s
     if not as_json:
         click.echo(f"{detector!r}: {detector.selection}; execution {detector.execution.reason}", err=True)
     report = _Report(as_json, out_dir, save_overlays, root, done=done)
+    report.not_images = not_images
+    if not_images:
+        shown = ", ".join(str(p) for p in not_images[:5]) + (", ..." if len(not_images) > 5 else "")
+        plural = "file that is not an image" if len(not_images) == 1 else "files that are not images"
+        click.echo(f"note: {len(not_images)} {plural} (not scored, not counted as failed): {shown}", err=True)
     t0 = time.perf_counter()
     try:
         if kind == "files":
@@ -370,6 +402,7 @@ def _run_files(detector: Any, paths: list[Path], batch_size: int, report: _Repor
 
     from edgeanomaly.data import read_image
     from edgeanomaly.errors import ImageReadError
+    from edgeanomaly.runtime import check_image_size
 
     # (path, decode_ms, rgb) for decoded files, (path, None, error) for unreadable ones.
     queue: deque[tuple[Path, float | None, Any]] = deque()
@@ -379,6 +412,8 @@ def _run_files(detector: Any, paths: list[Path], batch_size: int, report: _Repor
             t0 = time.perf_counter()
             try:
                 rgb = read_image(path)
+                # here, not in predict_many: a refused image is one failed line, not the end of the stream
+                check_image_size(rgb.shape[:2], detector.input_size, str(path))
             except ImageReadError as exc:
                 queue.append((path, None, exc))
                 continue

@@ -20,7 +20,11 @@ from edgeanomaly.errors import ConfigError, ImageReadError
 
 __all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "read_image", "read_mask", "is_image_file", "decode_image", "header_size", "max_image_pixels"]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: File names read as images: every still-image format OpenCV decodes (a ``.webp`` or ``.gif``
+#: given to ``predict`` is an image, not a video; a folder's ``.webp`` files are not skipped).
+#: GIF: the first frame. Float formats (HDR, PFM) must hold values in [0, 1].
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".avif",
+                    ".jp2", ".pbm", ".pgm", ".ppm", ".pnm", ".sr", ".ras", ".hdr", ".pic", ".pfm", ".exr")
 
 # Magic numbers tell a truncated image from a file that never was one.
 _SIGNATURES = {
@@ -224,7 +228,7 @@ def decode_image(data: bytes, name: str = "<bytes>", *, max_pixels: int | None =
     if img is None:
         if kind is None:
             raise ImageReadError(
-                f"Not an image file (expected PNG, JPEG, BMP or TIFF): {name}{detail}"
+                f"Not an image file, or one OpenCV cannot decode (PNG, JPEG, BMP, TIFF, WebP, GIF, AVIF, JPEG 2000, PNM...): {name}{detail}"
             )
         raise ImageReadError(f"{kind.upper()} file is corrupt or truncated and cannot be decoded: {name}{detail}")
     return _to_rgb_uint8(img, name)
