@@ -186,6 +186,9 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     report = export_with_progress(ckpt, out, fmt_list, prec_list, static_batch=static, calibration_data=calibration_data,
                                   overwrite=overwrite, only=only, allow_degraded=allow_degraded)
     print_parity(report)
+    from edgeanomaly.cli._fit import warn_thresholds
+
+    warn_thresholds(report.manifest.calibration if report.manifest is not None else None)
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.is_dir() else out.stat().st_size
     click.echo(f"Bundle: {out} ({_size(total)})")
     if calibration_data is not None:
