@@ -451,7 +451,9 @@ def export_checkpoint(
             outputs=output_specs(model.task, h, w, static_batch),
             calibration=cal,
             artifacts=artifacts,
-            reference={"file": None, "metrics": ref_metrics, "parity": parity, "data": data_desc},
+            reference={"file": None, "metrics": ref_metrics, "parity": parity, "data": data_desc,
+                       # the category fitted on (MVTec layout): validate names a mismatch
+                       **({"category": str(ckpt.info["category"])} if ckpt.info.get("layout") == "mvtec" and ckpt.info.get("category") else {})},
         )
         t0 = start("writing the bundle")
         write_bundle(out, manifest, files, overwrite=overwrite)
