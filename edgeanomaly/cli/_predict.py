@@ -56,6 +56,8 @@ def _resolve_source(source: str, watch: bool) -> tuple[str, Any]:
 
         matches = sorted(Path(p) for p in glob.glob(source, recursive=True))
         return "files", [p for p in matches if p.is_file() and is_image_file(p)]
+    if not path.exists():
+        raise click.BadParameter(f"{source} does not exist (no such file or folder)", param_hint="SOURCE")
     raise click.BadParameter(
         f"{source} is not an image, a folder, a glob pattern, a video file or a camera index",
         param_hint="SOURCE",

@@ -169,6 +169,32 @@ def _check_complete(data: bytes, kind: str | None, name: str) -> None:
         )
 
 
+def _check_png_chunks(data: bytes, name: str) -> None:
+    """Walk a PNG's chunk headers up to IEND, without decompressing or checksumming anything.
+
+    libpng prints "libpng error: ..." on the C-level stderr before OpenCV returns None, beside
+    the clean per-file error. A truncated PNG (the usual damage: a camera still writing it)
+    is caught here instead, silently, and the message says so. The walk reads 8 bytes per
+    chunk; CRCs are left to libpng (checking them here cost 10-15% of a decode), so damage
+    inside a complete file still reaches libpng, which then prints its line.
+    """
+    pos, n = 8, len(data)
+    while True:
+        if pos + 12 > n:
+            raise ImageReadError(f"PNG file is truncated ({n} bytes, it ends before its IEND chunk): {name}. "
+                                 "Check that the camera software finished writing it.")
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 12 + length
+        if end > n:
+            raise ImageReadError(
+                f"PNG file is truncated ({n} bytes; its {ctype.decode('latin-1')!r} chunk needs {end}): {name}. "
+                "Check that the camera software finished writing it."
+            )
+        if ctype == b"IEND":
+            return
+        pos = end
+
+
 _STDERR_LOCK = threading.Lock()
 
 
@@ -216,6 +242,8 @@ def decode_image(data: bytes, name: str = "<bytes>", *, max_pixels: int | None =
     kind = _sniff(data)
     _check_complete(data, kind, name)
     _check_pixels(data, name, max_pixels)
+    if kind == "png":
+        _check_png_chunks(data, name)
     buf = np.frombuffer(data, dtype=np.uint8)
     flags = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
     try:
@@ -275,6 +303,8 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     kind = _sniff(data)
     _check_complete(data, kind, str(path))
     _check_pixels(data, str(path), None)
+    if kind == "png":
+        _check_png_chunks(data, str(path))
     buf = np.frombuffer(data, np.uint8)
     raw = _imdecode_jpeg(buf, cv2.IMREAD_UNCHANGED, str(path)) if kind == "jpeg" else cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if raw is None:

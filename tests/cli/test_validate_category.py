@@ -21,22 +21,16 @@ def run(*args: object):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def test_validate_on_another_category_names_the_mismatch(synthetic_root: Path, tmp_path: Path) -> None:
-    pytest.importorskip("torch")
-    r = run("fit", "--model", "dfm", "--data", synthetic_root, "--category", "metal", "--image-size", "128",
-            "--backbone", "resnet18", "--no-pretrained", "--out", tmp_path / "run")
-    assert r.exit_code == 0, r.output
-    r = run("export", tmp_path / "run", "--out", tmp_path / "pc.bundle", "--format", "onnx", "--precision", "fp32")
-    assert r.exit_code == 0, r.output
-    with read_bundle(tmp_path / "pc.bundle") as b:
+def test_validate_on_another_category_names_the_mismatch(small_dfm_bundle: Path, synthetic_root: Path, tmp_path: Path) -> None:
+    with read_bundle(small_dfm_bundle) as b:
         assert b.manifest.reference["category"] == "metal"
 
-    r = run("validate", tmp_path / "pc.bundle", "--data", synthetic_root, "--category", "fabric", "--out", tmp_path / "rep")
+    r = run("validate", small_dfm_bundle, "--data", synthetic_root, "--category", "fabric", "--out", tmp_path / "rep")
     assert "fitted on category 'metal'" in r.output and "'fabric'" in r.output, r.output
     assert "does not reproduce" not in r.output
     doc = json.loads((tmp_path / "rep" / "validation.json").read_text())
     assert any("category" in note for note in doc["notes"])
     assert "fitted on category" in (tmp_path / "rep" / "validation.html").read_text()
 
-    r = run("validate", tmp_path / "pc.bundle", "--data", synthetic_root, "--category", "metal")
+    r = run("validate", small_dfm_bundle, "--data", synthetic_root, "--category", "metal")
     assert "fitted on category" not in r.output, r.output
