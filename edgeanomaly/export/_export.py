@@ -41,7 +41,7 @@ from edgeanomaly._diskspace import check_free_space, format_size, free_bytes, is
 from edgeanomaly.bundle import Artifact, Calibration, Manifest, input_spec, output_specs, utc_now, write_bundle
 from edgeanomaly.data import Dataset, PreprocessConfig, Sample, load_dataset, preprocess, sample_masks
 from edgeanomaly.data import resize_and_crop
-from edgeanomaly.errors import ConfigError, ExportError, OutOfSpaceError, ParityError
+from edgeanomaly.errors import ConfigError, EdgeAnomalyError, ExportError, OutOfSpaceError, ParityError
 from edgeanomaly.export._execution import execution_entry, measure_executions, measuring_backend
 from edgeanomaly.export._formats import artifact_name, check_targets
 from edgeanomaly.export._graphs import ONNX_OPSET, export_onnx, onnx_to_openvino, quantize_openvino_int8
@@ -464,7 +464,7 @@ def export_checkpoint(
     except (OSError, RuntimeError) as exc:
         # Measured before the temporary files go: the graph writers of torch and OpenVINO do
         # not all say ENOSPC, but a disk with nothing left says it for them.
-        if is_out_of_space(exc) or nearly_full(stage, out):
+        if is_out_of_space(exc) or (not isinstance(exc, EdgeAnomalyError) and nearly_full(stage, out)):
             raise OutOfSpaceError(
                 f"The disk ran out of space while exporting to {out}: {format_size(free_bytes(out))} free there, "
                 f"{format_size(free_bytes(stage))} free in the temporary folder {stage.parent} (the export needs about "
