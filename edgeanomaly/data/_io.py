@@ -270,7 +270,8 @@ def _to_rgb_uint8(img: np.ndarray, name: str) -> np.ndarray:
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3).
 
-    Accepts PNG, JPEG, BMP and TIFF; 8- or 16-bit (16-bit is scaled to 8-bit); grayscale
+    Accepts every still-image format OpenCV decodes (:data:`IMAGE_EXTENSIONS`: PNG, JPEG, BMP,
+    TIFF, WebP, GIF's first frame, AVIF, JPEG 2000, PNM...); 8- or 16-bit (16-bit is scaled to 8-bit); grayscale
     (replicated to 3 channels), RGBA (alpha dropped) and palette images (expanded). EXIF
     orientation is ignored on purpose: camera frames are used as the sensor wrote them.
 
