@@ -54,7 +54,7 @@ def test_truncated_png_gives_one_clean_line_and_no_libpng_noise(tmp_path: Path) 
     ok, buf = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     data = buf.tobytes()
     bad = tmp_path / "cut.png"
-    bad.write_bytes(data[: len(data) // 2])
+    bad.write_bytes(data[: int(len(data) * 0.9)])  # inside the last IDAT: libpng printed "PNG input buffer is incomplete"
     from edgeanomaly.data import read_image
     from edgeanomaly.errors import ImageReadError
 
