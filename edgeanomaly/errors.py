@@ -29,6 +29,7 @@ __all__ = [
     "MissingDependencyError",
     "ExportError",
     "ParityError",
+    "OutOfSpaceError",
 ]
 
 
@@ -105,3 +106,7 @@ class ExportError(EdgeAnomalyError, RuntimeError):
 
 class ParityError(ExportError):
     """An exported FP32 artifact disagrees with the torch model beyond tolerance."""
+
+
+class OutOfSpaceError(EdgeAnomalyError, OSError):
+    """Not enough free disk space for an output (the message names where, how much is needed and free)."""

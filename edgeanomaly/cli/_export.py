@@ -134,7 +134,7 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
             click.echo(f"{name:<16} {about}")
         return
     from edgeanomaly._optional import require
-    from edgeanomaly.errors import ConfigError
+    from edgeanomaly.errors import ConfigError, EdgeAnomalyError
 
     if out is None:
         raise click.UsageError("Missing option '--out' (the bundle to write).")
@@ -142,12 +142,11 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
         raise ConfigError("Expected either a CHECKPOINT argument or --recipe (with --data), not both and not neither")
     if recipe is not None and data is None:
         raise ConfigError("--recipe needs --data DIR (the dataset to fit on)")
-    require("torch", "exporting models")
     from edgeanomaly.data import load_dataset
     from edgeanomaly.export import artifact_name, check_targets, load_recipe
-    from edgeanomaly.models import load_checkpoint
 
-    # Everything that can be wrong is checked here, before minutes of fitting and exporting.
+    # Everything that can be wrong is checked here, before minutes of fitting and exporting,
+    # and before torch is imported (seconds): a mistyped option is answered at once.
     r = load_recipe(recipe) if recipe is not None else None
     fmt_list = split_csv(formats, lower=True) or (r.formats if r else ["onnx", "openvino"])
     prec_list = split_csv(precisions, lower=True) or (r.precisions if r else ["fp32"])
@@ -165,17 +164,22 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     if calibration_data is not None:
         load_dataset(calibration_data).check()
     if r is not None:
+        load_dataset(data, category=category).check()  # type: ignore[arg-type]
+        run_dir = out.with_name(out.name.removesuffix(".zip") + ".run")
+        check_run_dir(run_dir, overwrite)
+    require("torch", "exporting models")
+    from edgeanomaly.models import load_checkpoint
+
+    if r is not None:
         from edgeanomaly._optional import check_choice
         from edgeanomaly.models import list_models
 
         check_choice("model", r.model, list_models())
-        load_dataset(data, category=category).check()  # type: ignore[arg-type]
-        run_dir = out.with_name(out.name.removesuffix(".zip") + ".run")
-        check_run_dir(run_dir, overwrite)
         static = static if static is not None else r.static_batch
         from edgeanomaly.models import fit_run
 
-        click.echo(f"Fitting {r.model} from recipe {r.path} on {data}")
+        click.echo(f"Fitting {r.model} from recipe {r.path} on {data}; the checkpoint goes to {run_dir} "
+                   f"(kept: 'edgeanomaly export {run_dir} --out ...' exports it again without fitting)")
         bar = StageBar()
         try:
             result = fit_run(r.model, data, run_dir, category=category,  # type: ignore[arg-type]
@@ -190,9 +194,24 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     what = f"artifacts {','.join(only)}" if only else f"formats {','.join(fmt_list)}  precisions {','.join(prec_list)}"
     click.echo(f"Exporting {ckpt.model.name} ({ckpt.model.backbone}) -> {out}  {what}"
                + (f"  static batch {static}" if static else "  dynamic batch"))
-    report = export_with_progress(ckpt, out, fmt_list, prec_list, static_batch=static, calibration_data=calibration_data,
-                                  overwrite=overwrite, only=only, allow_degraded=allow_degraded, sign_key=key)
+    try:
+        report = export_with_progress(ckpt, out, fmt_list, prec_list, static_batch=static, calibration_data=calibration_data,
+                                      overwrite=overwrite, only=only, allow_degraded=allow_degraded, sign_key=key)
+    except EdgeAnomalyError as exc:
+        if r is None:
+            raise
+        import shlex
+
+        kept = sum(f.stat().st_size for f in run_dir.iterdir() if f.is_file())
+        raise click.ClickException(
+            f"{exc}\nThe fitted checkpoint is kept in {run_dir} ({_size(kept)}): "
+            f"'{shlex.join(['edgeanomaly', 'export', str(run_dir), '--out', str(out)])}' exports it without fitting again; "
+            "delete that folder if you do not need it."
+        ) from exc
     print_parity(report)
+    from edgeanomaly.cli._fit import warn_thresholds
+
+    warn_thresholds(report.manifest.calibration if report.manifest is not None else None)
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.is_dir() else out.stat().st_size
     click.echo(f"Bundle: {out} ({_size(total)})" + (f", signed with key {key.key_id}" if key is not None else ", unsigned"))
     if calibration_data is not None:

@@ -82,6 +82,18 @@ def build_model_kwargs(
     return kwargs
 
 
+def warn_thresholds(calibration: Any) -> None:
+    """The rule ``calibrate`` warns with: thresholds set on too few images (a dict or a Calibration)."""
+    if not calibration:
+        return
+    from edgeanomaly.bundle import Calibration
+    from edgeanomaly.tooling import threshold_sample_warnings
+
+    cal = Calibration.from_dict(calibration) if isinstance(calibration, dict) else calibration
+    for reason in threshold_sample_warnings(cal):
+        click.echo(f"warning: {reason}; 'edgeanomaly calibrate BUNDLE --data DIR' sets new thresholds from more images", err=True)
+
+
 def print_metrics(metrics: dict[str, float], calibration: dict[str, Any] | None) -> None:
     if calibration:
         src = calibration.get("source", {})
@@ -134,6 +146,7 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     m = ckpt.model
     click.echo(f"Fitted {m.name} ({m.backbone}: {', '.join(m.layers)}; weights {m.weights_source}) on {ckpt.info['n_train']} images in {run.seconds['fit']:.2f} s")
     print_metrics(ckpt.metrics, ckpt.calibration)
+    warn_thresholds(ckpt.calibration)
     click.echo(f"Checkpoint: {run.out}")
     import shlex
 

@@ -20,7 +20,11 @@ from edgeanomaly.errors import ConfigError, ImageReadError
 
 __all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "read_image", "read_mask", "is_image_file", "decode_image", "header_size", "max_image_pixels"]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: File names read as images: every still-image format OpenCV decodes (a ``.webp`` or ``.gif``
+#: given to ``predict`` is an image, not a video; a folder's ``.webp`` files are not skipped).
+#: GIF: the first frame. Float formats (HDR, PFM) must hold values in [0, 1].
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".avif",
+                    ".jp2", ".pbm", ".pgm", ".ppm", ".pnm", ".sr", ".ras", ".hdr", ".pic", ".pfm", ".exr")
 
 # Magic numbers tell a truncated image from a file that never was one.
 _SIGNATURES = {
@@ -165,6 +169,32 @@ def _check_complete(data: bytes, kind: str | None, name: str) -> None:
         )
 
 
+def _check_png_chunks(data: bytes, name: str) -> None:
+    """Walk a PNG's chunk headers up to IEND, without decompressing or checksumming anything.
+
+    libpng prints "libpng error: ..." on the C-level stderr before OpenCV returns None, beside
+    the clean per-file error. A truncated PNG (the usual damage: a camera still writing it)
+    is caught here instead, silently, and the message says so. The walk reads 8 bytes per
+    chunk; CRCs are left to libpng (checking them here cost 10-15% of a decode), so damage
+    inside a complete file still reaches libpng, which then prints its line.
+    """
+    pos, n = 8, len(data)
+    while True:
+        if pos + 12 > n:
+            raise ImageReadError(f"PNG file is truncated ({n} bytes, it ends before its IEND chunk): {name}. "
+                                 "Check that the camera software finished writing it.")
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 12 + length
+        if end > n:
+            raise ImageReadError(
+                f"PNG file is truncated ({n} bytes; its {ctype.decode('latin-1')!r} chunk needs {end}): {name}. "
+                "Check that the camera software finished writing it."
+            )
+        if ctype == b"IEND":
+            return
+        pos = end
+
+
 _STDERR_LOCK = threading.Lock()
 
 
@@ -212,6 +242,8 @@ def decode_image(data: bytes, name: str = "<bytes>", *, max_pixels: int | None =
     kind = _sniff(data)
     _check_complete(data, kind, name)
     _check_pixels(data, name, max_pixels)
+    if kind == "png":
+        _check_png_chunks(data, name)
     buf = np.frombuffer(data, dtype=np.uint8)
     flags = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
     try:
@@ -224,7 +256,7 @@ def decode_image(data: bytes, name: str = "<bytes>", *, max_pixels: int | None =
     if img is None:
         if kind is None:
             raise ImageReadError(
-                f"Not an image file (expected PNG, JPEG, BMP or TIFF): {name}{detail}"
+                f"Not an image file, or one OpenCV cannot decode (PNG, JPEG, BMP, TIFF, WebP, GIF, AVIF, JPEG 2000, PNM...): {name}{detail}"
             )
         raise ImageReadError(f"{kind.upper()} file is corrupt or truncated and cannot be decoded: {name}{detail}")
     return _to_rgb_uint8(img, name)
@@ -238,7 +270,8 @@ def _to_rgb_uint8(img: np.ndarray, name: str) -> np.ndarray:
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3).
 
-    Accepts PNG, JPEG, BMP and TIFF; 8- or 16-bit (16-bit is scaled to 8-bit); grayscale
+    Accepts every still-image format OpenCV decodes (:data:`IMAGE_EXTENSIONS`: PNG, JPEG, BMP,
+    TIFF, WebP, GIF's first frame, AVIF, JPEG 2000, PNM...); 8- or 16-bit (16-bit is scaled to 8-bit); grayscale
     (replicated to 3 channels), RGBA (alpha dropped) and palette images (expanded). EXIF
     orientation is ignored on purpose: camera frames are used as the sensor wrote them.
 
@@ -271,6 +304,8 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     kind = _sniff(data)
     _check_complete(data, kind, str(path))
     _check_pixels(data, str(path), None)
+    if kind == "png":
+        _check_png_chunks(data, str(path))
     buf = np.frombuffer(data, np.uint8)
     raw = _imdecode_jpeg(buf, cv2.IMREAD_UNCHANGED, str(path)) if kind == "jpeg" else cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if raw is None:

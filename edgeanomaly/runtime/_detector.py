@@ -21,7 +21,7 @@ from edgeanomaly.runtime._autoselect import contenders, measure_by_default, meas
 from edgeanomaly.runtime._backends import Backend
 from edgeanomaly.runtime._devices import check_inference_precision, check_performance_hint
 from edgeanomaly.runtime._execution import _PASS, ExecutionChoice, resolve_execution
-from edgeanomaly.runtime._inputs import as_rgb
+from edgeanomaly.runtime._inputs import as_rgb, check_image_size
 from edgeanomaly.runtime._postprocess import postprocess
 from edgeanomaly.runtime._prediction import Prediction
 
@@ -245,6 +245,7 @@ class Detector:
     def _prepare(self, image: Any, color: str, source: Any) -> tuple[np.ndarray, tuple[int, int], Any, dict[str, float]]:
         t0 = time.perf_counter()
         rgb, path, decode_ms = as_rgb(image, color)
+        check_image_size(rgb.shape[:2], self.input_size, path if path is not None else (None if source is None else str(source)))
         t1 = time.perf_counter()
         x = preprocess(rgb, self.preprocessing)
         timings = {"preprocess": (time.perf_counter() - t1) * 1e3}

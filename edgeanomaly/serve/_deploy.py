@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,7 +230,9 @@ def deploy(bundle: str | os.PathLike[str], target: str, out: str | os.PathLike[s
             if chosen is None:
                 chosen = b.artifact(format=TARGETS[target][0])  # raises, listing what the bundle has
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        from edgeanomaly.bundle import temp_dir_beside
+
+        tmp = temp_dir_beside(out, "deploy")  # 0777 less the umask: OVMS runs as a non-root user
         try:
             result = DeployResult(target, name, chosen.name, out)
             _write(b, chosen, target, name, tmp, result, max_batch_size, instances, image, trusted)

@@ -75,6 +75,8 @@ class ValidationReport:
     artifacts: list[ArtifactValidation]
     pixel_resolution: str = "model"
     pixel_resolution_note: str = "pixel metrics at the model input resolution (masks resized to the map)"
+    #: diagnoses beside the verdict (e.g. the data is another category than the bundle was fitted on)
+    notes: list[str] = field(default_factory=list)
     # kept for the HTML report (gallery, histogram threshold), not written to JSON
     _calibration: Any = field(default=None, repr=False)
     _paths: list[Path] = field(default_factory=list, repr=False)
@@ -103,6 +105,7 @@ class ValidationReport:
                 "outcome": self.outcome,
                 "pixel_resolution": self.pixel_resolution,
                 "pixel_resolution_note": self.pixel_resolution_note,
+                "notes": self.notes,
                 "tolerances": {k: asdict(v) for k, v in TOLERANCES.items()},
                 "artifacts": [a.to_dict() for a in self.artifacts],
             }
@@ -267,12 +270,22 @@ def validate_bundle(
             artifacts=results,
             pixel_resolution=pixel_resolution if any(a.metrics_original for a in results) else "model",
             pixel_resolution_note=note,
+            notes=_category_notes(manifest.reference.get("category"), ds),
             _calibration=manifest.calibration,
             _paths=[smp.path for smp in samples],
             _preprocessing=dict(manifest.preprocessing),
         )
     finally:
         b.close()
+
+
+def _category_notes(fitted: str | None, ds: Any) -> list[str]:
+    """A bundle fitted on one category, validated on another, fails for that reason alone."""
+    if not fitted or ds.layout != "mvtec" or ds.name.lower() == fitted.lower():
+        return []
+    return [f"the bundle was fitted on category '{fitted}', this data is category '{ds.name}': a model scores only the "
+            f"kind of part it was fitted on, so a FAIL here says nothing about the artifacts. Validate with "
+            f"--category {fitted}, or fit a bundle on '{ds.name}'"]
 
 
 def _judge_on_device(precision: str, calibration: Any, scores: np.ndarray, labels: np.ndarray, paired: np.ndarray | None,
@@ -303,8 +316,10 @@ def validation_markdown(report: ValidationReport) -> str:
         "",
         f"- data: `{report.data}` (reference metrics from `{report.reference_data}`)",
         f"- verdict: **{report.outcome}**"
-        + {"PASS": "", "FAIL": " (an artifact does not reproduce the torch model)",
-           "INCONCLUSIVE": " (no artifact failed, but this data is too small to judge some metrics: see below)"}[report.outcome],
+        + ({"PASS": "", "FAIL": " (an artifact does not reproduce the torch model)",
+            "INCONCLUSIVE": " (no artifact failed, but this data is too small to judge some metrics: see below)"}[report.outcome]
+           if not report.notes else " (see the note below)"),
+        *(f"- note: {n}" for n in report.notes),
         "",
         "| artifact | status | backend/device | execution | " + " | ".join(keys) + " | max rel diff | flips | p50 ms (async) |",
         "|---|---|---|---|" + "---|" * len(keys) + "---|---|---|",
