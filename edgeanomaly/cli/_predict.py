@@ -329,7 +329,7 @@ def predict(
         lock = FolderLock(out_dir, "edgeanomaly predict")  # a second run into the folder fails here
     try:
         _predict_locked(bundle, kind, value, _not_images(source, kind), backend, device, precision, artifact, inference_precision, exact, batch_size,
-                        out_dir, save_overlays, overwrite, resume, as_json, max_frames, timeout, remote)
+                        out_dir, save_overlays, overwrite, resume, as_json, max_frames, timeout, remote, trusted_keys(trust))
     finally:
         if lock is not None:
             lock.release()
@@ -338,7 +338,7 @@ def predict(
 def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path], backend: str, device: str, precision: str | None, artifact: str | None,
                     inference_precision: str | None, exact: bool, batch_size: int, out_dir: Path | None, save_overlays: bool,
                     overwrite: bool, resume: bool, as_json: bool, max_frames: int | None, timeout: float | None,
-                    remote: dict[str, Any]) -> None:
+                    remote: dict[str, Any], keys: Any) -> None:
     from edgeanomaly.runtime import load
 
     _check_outputs(out_dir, overwrite, resume)
@@ -363,7 +363,7 @@ def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path],
         # A video, camera or drop folder runs for long: pay the bounded backend timing once
         # (about a second) for the faster backend; a few files keep the registry order.
         measure_backends=True if kind in ("video", "camera", "watch") else None,
-        trust=trusted_keys(trust),
+        trust=keys,
         **remote,
     )
     info = detector.info()
