@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,9 +89,9 @@ def _json_bytes_elements(data: Any, count: int, name: str) -> list[bytes]:
 def _json_numbers(data: Any, shape: tuple[int, ...], dtype: Any, name: str, datatype: str) -> np.ndarray:
     try:
         arr = np.asarray(data, dtype=dtype)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise BadRequest(f"Expected 'data' of {datatype} input {name!r} to hold numbers only: {exc}") from exc
-    size = int(np.prod(shape)) if shape else 1
+    size = math.prod(shape)
     if arr.size != size:
         raise BadRequest(f"Expected {size} values for input {name!r} of shape {list(shape)}, got {arr.size}")
     return arr.reshape(shape)
@@ -122,6 +123,8 @@ def parse_infer_request(body: bytes, header_length: str | None = None) -> InferB
         doc = json.loads(body[:n])
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"Expected a JSON inference request, got malformed JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("Expected a JSON inference request, got JSON nested too deeply to parse") from None
     if not isinstance(doc, dict):
         raise BadRequest(f"Expected a JSON object with 'inputs', got a JSON {type(doc).__name__}")
     inputs = doc.get("inputs")
@@ -142,7 +145,12 @@ def parse_infer_request(body: bytes, header_length: str | None = None) -> InferB
         params = spec.get("parameters") or {}
         if not isinstance(params, dict):
             raise BadRequest(f"Expected 'parameters' of input {name!r} to be an object, got {params!r:.80}")
-        count = int(np.prod(shape)) if shape else 1
+        count = math.prod(shape)  # Python integers: no overflow, whatever the shape says
+        if count > len(body):  # every element takes at least one byte of the body
+            raise BadRequest(
+                f"Expected a shape whose {count} elements fit the {len(body)}-byte request, got shape {list(shape)} "
+                f"for input {name!r}"
+            )
         if "binary_data_size" in params:
             size = params["binary_data_size"]
             if not isinstance(size, int) or isinstance(size, bool) or size < 0 or pos + size > len(binary):
