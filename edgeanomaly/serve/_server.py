@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeanomaly._optional import require
-from edgeanomaly.serve._inference import ServedBundle
+from edgeanomaly.serve._inference import MAX_REQUEST_PIXELS, MAX_RESPONSE_BYTES, PixelBudget, ServedBundle
 from edgeanomaly.serve._protocol import BadRequest
 
 __all__ = ["serve", "build_models"]
@@ -64,8 +64,13 @@ def build_models(bundles: Sequence[str], names: Sequence[str] | None, **load_arg
 
 def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: str = "127.0.0.1",
           http_port: int = 8080, grpc_port: int | None = 8081, max_request_bytes: int = 32 << 20,
-          max_batch: int = 64, grpc_threads: int = 4, **load_args: Any) -> None:
-    """Serve bundles until SIGTERM/SIGINT (blocking). See ``edgeanomaly serve --help``."""
+          max_batch: int = 64, grpc_threads: int = 4, max_request_pixels: int = MAX_REQUEST_PIXELS,
+          max_response_bytes: int = MAX_RESPONSE_BYTES, **load_args: Any) -> None:
+    """Serve bundles until SIGTERM/SIGINT (blocking). See ``edgeanomaly serve --help``.
+
+    ``max_request_pixels`` bounds the decoded pixels of one request and of all requests in
+    flight together (one :class:`PixelBudget` for every model); ``max_response_bytes`` an answer.
+    """
     kserve = _import_kserve()
     from kserve import model_server as ks_server
     from kserve.errors import InvalidInput
@@ -73,7 +78,9 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
     from kserve.protocol.infer_type import InferOutput, InferResponse
     from kserve.protocol.rest.server import RESTServer
 
-    models = build_models(bundles, names, max_batch=max_batch, **load_args)
+    budget = PixelBudget(max_request_pixels)
+    models = build_models(bundles, names, max_batch=max_batch, max_pixels=max_request_pixels,
+                          max_response_bytes=max_response_bytes, budget=budget, **load_args)
     from edgeanomaly.serve._routes import Metrics, install_routes
 
     metrics = Metrics()  # REST and gRPC requests alike
@@ -109,7 +116,7 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
                 inputs[inp.name] = [bytes(v) for v in value.reshape(-1)] if inp.datatype == "BYTES" else value
             requested = [o.name for o in payload.request_outputs] if payload.request_outputs else None
             try:
-                outputs, count = self.served.infer(inputs, requested)
+                outputs, count = self.served.infer(inputs, requested)  # gRPC answers are binary protobuf
             except BadRequest as exc:
                 metrics.errors.labels("grpc", str(exc.status)).inc()
                 raise InvalidInput(str(exc)) from exc
