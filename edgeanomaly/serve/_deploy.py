@@ -124,7 +124,9 @@ def kserve_manifest(model_name: str, image: str, bundle_dir: str, *, http_port: 
                     {
                         "name": "kserve-container",
                         "image": image,
-                        "args": ["serve", bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port),
+                        # Kubernetes appends args to the image's ENTRYPOINT (`edgeanomaly serve`),
+                        # replacing its CMD: so no "serve" here.
+                        "args": [bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port),
                                  "--model-name", model_name],
                         "ports": [{"containerPort": http_port, "protocol": "TCP"}],
                         "readinessProbe": {
@@ -149,11 +151,14 @@ def kserve_manifest(model_name: str, image: str, bundle_dir: str, *, http_port: 
 
 def dockerfile(bundle_dir: str, *, http_port: int = 8080, grpc_port: int = 8081, package: str = "edgeanomaly[serve]",
                model_name: str | None = None) -> str:
-    """A Dockerfile that installs ``edgeanomaly[serve]`` and serves the bundle copied beside it."""
-    entry = ["edgeanomaly", "serve", bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port),
-             "--grpc-port", str(grpc_port)]
+    """A Dockerfile that installs ``edgeanomaly[serve]`` and serves the bundle copied beside it.
+
+    ENTRYPOINT is ``edgeanomaly serve``, CMD its arguments: ``docker run IMAGE`` serves the bundle,
+    and a Kubernetes container's ``args`` replace the CMD (not the entrypoint).
+    """
+    cmd = [bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     if model_name:
-        entry += ["--model-name", model_name]
+        cmd += ["--model-name", model_name]
     return "\n".join([
         "# Serves the bundle with the Open Inference Protocol (KServe V2, REST and gRPC).",
         "FROM python:3.11-slim",
@@ -163,7 +168,8 @@ def dockerfile(bundle_dir: str, *, http_port: int = 8080, grpc_port: int = 8081,
         f"COPY bundle {bundle_dir}",
         f"EXPOSE {http_port} {grpc_port}",
         f"HEALTHCHECK CMD python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{http_port}/v2/health/ready')\"",
-        "ENTRYPOINT " + json.dumps(entry),
+        "ENTRYPOINT " + json.dumps(["edgeanomaly", "serve"]),
+        "CMD " + json.dumps(cmd),
         "",
     ])
 
