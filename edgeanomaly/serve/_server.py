@@ -84,6 +84,7 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
     from edgeanomaly.serve._routes import Metrics, install_routes
 
     metrics = Metrics()  # REST and gRPC requests alike
+    served_by_name = {m.name: m for m in models}
 
     class BundleModel(kserve.Model):
         """The KServe face of a ServedBundle (the gRPC path goes through ``predict``)."""
@@ -141,11 +142,26 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
             from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
             from kserve.protocol.grpc.servicer import InferenceServicer
 
+            class Servicer(InferenceServicer):
+                """gRPC model metadata has no ``parameters`` (REST's carry the artifact): what runs
+                the model travels as trailing metadata ``edgeanomaly-artifact`` etc., which the
+                remote backend reads."""
+
+                async def ModelMetadata(self, request: Any, context: Any) -> Any:
+                    response = await super().ModelMetadata(request, context)
+                    model = served_by_name.get(request.name)
+                    if model is not None and model.detector is not None:
+                        params = model.metadata()["parameters"]
+                        context.set_trailing_metadata(tuple(
+                            (f"edgeanomaly-{key}", str(params[key])) for key in ("artifact", "backend", "device", "precision")
+                        ))
+                    return response
+
             # KServe's interceptor maps InvalidInput to INVALID_ARGUMENT (not UNKNOWN).
             self._server = aio.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                                       interceptors=(ExceptionToStatusInterceptor(),))
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-                InferenceServicer(self._data_plane, self._model_repository_extension), self._server
+                Servicer(self._data_plane, self._model_repository_extension), self._server
             )
             self._server.add_insecure_port(f"{host}:{self._port}")
             await self._server.start()
