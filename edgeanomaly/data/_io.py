@@ -440,7 +440,9 @@ def _to_rgb_uint8(img: np.ndarray, name: str) -> np.ndarray:
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3).
 
-    Accepts PNG, JPEG, BMP and TIFF; 8- or 16-bit (16-bit is scaled to 8-bit); grayscale
+    Accepts PNG, JPEG, BMP and TIFF (and every other format OpenCV decodes here whose header
+    :func:`header_size` reads: WebP, GIF, AVIF, JPEG 2000, PxM, PFM, HDR, Sun raster; folders
+    and the CLI pick files by :data:`IMAGE_EXTENSIONS`); 8- or 16-bit (16-bit is scaled to 8-bit); grayscale
     (replicated to 3 channels), RGBA (alpha dropped) and palette images (expanded). EXIF
     orientation is ignored on purpose: camera frames are used as the sensor wrote them.
 

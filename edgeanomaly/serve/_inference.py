@@ -2,7 +2,8 @@
 
 Inputs (one per request):
     ``image``        FP32 ``[N, 3, H, W]``: the graph contract's tensor, already preprocessed.
-    ``image_bytes``  BYTES ``[N]``: encoded PNG/JPEG/BMP/TIFF files, decoded and preprocessed
+    ``image_bytes``  BYTES ``[N]``: encoded image files (PNG, JPEG, WebP, ...: every format
+                     ``edgeanomaly.data.decode_image`` sizes from its header), decoded and preprocessed
                      here with the project's one preprocessing path (the Detector's).
 A request of one image, alone on the server, runs like ``Detector.predict`` (the
 latency-compiled model, every core on that image). While other requests are in flight it runs
@@ -16,7 +17,7 @@ Outputs: ``pred_score`` (normalised, threshold 0.5), ``raw_score``, ``pred_label
 on request ``anomaly_map`` / ``pred_mask`` (at the original image size, or the input size for
 tensors) and ``raw_anomaly_map`` (the graph's output, what the ``remote`` backend uses).
 
-Memory (docs/SERVING.md): before anything is decoded, the image headers give each image's
+Memory (README.md, "Serve at scale"): before anything is decoded, the image headers give each image's
 size; a request whose images add up to more than ``max_pixels`` (``--max-request-mp``), or
 whose answer would be larger than ``max_response_bytes`` (``--max-response-mb``: anomaly maps
 of large images), is refused with 413. Decoding, scoring and encoding the answer hold that many

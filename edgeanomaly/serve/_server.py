@@ -8,7 +8,9 @@ process life cycle; this module adds what a factory line needs on top:
   4xx that says what was expected and what came (KServe answers some of them with a 500),
   and input tensors are read with ``np.frombuffer`` rather than through Python lists;
 - model metadata that carries the bundle's ``model_info``;
-- a request size limit, Prometheus counters and a latency histogram;
+- limits on the request body, on the pixels decoded (per request and for all requests in
+  flight, read from image headers before decoding) and on the answer, each a 413;
+- Prometheus counters and a latency histogram;
 - the inspection page at ``/`` and its ``/inspect`` endpoint;
 - binding to ``--host`` (KServe itself always binds every interface).
 
