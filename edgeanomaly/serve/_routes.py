@@ -127,17 +127,25 @@ def install_routes(app: Any, served: dict[str, ServedBundle], metrics: Metrics, 
     async def page() -> Any:
         return HTMLResponse(PAGE.replace("__MODELS__", ",".join(sorted(served))))
 
+    def check_version(name: str, version: str | None) -> None:
+        if version is not None and version != "1":
+            raise BadRequest(f"Expected version 1 of model {name!r} (the only one served), got version {version!r}", 404)
+
     @app.get("/v2/models/{model_name}")
-    async def metadata(model_name: str) -> Any:
+    @app.get("/v2/models/{model_name}/versions/{version}")
+    async def metadata(model_name: str, version: str | None = None) -> Any:
         try:
+            check_version(model_name, version)
             return JSONResponse(model_or_404(model_name).metadata())
         except BadRequest as exc:
             return refuse("metadata", exc)
 
     @app.post("/v2/models/{model_name}/infer")
-    async def infer(model_name: str, request: Request) -> Any:
+    @app.post("/v2/models/{model_name}/versions/{version}/infer")
+    async def infer(model_name: str, request: Request, version: str | None = None) -> Any:
         t0 = time.perf_counter()
         try:
+            check_version(model_name, version)
             model = model_or_404(model_name)
             body = await request.body()
             parsed = parse_infer_request(body, request.headers.get("inference-header-content-length"))

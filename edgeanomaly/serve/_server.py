@@ -113,6 +113,10 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
 
         def _predict(self, payload: Any) -> Any:
             t0 = time.perf_counter()
+            if not hasattr(payload, "inputs"):  # KServe's V1 route (`:predict`) hands over the JSON as a dict
+                metrics.errors.labels("v1", "400").inc()
+                raise InvalidInput(f"Expected an Open Inference Protocol (V2) request at /v2/models/{self.name}/infer "
+                                   f"(REST) or over gRPC; the V1 protocol is not served, got a {type(payload).__name__}")
             inputs: dict[str, Any] = {}
             for inp in payload.inputs:
                 value = inp.as_numpy()

@@ -157,3 +157,28 @@ def test_pixel_budget_never_lets_more_than_its_capacity_in():
     for t in threads:
         t.join(timeout=30)
     assert len(seen) == 64 and max(seen) <= 100 and budget.used == 0
+
+
+def test_kserve_v1_route_answers_4xx_not_500(small_server):
+    """KServe also mounts the V1 protocol (`:predict`), which hands our model a plain dict: it was
+    a 500 (AttributeError); the server serves V2 only and says so."""
+    for body in (b'{"instances": [[1, 2, 3]]}', json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "FP32",
+                                                                       "data": [0.5]}]}).encode()):
+        status, _, data = small_server.post("/v1/models/dfm:predict", body)
+        assert 400 <= status < 500 and "/v2/models/dfm/infer" in _error(data), (status, data[:300])
+    assert small_server.alive()
+
+
+def test_versioned_paths_answer_like_the_unversioned_ones(small_server):
+    """Metadata says versions ["1"]; KServe answered /versions/1/infer with 501 (versioning not
+    supported). Version 1 is the model; any other version is a 404."""
+    body, headers = _binary_bytes_request([_png(300, 400)])
+    plain = small_server.post("/v2/models/dfm/infer", body, headers)
+    versioned = small_server.post("/v2/models/dfm/versions/1/infer", body, headers)
+    assert plain[0] == versioned[0] == 200 and json.loads(plain[2])["outputs"] == json.loads(versioned[2])["outputs"]
+    status, data = small_server.get("/v2/models/dfm/versions/1")
+    assert status == 200 and json.loads(data)["name"] == "dfm"
+    status, _, data = small_server.post("/v2/models/dfm/versions/2/infer", body, headers)
+    assert status == 404 and "version" in _error(data), data[:300]
+    status, _, data = small_server.post("/v2/models/dfm/versions/1/infer", b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert status == 400 and "nested too deeply" in _error(data), data[:300]
