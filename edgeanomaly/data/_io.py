@@ -423,6 +423,13 @@ def decode_image(data: bytes, name: str = "<bytes>", *, max_pixels: int | None =
     except cv2.error as exc:  # pragma: no cover - depends on codec build
         img = None
         detail = f" ({exc.msg.strip() if hasattr(exc, 'msg') else exc})"
+        if "Insufficient memory" in str(exc) or "Failed to allocate" in str(exc):
+            w, h = header_size(data) or (0, 0)
+            raise ImageReadError(
+                f"Not enough memory to decode {name}: {w}x{h} pixels need about {3 * w * h / 2**30:.1f} GiB "
+                "(the file is not known to be damaged). Free memory, or lower $EDGEANOMALY_MAX_IMAGE_PIXELS "
+                "to refuse such images up front"
+            ) from MemoryError(str(exc))
     else:
         detail = ""
     if img is None:

@@ -179,6 +179,9 @@ class ServedBundle:
             self._in_flight += 1
         try:
             return self._infer(inputs, requested, binary, encode)
+        except MemoryError as exc:
+            raise BadRequest(f"Not enough memory on the server for this request ({exc or 'MemoryError'}); retry later, "
+                             "or start the server with a lower --max-request-mp", 503) from exc
         finally:
             with self._count_lock:
                 self._in_flight -= 1
@@ -232,6 +235,8 @@ class ServedBundle:
                 try:
                     images.append(decode_image(bytes(data), f"image_bytes[{i}]"))
                 except ImageReadError as exc:
+                    if isinstance(exc.__cause__, MemoryError):  # the server's want, not the client's fault
+                        raise BadRequest(f"{exc}; retry later or lower --max-request-mp", 503) from exc
                     raise BadRequest(f"Expected an image file in image_bytes[{i}]: {exc}") from exc
             try:
                 # The Detector's throughput path for several images (predict_tensor does the same).

@@ -199,6 +199,8 @@ def _inspect(model: ServedBundle, body: bytes) -> dict[str, Any]:
         try:
             rgb = decode_image(body, "upload")
         except ImageReadError as exc:
+            if isinstance(exc.__cause__, MemoryError):  # the server's want, not the client's fault
+                raise BadRequest(f"{exc}; retry later or lower --max-request-mp", 503) from exc
             raise BadRequest(f"Expected an image file: {exc}") from exc
         p = model.detector.predict(rgb)
         drawn = overlay(rgb, p)

@@ -145,3 +145,35 @@ def test_unknown_bytes_are_not_an_image():
     with pytest.raises(ImageReadError, match="Not an image file"):
         decode_image(b"hello world, this is text", "x.txt")
 
+
+
+_CHILD_OOM = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_DATA, (600 << 20, 600 << 20))
+sys.path.insert(0, sys.argv[1])
+from edgeanomaly.data._io import decode_image
+from edgeanomaly.errors import ImageReadError
+data = open(sys.argv[2], 'rb').read()
+try:
+    decode_image(data, 'big.png', max_pixels=10**9)
+except ImageReadError as exc:
+    print('refused:', type(exc.__cause__).__name__, exc)
+"""
+
+
+def test_running_out_of_memory_while_decoding_is_not_called_a_corrupt_file(tmp_path):
+    """The issue's server said "PNG corrupt" when decoding failed for want of memory. Under a
+    600 MB cap, a 20000x20000 PNG (1.2 GB decoded) allowed by max_pixels: the error says memory."""
+    import struct as st
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return st.pack(">I", len(data)) + kind + data + st.pack(">I", zlib.crc32(kind + data))
+
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", st.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+                    + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b""))
+    root = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.run([sys.executable, "-c", _CHILD_OOM, root, str(big)], capture_output=True, text=True, timeout=120)
+    assert "refused: MemoryError Not enough memory to decode" in proc.stdout and "20000x20000" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert "corrupt" not in proc.stdout

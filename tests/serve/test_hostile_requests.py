@@ -182,3 +182,27 @@ def test_versioned_paths_answer_like_the_unversioned_ones(small_server):
     assert status == 404 and "version" in _error(data), data[:300]
     status, _, data = small_server.post("/v2/models/dfm/versions/1/infer", b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
     assert status == 400 and "nested too deeply" in _error(data), data[:300]
+
+
+def test_server_out_of_memory_is_503_not_a_corrupt_png(serve_bundle, tmp_path):
+    """The issue's server answered 400 "PNG corrupt" when decoding failed for want of memory.
+    A server allowed 250 MP per request but capped at 800 MB of data (it starts at ~400 MB)
+    gets a 15000x15000 PNG (675 MB decoded): 503, a message about memory, and it keeps serving."""
+    import zlib
+
+    if not has("kserve"):
+        pytest.skip('edgeanomaly serve needs the [serve] extra: pip install "edgeanomaly[serve]"')
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    big = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 15000, 15000, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b""))
+    s = start_server(serve_bundle, tmp_path, "--backend", "onnxruntime", "--max-request-mp", "250", memory_cap=800 << 20)
+    try:
+        status, _, data = s.post("/v2/models/dfm/infer", *_binary_bytes_request([big]))
+        assert status == 503 and "Not enough memory" in _error(data) and "corrupt" not in _error(data), data[:300]
+        status, _, data = s.post("/v2/models/dfm/infer", *_binary_bytes_request([_png(300, 400)]))
+        assert status == 200, data[:300]
+    finally:
+        stop_server(s)
