@@ -53,7 +53,7 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _decode_bytes_elements(raw: bytes, count: int, name: str) -> list[bytes]:
+def _decode_bytes_elements(raw: bytes | memoryview, count: int, name: str) -> list[bytes]:
     """Binary BYTES tensor: each element is a 4-byte little-endian length, then the bytes."""
     out, pos = [], 0
     for i in range(count):
@@ -63,7 +63,7 @@ def _decode_bytes_elements(raw: bytes, count: int, name: str) -> list[bytes]:
         pos += 4
         if pos + n > len(raw):
             raise BadRequest(f"Expected element {i} of binary BYTES input {name!r} to fit the {len(raw) - pos} bytes left, got a length of {n}")
-        out.append(raw[pos : pos + n])
+        out.append(bytes(raw[pos : pos + n]))
         pos += n
     if pos != len(raw):
         raise BadRequest(f"Expected binary BYTES input {name!r} to end after its {count} elements, got {len(raw) - pos} more bytes")
@@ -130,7 +130,7 @@ def parse_infer_request(body: bytes, header_length: str | None = None) -> InferB
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest(f"Expected 'inputs' to be a non-empty list of tensors, got {inputs!r:.80}")
-    binary, pos = body[n:], 0
+    binary, pos = memoryview(body)[n:], 0  # no copy of the tensors' bytes
     parsed: dict[str, np.ndarray | list[bytes]] = {}
     for i, spec in enumerate(inputs):
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):

@@ -6,8 +6,8 @@ by tests/serve/test_load.py (short). Not collected by pytest.
 
 Starts `edgeanomaly serve` on 127.0.0.1 (free ports; loopback only) under RLIMIT_DATA of
 ``--memory-cap-gb``, then ``--clients`` threads each send ``--rounds`` rounds of the same mix:
-every good request (one real image of DIR per request, and one 4000x4000 image: the whole
-default budget of this script) and every
+every good request (one real image of DIR per request, one 4000x4000 image: the whole
+default budget of this script, and a 12 MB JSON body: a 2000x1500 noise PNG in base64) and every
 bad one of the issue (deeply nested JSON, a [2**32, 2**32] shape, 64 PNGs of 8000x8000, a
 full-size anomaly map of a 6-megapixel image as JSON, a 16000x16000 WebP header, malformed
 JSON, a truncated PNG, an unknown model), each client in its own order. Bounded: rounds x
@@ -23,6 +23,7 @@ peak is over the bound.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -48,9 +49,10 @@ BYTES_PER_BUDGET_PIXEL = 32
 
 def memory_bound(base: int, max_request_mp: float, max_request_mb: float, max_response_mb: float, clients: int) -> int:
     """README.md (serve: memory): resident memory after warm-up + the pixel budget's decoded images and maps
-    + per client in flight, its body (and the base64/binary copy) and its answer being encoded."""
+    + per client in flight, its body (with the decoded base64 or the image elements cut from it,
+    and a transient) and its answer being encoded."""
     return int(base + BYTES_PER_BUDGET_PIXEL * max_request_mp * 1e6
-               + clients * (2 * max_request_mb + 3 * max_response_mb) * (1 << 20))
+               + clients * (3 * max_request_mb + 3 * max_response_mb) * (1 << 20))
 
 
 def _free_port() -> int:
@@ -93,9 +95,14 @@ def requests_mix(images: list[Path], model: str) -> list[tuple[str, str, bytes, 
     vp8x = b"WEBP" + b"VP8X" + struct.pack("<I", 10) + bytes([0x10, 0, 0, 0]) + (15999).to_bytes(3, "little") * 2
     webp_bomb = b"RIFF" + struct.pack("<I", len(vp8x)) + vp8x
     six_mp = _png(3000, 2000)
+    import cv2
+
+    noise = cv2.imencode(".png", np.random.default_rng(0).integers(0, 256, (1500, 2000, 3), dtype=np.uint8))[1].tobytes()
     good = [(f"good {p.parent.name}/{p.name}", infer, *_bytes_request([p.read_bytes()], ["raw_score", "pred_label"]), 200) for p in images]
     return good + [
         ("good image of the whole 16 MP budget", infer, *_bytes_request([_png(4000, 4000)]), 200),
+        ("good 12 MB JSON body (a noise PNG in base64)", infer, json.dumps({"inputs": [{
+            "name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(noise).decode()]}]}).encode(), j, 200),
         ("nested JSON", infer, b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", j, 400),
         ("shape [2**32, 2**32]", infer, json.dumps({"inputs": [{"name": "image", "shape": [2**32, 2**32], "datatype": "FP32",
                                                                 "data": []}]}).encode(), j, 400),
