@@ -119,7 +119,12 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
                                    f"(REST) or over gRPC; the V1 protocol is not served, got a {type(payload).__name__}")
             inputs: dict[str, Any] = {}
             for inp in payload.inputs:
-                value = inp.as_numpy()
+                try:
+                    value = inp.as_numpy()
+                except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # data that does not fill the shape
+                    metrics.errors.labels("grpc", "400").inc()
+                    raise InvalidInput(f"Expected the data of input {inp.name!r} to fill its shape {list(inp.shape)} "
+                                       f"({inp.datatype}): {exc}") from exc
                 inputs[inp.name] = [bytes(v) for v in value.reshape(-1)] if inp.datatype == "BYTES" else value
             requested = [o.name for o in payload.request_outputs] if payload.request_outputs else None
             try:

@@ -206,3 +206,27 @@ def test_server_out_of_memory_is_503_not_a_corrupt_png(serve_bundle, tmp_path):
         assert status == 200, data[:300]
     finally:
         stop_server(s)
+
+
+def test_grpc_impossible_shapes_are_invalid_argument_not_internal(small_server):
+    """Item 1 over gRPC: a [2**32, 2**32] tensor with no data was INTERNAL (ValueError in reshape)."""
+    grpc = pytest.importorskip("grpc")
+    pb = pytest.importorskip("tritonclient.grpc.service_pb2", reason="needs tritonclient[grpc] (the [serve] extra)")
+    from tritonclient.grpc import service_pb2_grpc
+
+    tensor = pb.ModelInferRequest.InferInputTensor
+    cases = {
+        "FP32 raw": pb.ModelInferRequest(model_name="dfm", inputs=[tensor(name="image", datatype="FP32", shape=[2**32, 2**32])],
+                                         raw_input_contents=[b""]),
+        "FP32 contents": pb.ModelInferRequest(model_name="dfm", inputs=[tensor(name="image", datatype="FP32", shape=[2**32, 2**32],
+                                                                               contents=pb.InferTensorContents(fp32_contents=[]))]),
+        "BYTES": pb.ModelInferRequest(model_name="dfm", inputs=[tensor(name="image_bytes", datatype="BYTES", shape=[2**32],
+                                                                       contents=pb.InferTensorContents(bytes_contents=[]))]),
+    }
+    with grpc.insecure_channel(f"127.0.0.1:{small_server.grpc_port}") as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        for what, request in cases.items():
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ModelInfer(request, timeout=30)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "Expected" in info.value.details(), (what, info.value)
+    assert small_server.alive()
