@@ -41,10 +41,12 @@ def serve(bundles: tuple[Path, ...], host: str, http_port: int, grpc_port: int, 
       edgeanomaly predict pc.bundle img.png --backend remote --url http://127.0.0.1:8080 --model-name pc
       open http://127.0.0.1:8080/                       # inspection page: drop an image
 
-    Inputs: 'image' FP32 [N,3,H,W] (preprocessed) or 'image_bytes' BYTES [N] (PNG/JPEG files,
-    base64 in JSON, raw with the binary extension). Outputs: pred_score, raw_score,
-    pred_label; on request anomaly_map, pred_mask, raw_anomaly_map. Health at /v2/health/ready,
-    Prometheus metrics at /metrics. SIGTERM answers the requests in flight, then exits.
+    Inputs: 'image' FP32 [N,3,H,W] (preprocessed) or 'image_bytes' BYTES [N] (image files:
+    PNG, JPEG, WebP, TIFF...; base64 in JSON, raw with the binary extension). Outputs:
+    pred_score, raw_score, pred_label; on request anomaly_map, pred_mask, raw_anomaly_map.
+    Health at /v2/health/ready, Prometheus metrics at /metrics. SIGTERM answers the requests
+    in flight, then exits. Memory: --max-request-mb, --max-request-mp and --max-response-mb
+    each refuse with 413 before the work starts (README, "Serve at scale", gives the bound).
     Needs the [serve] extra: pip install "edgeanomaly[serve]".
     """
     from edgeanomaly.serve import serve as run

@@ -126,8 +126,11 @@ def kserve_manifest(model_name: str, image: str, bundle_dir: str, *, http_port: 
                         "image": image,
                         # Kubernetes appends args to the image's ENTRYPOINT (`edgeanomaly serve`),
                         # replacing its CMD: so no "serve" here.
+                        # The memory limit is a cgroup (past it the pod is killed): request limits
+                        # whose bound (README, "Serve at scale") fits 2Gi with 8 clients in flight.
                         "args": [bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port),
-                                 "--model-name", model_name],
+                                 "--model-name", model_name, "--max-request-mp", "16", "--max-request-mb", "16",
+                                 "--max-response-mb", "16"],
                         "ports": [{"containerPort": http_port, "protocol": "TCP"}],
                         "readinessProbe": {
                             "httpGet": {"path": "/v2/health/ready", "port": http_port},

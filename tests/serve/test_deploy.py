@@ -164,3 +164,24 @@ def test_kserve_pod_command_line_parses_as_edgeanomaly_serve(tmp_path, serve_bun
         assert [str(b) for b in sub.params["bundles"]] == [str(out / src)]
         assert sub.params["host"] == "0.0.0.0" and sub.params["http_port"] == container["ports"][0]["containerPort"]
         assert list(sub.params["model_names"]) == ["dfm"]
+
+
+def test_kserve_limits_keep_the_server_inside_the_pod_memory_limit(tmp_path, serve_bundle):
+    """The pod's memory limit is a cgroup: past it the kernel kills the pod (no 503). The args
+    carry request limits whose bound (README, "Serve at scale") fits the limit with 8 clients in
+    flight and 512 MB after warm-up (this DFM bundle: ~190 MB)."""
+    yaml = pytest.importorskip("yaml", reason="needs pyyaml ([serve] extra)")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_serve_hostile import memory_bound
+
+    out = _deploy(tmp_path, serve_bundle, "kserve")
+    (container,) = yaml.safe_load((out / "inferenceservice.yaml").read_text())["spec"]["predictor"]["containers"]
+    args = container["args"]
+    value = {k: float(args[args.index(k) + 1]) for k in ("--max-request-mp", "--max-request-mb", "--max-response-mb")}
+    limit = container["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi")
+    bound = memory_bound(512 << 20, value["--max-request-mp"], value["--max-request-mb"], value["--max-response-mb"], 8)
+    assert bound <= float(limit[:-2]) * (1 << 30), (bound / 2**30, limit)
