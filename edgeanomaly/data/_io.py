@@ -288,7 +288,7 @@ def _hdr_size(data: bytes) -> tuple[int, int] | None:
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from the header of image bytes of any format OpenCV decodes here,
+    r"""``(width, height)`` from the header of image bytes of any format OpenCV decodes here,
     without decoding (PNG, JPEG, BMP, TIFF/BigTIFF, WebP, GIF, AVIF, JPEG 2000, PxM, PFM, HDR,
     Sun raster).
 

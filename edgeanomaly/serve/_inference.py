@@ -37,7 +37,7 @@ import numpy as np
 from edgeanomaly.errors import EdgeAnomalyError, ImageReadError
 from edgeanomaly.serve._protocol import BadRequest
 
-__all__ = ["ServedBundle", "PixelBudget", "DEFAULT_OUTPUTS", "MAX_REQUEST_PIXELS", "MAX_RESPONSE_BYTES"]
+__all__ = ["ServedBundle", "PixelBudget", "DEFAULT_OUTPUTS", "MAX_REQUEST_PIXELS", "MAX_RESPONSE_BYTES", "memory_bound"]
 
 DEFAULT_OUTPUTS = ("pred_score", "raw_score", "pred_label")
 _MAP_OUTPUTS = ("anomaly_map", "pred_mask", "raw_anomaly_map")
@@ -48,6 +48,23 @@ MAX_RESPONSE_BYTES = 64 << 20
 # Bytes per element of a map output in the answer: (binary, JSON). JSON floats are written
 # as Python reprs ("0.123456789012345, "), booleans as "false, ".
 _ELEMENT_BYTES = {"anomaly_map": (4, 24), "pred_mask": (1, 7), "raw_anomaly_map": (4, 24)}
+
+
+#: Peak resident bytes per pixel of the pixel budget: decoded image, its RGB copy, the
+#: full-size map and mask (measured 8-25 B by format: tests/benchmarks/bench_serve_pixel_cost.py).
+BYTES_PER_PIXEL = 32
+
+
+def memory_bound(rss_after_warmup: int, max_request_pixels: float, max_request_bytes: float, max_response_bytes: float,
+                 clients: int) -> int:
+    """The server's resident memory bound in bytes (README, "Serve at scale"): memory after
+    warm-up, the pixel budget at :data:`BYTES_PER_PIXEL`, and per client in flight three times
+    its body (the body, what is decoded from it, a transient) and three times its answer.
+
+    >>> memory_bound(0, 1e6, 1 << 20, 1 << 20, 1) == 32_000_000 + 6 * (1 << 20)
+    True
+    """
+    return int(rss_after_warmup + BYTES_PER_PIXEL * max_request_pixels + clients * 3 * (max_request_bytes + max_response_bytes))
 
 
 class PixelBudget:

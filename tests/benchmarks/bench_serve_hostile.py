@@ -42,17 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
-#: Peak bytes of resident memory per pixel of the request budget (decode, score, maps, encode),
-#: measured with the run below (README.md (serve: memory), docs/BENCHMARKS.md) and rounded up.
-BYTES_PER_BUDGET_PIXEL = 32
-
-
 def memory_bound(base: int, max_request_mp: float, max_request_mb: float, max_response_mb: float, clients: int) -> int:
-    """README.md (serve: memory): resident memory after warm-up + the pixel budget's decoded images and maps
-    + per client in flight, its body (with the decoded base64 or the image elements cut from it,
-    and a transient) and its answer being encoded."""
-    return int(base + BYTES_PER_BUDGET_PIXEL * max_request_mp * 1e6
-               + clients * (3 * max_request_mb + 3 * max_response_mb) * (1 << 20))
+    """README ("Serve at scale"): :func:`edgeanomaly.serve.memory_bound` in the CLI's units."""
+    from edgeanomaly.serve import memory_bound as bound
+
+    return bound(base, max_request_mp * 1e6, max_request_mb * (1 << 20), max_response_mb * (1 << 20), clients)
 
 
 def _free_port() -> int:

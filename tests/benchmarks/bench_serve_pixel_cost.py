@@ -6,7 +6,7 @@ For each format, a fresh server (127.0.0.1, RLIMIT_DATA 3 GiB, `--max-request-mp
 --max-response-mb 80`) scores one 4000x4000 image (16 MP), then the same image asking for
 `anomaly_map` + `pred_mask` as binary; prints the growth of its peak resident memory (VmHWM)
 over the resident memory after warm-up, in bytes per pixel. The bound in README.md
-("Serve at scale") takes 32 B a pixel.
+("Serve at scale") takes 32 B a pixel (edgeanomaly.serve._inference.BYTES_PER_PIXEL).
 """
 
 from __future__ import annotations

@@ -171,11 +171,7 @@ def test_kserve_limits_keep_the_server_inside_the_pod_memory_limit(tmp_path, ser
     carry request limits whose bound (README, "Serve at scale") fits the limit with 8 clients in
     flight and 512 MB after warm-up (this DFM bundle: ~190 MB)."""
     yaml = pytest.importorskip("yaml", reason="needs pyyaml ([serve] extra)")
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from bench_serve_hostile import memory_bound
+    from edgeanomaly.serve import memory_bound
 
     out = _deploy(tmp_path, serve_bundle, "kserve")
     (container,) = yaml.safe_load((out / "inferenceservice.yaml").read_text())["spec"]["predictor"]["containers"]
@@ -183,5 +179,6 @@ def test_kserve_limits_keep_the_server_inside_the_pod_memory_limit(tmp_path, ser
     value = {k: float(args[args.index(k) + 1]) for k in ("--max-request-mp", "--max-request-mb", "--max-response-mb")}
     limit = container["resources"]["limits"]["memory"]
     assert limit.endswith("Gi")
-    bound = memory_bound(512 << 20, value["--max-request-mp"], value["--max-request-mb"], value["--max-response-mb"], 8)
+    bound = memory_bound(512 << 20, value["--max-request-mp"] * 1e6, value["--max-request-mb"] * (1 << 20),
+                         value["--max-response-mb"] * (1 << 20), 8)
     assert bound <= float(limit[:-2]) * (1 << 30), (bound / 2**30, limit)
