@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import os
+import re
 import struct
 import sys
 import tempfile
@@ -26,14 +27,28 @@ __all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "read_image", "read_mask", "i
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".avif",
                     ".jp2", ".pbm", ".pgm", ".ppm", ".pnm", ".sr", ".ras", ".hdr", ".pic", ".pfm", ".exr")
 
-# Magic numbers tell a truncated image from a file that never was one.
+# Magic numbers tell a truncated image from a file that never was one. Every format this
+# OpenCV build decodes is here (cv2.getBuildInformation(): PNG, JPEG, BMP, TIFF, WebP, GIF,
+# AVIF, JPEG 2000, PxM, PFM, Radiance HDR, Sun raster); each has a header reader below, so the
+# pixel limit holds whatever the format. Bytes of any other kind are not decoded at all.
 _SIGNATURES = {
     b"\x89PNG\r\n\x1a\n": "png",
     b"\xff\xd8\xff": "jpeg",
     b"BM": "bmp",
     b"II*\x00": "tiff",
     b"MM\x00*": "tiff",
+    b"II+\x00": "bigtiff",
+    b"MM\x00+": "bigtiff",
+    b"GIF87a": "gif",
+    b"GIF89a": "gif",
+    b"\x00\x00\x00\x0cjP  \r\n\x87\n": "jp2",
+    b"\xff\x4f\xff\x51": "j2k",
+    b"#?RADIANCE": "hdr",
+    b"#?RGBE": "hdr",
+    b"\x59\xa6\x6a\x95": "sunraster",
 }
+#: Formats named in messages.
+_FORMAT_NAMES = "PNG, JPEG, BMP, TIFF, WebP, GIF, AVIF, JPEG 2000, PBM/PGM/PPM/PAM, PFM, HDR or Sun raster"
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
@@ -45,6 +60,15 @@ def _sniff(data: bytes) -> str | None:
     for magic, kind in _SIGNATURES.items():
         if data.startswith(magic):
             return kind
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[4:8] == b"ftyp":  # ISO base media file (AVIF; OpenCV decodes no other kind)
+        return "avif"
+    if len(data) > 2 and data[0:1] == b"P" and data[2:3].isspace():
+        if data[1:2] in b"1234567":
+            return "pnm"
+        if data[1:2] in (b"F", b"f"):
+            return "pfm"
     return None
 
 
@@ -118,10 +142,162 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
     return (found[256], found[257]) if len(found) == 2 else None
 
 
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from the header of PNG, JPEG, BMP or TIFF bytes, without decoding.
+def _bigtiff_size(data: bytes) -> tuple[int, int] | None:
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack(order + "Q", data[8:16])
+        (count,) = struct.unpack(order + "Q", data[ifd : ifd + 8])
+        found: dict[int, int] = {}
+        for k in range(min(count, 4096)):
+            entry = data[ifd + 8 + 20 * k : ifd + 28 + 20 * k]
+            tag, kind = struct.unpack(order + "HH", entry[:4])
+            if tag in (256, 257):  # SHORT (3), LONG (4) or LONG8 (16), stored in the 8-byte value field
+                fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
+                if fmt is None:
+                    return None
+                found[tag] = struct.unpack(order + fmt, entry[12 : 12 + struct.calcsize(fmt)])[0]
+    except struct.error:
+        return None
+    return (found[256], found[257]) if len(found) == 2 else None
 
-    ``None`` when the header cannot be read (the decoder then reports what is wrong).
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk, payload = data[12:16], data[20:30]
+    if chunk == b"VP8X" and len(payload) >= 10:  # extended: the canvas size, 24 bits each, minus one
+        return int.from_bytes(payload[4:7], "little") + 1, int.from_bytes(payload[7:10], "little") + 1
+    if chunk == b"VP8L" and len(payload) >= 5 and payload[0] == 0x2F:  # lossless: 14 bits each, minus one
+        (bits,) = struct.unpack("<I", payload[1:5])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and len(payload) >= 10 and payload[3:6] == b"\x9d\x01\x2a":  # lossy key frame
+        w, h = struct.unpack("<HH", payload[6:10])
+        return w & 0x3FFF, h & 0x3FFF
+    return None
+
+
+def _gif_size(data: bytes) -> tuple[int, int] | None:
+    """The logical screen, grown to hold the first frame (a frame may lie outside it)."""
+    width, height = struct.unpack("<HH", data[6:10])
+    flags = data[10]
+    i = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    while i < len(data):
+        block = data[i]
+        if block == 0x2C:  # image descriptor
+            left, top, w, h = struct.unpack("<HHHH", data[i + 1 : i + 9])
+            return max(width, left + w), max(height, top + h)
+        if block != 0x21:  # only extensions may come before the first frame
+            return None
+        i += 2
+        while i < len(data) and data[i]:  # sub-blocks up to the zero-length terminator
+            i += data[i] + 1
+        i += 1
+    return None
+
+
+def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """ISO base media / JP2 boxes in ``data[start:end]``: ``[(type, content start, content end)]``."""
+    out = []
+    while start + 8 <= end:
+        (size,) = struct.unpack(">I", data[start : start + 4])
+        kind, head = data[start + 4 : start + 8], 8
+        if size == 1:
+            (size,) = struct.unpack(">Q", data[start + 8 : start + 16])
+            head = 16
+        elif size == 0:
+            size = end - start
+        if size < head:
+            break
+        out.append((kind, start + head, min(start + size, end)))
+        start += size
+    return out
+
+
+def _j2k_size(data: bytes, at: int = 0) -> tuple[int, int] | None:
+    """A JPEG 2000 codestream's SIZ segment (right after SOC): image area minus its offset."""
+    if data[at : at + 4] != b"\xff\x4f\xff\x51":
+        return None
+    xsiz, ysiz, xo, yo = struct.unpack(">IIII", data[at + 8 : at + 24])
+    return max(xsiz - xo, 0), max(ysiz - yo, 0)
+
+
+def _jp2_size(data: bytes) -> tuple[int, int] | None:
+    """JP2: the ``ihdr`` box, and the codestream's own SIZ when it is there (the larger counts)."""
+    sizes = []
+    for kind, a, b in _boxes(data, 0, len(data)):
+        if kind == b"jp2h":
+            for sub, c, _ in _boxes(data, a, b):
+                if sub == b"ihdr":
+                    height, width = struct.unpack(">II", data[c : c + 8])
+                    sizes.append((width, height))
+        elif kind == b"jp2c":
+            siz = _j2k_size(data, a)
+            if siz is not None:
+                sizes.append(siz)
+    if not sizes:
+        return None
+    return max(w for w, _ in sizes), max(h for _, h in sizes)
+
+
+def _avif_size(data: bytes) -> tuple[int, int] | None:
+    """AVIF: the largest ``ispe`` (image spatial extents) of the items in ``meta/iprp/ipco``."""
+    sizes = []
+    for kind, a, b in _boxes(data, 0, len(data)):
+        if kind != b"meta":
+            continue
+        for iprp, c, d in _boxes(data, a + 4, b):  # meta is a full box: 4 bytes of version and flags
+            if iprp != b"iprp":
+                continue
+            for ipco, e, f in _boxes(data, c, d):
+                if ipco == b"ipco":
+                    sizes += [struct.unpack(">II", data[g + 4 : g + 12]) for prop, g, _ in _boxes(data, e, f) if prop == b"ispe"]
+    if not sizes:
+        return None
+    return max(w for w, _ in sizes), max(h for _, h in sizes)
+
+
+def _text_tokens(data: bytes, limit: int = 4096) -> list[bytes]:
+    """Whitespace-separated tokens of a PxM/PFM text header, ``#`` comments dropped."""
+    lines = data[:limit].split(b"\n")
+    return [t for line in lines for t in line.split(b"#", 1)[0].split()]
+
+
+_PNM_HEADER = re.compile(rb"P[1-6Ff]\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*(\d+)\s")
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    if data[1:2] == b"7":  # PAM: WIDTH and HEIGHT lines before ENDHDR
+        found: dict[bytes, int] = {}
+        tokens = _text_tokens(data)
+        for key, value in zip(tokens, tokens[1:]):
+            if key == b"ENDHDR":
+                break
+            if key in (b"WIDTH", b"HEIGHT") and value.isdigit():
+                found[key] = int(value)
+        return (found[b"WIDTH"], found[b"HEIGHT"]) if len(found) == 2 else None
+    # P1-P6 and PF/Pf: magic, width, height (comments between), each ended by whitespace; a
+    # number cut short by the end of the data does not count.
+    found = _PNM_HEADER.match(data[:4096])
+    return (int(found[1]), int(found[2])) if found else None
+
+
+def _hdr_size(data: bytes) -> tuple[int, int] | None:
+    """Radiance HDR: header lines up to an empty line, then e.g. ``-Y 480 +X 640``."""
+    end = data.find(b"\n\n", 0, 1 << 16)
+    if end < 0:
+        return None
+    line = data[end + 2 : end + 2 + 64].split(b"\n", 1)[0].split()
+    if len(line) != 4 or not (line[1].isdigit() and line[3].isdigit()):
+        return None
+    axes = {line[0][-1:]: int(line[1]), line[2][-1:]: int(line[3])}
+    return (axes[b"X"], axes[b"Y"]) if set(axes) == {b"X", b"Y"} else None
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    r"""``(width, height)`` from the header of image bytes of any format OpenCV decodes here,
+    without decoding (PNG, JPEG, BMP, TIFF/BigTIFF, WebP, GIF, AVIF, JPEG 2000, PxM, PFM, HDR,
+    Sun raster).
+
+    ``None`` when the bytes are of no known format or their header cannot be read;
+    :func:`decode_image` then refuses them without decoding.
 
     >>> header_size(b"\x89PNG\r\n\x1a\n" + bytes(4) + b"IHDR" + bytes.fromhex("0000000500000003"))
     (5, 3)
@@ -140,15 +316,43 @@ def header_size(data: bytes) -> tuple[int, int] | None:
             return abs(width), abs(height)  # a negative height means top-down rows
         if kind == "tiff":
             return _tiff_size(data)
-    except struct.error:
+        if kind == "bigtiff":
+            return _bigtiff_size(data)
+        if kind == "webp":
+            return _webp_size(data)
+        if kind == "gif":
+            return _gif_size(data)
+        if kind == "avif":
+            return _avif_size(data)
+        if kind == "jp2":
+            return _jp2_size(data)
+        if kind == "j2k":
+            return _j2k_size(data)
+        if kind in ("pnm", "pfm"):
+            return _pnm_size(data)
+        if kind == "hdr":
+            return _hdr_size(data)
+        if kind == "sunraster":
+            return struct.unpack(">II", data[4:12])
+    except (struct.error, IndexError):
         return None
     return None
 
 
 def _check_pixels(data: bytes, name: str, max_pixels: int | None) -> None:
+    """Refuse, before decoding, bytes of no known format, a header without a size, and an image
+    over the pixel limit: nothing reaches a decoder whose output size is not known and allowed."""
     limit = max_image_pixels() if max_pixels is None else int(max_pixels)
+    kind = _sniff(data)
+    if kind is None:
+        raise ImageReadError(f"Not an image file (expected {_FORMAT_NAMES}): {name}")
     size = header_size(data)
-    if size is not None and size[0] * size[1] > limit:
+    if size is None:
+        raise ImageReadError(
+            f"{kind.upper()} file is truncated or damaged: its header does not give the image size, "
+            f"so it is not decoded: {name}"
+        )
+    if size[0] * size[1] > limit:
         w, h = size
         raise ImageReadError(
             f"Image is {w}x{h} pixels ({w * h / 1e6:.1f} megapixels), more than the limit of "
@@ -251,13 +455,18 @@ def decode_image(data: bytes, name: str = "<bytes>", *, max_pixels: int | None =
     except cv2.error as exc:  # pragma: no cover - depends on codec build
         img = None
         detail = f" ({exc.msg.strip() if hasattr(exc, 'msg') else exc})"
+        if "Insufficient memory" in str(exc) or "Failed to allocate" in str(exc):
+            w, h = header_size(data) or (0, 0)
+            raise ImageReadError(
+                f"Not enough memory to decode {name}: {w}x{h} pixels need about {3 * w * h / 2**30:.1f} GiB "
+                "(the file is not known to be damaged). Free memory, or lower $EDGEANOMALY_MAX_IMAGE_PIXELS "
+                "to refuse such images up front"
+            ) from MemoryError(str(exc))
     else:
         detail = ""
     if img is None:
         if kind is None:
-            raise ImageReadError(
-                f"Not an image file, or one OpenCV cannot decode (PNG, JPEG, BMP, TIFF, WebP, GIF, AVIF, JPEG 2000, PNM...): {name}{detail}"
-            )
+            raise ImageReadError(f"Not an image file (expected {_FORMAT_NAMES}): {name}{detail}")
         raise ImageReadError(f"{kind.upper()} file is corrupt or truncated and cannot be decoded: {name}{detail}")
     return _to_rgb_uint8(img, name)
 

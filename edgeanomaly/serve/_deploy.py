@@ -114,8 +114,9 @@ def ovms_config(model_name: str, base_path: str, *, target_device: str = "CPU", 
 
 
 def kserve_manifest(model_name: str, image: str, bundle_dir: str, *, http_port: int = 8080,
-                    cpu: str = "2", memory: str = "2Gi") -> dict[str, Any]:
-    """A KServe ``InferenceService`` with a custom predictor container running ``edgeanomaly serve``."""
+                    cpu: str = "2", memory: str = "2Gi", trust_dir: str | None = None) -> dict[str, Any]:
+    """A KServe ``InferenceService`` with a custom predictor container running ``edgeanomaly serve``
+    (with ``trust_dir``, the image's folder of trusted keys: ``serve --trust`` on it)."""
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
@@ -126,8 +127,13 @@ def kserve_manifest(model_name: str, image: str, bundle_dir: str, *, http_port: 
                     {
                         "name": "kserve-container",
                         "image": image,
-                        "args": ["serve", bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port),
-                                 "--model-name", model_name],
+                        # Kubernetes appends args to the image's ENTRYPOINT (`edgeanomaly serve`),
+                        # replacing its CMD: so no "serve" here.
+                        # The memory limit is a cgroup (past it the pod is killed): request limits
+                        # whose bound (README, "Serve at scale") fits 2Gi with 8 clients in flight.
+                        "args": [bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port),
+                                 "--model-name", model_name, "--max-request-mp", "16", "--max-request-mb", "16",
+                                 "--max-response-mb", "16", *(["--trust", trust_dir] if trust_dir else [])],
                         "ports": [{"containerPort": http_port, "protocol": "TCP"}],
                         "readinessProbe": {
                             "httpGet": {"path": "/v2/health/ready", "port": http_port},
@@ -152,13 +158,16 @@ def kserve_manifest(model_name: str, image: str, bundle_dir: str, *, http_port: 
 def dockerfile(bundle_dir: str, *, http_port: int = 8080, grpc_port: int = 8081, package: str = "edgeanomaly[serve]",
                model_name: str | None = None, trust_dir: str | None = None) -> str:
     """A Dockerfile that installs ``edgeanomaly[serve]`` and serves the bundle copied beside it
-    (with ``trust_dir``: the ``trust`` folder copied there too, and ``serve --trust`` on it)."""
-    entry = ["edgeanomaly", "serve", bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port),
-             "--grpc-port", str(grpc_port)]
+    (with ``trust_dir``: the ``trust`` folder copied there too, and ``serve --trust`` on it).
+
+    ENTRYPOINT is ``edgeanomaly serve``, CMD its arguments: ``docker run IMAGE`` serves the bundle,
+    and a Kubernetes container's ``args`` replace the CMD (not the entrypoint).
+    """
+    cmd = [bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     if model_name:
-        entry += ["--model-name", model_name]
+        cmd += ["--model-name", model_name]
     if trust_dir:
-        entry += ["--trust", trust_dir]
+        cmd += ["--trust", trust_dir]
     return "\n".join([
         "# Serves the bundle with the Open Inference Protocol (KServe V2, REST and gRPC).",
         "FROM python:3.11-slim",
@@ -169,7 +178,8 @@ def dockerfile(bundle_dir: str, *, http_port: int = 8080, grpc_port: int = 8081,
         *([f"COPY trust {trust_dir}"] if trust_dir else []),
         f"EXPOSE {http_port} {grpc_port}",
         f"HEALTHCHECK CMD python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{http_port}/v2/health/ready')\"",
-        "ENTRYPOINT " + json.dumps(entry),
+        "ENTRYPOINT " + json.dumps(["edgeanomaly", "serve"]),
+        "CMD " + json.dumps(cmd),
         "",
     ])
 
@@ -310,7 +320,7 @@ def _write(b: Any, chosen: Any, target: str, name: str, tmp: Path, result: Deplo
                 _copy(key.source, tmp / "trust" / f"{i:02d}-{key.source.name}", written)
         docker.write_text(dockerfile(in_image, model_name=name, trust_dir=trust_dir))
         isvc = tmp / "inferenceservice.yaml"
-        isvc.write_text(yaml.safe_dump(kserve_manifest(name, image, in_image), sort_keys=False))
+        isvc.write_text(yaml.safe_dump(kserve_manifest(name, image, in_image, trust_dir=trust_dir), sort_keys=False))
         written += [docker, isvc]
         result.next_steps = [
             f"docker build -t {image} {result.out} && kubectl apply -f {result.out}/inferenceservice.yaml",

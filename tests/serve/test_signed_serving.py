@@ -87,9 +87,14 @@ def test_deploy_kserve_image_verifies_with_the_trusted_keys(signed_copy: Path, s
     out = tmp_path / "kserve"
     lines = [line.split(None, 1) for line in (out / "Dockerfile").read_text().splitlines() if line and not line.startswith("#")]
     copies = dict(shlex.split(v) for k, v in lines if k == "COPY")
-    entry = json.loads(dict(lines)["ENTRYPOINT"])
-    trust_in_image = entry[entry.index("--trust") + 1]
-    assert copies["trust"] == trust_in_image
+    # `docker run` runs ENTRYPOINT + CMD; a pod ENTRYPOINT + the manifest's args (they replace
+    # the CMD): both must serve under the image's trusted keys.
+    yaml = pytest.importorskip("yaml", reason="needs pyyaml ([serve] extra)")
+    (container,) = yaml.safe_load((out / "inferenceservice.yaml").read_text())["spec"]["predictor"]["containers"]
+    assert json.loads(dict(lines)["ENTRYPOINT"]) == ["edgeanomaly", "serve"]
+    for argv in (json.loads(dict(lines)["CMD"]), container["args"]):
+        trust_in_image = argv[argv.index("--trust") + 1]
+        assert copies["trust"] == trust_in_image, argv
     # What the image holds verifies with what the image trusts.
     with read_bundle(out / "bundle", trust=out / "trust") as b:
         assert b.signature.trusted_by is not None
