@@ -1,13 +1,14 @@
 """OpenVINO used from several threads at once (issue 20 item 14).
 
 The report: 1 run in 39 of an ONNX Runtime and an OpenVINO detector used from threads hung for
-good, one thread in ``_pyopenvino`` blocked in ``__cxa_guard_acquire`` (a C++ function-local
-static being initialised by another thread), another waiting for the GIL: the static's
-initialiser gave up the GIL (pybind11 does while it initialises NumPy's API, and any Python
-code it runs can be switched out), a second thread holding the GIL reached the same static and
-waited for it, and the first could not take the GIL back. Only the first use of each binding
-initialises its statics, so ``core()`` now makes that first use of every binding the backend
-calls, once, in one thread, under its lock, before any detector exists.
+good, one thread in ``_pyopenvino`` blocked in ``__cxa_guard_acquire``, another waiting for the
+GIL. Reproduced here (2 hangs in 100 runs of ``_first_use_worker.py`` without the fix; stacks in
+docs/BENCHMARKS.md): two threads' first ``infer`` reach ``Type.to_dtype``, whose C++ static
+table of NumPy dtypes is initialised by the first thread; its first ``py::dtype`` sets up
+pybind11's NumPy API and releases the GIL meanwhile; the second thread, holding the GIL, waits
+for the static, and the first never gets the GIL back. Only a binding's first use initialises
+its statics, so ``core()`` now makes the first use of every binding the backend calls, once, in
+one thread, under its lock, before any detector exists.
 """
 
 from __future__ import annotations

@@ -39,11 +39,13 @@ def core() -> Any:
 
     Its creation also makes the first call of every OpenVINO binding the backend uses
     (:func:`_first_use`), once, in this one thread, under this lock, before any caller gets
-    the core: a binding's first call initialises C++ function-local statics, and one whose
-    initialiser gives up the GIL (pybind11 does while it sets up NumPy's API; Python code it
-    runs can be switched out) deadlocks against a second thread that holds the GIL and
-    reaches the same static (``__cxa_guard_acquire``). Two threads using OpenVINO for the
-    first time together hung that way (issue 20 item 14).
+    the core. A binding's first call initialises C++ function-local statics, and one whose
+    initialiser gives up the GIL deadlocks against a second thread that holds the GIL and
+    reaches the same static. Two threads' first ``infer`` together hung that way (issue 20
+    item 14; stacks in docs/BENCHMARKS.md): ``Type.to_dtype`` (OpenVINO's input dispatch)
+    initialises a static table of NumPy dtypes, whose first ``py::dtype`` sets up pybind11's
+    NumPy API and releases the GIL for it; the other thread, holding the GIL, blocked in
+    ``__cxa_guard_acquire`` on that table, and the first never got the GIL back.
     """
     global _CORE
     with _CORE_LOCK:
@@ -55,7 +57,11 @@ def core() -> Any:
                     f"The openvino backend needs the 'openvino' package ({exc}). Install it with: pip install openvino"
                 ) from exc
             ov_core = ov.Core()
-            _first_use(ov, ov_core)
+            try:
+                _first_use(ov, ov_core)
+            except RuntimeError as exc:  # OpenVINO's own errors: the core still works, one thread at a time
+                log.warning("OpenVINO's one-time first use failed (%s); using OpenVINO from several threads "
+                            "at once for the first time may hang", exc)
             _CORE = ov_core
         return _CORE
 
@@ -66,7 +72,8 @@ def _first_use(ov: Any, ov_core: Any) -> None:
 
     Bindings listed here are never first called from two threads together; a binding added
     to the backend belongs here too (tests/runtime/test_openvino_threads.py lists those first
-    called elsewhere). Nothing is written; about 20 ms once per process.
+    called elsewhere). Nothing is written; it costs a compile of that model, about 0.1 s once
+    per process on a busy 2-core machine (docs/BENCHMARKS.md).
     """
     str(ov.get_version())
     list(ov_core.available_devices)
