@@ -1,21 +1,27 @@
-"""Runs of the two-backend, two-thread stress worker: hangs, crashes and time (issue 20 item 14).
+"""Runs of the two-backend stress workers: hangs, crashes and time (issue 20 item 14).
 
 Run by hand (not collected by pytest), niced, on a bundle with an ONNX and an OpenVINO artifact:
 
-    nice -n 5 python tests/benchmarks/bench_mixed_threads.py BUNDLE [--worker mixed|first-use] [--runs 100] [--rounds 15] [--timeout 60]
+    nice -n 5 python tests/benchmarks/bench_mixed_threads.py BUNDLE [--worker mixed|first-use]
+        [--runs 100] [--rounds 15] [--timeout 60] [--stacks DIR] [--without-first-use]
 
 Each run is a fresh process of a worker (see ``WORKERS``): ONNX Runtime and OpenVINO detectors
-of BUNDLE, predicting from four threads at once. A run that has not
-ended after ``--timeout`` seconds is a hang: its threads' native stacks are dumped with
-``gdb -batch -ex 'thread apply all bt'`` (when gdb is installed) and its Python stacks
-(``faulthandler`` on SIGABRT) into ``--stacks DIR``. A run ending on a signal is a crash; any other non-zero exit is a failure
-(results differing from the sequential ones, an exception). Prints one line per run that was
-not ``ok`` and a summary: runs, ok, hangs, crashes, failures, median and total seconds.
+of BUNDLE, predicting from four threads at once. A run that has not ended after ``--timeout``
+seconds is a hang: its threads' native stacks (``gdb -batch -ex 'thread apply all bt'``, when
+gdb is installed) and Python stacks (``faulthandler`` on SIGABRT) go to ``--stacks DIR``. A
+run ending on a signal is a crash; any other non-zero exit is a failure (results differing
+from the sequential ones, an exception in a thread). Prints one line per run that was not ok
+and a summary: runs, ok, hangs, crashes, failures, median and total seconds.
+
+``--without-first-use`` runs the workers as before the fix (``WITHOUT_FIRST_USE``), to
+reproduce the hang: the first-use worker then finishes listing the bindings first called
+outside ``core()`` (counted apart, not as failures), or hangs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -35,6 +41,15 @@ WORKERS = {
 }
 
 
+# The state before issue 20 item 14's fix, to reproduce the hang: core() without its one-time
+# first use of the bindings. ``python -c CODE WORKER ARGS...`` runs WORKER with ARGS.
+WITHOUT_FIRST_USE = (
+    "import runpy, sys; from edgeanomaly.runtime._backends import _openvino; "
+    "_openvino._first_use = lambda *args: None; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
 def dump_stacks(pid: int) -> str:
     """Native stacks of every thread of ``pid`` (gdb), or why there are none."""
     gdb = shutil.which("gdb")
@@ -47,13 +62,16 @@ def dump_stacks(pid: int) -> str:
     return done.stdout + done.stderr
 
 
-def one_run(worker: str, bundle: str, rounds: int, timeout: float, stacks: Path | None, index: int) -> tuple[str, float, str]:
-    """(outcome, seconds, detail) of one worker process; outcome is ok/hang/crash/failure."""
+def one_run(
+    worker: str, bundle: str, rounds: int, timeout: float, stacks: Path | None, index: int, without_first_use: bool = False
+) -> tuple[str, float, str]:
+    """(outcome, seconds, detail) of one worker process; outcome is ok/hang/crash/failure, or
+    for the first-use worker "outside": it finished, and bindings were first called outside core()."""
     root = str(Path(__file__).parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]), "PYTHONFAULTHANDLER": "1"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, str(WORKERS[worker]), bundle, *([str(rounds)] if worker == "mixed" else [])],
+        [sys.executable, *(["-c", WITHOUT_FIRST_USE] if without_first_use else []), str(WORKERS[worker]), bundle, *([str(rounds)] if worker == "mixed" else [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:
@@ -74,6 +92,10 @@ def one_run(worker: str, bundle: str, rounds: int, timeout: float, stacks: Path 
     seconds = time.perf_counter() - t0
     if proc.returncode < 0:
         return "crash", seconds, f"signal {-proc.returncode}: {err[-400:]}"
+    if worker == "first-use" and proc.returncode == 1:
+        report = json.loads(out.strip().splitlines()[-1])
+        if not report["failures"]:
+            return "outside", seconds, ", ".join(report["outside"])
     if proc.returncode != 0:
         return "failure", seconds, f"exit {proc.returncode}: {out[-300:]} {err[-300:]}"
     return "ok", seconds, ""
@@ -87,23 +109,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="predict_many rounds per thread")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a run counts as hung")
     parser.add_argument("--stacks", type=Path, default=None, help="folder for the stacks of hung runs")
+    parser.add_argument("--without-first-use", action="store_true",
+                        help="run as before the fix of issue 20 item 14 (core() without its first use of the bindings)")
     args = parser.parse_args()
-    counts = {"ok": 0, "hang": 0, "crash": 0, "failure": 0}
+    counts = {"ok": 0, "outside": 0, "hang": 0, "crash": 0, "failure": 0}
     seconds: list[float] = []
     t0 = time.perf_counter()
     for i in range(args.runs):
-        outcome, s, detail = one_run(args.worker, args.bundle, args.rounds, args.timeout, args.stacks, i)
+        outcome, s, detail = one_run(args.worker, args.bundle, args.rounds, args.timeout, args.stacks, i, args.without_first_use)
         counts[outcome] += 1
         seconds.append(s)
-        if outcome != "ok":
+        if outcome not in ("ok", "outside"):
             print(f"run {i}: {outcome} after {s:.1f} s: {detail}", flush=True)
     total = time.perf_counter() - t0
     print(
-        f"runs {args.runs}: ok {counts['ok']}, hangs {counts['hang']}, crashes {counts['crash']}, "
+        f"runs {args.runs}: ok {counts['ok']}, finished with bindings first used outside core() {counts['outside']}, "
+        f"hangs {counts['hang']}, crashes {counts['crash']}, "
         f"failures {counts['failure']}; median {statistics.median(seconds):.2f} s per run, total {total:.0f} s",
         flush=True,
     )
-    sys.exit(0 if counts["ok"] == args.runs else 1)
+    sys.exit(0 if counts["hang"] + counts["crash"] + counts["failure"] == 0 else 1)
 
 
 if __name__ == "__main__":
