@@ -4,6 +4,7 @@ Run by hand (not collected by pytest), niced, on a bundle with an ONNX and an Op
 
     nice -n 5 python tests/benchmarks/bench_mixed_threads.py BUNDLE [--worker mixed|first-use]
         [--runs 100] [--rounds 15] [--timeout 60] [--stacks DIR] [--without-first-use]
+    nice -n 5 python tests/benchmarks/bench_mixed_threads.py BUNDLE --cold-start 10
 
 Each run is a fresh process of a worker (see ``WORKERS``): ONNX Runtime and OpenVINO detectors
 of BUNDLE, predicting from four threads at once. A run that has not ended after ``--timeout``
@@ -15,7 +16,9 @@ and a summary: runs, ok, hangs, crashes, failures, median and total seconds.
 
 ``--without-first-use`` runs the workers as before the fix (``WITHOUT_FIRST_USE``), to
 reproduce the hang: the first-use worker then finishes listing the bindings first called
-outside ``core()`` (counted apart, not as failures), or hangs.
+outside ``core()`` (counted apart, not as failures), or hangs. ``--cold-start PAIRS`` times
+what the fix costs instead: load + first prediction of an OpenVINO detector in fresh
+processes, with and without that first use, alternated.
 """
 
 from __future__ import annotations
@@ -101,6 +104,30 @@ def one_run(
     return "ok", seconds, ""
 
 
+COLD_START = (
+    "import sys, time; t0 = time.perf_counter(); import numpy as np; "
+    "from edgeanomaly.runtime import load; from edgeanomaly.runtime._backends import _openvino; "
+    "_openvino._first_use = (lambda *args: None) if sys.argv[2] == 'without' else _openvino._first_use; "
+    "t1 = time.perf_counter(); det = load(sys.argv[1], backend='openvino'); "
+    "det.predict(np.zeros((64, 80, 3), np.uint8)); print((time.perf_counter() - t1) * 1e3)"
+)
+
+
+def cold_start(bundle: str, pairs: int) -> None:
+    """Milliseconds from ``load`` to the first prediction of an OpenVINO detector in a fresh
+    process, with and without core()'s first use, alternated ``pairs`` times: its cost."""
+    root = str(Path(__file__).parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    ms: dict[str, list[float]] = {"with": [], "without": []}
+    for _ in range(pairs):
+        for mode in ms:
+            run = subprocess.run([sys.executable, "-c", COLD_START, bundle, mode], capture_output=True, text=True, env=env, check=True)
+            ms[mode].append(float(run.stdout.strip().splitlines()[-1]))
+    for mode, values in ms.items():
+        print(f"load + first predict, {mode} first use: median {statistics.median(values):.0f} ms "
+              f"({', '.join(f'{v:.0f}' for v in values)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle")
@@ -111,7 +138,12 @@ def main() -> None:
     parser.add_argument("--stacks", type=Path, default=None, help="folder for the stacks of hung runs")
     parser.add_argument("--without-first-use", action="store_true",
                         help="run as before the fix of issue 20 item 14 (core() without its first use of the bindings)")
+    parser.add_argument("--cold-start", type=int, metavar="PAIRS", default=0,
+                        help="instead: time load + first predict with and without the first use, PAIRS times each")
     args = parser.parse_args()
+    if args.cold_start:
+        cold_start(args.bundle, args.cold_start)
+        return
     counts = {"ok": 0, "outside": 0, "hang": 0, "crash": 0, "failure": 0}
     seconds: list[float] = []
     t0 = time.perf_counter()
