@@ -72,8 +72,8 @@ def _first_use(ov: Any, ov_core: Any) -> None:
 
     Bindings listed here are never first called from two threads together; a binding added
     to the backend belongs here too (tests/runtime/test_openvino_threads.py lists those first
-    called elsewhere). Nothing is written; it costs a compile of that model, about 0.1 s once
-    per process on a busy 2-core machine (docs/BENCHMARKS.md).
+    called elsewhere). Nothing is written; it costs a compile of that model, once per process:
+    +44 ms to the first load and prediction on a busy 2-core machine (docs/BENCHMARKS.md).
     """
     str(ov.get_version())
     list(ov_core.available_devices)
