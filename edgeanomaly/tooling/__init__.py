@@ -23,7 +23,7 @@ _BY_MODULE = {
     "_split": ("CALIBRATION_SPLITS", "calibration_split"),
     "_verdict": (
         "PASS", "FAIL", "INCONCLUSIVE", "Tolerance", "TOLERANCES", "Check", "Verdict", "judge",
-        "one_image_share", "sample_key", "tolerance_for", "worst",
+        "one_image_share", "sample_key", "tolerance_for", "worst", "map_difference", "UNIT_ROUNDOFF", "MAP_PERCENTILE",
     ),
     "_recalibrate": ("recalibrate", "SPLITS"),
     "_validation": (
