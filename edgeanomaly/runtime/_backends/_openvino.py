@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
+import tempfile
 import threading
 import time
 from collections import deque
@@ -60,6 +62,68 @@ def _default_precision_hint(family: str, artifact_precision: str, requested: str
         # The GPU plugin defaults to f16; an FP32 artifact must still run at FP32.
         return "f16" if artifact_precision == "fp16" else "f32"
     return None  # NPU: the plugin chooses; we read back and report what it did.
+
+
+#: Node-name scopes that a reduced execution precision (bf16, f16) may run: the backbone and
+#: PatchCore's nearest-neighbour search (``bank_search``, whose arg-min is all that is used).
+#: Every other node of the head (distances, Mahalanobis forms, PCA residuals, densities, the
+#: map's resize and blur) is kept at f32.
+REDUCED_SCOPES = re.compile(r"(feature_extractor|bank_search)/")
+#: Backbone nodes at a finer stride than this (the stem and first stage, on the full-resolution
+#: input) are kept at f32 too. Measured on PatchCore / EfficientNet-Lite0 / hazelnut at bf16:
+#: they carried nearly all the drift (99th-percentile map difference 0.054 with the whole
+#: backbone at bf16, 0.0076 with them at f32; tests/benchmarks/bench_bf16_drift.py).
+REDUCED_MIN_STRIDE = 4
+
+
+def _port_dims(port: Any) -> list[int]:
+    return [int(d.text) for d in port.findall("dim") if d.text is not None and d.text.strip().lstrip("-").isdigit()]
+
+
+def _head_kept_f32(ov_core: Any, model_path: str) -> tuple[Any, int]:
+    """The model at ``model_path`` with every node outside :data:`REDUCED_SCOPES`, and every
+    backbone node finer than :data:`REDUCED_MIN_STRIDE`, marked ``precise`` (OpenVINO's "keep the
+    original precision" runtime attribute, which the CPU plugin honours under a bf16
+    ``INFERENCE_PRECISION_HINT``), and how many nodes were marked.
+
+    The attribute has no Python constructor, so it is written into the IR's XML and read back;
+    an ONNX file is converted to IR first, in a temporary folder that is removed.
+    """
+    import xml.etree.ElementTree as ET
+
+    import openvino as ov
+
+    with tempfile.TemporaryDirectory(prefix="edgeanomaly-ov-", ignore_cleanup_errors=True) as tmp:
+        path = Path(model_path)
+        if path.suffix.lower() == ".xml":
+            xml_path, bin_path = path, path.with_suffix(".bin")
+        else:
+            xml_path, bin_path = Path(tmp) / "model.xml", Path(tmp) / "model.bin"
+            ov.save_model(ov_core.read_model(str(path)), str(xml_path), compress_to_fp16=False)
+        tree = ET.parse(xml_path)
+        layers = list(tree.getroot().iter("layer"))
+        heights = [_port_dims(p)[-2] for layer in layers if layer.get("type") == "Parameter"
+                   for p in layer.iter("port") if len(_port_dims(p)) == 4]
+        fine = max(heights) / REDUCED_MIN_STRIDE if heights and max(heights) > 0 else None
+        marked = 0
+        for layer in layers:
+            name = layer.get("name", "")
+            if layer.get("type") in ("Parameter", "Result", "Const"):
+                continue
+            if REDUCED_SCOPES.search(name):
+                out = layer.find("output")
+                dims = [_port_dims(p) for p in out.findall("port")] if out is not None else []
+                if fine is None or not any(len(d) == 4 and d[-2] > fine for d in dims):
+                    continue
+            rt = layer.find("rt_info")
+            if rt is None:
+                rt = ET.Element("rt_info")
+                layer.insert(0, rt)
+            ET.SubElement(rt, "attribute", {"name": "precise", "version": "0"})
+            marked += 1
+        marked_xml = Path(tmp) / "precise.xml"
+        tree.write(marked_xml, encoding="utf-8", xml_declaration=True)
+        return ov_core.read_model(str(marked_xml), str(bin_path)), marked
 
 
 # Execution precisions and the device capability each needs (OPTIMIZATION_CAPABILITIES).
@@ -231,8 +295,16 @@ class OpenVINOBackend:
         needs_static = static_batch is None and "NPU" in families
         self.static_batch = static_batch if static_batch is not None else (1 if needs_static else None)
         t0 = time.perf_counter()
+        # A reduced precision runs the backbone (and PatchCore's search); the head stays f32.
+        reduced = None if auto else per_device[families[0]].get("INFERENCE_PRECISION_HINT")
+        self.head_kept_f32 = 0
+        source: Any = str(model_path)  # what the throughput twin compiles too
+        self._model_path = str(model_path)
         try:
-            if needs_static:
+            if reduced in ("bf16", "f16") and not needs_static:
+                source, self.head_kept_f32 = _head_kept_f32(ov_core, str(model_path))
+                self._compiled = ov_core.compile_model(source, self.requested_device, config)
+            elif needs_static:
                 model = ov_core.read_model(str(model_path))
                 shape = [d.get_length() if d.is_static else 1 for d in model.input(0).get_partial_shape()]
                 model.reshape({0: shape})
@@ -279,7 +351,7 @@ class OpenVINOBackend:
             families == ["CPU"] and not auto and not needs_static and num_streams is None and num_threads is None
             and self.performance_hint == "LATENCY" and self.optimal_requests == 1
         )
-        self._twin_recipe = (str(model_path), {**config, "PERFORMANCE_HINT": "THROUGHPUT"}) if twin_ok else None
+        self._twin_recipe = (source, {**config, "PERFORMANCE_HINT": "THROUGHPUT"}) if twin_ok else None
         self._twin: Any = None
         self._twin_thread: threading.Thread | None = None
         self._twin_lock = threading.Lock()
@@ -342,10 +414,11 @@ class OpenVINOBackend:
             self._twin_thread.start()
 
     def _compile_twin(self) -> None:
-        path, config = self._twin_recipe  # type: ignore[misc]
+        source, config = self._twin_recipe  # type: ignore[misc]
+        path = self._model_path
         t0 = time.perf_counter()
         try:
-            twin = core().compile_model(path, self.requested_device, config)
+            twin = core().compile_model(source, self.requested_device, config)
             precision = _type_name(twin.get_property("INFERENCE_PRECISION_HINT"))
             try:
                 requests = int(twin.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
