@@ -5,11 +5,10 @@ aggregation, a greedy k-center coreset of 10% of the training patches, nearest-n
 patch scores, and the paper's re-weighted image score with ``num_neighbors = 9``.
 
 Where this differs from the common reference implementations (anomalib, the authors' code):
-- The nearest entry is searched with ``|m|^2 - 2 x.m`` (``|m|^2`` stored at fit time; ``|x|^2``
-  is the same along a row), then its distance is computed exactly as ``|x - m|``: the same
-  numbers as a full ``cdist`` followed by ``min``, for a fraction of the work on the device,
-  and without the expanded form's cancellation near zero (which a reduced execution precision
-  such as bf16 turns into a visible error on normal patches).
+- The squared distances are computed as ``|x|^2 + (|m|^2 - 2 x.m)`` with ``|m|^2`` stored at
+  fit time; ``|x|^2`` and the square root are applied to each patch's minimum only, and the
+  nearest entry's index is looked up for the most anomalous patch only: the same numbers as
+  a full ``cdist`` followed by ``min``, for a fraction of the work on the device.
 - The ``num_neighbors`` nearest bank entries of every bank entry are found once at fit time
   (``support_idx_``), so the image score needs no second search over the bank at inference.
 - ``max_bank_size`` caps the coreset (default 40,000 entries) so latency stays bounded when
@@ -38,8 +37,9 @@ __all__ = ["PatchCore"]
 
 class _BankSearch(torch.nn.Module):
     """``x . (-2 m) + |m|^2`` for every bank entry: the nearest-neighbour search's matrix
-    product. Its own module so the exported nodes are named ``bank_search/...``: the only head
-    nodes a reduced execution precision may run (edgeanomaly.runtime keeps the others at f32)."""
+    product, half the graph's work. Its own module so the exported nodes are named
+    ``bank_search/...``: the only head nodes a reduced execution precision may run
+    (edgeanomaly.runtime keeps the others at f32)."""
 
     def forward(self, patches: torch.Tensor, bank_t: torch.Tensor, bank_sq_norm: torch.Tensor) -> torch.Tensor:
         return torch.matmul(patches, bank_t) + bank_sq_norm
@@ -187,38 +187,29 @@ class PatchCore(AnomalyModel):
         return (self.memory_bank_, self.bank_sq_norm_, self.support_idx_)
 
     # ----------------------------------------------------------------- scoring
-    @staticmethod
-    def _distance(x: torch.Tensor, bank_t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """|x_i - m_index[i, j]| for x (n, P, D) and bank entries ``index`` (n, Q) -> (n, Q) when P
-        is 1, else (n, P) with Q = P: the difference itself, no cancellation near zero. The entries
-        are gathered from the search's own constant (-2 * bank, transposed; * -0.5 is exact), so
-        the graph keeps one bank constant."""
-        n, q = index.shape
-        rows = torch.index_select(bank_t, 1, index.reshape(-1)).T.reshape(n, q, -1) * -0.5  # (n, Q, D)
-        return (x - rows).square().sum(-1).sqrt()
-
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         emb = self.embed(images)
         n, d, h, w = emb.shape
         patches = emb.permute(0, 2, 3, 1).reshape(n, h * w, d)
-        # The search: |x - m|^2 - |x|^2 = |m|^2 - 2 x.m for every bank entry, one matrix product
-        # with a bias (-2 * bank, transposed, (D, M): exact, and folded into the graph's only
-        # bank constant on export). Only its arg-min is used: the expanded form cancels where a
-        # patch lies close to its nearest entry (at bf16, 8 bits of mantissa, the distance of a
-        # normal patch came out 7 % of the map's range off), so the search may run at a reduced
-        # precision (module ``bank_search``) and the distances below are exact.
+        # |x - m|^2 = |x|^2 + (|m|^2 - 2 x.m): the bracket is one matrix product with a bias
+        # (-2 * bank, transposed, (D, M): exact, and folded into the graph's only bank
+        # constant on export; module ``bank_search``); |x|^2 is the same along a row, so it is
+        # added after the minimum instead of to all P x M entries.
         bank_t = (self.memory_bank_ * -2.0).T
         to_bank = self.bank_search(patches, bank_t, self.bank_sq_norm_)  # (n, P, M)
-        nearest = to_bank.argmin(dim=-1)  # (n, P)
-        patch_scores = self._distance(patches, bank_t, nearest)  # (n, P)
+        x2 = (patches * patches).sum(-1)  # (n, P)
+        patch_scores = (to_bank.amin(dim=-1) + x2).clamp_min(0.0).sqrt()
 
         # Re-weighted image score (paper eq. 7): the most anomalous patch, damped when its
         # nearest bank entry sits in a dense neighbourhood of the bank. Only that patch needs
-        # the distances to its nearest entry's neighbours.
+        # the index of its nearest entry: an arg-min over one row, not over all P rows.
         max_score, max_pos = patch_scores.max(dim=1)  # (n,)
-        x_max = torch.gather(patches, 1, max_pos.view(n, 1, 1).expand(n, 1, d))  # (n, 1, D)
-        nn_of_max = torch.gather(nearest, 1, max_pos.view(n, 1))[:, 0]  # (n,)
-        dist = self._distance(x_max, bank_t, self.support_idx_[nn_of_max].reshape(n, -1))  # (n, k)
+        row = torch.gather(to_bank, 1, max_pos.view(n, 1, 1).expand(n, 1, to_bank.shape[-1]))[:, 0]  # (n, M)
+        nn_of_max = row.argmin(dim=-1)  # (n,)
+        # Distances from that patch to its nearest entry's neighbours: the same |x|^2 + row
+        # arithmetic as the patch scores, so no bank rows are gathered (one bank constant).
+        x2_max = torch.gather(x2, 1, max_pos.view(n, 1))  # (n, 1)
+        dist = (torch.gather(row, 1, self.support_idx_[nn_of_max]) + x2_max).clamp_min(0.0).sqrt()  # (n, k)
         weight = 1.0 - torch.softmax(dist, dim=1)[:, 0]
         pred_score = weight * max_score
 
