@@ -1,7 +1,7 @@
 """Drift and latency of each execution precision of a bundle's OpenVINO-run artifacts, against
 the torch reference stored in the bundle (its reference images), judged as export judges.
 
-    python tests/benchmarks/bench_bf16_drift.py BUNDLE [--repeats 30]
+    python tests/benchmarks/bench_bf16_drift.py BUNDLE [--repeats 30] [--artifact NAME] [--whole-graph]
 
 For every artifact OpenVINO runs (IR, and the ONNX file read by OpenVINO) and every execution
 precision this CPU supports (f32, and bf16 where OPTIMIZATION_CAPABILITIES lists BF16): the
@@ -9,6 +9,8 @@ largest and 99th-percentile relative map difference, the score difference, decis
 the bundle threshold, and the verdict row's outcome; then the latency at batch 1 of each
 (artifact, precision), measured interleaved (round-robin, one image per turn) so that other work
 on the machine weighs on every row alike: medians and ratios to the same artifact's f32.
+``--whole-graph`` adds a ``bf16-all`` row: every node at bf16, as before the runtime kept the
+stem and the head at f32 (the drift export used to measure).
 """
 
 from __future__ import annotations
@@ -19,6 +21,22 @@ import time
 import numpy as np
 
 
+def _load(load, bundle, artifact: str, precision: str):
+    """``load`` on OpenVINO at ``precision``; ``"bf16-all"``: bf16 with nothing kept at f32."""
+    import re
+
+    from edgeanomaly.runtime._backends import _openvino as ovb
+
+    if precision != "bf16-all":
+        return load(bundle, artifact=artifact, backend="openvino", inference_precision=precision)
+    kept = ovb.REDUCED_SCOPES, ovb.REDUCED_MIN_STRIDE
+    ovb.REDUCED_SCOPES, ovb.REDUCED_MIN_STRIDE = re.compile("."), 1
+    try:
+        return load(bundle, artifact=artifact, backend="openvino", inference_precision="bf16")
+    finally:
+        ovb.REDUCED_SCOPES, ovb.REDUCED_MIN_STRIDE = kept
+
+
 def main() -> None:
     from edgeanomaly.bundle import read_bundle
     from edgeanomaly.runtime import device_capabilities, load
@@ -27,19 +45,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("bundle")
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--artifact", action="append", help="only these artifacts (default: every one OpenVINO runs)")
+    ap.add_argument("--whole-graph", action="store_true", help="also bf16 on every node (the earlier policy)")
     args = ap.parse_args()
     caps = device_capabilities("CPU") or []
-    precisions = ["f32"] + (["bf16"] if "BF16" in caps else [])
+    precisions = ["f32"] + (["bf16"] + (["bf16-all"] if args.whole_graph else []) if "BF16" in caps else [])
     with read_bundle(args.bundle) as b:
         ref = b.reference()
         cal = b.manifest.calibration
-        arts = [a for a in b.manifest.artifacts if a.format in ("openvino", "onnx")]
+        arts = [a for a in b.manifest.artifacts if a.format in ("openvino", "onnx") and (not args.artifact or a.name in args.artifact)]
         dets = {}
         for a in arts:
             for p in precisions:
-                det = load(b, artifact=a.name, backend="openvino", inference_precision=p)
+                det = _load(load, b, a.name, p)
                 out = raw_outputs(det, ref["images"])
-                row = tolerance_for(a.precision, p)
+                row = tolerance_for(a.precision, p.split("-")[0])
                 v = judge(row, cal.image_threshold, scores=out["pred_score"], ref_scores=ref["pred_score"],
                           maps=out["anomaly_map"][:, 0], ref_maps=ref["anomaly_map"][:, 0])
                 m = v.measures
