@@ -4,7 +4,13 @@ Precision policy: OpenVINO's CPU plugin silently runs FP32 graphs in bf16 on AMX
 machines and the GPU plugin in f16. An anomaly threshold calibrated on FP32 scores does not
 transfer to that, so we always set ``INFERENCE_PRECISION_HINT`` (f32 unless the user asks for
 another precision) and read the compiled model's value back: ``precision`` reports what was
-verified, never what was merely requested.
+verified, never what was merely requested. Under a reduced precision (bf16, f16) the stem finer
+than stride 4 and the head keep f32 (:data:`REDUCED_SCOPES`, :data:`REDUCED_MIN_STRIDE`). Caveats
+(OpenVINO 2026.4, read back from the compiled model): the mark is dropped when a MatMul and its
+Add fuse into one FullyConnected node, so a head product with a bias runs reduced whatever its
+name (PatchCore's ``bank_search`` is meant to), and the feature resizes of ``embed`` run reduced
+too; PaDiM's Mahalanobis products and reductions run f32. Marking costs an IR round trip at load
+(PaDiM's 98 MiB ONNX file: about 4 s more on a loaded 2-core machine).
 """
 
 from __future__ import annotations
