@@ -78,3 +78,16 @@ def test_the_stem_finer_than_stride_4_keeps_f32(tmp_path: Path) -> None:
     flags = {op.get_friendly_name(): "DisablePrecisionConversion_0" in op.get_rt_info() for op in model.get_ordered_ops()}
     # 16 rows > 32 / 4: stride 2, kept; 8 rows = 32 / 4: stride 4, reduced
     assert flags["/feature_extractor/_conv_stem/Conv"] and not flags["/feature_extractor/_blocks.1/Conv"] and marked == 1
+
+
+def test_a_graph_without_a_backbone_scope_is_left_as_it_is(tmp_path: Path) -> None:
+    import openvino.opset13 as ops
+
+    from edgeanomaly.runtime._backends._openvino import _head_kept_f32, core
+
+    x = ops.parameter([2, 8], np.float32, name="x")
+    y = ops.matmul(x, ops.constant(np.ones((8, 4), np.float32)), False, False, name="/MatMul")
+    path = tmp_path / "m.xml"
+    ov.save_model(ov.Model([y], [x]), str(path), compress_to_fp16=False)
+    model, marked = _head_kept_f32(core(), str(path))
+    assert marked == 0 and not any("DisablePrecisionConversion_0" in op.get_rt_info() for op in model.get_ordered_ops())

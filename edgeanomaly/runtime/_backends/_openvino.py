@@ -112,7 +112,10 @@ def _head_kept_f32(ov_core: Any, model_path: str) -> tuple[Any, int]:
                    for p in layer.iter("port") if len(_port_dims(p)) == 4]
         fine = max(heights) / REDUCED_MIN_STRIDE if heights and max(heights) > 0 else None
         marked = 0
-        for layer in layers:
+        # A graph without a backbone scope is not one of ours (or predates the names): the
+        # plugin's own reduced precision, unmarked, rather than a "bf16" run that is all f32.
+        ours = any(REDUCED_SCOPES.search(layer.get("name", "")) for layer in layers)
+        for layer in layers if ours else ():
             name = layer.get("name", "")
             if layer.get("type") in ("Parameter", "Result", "Const"):
                 continue
