@@ -35,16 +35,6 @@ from edgeanomaly.models._registry import register_model
 __all__ = ["PatchCore"]
 
 
-class _BankSearch(torch.nn.Module):
-    """``x . (-2 m) + |m|^2`` for every bank entry: the nearest-neighbour search's matrix
-    product, half the graph's work. Its own module so the exported nodes are named
-    ``bank_search/...``: the only head nodes a reduced execution precision may run
-    (edgeanomaly.runtime keeps the others at f32)."""
-
-    def forward(self, patches: torch.Tensor, bank_t: torch.Tensor, bank_sq_norm: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(patches, bank_t) + bank_sq_norm
-
-
 @register_model
 class PatchCore(AnomalyModel):
     """PatchCore: memory bank of nominal patch features, nearest-neighbour scoring.
@@ -118,7 +108,6 @@ class PatchCore(AnomalyModel):
         self.max_train_memory_mb = settings["max_train_memory_mb"]
         self.pool = torch.nn.AvgPool2d(3, stride=1, padding=1)
         self.blur = GaussianBlur2d(sigma=settings["blur_sigma"], channels=1)
-        self.bank_search = _BankSearch()
         self.register_buffer("memory_bank_", torch.empty(0, 0))
         self.register_buffer("bank_sq_norm_", torch.empty(0))
         self.register_buffer("support_idx_", torch.empty(0, 0, dtype=torch.long))
@@ -193,10 +182,10 @@ class PatchCore(AnomalyModel):
         patches = emb.permute(0, 2, 3, 1).reshape(n, h * w, d)
         # |x - m|^2 = |x|^2 + (|m|^2 - 2 x.m): the bracket is one matrix product with a bias
         # (-2 * bank, transposed, (D, M): exact, and folded into the graph's only bank
-        # constant on export; module ``bank_search``); |x|^2 is the same along a row, so it is
-        # added after the minimum instead of to all P x M entries.
+        # constant on export); |x|^2 is the same along a row, so it is added after the
+        # minimum instead of to all P x M entries.
         bank_t = (self.memory_bank_ * -2.0).T
-        to_bank = self.bank_search(patches, bank_t, self.bank_sq_norm_)  # (n, P, M)
+        to_bank = torch.matmul(patches, bank_t) + self.bank_sq_norm_  # (n, P, M)
         x2 = (patches * patches).sum(-1)  # (n, P)
         patch_scores = (to_bank.amin(dim=-1) + x2).clamp_min(0.0).sqrt()
 

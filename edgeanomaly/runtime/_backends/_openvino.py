@@ -4,13 +4,10 @@ Precision policy: OpenVINO's CPU plugin silently runs FP32 graphs in bf16 on AMX
 machines and the GPU plugin in f16. An anomaly threshold calibrated on FP32 scores does not
 transfer to that, so we always set ``INFERENCE_PRECISION_HINT`` (f32 unless the user asks for
 another precision) and read the compiled model's value back: ``precision`` reports what was
-verified, never what was merely requested. Under a reduced precision (bf16, f16) the stem finer
-than stride 4 and the head keep f32 (:data:`REDUCED_SCOPES`, :data:`REDUCED_MIN_STRIDE`). Caveats
-(OpenVINO 2026.4, read back from the compiled model): the mark is dropped when a MatMul and its
-Add fuse into one FullyConnected node, so a head product with a bias runs reduced whatever its
-name (PatchCore's ``bank_search`` is meant to), and the feature resizes of ``embed`` run reduced
-too; PaDiM's Mahalanobis products and reductions run f32. Marking costs an IR round trip at load
-(PaDiM's 98 MiB ONNX file: about 4 s more on a loaded 2-core machine).
+verified, never what was merely requested. Under a reduced precision (bf16, f16) the nodes
+finer than stride 4 (the backbone's stem, the map's full-resolution resize and blur) keep f32
+(:data:`REDUCED_MIN_STRIDE`). Marking them costs an IR round trip at load (PaDiM's 98 MiB ONNX
+file: about 4 s more on a loaded 2-core machine).
 """
 
 from __future__ import annotations
@@ -70,16 +67,15 @@ def _default_precision_hint(family: str, artifact_precision: str, requested: str
     return None  # NPU: the plugin chooses; we read back and report what it did.
 
 
-#: Node-name scopes that a reduced execution precision (bf16, f16) may run: the backbone and
-#: PatchCore's nearest-neighbour search (``bank_search``, whose arg-min is all that is used).
-#: Every other node of the head (distances, Mahalanobis forms, PCA residuals, densities, the
-#: map's resize and blur) is kept at f32.
-REDUCED_SCOPES = re.compile(r"(feature_extractor|bank_search)/")
-#: Backbone nodes at a finer stride than this (the stem and first stage, on the full-resolution
-#: input) are kept at f32 too. Measured on PatchCore / EfficientNet-Lite0 / hazelnut at bf16:
-#: they carried nearly all the drift (99th-percentile map difference 0.054 with the whole
-#: backbone at bf16, 0.0076 with them at f32; tests/benchmarks/bench_bf16_drift.py).
+#: Under a reduced execution precision (bf16, f16), nodes whose output is finer than this stride
+#: keep f32: the backbone's stem and first stage on the full-resolution input, and the map's own
+#: full-resolution resize and blur. Measured on hazelnut at bf16 (tests/benchmarks/bench_bf16_drift.py):
+#: those nodes carried nearly all the drift (PatchCore 99th-percentile map difference 0.054 with
+#: every node at bf16, 0.0068 with them at f32; PaDiM 0.039 -> 0.0048); keeping the heads
+#: (distances, Mahalanobis forms) at f32 as well changed nothing measurable and cost PaDiM 1.6x.
 REDUCED_MIN_STRIDE = 4
+#: A graph is ours (exported by edgeanomaly) when its backbone nodes carry this scope.
+BACKBONE_SCOPE = re.compile(r"feature_extractor/")
 
 
 def _port_dims(port: Any) -> list[int]:
@@ -87,10 +83,11 @@ def _port_dims(port: Any) -> list[int]:
 
 
 def _head_kept_f32(ov_core: Any, model_path: str) -> tuple[Any, int]:
-    """The model at ``model_path`` with every node outside :data:`REDUCED_SCOPES`, and every
-    backbone node finer than :data:`REDUCED_MIN_STRIDE`, marked ``precise`` (OpenVINO's "keep the
-    original precision" runtime attribute, which the CPU plugin honours under a bf16
-    ``INFERENCE_PRECISION_HINT``), and how many nodes were marked.
+    """The model at ``model_path`` with every node whose output is finer than
+    :data:`REDUCED_MIN_STRIDE` marked ``precise`` (OpenVINO's "keep the original precision"
+    runtime attribute, which the CPU plugin honours under a bf16 ``INFERENCE_PRECISION_HINT``),
+    and how many nodes were marked. A graph without :data:`BACKBONE_SCOPE` is not one of ours:
+    it is left as it is (the plugin's own reduced precision), never a "bf16" run that is f32.
 
     The attribute has no Python constructor, so it is written into the IR's XML and read back;
     an ONNX file is converted to IR first, in a temporary folder that is removed.
@@ -110,20 +107,16 @@ def _head_kept_f32(ov_core: Any, model_path: str) -> tuple[Any, int]:
         layers = list(tree.getroot().iter("layer"))
         heights = [_port_dims(p)[-2] for layer in layers if layer.get("type") == "Parameter"
                    for p in layer.iter("port") if len(_port_dims(p)) == 4]
-        fine = max(heights) / REDUCED_MIN_STRIDE if heights and max(heights) > 0 else None
+        ours = any(BACKBONE_SCOPE.search(layer.get("name", "")) for layer in layers)
+        fine = max(heights) / REDUCED_MIN_STRIDE if ours and heights and max(heights) > 0 else None
         marked = 0
-        # A graph without a backbone scope is not one of ours (or predates the names): the
-        # plugin's own reduced precision, unmarked, rather than a "bf16" run that is all f32.
-        ours = any(REDUCED_SCOPES.search(layer.get("name", "")) for layer in layers)
-        for layer in layers if ours else ():
-            name = layer.get("name", "")
+        for layer in layers if fine is not None else ():
             if layer.get("type") in ("Parameter", "Result", "Const"):
                 continue
-            if REDUCED_SCOPES.search(name):
-                out = layer.find("output")
-                dims = [_port_dims(p) for p in out.findall("port")] if out is not None else []
-                if fine is None or not any(len(d) == 4 and d[-2] > fine for d in dims):
-                    continue
+            out = layer.find("output")
+            dims = [_port_dims(p) for p in out.findall("port")] if out is not None else []
+            if not any(len(d) == 4 and d[-2] > fine for d in dims):
+                continue
             rt = layer.find("rt_info")
             if rt is None:
                 rt = ET.Element("rt_info")
@@ -304,7 +297,7 @@ class OpenVINOBackend:
         needs_static = static_batch is None and "NPU" in families
         self.static_batch = static_batch if static_batch is not None else (1 if needs_static else None)
         t0 = time.perf_counter()
-        # A reduced precision runs the backbone (and PatchCore's search); the head stays f32.
+        # A reduced precision runs everything but the full-resolution nodes (REDUCED_MIN_STRIDE).
         reduced = None if auto else per_device[families[0]].get("INFERENCE_PRECISION_HINT")
         self.head_kept_f32 = 0
         source: Any = str(model_path)  # what the throughput twin compiles too
