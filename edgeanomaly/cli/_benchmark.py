@@ -20,7 +20,7 @@ Examples:
 @click.option("--repeats", default=30, show_default=True, type=click.IntRange(min=3), help="Batch-1 predictions timed per combination.")
 @click.option("--throughput-images", default=64, show_default=True, type=click.IntRange(min=1), help="Images streamed through the async path.")
 @click.option("--cold-start/--no-cold-start", default=True, show_default=True, help="Measure import + load + first prediction in a fresh process.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to save benchmark.json and benchmark.md (default: BUNDLE-benchmark next to the bundle).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder to save benchmark.json and benchmark.md in (default: print only, write nothing); never overwrites an earlier benchmark.")
 @click.option("--backend", type=click.Choice(["all", "remote"]), default="all", show_default=True,
               help="all: every local backend and device; remote: only the server at --url.")
 @exact_option
@@ -33,12 +33,16 @@ def benchmark(bundle: Path, data: Path | None, category: str | None, repeats: in
     """Latency, throughput, accuracy and drift of every artifact x backend x device."""
     from edgeanomaly.tooling import benchmark_bundle, benchmark_markdown, write_benchmark
 
+    if out is not None:
+        taken = [n for n in ("benchmark.json", "benchmark.md") if (out / n).exists()]
+        if taken:  # before minutes of measuring, not after
+            raise click.UsageError(f"{out} already holds {' and '.join(taken)} from an earlier benchmark; give another --out folder")
     rows = benchmark_bundle(bundle, data, category=category, repeats=repeats, throughput_images=throughput_images,
                             cold_start=cold_start, exact=exact, trust=trusted_keys(trust), progress=lambda what: click.echo(f"benchmarking {what} ...", err=True),
                             **check_remote(backend, url, model_name))
     click.echo(benchmark_markdown(rows))
-    target = out or bundle.with_name(bundle.name.removesuffix(".zip") + "-benchmark")
-    for p in write_benchmark(rows, target):
-        click.echo(f"wrote {p}")
+    if out is not None:
+        for p in write_benchmark(rows, out):
+            click.echo(f"wrote {p}")
     if any(r.status != "ok" for r in rows):
         raise SystemExit(1)

@@ -75,7 +75,7 @@ class ExecutionChoice:
     def to_dict(self) -> dict[str, Any]:
         """``{"precision", "requested", "reason", "export_drift"}`` for ``info()``, JSON and reports."""
         drift = self.drift
-        keep = ("outcome", "max_rel_diff", "max_rel_score_diff", "max_rel_map_diff", "decision_flips",
+        keep = ("outcome", "max_rel_diff", "max_rel_score_diff", "max_rel_map_diff", "p99_rel_map_diff", "decision_flips", "swapped_pairs",
                 "metric_deltas", "tolerance", "device", "device_name", "openvino", "reason")
         return {
             "precision": self.precision,

@@ -24,7 +24,7 @@ _BY_MODULE = {
     "_calibration_checks": ("threshold_sample_warnings",),
     "_verdict": (
         "PASS", "FAIL", "INCONCLUSIVE", "Tolerance", "TOLERANCES", "Check", "Verdict", "judge",
-        "one_image_share", "sample_key", "tolerance_for", "worst",
+        "one_image_share", "sample_key", "tolerance_for", "worst", "map_difference", "UNIT_ROUNDOFF", "MAP_PERCENTILE",
     ),
     "_recalibrate": ("recalibrate", "SPLITS"),
     "_validation": (

@@ -4,8 +4,9 @@ Per combination: status, size, execution precision, largest difference to the to
 reference (``reference.npz``), image AUROC and pixel AUPRO on a labelled dataset (optional),
 batch-1 latency per decoded image (p50/p95: decode + preprocess + infer + postprocess),
 asynchronous throughput, the cold start of a fresh process (import, load, first
-prediction), and the speed-up over the FP32 artifact on the same backend and device: every
-artifact of that backend and device is loaded at once and their batch-1 inferences are timed
+prediction), and the speed-up over the FP32 artifact on the same backend and device and at the
+same execution precision: every artifact of that backend and device (and the FP32 one at each
+execution precision the others ran at) is loaded at once and their batch-1 inferences are timed
 in turns (interleaved, so all see the same machine load), speed-up = FP32 median / median.
 A combination that fails is reported with its reason; the others still run.
 """
@@ -54,6 +55,8 @@ class BenchmarkRow:
     reason: str = ""
     size_bytes: int = 0
     execution: str = ""
+    #: the execution precision this row ran at (``"f32"``, ``"bf16"``, ``"f16"``; None: not reported)
+    execution_precision: str | None = None
     #: why this execution precision (Detector.execution.reason), and what export measured for it
     execution_reason: str = ""
     export_outcome: str | None = None
@@ -67,11 +70,14 @@ class BenchmarkRow:
     throughput_ips: float | None = None
     cold_start_s: float | None = None
     cold_start: dict[str, Any] = field(default_factory=dict)
-    #: FP32 infer median / this artifact's, timed interleaved on the same backend and device.
+    #: FP32 infer median / this artifact's, timed interleaved on the same backend and device,
+    #: the FP32 artifact run at this row's execution precision (like with like).
     speedup_vs_fp32: float | None = None
-    #: the FP32 artifact it is relative to, and the interleaved infer medians (ms).
+    #: the FP32 artifact and execution precision it is relative to ("openvino-fp32 at bf16"),
+    #: this row's interleaved infer median and the reference's (ms).
     speedup_reference: str = ""
     interleaved_infer_ms: float | None = None
+    reference_infer_ms: float | None = None
 
 
 def _available_devices() -> dict[str, list[str]]:
@@ -183,7 +189,9 @@ def benchmark_bundle(
 
 def _speedups(rows: list[BenchmarkRow], b: Any, load: Any, image_path: Path, repeats: int, exact: bool) -> None:
     """Fill ``speedup_vs_fp32``: per backend and device, every artifact timed in turns with the FP32 one
-    (at the execution precision its own row ran at: ``exact`` as given to :func:`benchmark_bundle`)."""
+    run at the same execution precision (an INT8 row at bf16 against FP32 at bf16, not against FP32 at
+    f32: what the row says is what it changes), each artifact at the execution precision its own row
+    ran at (``exact`` as given to :func:`benchmark_bundle`)."""
     from edgeanomaly.registry import get_backend
 
     groups: dict[tuple[str, str], list[BenchmarkRow]] = {}
@@ -196,36 +204,50 @@ def _speedups(rows: list[BenchmarkRow], b: Any, load: Any, image_path: Path, rep
             continue
         formats = get_backend(backend).formats  # the backend's own FP32 format is the reference
         ref = min(fp32, key=lambda r: formats.index(r.format) if r.format in formats else len(formats))
-        dets = []
+        takes_precision = "inference_precision" in get_backend(backend).options
+        # the FP32 reference at each execution precision a row of this group ran at
+        extra = sorted({r.execution_precision for r in group} - {ref.execution_precision, None}) if takes_precision else []
+        timed: list[tuple[str, Any]] = []  # (label, detector): the group's rows, then the extra references
         try:
             for r in group:
-                dets.append(load(b, backend=backend, device=device, artifact=r.artifact, exact=exact))
-            for det in dets:  # warm-up
+                timed.append((r.artifact, load(b, backend=backend, device=device, artifact=r.artifact, exact=exact)))
+            for p in extra:
+                try:
+                    timed.append((f"ref@{p}", load(b, backend=backend, device=device, artifact=ref.artifact, inference_precision=p)))
+                except EdgeAnomalyError:
+                    continue  # that row then has no like-for-like reference: no ratio rather than a wrong one
+            for _, det in timed:  # warm-up
                 for _ in range(3):
                     det.predict(image_path)
-            infer: list[list[float]] = [[] for _ in dets]
+            infer: list[list[float]] = [[] for _ in timed]
             for i in range(repeats):
-                order = list(range(len(dets)))
+                order = list(range(len(timed)))
                 order = order[i % len(order):] + order[: i % len(order)]  # rotate who goes first
                 for k in order:
-                    infer[k].append(dets[k].predict(image_path).timings["infer"])
+                    infer[k].append(timed[k][1].predict(image_path).timings["infer"])
         except (EdgeAnomalyError, RuntimeError, OSError):
             continue  # each artifact's own row already reports why it fails
         finally:
-            for det in dets:
+            for _, det in timed:
                 det.close()
         medians = [float(np.median(t)) for t in infer]
-        ref_ms = medians[group.index(ref)]
+        reference = {ref.execution_precision: medians[group.index(ref)]}
+        reference.update({label[4:]: ms for (label, _), ms in zip(timed[len(group):], medians[len(group):])})
         for r, ms in zip(group, medians):
             r.interleaved_infer_ms = ms
-            r.speedup_vs_fp32 = ref_ms / ms
-            r.speedup_reference = ref.artifact
+            base = reference.get(r.execution_precision)
+            if base is None:
+                continue
+            r.reference_infer_ms = base
+            r.speedup_vs_fp32 = base / ms
+            r.speedup_reference = ref.artifact + (f" at {r.execution_precision}" if r.execution_precision else "")
 
 
 def _measure(row: BenchmarkRow, b: Any, load: Any, ref: Any, image_path: Path, samples: list, labels: Any,
              masks: Any, auroc: Any, aupro: Any, repeats: int, throughput_images: int, remote: dict[str, Any]) -> None:
     with load(b, backend=row.backend, device=row.device, artifact=row.artifact, **remote) as det:
         row.execution = det.precision
+        row.execution_precision = det.execution.precision
         row.execution_reason = det.execution.reason
         drift = det.execution.drift
         if drift is not None:
@@ -272,7 +294,21 @@ def _export_drift(r: BenchmarkRow) -> str:
 def _speedup(r: BenchmarkRow) -> str:
     if r.speedup_vs_fp32 is None:
         return "-"
-    return f"{r.speedup_vs_fp32:.2f}x" if r.artifact != r.speedup_reference else "1.00x (ref)"
+    if r.speedup_reference.split(" at ")[0] == r.artifact:
+        return "1.00x (ref)"
+    return f"{r.speedup_vs_fp32:.2f}x ({_fmt(r.reference_infer_ms, '.1f')} / {_fmt(r.interleaved_infer_ms, '.1f')})"
+
+
+#: What the columns mean, printed under the table.
+LEGEND = (
+    "Columns: `exec` is the execution precision the row ran at (`execution` says why). `p50 ms` / `p95 ms`: "
+    "per decoded image at batch 1 (decode + preprocess + infer + postprocess), each row timed on its own, "
+    "one after another. `vs fp32`: the FP32 artifact's inference median over this row's, both timed in turns "
+    "in one interleaved run on the same backend and device, the FP32 artifact run at this row's execution "
+    "precision (like with like; the two medians in ms in brackets): above 1 = faster than FP32. The two "
+    "columns are measured at different times and the first includes decoding: when other work shares the "
+    "cores they can disagree, and the interleaved ratio is the one to trust."
+)
 
 
 def benchmark_markdown(rows: list[BenchmarkRow]) -> str:
@@ -280,18 +316,19 @@ def benchmark_markdown(rows: list[BenchmarkRow]) -> str:
     timed interleaved on the same backend and device (above 1 = faster than FP32)."""
     from edgeanomaly.bundle import format_bytes
 
-    head = "| artifact | backend | device | status | size | execution | export drift | max rel diff | img AUROC | px AUPRO | p50 ms | p95 ms | infer p50 ms | vs fp32 | img/s | cold start s |"
+    head = "| artifact | backend | device | status | size | exec | execution | export drift | max rel diff | img AUROC | px AUPRO | p50 ms | p95 ms | infer p50 ms | vs fp32 | img/s | cold start s |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         status = r.status if r.status == "ok" else f"FAILED: {r.reason}"
         lines.append(
-            f"| {r.artifact} | {r.backend} | {r.device} | {status} | {format_bytes(r.size_bytes)} | {r.execution or '-'} | "
+            f"| {r.artifact} | {r.backend} | {r.device} | {status} | {format_bytes(r.size_bytes)} | {r.execution_precision or '-'} | {r.execution or '-'} | "
             f"{_export_drift(r)} | "
             f"{_fmt(r.max_rel_diff, '.1e')} | {_fmt(r.image_auroc, '.4f')} | {_fmt(r.pixel_aupro, '.4f')} | "
             f"{_fmt(r.latency_ms_p50, '.1f')} | {_fmt(r.latency_ms_p95, '.1f')} | {_fmt(r.infer_ms_p50, '.1f')} | "
             f"{_speedup(r)} | "
             f"{_fmt(r.throughput_ips, '.1f')} | {_fmt(r.cold_start_s, '.2f')} |"
         )
+    lines += ["", LEGEND]
     reasons = sorted({(r.artifact, r.execution_reason) for r in rows if r.execution_reason})
     if reasons:
         lines += ["", "Execution precision: " + "; ".join(f"{a}: {why}" for a, why in reasons)]
@@ -299,9 +336,18 @@ def benchmark_markdown(rows: list[BenchmarkRow]) -> str:
 
 
 def write_benchmark(rows: list[BenchmarkRow], out: str | Path) -> list[Path]:
+    """Write ``benchmark.json`` and ``benchmark.md`` into ``out``; never over an earlier benchmark.
+
+    Raises:
+        FileExistsError: ``out`` already holds one of them (nothing is written).
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     j, m = out / "benchmark.json", out / "benchmark.md"
+    present = [p.name for p in (j, m) if p.exists()]
+    if present:
+        raise FileExistsError(f"{out} already holds {' and '.join(present)} from an earlier benchmark; "
+                              f"give another --out folder (nothing was overwritten)")
+    out.mkdir(parents=True, exist_ok=True)
     j.write_text(json.dumps([asdict(r) for r in rows], indent=2, default=float) + "\n")
     m.write_text(benchmark_markdown(rows))
     return [j, m]

@@ -63,7 +63,7 @@ def test_f32_drift_and_the_reduced_precisions_as_this_machine_allows(small_bundl
             assert f32["tolerance"] == "fp16" and f32["max_rel_diff"] <= 0.05
         bf16 = record["bf16"]
         if "BF16" in caps:  # a machine with AMX / AVX512-BF16: really measured
-            assert bf16["outcome"] in ("PASS", "INCONCLUSIVE", "FAIL") and bf16["tolerance"] == "fp16"
+            assert bf16["outcome"] in ("PASS", "INCONCLUSIVE", "FAIL") and bf16["tolerance"] == "bf16"
             assert bf16["max_rel_diff"] >= 0 and "decision_flips" in bf16
         else:
             assert bf16 == {"outcome": "NOT_MEASURED", "device": "CPU", "device_name": f32["device_name"],

@@ -15,10 +15,13 @@ def test_speedup_is_relative_to_the_backends_fp32_artifact(seg_bundle: Path) -> 
     assert set(ov) >= {"openvino-fp32", "openvino-fp16", "onnx-fp32"}
     assert all(r.status == "ok" for r in ov.values()), [r.reason for r in ov.values()]
     ref = ov["openvino-fp32"]  # the backend's own format at FP32, not the ONNX file it also reads
-    assert ref.speedup_reference == "openvino-fp32" and ref.speedup_vs_fp32 == 1.0
+    assert ref.speedup_reference == f"openvino-fp32 at {ref.execution_precision}" and ref.speedup_vs_fp32 == 1.0
     for r in ov.values():
-        assert r.speedup_reference == "openvino-fp32" and r.interleaved_infer_ms > 0
-        assert r.speedup_vs_fp32 == pytest.approx(ref.interleaved_infer_ms / r.interleaved_infer_ms)
+        # like with like: the FP32 artifact at this row's own execution precision (issue 25)
+        assert r.speedup_reference == f"openvino-fp32 at {r.execution_precision}" and r.interleaved_infer_ms > 0
+        assert r.speedup_vs_fp32 == pytest.approx(r.reference_infer_ms / r.interleaved_infer_ms)
+        if r.execution_precision == ref.execution_precision:
+            assert r.reference_infer_ms == ref.interleaved_infer_ms
     table = benchmark_markdown(rows)
     assert "| vs fp32 |" in table and "1.00x (ref)" in table
     fp16_line = next(line for line in table.splitlines() if line.startswith("| openvino-fp16 | openvino | CPU"))

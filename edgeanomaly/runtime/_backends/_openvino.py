@@ -4,7 +4,10 @@ Precision policy: OpenVINO's CPU plugin silently runs FP32 graphs in bf16 on AMX
 machines and the GPU plugin in f16. An anomaly threshold calibrated on FP32 scores does not
 transfer to that, so we always set ``INFERENCE_PRECISION_HINT`` (f32 unless the user asks for
 another precision) and read the compiled model's value back: ``precision`` reports what was
-verified, never what was merely requested.
+verified, never what was merely requested. Under a reduced precision (bf16, f16) the nodes
+finer than stride 4 (the backbone's stem, the map's full-resolution resize and blur) keep f32
+(:data:`REDUCED_MIN_STRIDE`). Marking them costs an IR round trip at load (PaDiM's 98 MiB ONNX
+file: about 4 s more on a loaded 2-core machine).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
+import tempfile
 import threading
 import time
 from collections import deque
@@ -122,6 +127,67 @@ def _default_precision_hint(family: str, artifact_precision: str, requested: str
         # The GPU plugin defaults to f16; an FP32 artifact must still run at FP32.
         return "f16" if artifact_precision == "fp16" else "f32"
     return None  # NPU: the plugin chooses; we read back and report what it did.
+
+
+#: Under a reduced execution precision (bf16, f16), nodes whose output is finer than this stride
+#: keep f32: the backbone's stem and first stage on the full-resolution input, and the map's own
+#: full-resolution resize and blur. Measured on hazelnut at bf16 (tests/benchmarks/bench_bf16_drift.py):
+#: those nodes carried nearly all the drift (PatchCore 99th-percentile map difference 0.054 with
+#: every node at bf16, 0.0068 with them at f32; PaDiM 0.039 -> 0.0048); keeping the heads
+#: (distances, Mahalanobis forms) at f32 as well changed nothing measurable and cost PaDiM 1.6x.
+REDUCED_MIN_STRIDE = 4
+#: A graph is ours (exported by edgeanomaly) when its backbone nodes carry this scope.
+BACKBONE_SCOPE = re.compile(r"feature_extractor/")
+
+
+def _port_dims(port: Any) -> list[int]:
+    return [int(d.text) for d in port.findall("dim") if d.text is not None and d.text.strip().lstrip("-").isdigit()]
+
+
+def _head_kept_f32(ov_core: Any, model_path: str) -> tuple[Any, int]:
+    """The model at ``model_path`` with every node whose output is finer than
+    :data:`REDUCED_MIN_STRIDE` marked ``precise`` (OpenVINO's "keep the original precision"
+    runtime attribute, which the CPU plugin honours under a bf16 ``INFERENCE_PRECISION_HINT``),
+    and how many nodes were marked. A graph without :data:`BACKBONE_SCOPE` is not one of ours:
+    it is left as it is (the plugin's own reduced precision), never a "bf16" run that is f32.
+
+    The attribute has no Python constructor, so it is written into the IR's XML and read back;
+    an ONNX file is converted to IR first, in a temporary folder that is removed.
+    """
+    import xml.etree.ElementTree as ET
+
+    import openvino as ov
+
+    with tempfile.TemporaryDirectory(prefix="edgeanomaly-ov-", ignore_cleanup_errors=True) as tmp:
+        path = Path(model_path)
+        if path.suffix.lower() == ".xml":
+            xml_path, bin_path = path, path.with_suffix(".bin")
+        else:
+            xml_path, bin_path = Path(tmp) / "model.xml", Path(tmp) / "model.bin"
+            ov.save_model(ov_core.read_model(str(path)), str(xml_path), compress_to_fp16=False)
+        tree = ET.parse(xml_path)
+        layers = list(tree.getroot().iter("layer"))
+        heights = [_port_dims(p)[-2] for layer in layers if layer.get("type") == "Parameter"
+                   for p in layer.iter("port") if len(_port_dims(p)) == 4]
+        ours = any(BACKBONE_SCOPE.search(layer.get("name", "")) for layer in layers)
+        fine = max(heights) / REDUCED_MIN_STRIDE if ours and heights and max(heights) > 0 else None
+        marked = 0
+        for layer in layers if fine is not None else ():
+            if layer.get("type") in ("Parameter", "Result", "Const"):
+                continue
+            out = layer.find("output")
+            dims = [_port_dims(p) for p in out.findall("port")] if out is not None else []
+            if not any(len(d) == 4 and d[-2] > fine for d in dims):
+                continue
+            rt = layer.find("rt_info")
+            if rt is None:
+                rt = ET.Element("rt_info")
+                layer.insert(0, rt)
+            ET.SubElement(rt, "attribute", {"name": "precise", "version": "0"})
+            marked += 1
+        marked_xml = Path(tmp) / "precise.xml"
+        tree.write(marked_xml, encoding="utf-8", xml_declaration=True)
+        return ov_core.read_model(str(marked_xml), str(bin_path)), marked
 
 
 # Execution precisions and the device capability each needs (OPTIMIZATION_CAPABILITIES).
@@ -293,8 +359,16 @@ class OpenVINOBackend:
         needs_static = static_batch is None and "NPU" in families
         self.static_batch = static_batch if static_batch is not None else (1 if needs_static else None)
         t0 = time.perf_counter()
+        # A reduced precision runs everything but the full-resolution nodes (REDUCED_MIN_STRIDE).
+        reduced = None if auto else per_device[families[0]].get("INFERENCE_PRECISION_HINT")
+        self.head_kept_f32 = 0
+        source: Any = str(model_path)  # what the throughput twin compiles too
+        self._model_path = str(model_path)
         try:
-            if needs_static:
+            if reduced in ("bf16", "f16") and not needs_static:
+                source, self.head_kept_f32 = _head_kept_f32(ov_core, str(model_path))
+                self._compiled = ov_core.compile_model(source, self.requested_device, config)
+            elif needs_static:
                 model = ov_core.read_model(str(model_path))
                 shape = [d.get_length() if d.is_static else 1 for d in model.input(0).get_partial_shape()]
                 model.reshape({0: shape})
@@ -341,7 +415,7 @@ class OpenVINOBackend:
             families == ["CPU"] and not auto and not needs_static and num_streams is None and num_threads is None
             and self.performance_hint == "LATENCY" and self.optimal_requests == 1
         )
-        self._twin_recipe = (str(model_path), {**config, "PERFORMANCE_HINT": "THROUGHPUT"}) if twin_ok else None
+        self._twin_recipe = (source, {**config, "PERFORMANCE_HINT": "THROUGHPUT"}) if twin_ok else None
         self._twin: Any = None
         self._twin_thread: threading.Thread | None = None
         self._twin_lock = threading.Lock()
@@ -404,10 +478,11 @@ class OpenVINOBackend:
             self._twin_thread.start()
 
     def _compile_twin(self) -> None:
-        path, config = self._twin_recipe  # type: ignore[misc]
+        source, config = self._twin_recipe  # type: ignore[misc]
+        path = self._model_path
         t0 = time.perf_counter()
         try:
-            twin = core().compile_model(path, self.requested_device, config)
+            twin = core().compile_model(source, self.requested_device, config)
             precision = _type_name(twin.get_property("INFERENCE_PRECISION_HINT"))
             try:
                 requests = int(twin.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
