@@ -12,7 +12,7 @@ from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, sp
 
 # Static copies of the registries (tests/cli/test_cli_help.py keeps them equal), so that
 # `fit --help` needs no torch import.
-MODEL_NAMES = ("patchcore", "padim", "dfkde", "dfm")
+MODEL_NAMES = ("patchcore", "padim", "dfkde", "dfm", "fastflow")
 BACKBONE_NAMES = ("efficientnet_lite0", "resnet18", "wide_resnet50_2")
 #: backbone -> feature layer names (shallow to deep) as the help shows them.
 LAYER_NAMES = {
@@ -133,6 +133,11 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     ckpt = result.checkpoint
     m = ckpt.model
     click.echo(f"Fitted {m.name} ({m.backbone}: {', '.join(m.layers)}; weights {m.weights_source}) on {ckpt.info['n_train']} images in {result.seconds['fit']:.2f} s")
+    training = ckpt.info.get("training")
+    if training:
+        click.echo(f"Trained {training['epochs_run']} epochs on {training['n_train']} images, {training['n_validation']} held out: "
+                   f"best epoch {training['best_epoch']} (validation loss {training['best_val_loss']:.4g}), "
+                   f"stopped by {training['stopped_by']}")
     print_metrics(ckpt.metrics, ckpt.calibration)
     click.echo(f"Checkpoint: {result.out}")
     import shlex

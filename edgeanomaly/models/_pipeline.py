@@ -131,6 +131,8 @@ def fit_run(
         return step
 
     train, holdout = training_split(dataset)
+    if hasattr(model, "epoch_callback") and progress is not None:  # a model trained for epochs reports each
+        model.epoch_callback = lambda record: progress("train", record["epoch"], record["epochs"])
     t0 = time.perf_counter()
     fit_model(model, train, preprocessing, batch_size, tick("fit", len(train)))
     seconds["fit"] = time.perf_counter() - t0
@@ -188,6 +190,8 @@ def fit_run(
         # content hashes of the fitted images: calibrate warns when it is given them again
         "train_sha256": [file_sha256(s.path) for s in train],
     }
+    if getattr(model, "training_history_", None):  # a trained model: its epochs, losses and why it stopped
+        info["training"] = {**model.training_summary_, "history": model.training_history_}
     ckpt = Checkpoint(model, preprocessing, calibration_dict, info, metrics)
     out_path = save_checkpoint(out, ckpt) if out is not None else None
     return FitResult(ckpt, out_path, seconds)
