@@ -18,6 +18,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "matplotlib": ("matplotlib", "plot"),
     "openvino": ("openvino", "base install"),
     "onnxruntime": ("onnxruntime", "base install"),
+    "cryptography": ("cryptography", "base install"),
     "sklearn": ("scikit-learn", "dev"),
     "kserve": ("kserve", "serve"),
     "tritonclient": ("tritonclient", "serve"),

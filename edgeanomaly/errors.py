@@ -16,6 +16,11 @@ __all__ = [
     "DatasetError",
     "BundleError",
     "BundleIntegrityError",
+    "GraphMismatchError",
+    "SignatureError",
+    "UnsignedBundleError",
+    "UntrustedKeyError",
+    "BadSignatureError",
     "BackendUnavailableError",
     "DeviceUnavailableError",
     "InferenceError",
@@ -24,6 +29,7 @@ __all__ = [
     "MissingDependencyError",
     "ExportError",
     "ParityError",
+    "OutOfSpaceError",
 ]
 
 
@@ -45,6 +51,29 @@ class BundleError(EdgeAnomalyError, ValueError):
 
 class BundleIntegrityError(BundleError):
     """An artifact of a bundle does not match the checksum or size in its manifest."""
+
+
+class GraphMismatchError(BundleError):
+    """A graph file's own ``model_info`` (ONNX ``metadata_props``, OpenVINO ``rt_info``) disagrees
+    with the bundle's manifest: the graph belongs to another model or another export."""
+
+
+class SignatureError(BundleError):
+    """A bundle is refused under a trust setting (see :class:`UnsignedBundleError`,
+    :class:`UntrustedKeyError`, :class:`BadSignatureError`)."""
+
+
+class UnsignedBundleError(SignatureError):
+    """Trusted keys are set and the bundle carries no signature."""
+
+
+class UntrustedKeyError(SignatureError):
+    """The bundle is signed by a key that is not among the trusted keys."""
+
+
+class BadSignatureError(SignatureError):
+    """The signature does not verify with the trusted key it names, is malformed, or covers
+    another manifest than the bundle's (the manifest or a file changed after signing)."""
 
 
 class BackendUnavailableError(EdgeAnomalyError, RuntimeError):
@@ -77,3 +106,7 @@ class ExportError(EdgeAnomalyError, RuntimeError):
 
 class ParityError(ExportError):
     """An exported FP32 artifact disagrees with the torch model beyond tolerance."""
+
+
+class OutOfSpaceError(EdgeAnomalyError, OSError):
+    """Not enough free disk space for an output (the message names where, how much is needed and free)."""

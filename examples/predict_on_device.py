@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import edgeanomaly as ea
 from edgeanomaly.data import is_image_file
 from edgeanomaly.errors import ImageReadError
-from edgeanomaly.runtime import load
 
 EXIT_SOME_FAILED = 3
 
@@ -35,7 +35,7 @@ def main() -> int:
         return 2
     bundle, paths = sys.argv[1], image_paths(sys.argv[2:])
     failed = 0
-    with load(bundle, backend="auto", device="CPU") as detector:
+    with ea.load(bundle, backend="auto", device="CPU") as detector:
         print(f"{detector.artifact.name} on {detector.backend}/{detector.device}, precision {detector.precision}")
         for path in paths:
             try:

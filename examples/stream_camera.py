@@ -11,7 +11,8 @@ import sys
 
 import cv2
 
-from edgeanomaly.runtime import load, overlay
+import edgeanomaly as ea
+from edgeanomaly.runtime import overlay
 
 
 def has_gui() -> bool:
@@ -37,7 +38,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    with load(bundle) as detector:
+    with ea.load(bundle) as detector:
         src = int(source) if source.isdigit() else source
         for frame, prediction in detector.stream(src):
             print(f"{prediction.source}: label={prediction.label} score={prediction.score:.3f}")

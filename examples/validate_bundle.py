@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sys
 
-from edgeanomaly.tooling import validate_bundle
+import edgeanomaly as ea
 
 
 def main() -> None:
-    report = validate_bundle(sys.argv[1], sys.argv[2], category=sys.argv[3] if len(sys.argv) > 3 else None)
+    report = ea.validate(sys.argv[1], sys.argv[2], category=sys.argv[3] if len(sys.argv) > 3 else None)
     for a in report.artifacts:
         print(a.artifact, a.status, {k: round(v, 4) for k, v in a.metrics.items()}, a.reasons or "")
     sys.exit(0 if report.ok else 1)

@@ -36,7 +36,8 @@ ALLOWED: dict[str, set[str]] = {
     "components": {"data"},
     "models": {"components", "data", "metrics", "bundle"},  # + tooling's calibration maths, below
     "export": TORCH_FREE | {"components", "models"},
-    "cli": TORCH_FREE | {"components", "models", "export"},
+    "frontdoor": TORCH_FREE | {"models", "export"},  # models and export inside the training calls only
+    "cli": TORCH_FREE | {"components", "models", "export", "frontdoor"},
 }
 #: What the training side may take from the tooling (torch-free maths that imports no runtime).
 MODELS_MAY_USE_FROM_TOOLING = {"compute_calibration", "DEFAULT_QUANTILE", "calibration_split"}

@@ -1,6 +1,8 @@
 """The bundle format: manifest schema, atomic write, verified read, zip, migration.
 
-A bundle is a directory (or one ``.zip``) holding ``manifest.json`` and the exported graphs.
+A bundle is a directory (or one ``.zip``) holding ``manifest.json`` and the exported graphs,
+and ``signature.json`` when it is signed (Ed25519, :func:`sign_bundle`; a device that sets
+trusted keys refuses any bundle they did not sign).
 This package is torch-free (NumPy, json and the standard library): a device reads bundles
 with it. The specification is ``export/BUNDLE.md``.
 
@@ -13,19 +15,30 @@ from __future__ import annotations
 
 from edgeanomaly.bundle._bundle import Bundle
 from edgeanomaly.bundle._calibration import Calibration, normalize, utc_now
-from edgeanomaly.bundle._atomic import write_bytes_atomic
+from edgeanomaly.bundle._atomic import temp_dir_beside, write_bytes_atomic
 from edgeanomaly.bundle._describe import describe_bundle, format_bytes
 from edgeanomaly.bundle._io import (
     check_destination,
     load_manifest,
     pack_bundle,
     read_bundle,
+    sign_bundle,
     update_calibration,
     verify_bundle,
     write_bundle,
 )
 from edgeanomaly.bundle._manifest import Artifact, ArtifactFile, Manifest, input_spec, output_specs
+from edgeanomaly.bundle._graphinfo import check_graph, graph_model_info
 from edgeanomaly.bundle._migrate import migrate, register_migration
+from edgeanomaly.bundle._signing import (
+    TRUST_ENV,
+    Signature,
+    SigningKey,
+    TrustedKeys,
+    generate_keypair,
+    resolve_trust,
+    verify_signature,
+)
 from edgeanomaly.bundle._schema import (
     CALIBRATION_METHODS,
     FORMATS,
@@ -33,12 +46,15 @@ from edgeanomaly.bundle._schema import (
     MODEL_INFO_KEYS,
     PRECISIONS,
     SCHEMA_VERSION,
+    SIGNATURE_NAME,
     TASKS,
 )
 
 __all__ = [
     "SCHEMA_VERSION",
     "MANIFEST_NAME",
+    "SIGNATURE_NAME",
+    "TRUST_ENV",
     "FORMATS",
     "PRECISIONS",
     "TASKS",
@@ -56,6 +72,7 @@ __all__ = [
     "update_calibration",
     "describe_bundle",
     "format_bytes",
+    "temp_dir_beside",
     "write_bytes_atomic",
     "verify_bundle",
     "load_manifest",
@@ -65,4 +82,13 @@ __all__ = [
     "utc_now",
     "migrate",
     "register_migration",
+    "Signature",
+    "SigningKey",
+    "TrustedKeys",
+    "generate_keypair",
+    "sign_bundle",
+    "resolve_trust",
+    "verify_signature",
+    "check_graph",
+    "graph_model_info",
 ]

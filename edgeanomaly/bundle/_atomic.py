@@ -12,7 +12,28 @@ import tempfile
 import uuid
 from pathlib import Path
 
-__all__ = ["fsync_dir", "temp_dir_beside", "temp_file_beside", "replace_dir", "replace_file", "write_bytes_atomic"]
+__all__ = ["current_umask", "fsync_dir", "temp_dir_beside", "temp_file_beside", "replace_dir", "replace_file", "write_bytes_atomic"]
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux), else by a set-and-restore."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # not thread-safe for the instant between the two calls; only where /proc is missing
+    os.umask(mask)
+    return mask
+
+
+def _as_if_created(path: Path, directory: bool) -> None:
+    # mkdtemp/mkstemp create 0700/0600 whatever the umask; the finished output is renamed into
+    # place with that mode, and a service account (or a non-root container) could not read it.
+    # Give it the mode a plain mkdir/open would have: 0777/0666 less the umask.
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
 
 
 def fsync_dir(path: Path) -> None:
@@ -30,14 +51,17 @@ def fsync_dir(path: Path) -> None:
 
 
 def temp_dir_beside(dest: Path, tag: str = "tmp") -> Path:
-    """A new hidden directory ``.NAME.TAG-xxxx`` in the parent of ``dest``."""
-    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.{tag}-", dir=dest.parent))
+    """A new hidden directory ``.NAME.TAG-xxxx`` in the parent of ``dest`` (mode 0777 less the umask)."""
+    path = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{tag}-", dir=dest.parent))
+    _as_if_created(path, directory=True)
+    return path
 
 
 def temp_file_beside(dest: Path, tag: str = "tmp") -> Path:
-    """A new empty hidden file ``.NAME.TAG-xxxx`` in the parent of ``dest``."""
+    """A new empty hidden file ``.NAME.TAG-xxxx`` in the parent of ``dest`` (mode 0666 less the umask)."""
     fd, name = tempfile.mkstemp(prefix=f".{dest.name}.{tag}-", dir=dest.parent)
     os.close(fd)
+    _as_if_created(Path(name), directory=False)
     return Path(name)
 
 

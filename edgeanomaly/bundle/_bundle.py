@@ -31,6 +31,10 @@ class Bundle:
         manifest: the validated :class:`Manifest`.
         source: the path the bundle was read from (directory or ``.zip``).
         verified: whether every sha256 and the manifest checksum were checked on reading.
+        signature: the bundle's :class:`~edgeanomaly.bundle.Signature` (``signature.json``),
+            or None when unsigned; ``signature.trusted_by`` is set when it was checked against
+            trusted keys (``read_bundle(..., trust=...)``), else None (read, not checked).
+        signature_problem: why ``signature.json`` could not be read (malformed), else None.
 
     >>> with read_bundle("bundles/patchcore") as bundle:          # doctest: +SKIP
     ...     artifact = bundle.artifact(format="openvino")
@@ -50,6 +54,8 @@ class Bundle:
         self.manifest = manifest
         self.source = Path(source) if source is not None else self.root
         self.verified = verified
+        self.signature: Any = None
+        self.signature_problem: str | None = None
         self._closed = False
         self._cleanup = (
             weakref.finalize(self, shutil.rmtree, str(tempdir), True) if tempdir is not None else None

@@ -159,7 +159,7 @@ def _reference_lines(bundle: Bundle, statuses: dict[str, FileStatus]) -> list[st
     if ref["metrics"]:
         lines.append(f"{_INDENT}metrics: " + ", ".join(f"{k} {_num(v)}" for k, v in ref["metrics"].items()))
     for name, values in ref["parity"].items():
-        lines.append(f"{_INDENT}parity {name}: " + ", ".join(f"{k} {_num(v)}" for k, v in values.items() if k != "execution_precisions"))
+        lines += _parity_lines(name, values)
         executions = values.get("execution_precisions")
         if executions:
             lines.append(f"{_INDENT}execution precisions {name} (OpenVINO, measured at export): " + "; ".join(
@@ -169,7 +169,41 @@ def _reference_lines(bundle: Bundle, statuses: dict[str, FileStatus]) -> list[st
     return lines
 
 
-def describe_bundle(bundle: Bundle, verify: bool | None = None) -> str:
+def _signature_line(bundle: Bundle, trust: Any) -> str:
+    from edgeanomaly.bundle._signing import verify_signature
+    from edgeanomaly.errors import SignatureError
+
+    if bundle.signature_problem is not None:
+        return f"Signature    UNREADABLE: {bundle.signature_problem}"
+    sig = bundle.signature
+    if trust is not None:
+        try:
+            checked = verify_signature(bundle.root, trust, str(bundle.source))
+        except SignatureError as exc:
+            return f"Signature    REFUSED under the trusted keys: {exc}"
+        return f"Signature    valid: {checked.describe()}"
+    if sig is None:
+        return "Signature    none (unsigned; edgeanomaly sign BUNDLE --key KEY signs it)"
+    return f"Signature    {sig.describe()}; not checked (no trusted keys given: --trust KEYS)"
+
+
+def _parity_lines(name: str, values: dict[str, Any]) -> list[str]:
+    """One line of numbers per artifact, then the verdict: what failed or could not be judged,
+    one message a line (the passed checks are counted, not printed; ``info --json`` has all)."""
+    flat = ", ".join(f"{k} {_num(v)}" for k, v in values.items() if not isinstance(v, (dict, list)))
+    lines = [f"{_INDENT}parity {name}: {flat}"]
+    verdict = values.get("verdict")
+    if isinstance(verdict, dict):
+        checks = [c for c in verdict.get("checks", []) if isinstance(c, dict)]
+        passed = sum(c.get("outcome") == "PASS" for c in checks)
+        lines.append(f"{_INDENT}  verdict {verdict.get('outcome', '?')}: {passed} of {len(checks)} checks pass")
+        lines += [f"{_INDENT}    {c.get('outcome')}: {c.get('message', c.get('name'))}" for c in checks if c.get("outcome") != "PASS"]
+    for attempt in values.get("rejected_attempts", []) or []:
+        lines.append(f"{_INDENT}  rejected before: {attempt}")
+    return lines
+
+
+def describe_bundle(bundle: Bundle, verify: bool | None = None, *, trust: Any = None) -> str:
     """The human-readable summary of a bundle that ``edgeanomaly info`` prints.
 
     Covers the model, task, backbone and layers, input contract, preprocessing, outputs,
@@ -180,6 +214,8 @@ def describe_bundle(bundle: Bundle, verify: bool | None = None) -> str:
         bundle: an opened bundle.
         verify: hash the files for the checksum column. ``None`` (default) hashes only when
             the bundle was read with ``verify=False``; a verified bundle shows ``ok``.
+        trust: trusted keys (:class:`~edgeanomaly.bundle.TrustedKeys`) to check the signature
+            against; without them the signature line says by which key it is signed, unchecked.
 
     >>> with read_bundle("out/patchcore") as b:       # doctest: +SKIP
     ...     print(describe_bundle(b))
@@ -197,6 +233,7 @@ def describe_bundle(bundle: Bundle, verify: bool | None = None) -> str:
         *_calibration_lines(m),
         *_artifact_lines(m, statuses),
         *_reference_lines(bundle, statuses),
+        _signature_line(bundle, trust),
     ]
     problems = [s for s in statuses.values() if not s.ok]
     n_files = len(statuses)

@@ -23,13 +23,23 @@ from edgeanomaly.bundle._hashing import MANIFEST_SHA256_KEY, copy_and_hash, cont
 from edgeanomaly.bundle._manifest import Artifact, ArtifactFile, Manifest
 from edgeanomaly.bundle._migrate import check_schema_version
 from edgeanomaly.bundle._paths import unsafe_reason
-from edgeanomaly.bundle._schema import MANIFEST_NAME, SCHEMA_VERSION
+from edgeanomaly.bundle._schema import MANIFEST_NAME, SCHEMA_VERSION, SIGNATURE_NAME
+from edgeanomaly.bundle._signing import (
+    Signature,
+    SigningKey,
+    TrustLike,
+    read_signature,
+    resolve_trust,
+    verify_signature,
+    write_signature,
+)
 from edgeanomaly.registry import get_format
 from edgeanomaly.bundle._verify import check_files, incomplete
 from edgeanomaly.bundle._zip import extract_zip, write_zip
-from edgeanomaly.errors import BundleError, BundleIntegrityError
+from edgeanomaly.errors import BundleError, BundleIntegrityError, ConfigError, SignatureError
 
-__all__ = ["read_bundle", "write_bundle", "pack_bundle", "update_calibration", "verify_bundle", "load_manifest"]
+__all__ = ["read_bundle", "write_bundle", "pack_bundle", "update_calibration", "verify_bundle", "load_manifest",
+           "sign_bundle"]
 
 FileSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 
@@ -151,7 +161,17 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[tuple[Path, str, Path | No
         raise
 
 
-def read_bundle(path: str | os.PathLike[str], verify: bool = True) -> Bundle:
+def _signing_key(key: SigningKey | str | os.PathLike[str] | None) -> SigningKey | None:
+    return key if key is None or isinstance(key, SigningKey) else SigningKey.load(key)
+
+
+def _zip_members(root: Path, manifest: Manifest) -> list[str]:
+    """What a zip of the bundle at ``root`` holds: the manifest, the signature if any, the files."""
+    signed = [SIGNATURE_NAME] if (root / SIGNATURE_NAME).is_file() else []
+    return [MANIFEST_NAME, *signed, *(f.path for f in manifest.files())]
+
+
+def read_bundle(path: str | os.PathLike[str], verify: bool = True, *, trust: TrustLike = None) -> Bundle:
     """Open a bundle directory or ``.zip`` and check it.
 
     Args:
@@ -160,6 +180,11 @@ def read_bundle(path: str | os.PathLike[str], verify: bool = True) -> Bundle:
             ``False`` still validates the manifest and checks that every file is present with
             the recorded size, but does not hash: faster for large artifacts, and the way to
             inspect a bundle whose manifest was edited.
+        trust: trusted public keys (a ``.pub`` file, a folder of them, a list, or
+            :class:`TrustedKeys`). When given, the bundle must carry a signature by one of
+            them that covers its manifest (checked before the files are hashed); ``verify``
+            must then be True. Default None: no signature required (``$EDGEANOMALY_TRUST`` is
+            read by :func:`edgeanomaly.runtime.load` and the CLI, not here).
 
     Returns:
         A :class:`Bundle`; for a zip, its files live in a temporary directory removed by
@@ -169,28 +194,51 @@ def read_bundle(path: str | os.PathLike[str], verify: bool = True) -> Bundle:
         BundleError: not a bundle, malformed or newer manifest, invalid field.
         BundleIntegrityError: a file is missing, or its size or sha256 differs from the
             manifest, or the manifest was edited. Every message names the file.
+        UnsignedBundleError, UntrustedKeyError, BadSignatureError: with ``trust``: no
+            signature, a key not trusted, a signature that does not verify or covers another
+            manifest.
 
     >>> with read_bundle("out/patchcore.zip") as bundle:     # doctest: +SKIP
     ...     print(bundle.manifest.calibration.image_threshold)
     """
+    trusted = resolve_trust(trust, env=False)
+    if trusted is not None and not verify:
+        raise ConfigError("read_bundle(verify=False) cannot check a signature: it covers the files through their "
+                          "sha256, which verify=False skips. Pass verify=True with trust.")
     with _opened(path) as (root, label, tempdir):
         manifest = load_manifest(root, label, verify=verify)
+        problem = None
+        if trusted is not None:
+            signature: Signature | None = verify_signature(root, trusted, label)
+        else:
+            try:
+                signature = read_signature(root, label)
+            except SignatureError as exc:  # reported by describe_bundle; refused only under trust
+                signature, problem = None, str(exc)
         for status in check_files(root, manifest, compute_sha256=verify, stop_at_first=True):
             if not status.ok:
                 raise BundleIntegrityError(f"Bundle {label}: {status.problem}")
-        return Bundle(root, manifest, source=Path(path), verified=verify, tempdir=tempdir)
+        bundle = Bundle(root, manifest, source=Path(path), verified=verify, tempdir=tempdir)
+        bundle.signature, bundle.signature_problem = signature, problem
+        return bundle
 
 
-def verify_bundle(path: str | os.PathLike[str]) -> list[str]:
+def verify_bundle(path: str | os.PathLike[str], *, trust: TrustLike = None, graphs: bool = False) -> list[str]:
     """Every problem of a bundle, one message each; an empty list means the bundle is intact.
 
     Unlike :func:`read_bundle`, which stops at the first problem, this reports an edited
-    manifest *and* every missing or modified file.
+    manifest *and* every missing or modified file. With ``graphs`` (``edgeanomaly info`` and
+    ``verify`` set it), each intact graph's own ``model_info`` is compared with the manifest's;
+    with ``trust``, the signature is checked against those keys (a malformed ``signature.json``
+    is a problem either way).
 
     >>> verify_bundle("out/patchcore")          # doctest: +SKIP
     []
     """
+    from edgeanomaly.bundle._graphinfo import check_graph
+
     problems: list[str] = []
+    trusted = resolve_trust(trust, env=False)
     try:
         with _opened(path) as (root, label, tempdir):
             try:
@@ -199,9 +247,27 @@ def verify_bundle(path: str | os.PathLike[str]) -> list[str]:
                 except BundleIntegrityError as exc:  # edited manifest: still check the files
                     problems.append(str(exc))
                     manifest = load_manifest(root, label, verify=False)
+                try:
+                    if trusted is not None:
+                        verify_signature(root, trusted, label)
+                    else:
+                        read_signature(root, label)
+                except SignatureError as exc:
+                    problems.append(str(exc))
+                broken = set()
                 for status in check_files(root, manifest):
                     if not status.ok:
+                        broken.add(status.path)
                         problems.append(f"Bundle {label}: {status.problem}")
+                if graphs:
+                    opened = Bundle(root, manifest, source=Path(path), verified=True)
+                    for artifact in manifest.artifacts:
+                        if any(f.path in broken for f in artifact.files):
+                            continue
+                        try:
+                            check_graph(opened, artifact)
+                        except BundleError as exc:
+                            problems.append(str(exc))
             finally:
                 if tempdir is not None:
                     shutil.rmtree(tempdir, ignore_errors=True)
@@ -246,8 +312,8 @@ def _normalize_sources(files: Mapping[str, FileSource]) -> dict[str, bytes | Pat
         reason = unsafe_reason(rel) if isinstance(rel, str) else "is not a string"
         if reason is not None:
             raise BundleError(f"files[{rel!r}]: the path {reason}")
-        if rel == MANIFEST_NAME:
-            raise BundleError(f"files[{rel!r}]: {MANIFEST_NAME} is written by write_bundle from the manifest")
+        if rel in (MANIFEST_NAME, SIGNATURE_NAME):
+            raise BundleError(f"files[{rel!r}]: {rel} is written by write_bundle (from the manifest, or with sign_key)")
         if isinstance(source, (bytes, bytearray, memoryview)):
             out[rel] = bytes(source)
         elif isinstance(source, (str, os.PathLike)):
@@ -337,6 +403,8 @@ def write_bundle(
     manifest: Manifest,
     files: Mapping[str, FileSource],
     overwrite: bool = False,
+    *,
+    sign_key: SigningKey | str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write a bundle directory (or a ``.zip`` when ``out`` ends in ``.zip``), atomically.
 
@@ -356,6 +424,8 @@ def write_bundle(
             must belong to an artifact or be the reference file.
         overwrite: replace an existing bundle at ``out`` (a non-bundle directory is never
             replaced).
+        sign_key: a :class:`SigningKey` or the path of one: ``signature.json`` is written
+            with the manifest, before the bundle is moved into place.
 
     Returns:
         ``out`` as a Path.
@@ -367,6 +437,7 @@ def write_bundle(
         raise TypeError(f"Expected manifest as a Manifest, got {type(manifest).__name__}")
     out = Path(out).expanduser()
     sources = _normalize_sources(files)
+    key = _signing_key(sign_key)  # a bad key fails before anything is written
     check_destination(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = temp_dir_beside(out)
@@ -374,10 +445,12 @@ def write_bundle(
         written = {rel: _write_file(stage, rel, source) for rel, source in sources.items()}
         final = _fill_manifest(manifest, written)
         _write_manifest(stage, final)  # last: a directory without it is not a bundle
+        if key is not None:
+            write_signature(stage, key, label=str(out))
         for folder in {(stage / rel).parent for rel in written} | {stage}:
             fsync_dir(folder)
         if _is_zip_name(out):
-            write_zip(stage, [MANIFEST_NAME, *(f.path for f in final.files())], out)
+            write_zip(stage, _zip_members(stage, final), out)
         else:
             check_destination(out, overwrite)  # it may have appeared while writing
             replace_dir(stage, out)
@@ -390,7 +463,8 @@ def write_bundle(
 def pack_bundle(bundle_dir: str | os.PathLike[str], zip_path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Verify a bundle directory and pack it into one ``.zip`` (written atomically).
 
-    The zip holds ``manifest.json`` and the files the manifest lists, at its top level.
+    The zip holds ``manifest.json``, ``signature.json`` when the bundle is signed (a signed
+    directory zipped stays signed) and the files the manifest lists, at its top level.
 
     >>> pack_bundle("out/patchcore", "out/patchcore.zip")        # doctest: +SKIP
     PosixPath('out/patchcore.zip')
@@ -404,12 +478,13 @@ def pack_bundle(bundle_dir: str | os.PathLike[str], zip_path: str | os.PathLike[
     with read_bundle(source, verify=True) as bundle:
         check_destination(dest, overwrite)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        write_zip(bundle.root, [MANIFEST_NAME, *(f.path for f in bundle.manifest.files())], dest)
+        write_zip(bundle.root, _zip_members(bundle.root, bundle.manifest), dest)
     return dest
 
 
 def update_calibration(path: str | os.PathLike[str], calibration: Calibration, *, verify: bool = True,
-                       reference_metrics: Mapping[str, float] | None = None, note: str = "") -> Manifest:
+                       reference_metrics: Mapping[str, float] | None = None, note: str = "",
+                       sign_key: SigningKey | str | os.PathLike[str] | None = None) -> Manifest:
     """Replace the calibration of a bundle (directory or zip), keeping the old one in history.
 
     The bundle is read and verified first (an edited or corrupted bundle is refused rather
@@ -421,6 +496,11 @@ def update_calibration(path: str | os.PathLike[str], calibration: Calibration, *
     torch reference at the new thresholds, so ``validate`` compares like with like. The old
     metrics go into ``reference.history`` with ``note`` (why some could not be recomputed).
 
+    A signature covers the old manifest, so it no longer holds: with ``sign_key`` the new
+    manifest is signed with it (``signature.json`` replaced), without one the old
+    ``signature.json`` is removed and the bundle is unsigned (check ``read_bundle(path).signature``
+    first to tell the user).
+
     Returns:
         The new manifest.
 
@@ -430,6 +510,7 @@ def update_calibration(path: str | os.PathLike[str], calibration: Calibration, *
     if not isinstance(calibration, Calibration):
         raise TypeError(f"Expected calibration as a Calibration, got {type(calibration).__name__}")
     source = Path(path).expanduser()
+    key = _signing_key(sign_key)
     with read_bundle(source, verify=verify) as bundle:
         old = bundle.manifest
         new = replace(old, calibration=calibration.with_history(old.calibration))
@@ -439,9 +520,42 @@ def update_calibration(path: str | os.PathLike[str], calibration: Calibration, *
                      "calibration_created_utc": old.calibration.created_utc, "replaced_utc": utc_now(), "note": note}
             new = replace(new, reference={**ref, "metrics": dict(reference_metrics), "history": [*ref.get("history", []), entry]})
         data = new.to_json().encode("utf-8")
-        if source.is_dir():
-            write_bytes_atomic(source / MANIFEST_NAME, data)
-        else:
-            write_bytes_atomic(bundle.root / MANIFEST_NAME, data)
-            write_zip(bundle.root, [MANIFEST_NAME, *(f.path for f in new.files())], source)
+        root = source if source.is_dir() else bundle.root
+        stale = root / SIGNATURE_NAME
+        if key is None:
+            stale.unlink(missing_ok=True)  # first: a crash leaves an unsigned bundle, never a stale signature
+            if source.is_dir():
+                fsync_dir(source)
+        write_bytes_atomic(root / MANIFEST_NAME, data)
+        if key is not None:
+            write_signature(root, key, label=str(source))
+        if not source.is_dir():
+            write_zip(bundle.root, _zip_members(bundle.root, new), source)
     return new
+
+
+def sign_bundle(path: str | os.PathLike[str], key: SigningKey | str | os.PathLike[str]) -> Signature:
+    """Sign a bundle directory or ``.zip`` with an Ed25519 key: writes ``signature.json``.
+
+    The bundle is verified first (every checksum, and each graph's own ``model_info`` against
+    the manifest): a damaged or mixed-up bundle is refused, not signed. An existing signature
+    is replaced. A zip is repacked atomically with the signature inside.
+
+    Returns:
+        The :class:`Signature` written (key id, time, manifest digest).
+
+    >>> sign_bundle("out/patchcore", "keys/signing.key").key_id        # doctest: +SKIP
+    '3f9a0c2b7d1e4a55'
+    """
+    from edgeanomaly.bundle._graphinfo import check_graph
+
+    signing_key = _signing_key(key)
+    assert signing_key is not None
+    source = Path(path).expanduser()
+    with read_bundle(source, verify=True) as bundle:
+        for artifact in bundle.manifest.artifacts:
+            check_graph(bundle, artifact)
+        signature = write_signature(bundle.root, signing_key, label=str(source))
+        if not source.is_dir():
+            write_zip(bundle.root, _zip_members(bundle.root, bundle.manifest), source)
+    return signature

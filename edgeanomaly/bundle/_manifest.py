@@ -30,6 +30,7 @@ from edgeanomaly.bundle._schema import (
     INPUT_NAME,
     MANIFEST_NAME,
     MODEL_INFO_KEYS,
+    SIGNATURE_NAME,
     PRECISIONS,
     SCHEMA_VERSION,
     TASKS,
@@ -44,7 +45,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REFERENCE_KEYS = ("file", "metrics", "parity", "data")
 #: Optional (v1-compatible): earlier reference metrics, replaced when a re-calibration changed
 #: the thresholds they were computed at; oldest first (see BUNDLE.md).
-_REFERENCE_OPTIONAL = ("history",)
+_REFERENCE_OPTIONAL = ("history", "category")
 _SCALAR_ARRAY = re.compile(r"\[\s*((?:-?[0-9][0-9.eE+-]*|null)(?:\s*,\s*(?:-?[0-9][0-9.eE+-]*|null))*)\s*\]")
 
 
@@ -55,6 +56,8 @@ def _as_path(value: Any, where: str) -> str:
         F.fail(where, f"path {path!r} {reason}")
     if path == MANIFEST_NAME:
         F.fail(where, f"{MANIFEST_NAME!r} is reserved for the manifest")
+    if path == SIGNATURE_NAME:
+        F.fail(where, f"{SIGNATURE_NAME!r} is reserved for the bundle's signature")
     return path
 
 
@@ -369,6 +372,8 @@ def _check_reference(value: Any, python: bool) -> dict[str, Any]:
         if not isinstance(history, (list, tuple)) or not all(isinstance(h, Mapping) for h in history):
             F.fail("reference.history", f"expected a list of JSON objects, got {type(history).__name__}")
         out["history"] = F.as_json_value(list(history), "reference.history")
+    if "category" in d:
+        out["category"] = F.as_str(d["category"], "reference.category")
     return out
 
 
@@ -529,6 +534,7 @@ class Manifest:
                 "parity": json.loads(json.dumps(ref["parity"])),
                 "data": ref["data"],
                 **({"history": json.loads(json.dumps(ref["history"]))} if "history" in ref else {}),
+                **({"category": ref["category"]} if "category" in ref else {}),
             },
             "created_utc": self.created_utc,
         }

@@ -13,6 +13,7 @@ from edgeanomaly import registry
 __all__ = [
     "SCHEMA_VERSION",
     "MANIFEST_NAME",
+    "SIGNATURE_NAME",
     "FORMATS",
     "PRECISIONS",
     "TASKS",
@@ -29,6 +30,9 @@ SCHEMA_VERSION: int = 1
 
 #: File name of the manifest at the bundle root.
 MANIFEST_NAME: str = "manifest.json"
+
+#: File name of the detached signature at the bundle root (optional; see BUNDLE.md, "Signatures").
+SIGNATURE_NAME: str = "signature.json"
 
 
 

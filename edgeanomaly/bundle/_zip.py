@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 from edgeanomaly.bundle._atomic import replace_file, temp_file_beside
 from edgeanomaly.bundle._hashing import CHUNK
 from edgeanomaly.bundle._paths import unsafe_reason
-from edgeanomaly.bundle._schema import MANIFEST_NAME
+from edgeanomaly.bundle._schema import MANIFEST_NAME, SIGNATURE_NAME
 from edgeanomaly._validation import env_limit
 from edgeanomaly.errors import BundleError
 
@@ -51,6 +51,8 @@ def write_zip(root: Path, paths: Iterable[str], dest: Path) -> None:
 
 #: Largest ``manifest.json`` read from a zip (real ones are a few KB).
 MAX_MANIFEST_BYTES = 16 << 20
+#: Largest ``signature.json`` read from a zip (real ones are a few KB).
+MAX_SIGNATURE_BYTES = 1 << 20
 #: Largest ratio of uncompressed to compressed size of a zip member. Deflated graph weights
 #: come out at 1-3x; bombs at 1000x and more. Override with $EDGEANOMALY_MAX_ZIP_RATIO.
 MAX_COMPRESSION_RATIO = 200.0
@@ -136,6 +138,8 @@ def extract_zip(zip_path: Path, dest: Path, label: str, listed: Callable[[Path],
     is ``dest`` itself, or its single top-level folder when the zip was made by zipping a
     bundle directory (``zip -r b.zip b/``).
 
+    ``signature.json`` is extracted too when the zip has one (at most 1 MiB).
+
     Against bombs, ``manifest.json`` is extracted first (at most :data:`MAX_MANIFEST_BYTES`),
     then only the files it lists (``listed(root) -> {path: bytes}``): a member whose declared
     size differs from the manifest's byte count is refused before extraction, and while
@@ -159,6 +163,10 @@ def extract_zip(zip_path: Path, dest: Path, label: str, listed: Callable[[Path],
             zf, by_name[prefix + MANIFEST_NAME], root / MANIFEST_NAME, MAX_MANIFEST_BYTES, label,
             f"allowed for {MANIFEST_NAME} (it is larger than any real manifest)",
         )
+        signature = by_name.get(prefix + SIGNATURE_NAME)
+        if signature is not None:  # a signed bundle stays signed in a zip
+            _extract_member(zf, signature, root / SIGNATURE_NAME, MAX_SIGNATURE_BYTES, label,
+                            f"allowed for {SIGNATURE_NAME} (it is larger than any real signature)")
         for rel, size in listed(root).items():
             info = by_name.get(prefix + rel)
             if info is None:

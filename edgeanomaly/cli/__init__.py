@@ -27,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("edgeanomaly.cli._data", "data", "Synthesise or check datasets."),
     "serve": ("edgeanomaly.cli._serve", "serve", "Serve bundles over the Open Inference Protocol (KServe V2), with a web page."),
     "deploy": ("edgeanomaly.cli._deploy", "deploy", "Write a bundle as a Triton, OpenVINO Model Server or KServe repository."),
+    "keygen": ("edgeanomaly.cli._sign", "keygen", "Create an Ed25519 key pair for signing bundles."),
+    "sign": ("edgeanomaly.cli._sign", "sign", "Sign a bundle so that devices with --trust accept it."),
+    "verify": ("edgeanomaly.cli._sign", "verify", "Verify a bundle's signature against trusted keys, its checksums and graphs."),
 }
 
 
@@ -92,6 +95,31 @@ class _LazyGroup(click.Group):
                     formatter.write_text(f'[needs {extra}]: install with pip install "edgeanomaly[{extra}]"')
 
 
+def _notes_for_metric_warnings() -> None:
+    """Show edgeanomaly's UndefinedMetricWarning (a metric that these images cannot define,
+    e.g. AUPIMO with too few normal pixels) as one ``note:`` line on stderr, once per message,
+    instead of Python's warning with the file and line of ``_pimo.py``. Other warnings keep
+    Python's format."""
+    import warnings
+
+    original = warnings.showwarning
+    if getattr(original, "edgeanomaly_notes", False):  # main() invoked again in one process
+        return
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
+        if category.__name__ == "UndefinedMetricWarning" and category.__module__.startswith("edgeanomaly."):
+            text = str(message)
+            if text not in shown:
+                shown.add(text)
+                click.echo(f"note: {text} (the metric is reported as undefined; the others are not affected)", err=True)
+            return
+        original(message, category, filename, lineno, file, line)
+
+    show.edgeanomaly_notes = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="edgeanomaly")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
@@ -108,6 +136,7 @@ def main(verbose: int) -> None:
       edgeanomaly predict pc.bundle images/ --json
       edgeanomaly COMMAND --help
     """
+    _notes_for_metric_warnings()
     if verbose:
         import logging
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import exact_option, friendly_errors
+from edgeanomaly.cli._common import exact_option, friendly_errors, trust_option, trusted_keys
 from edgeanomaly.cli._remote import check_remote, remote_options
 
 
@@ -25,14 +25,16 @@ Examples:
               help="all: every local backend and device; remote: only the server at --url.")
 @exact_option
 @remote_options
+@trust_option
 @friendly_errors
 def benchmark(bundle: Path, data: Path | None, category: str | None, repeats: int, throughput_images: int, cold_start: bool,
-              out: Path | None, backend: str, exact: bool, url: str | None, model_name: str | None) -> None:
+              out: Path | None, backend: str, exact: bool, url: str | None, model_name: str | None,
+              trust: tuple[Path, ...]) -> None:
     """Latency, throughput, accuracy and drift of every artifact x backend x device."""
     from edgeanomaly.tooling import benchmark_bundle, benchmark_markdown, write_benchmark
 
     rows = benchmark_bundle(bundle, data, category=category, repeats=repeats, throughput_images=throughput_images,
-                            cold_start=cold_start, exact=exact, progress=lambda what: click.echo(f"benchmarking {what} ...", err=True),
+                            cold_start=cold_start, exact=exact, trust=trusted_keys(trust), progress=lambda what: click.echo(f"benchmarking {what} ...", err=True),
                             **check_remote(backend, url, model_name))
     click.echo(benchmark_markdown(rows))
     target = out or bundle.with_name(bundle.name.removesuffix(".zip") + "-benchmark")

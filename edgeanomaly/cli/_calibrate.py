@@ -22,6 +22,8 @@ from edgeanomaly.cli._common import backend_choice, friendly_errors, precision_c
 @click.option("--artifact", default=None, help="Artifact name; overrides --precision.")
 @click.option("--dry-run", is_flag=True, help="Compute and print, do not rewrite the manifest.")
 @click.option("--json", "as_json", is_flag=True, help="Print the old and new calibration as JSON.")
+@click.option("--sign-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Sign the new manifest with this Ed25519 private key; without it a signed bundle becomes unsigned.")
 @friendly_errors
 def calibrate(
     bundle: Path,
@@ -35,6 +37,7 @@ def calibrate(
     artifact: str | None,
     dry_run: bool,
     as_json: bool,
+    sign_key: Path | None,
 ) -> None:
     """Recalibrate BUNDLE on this device from the images in --data.
 
@@ -43,15 +46,21 @@ def calibrate(
     only it is the --quantile of their scores. The manifest is rewritten atomically and the
     previous calibration is kept in calibration.history.
 
+    A signature covers the old manifest, so it no longer holds: with --sign-key the new
+    manifest is signed, otherwise signature.json is removed and this command says so (a
+    device with --trust then refuses the bundle until it is signed again).
+
     \b
     Example:
       edgeanomaly calibrate bundles/fabric --data /data/line3/fabric
     """
-    from edgeanomaly.bundle import read_bundle
-    from edgeanomaly.tooling import recalibrate
+    from edgeanomaly import frontdoor
+    from edgeanomaly.bundle import SigningKey, read_bundle
 
+    key = SigningKey.load(sign_key) if sign_key is not None else None  # a wrong key fails before the work
     with read_bundle(bundle) as opened:
         before = opened.manifest.calibration
+        was_signed = opened.signature
     warnings: list[str] = []
     with progress(length=1, label="calibrate", enabled=not as_json) as bar:
 
@@ -59,7 +68,7 @@ def calibrate(
             bar.length = total
             bar.update(1)
 
-        after = recalibrate(
+        after = frontdoor.calibrate(
             bundle,
             data,
             backend=backend,
@@ -70,9 +79,14 @@ def calibrate(
             quantile=quantile,
             category=category,
             write=not dry_run,
+            sign_key=key,
             on_image=tick,
             on_warning=warnings.append,
         )
+    if not dry_run and was_signed is not None and key is None:
+        warnings.append(f"{bundle} was signed by key {was_signed.key_id}; that signature covered the old calibration and "
+                        "no longer holds, so it was removed: the bundle is unsigned now. Sign it again with "
+                        f"`edgeanomaly sign {bundle} --key KEY` (or pass --sign-key) before a device with --trust can run it.")
     for reason in warnings:
         click.echo(f"warning: {reason}", err=True)
     if as_json:
@@ -90,5 +104,6 @@ def calibrate(
         if old is None and new is None:
             continue
         click.echo(f"  {name:16s} {old!s:>14} -> {new!s}")
+    signed = f"; signed with key {key.key_id}" if key is not None else ""
     click.echo("dry run: manifest not changed" if dry_run else
-               f"wrote {bundle} (previous calibration and reference metrics kept in history)")
+               f"wrote {bundle} (previous calibration and reference metrics kept in history{signed})")

@@ -49,6 +49,21 @@ exact_option = click.option(
 )
 
 
+#: ``--trust`` of predict, validate, benchmark, info and serve (``load(..., trust=...)``).
+trust_option = click.option(
+    "--trust", "trust", multiple=True, type=click.Path(exists=True, path_type=Path), metavar="KEYS",
+    help="Run only bundles signed by these keys: a folder of .pub files or one .pub file (repeatable; several keys "
+         "rotate). Default: $EDGEANOMALY_TRUST (paths separated by ':'), else no signature required.",
+)
+
+
+def trusted_keys(trust: Sequence[Path]) -> Any:
+    """The :class:`~edgeanomaly.bundle.TrustedKeys` of ``--trust`` (else ``$EDGEANOMALY_TRUST``), or None."""
+    from edgeanomaly.bundle import resolve_trust
+
+    return resolve_trust(list(trust) or None)
+
+
 def friendly_errors(func: F) -> F:
     """Show an :class:`EdgeAnomalyError` as ``Error: <message>`` with exit code 1, not a traceback."""
 
@@ -97,16 +112,9 @@ def check_run_dir(out: Path, overwrite: bool) -> None:
     An empty or missing folder is fine; a run directory (``checkpoint.json``) is replaced only
     with ``--overwrite``; any other non-empty folder is never written into.
     """
-    from edgeanomaly.errors import ConfigError
+    from edgeanomaly import frontdoor
 
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"Expected a run directory at {out}, found a file; choose another --out")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not (out / "checkpoint.json").is_file() and not (out / "model.pt").is_file():
-        raise ConfigError(f"{out} exists and is not a run directory (no checkpoint.json); refusing to write into it. Choose another path.")
-    if not overwrite:
-        raise ConfigError(f"Run directory {out} already exists; pass --overwrite to replace its checkpoint")
+    frontdoor.check_run_dir(out, overwrite, flag="--overwrite", option="--out")
 
 
 class StageBar:

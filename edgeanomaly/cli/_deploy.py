@@ -18,9 +18,12 @@ from edgeanomaly.cli._common import friendly_errors
 @click.option("--max-batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Triton: largest dynamic batch.")
 @click.option("--instances", default=1, show_default=True, type=click.IntRange(min=1), help="Triton: model instances.")
 @click.option("--image", default="edgeanomaly-serve:latest", show_default=True, help="KServe: container image name.")
+@click.option("--trust", "trust", multiple=True, type=click.Path(exists=True, path_type=Path), metavar="KEYS",
+              help="Deploy only if BUNDLE is signed by these keys (.pub file or folder, repeatable); kserve: the image "
+                   "carries them and its server runs with --trust.")
 @friendly_errors
 def deploy(bundle: Path, target: str, out: Path, model_name: str | None, artifact: str | None, max_batch_size: int,
-           instances: int, image: str) -> None:
+           instances: int, image: str, trust: tuple[Path, ...]) -> None:
     """Write BUNDLE as a model repository for an Open Inference Protocol server.
 
     \b
@@ -36,7 +39,7 @@ def deploy(bundle: Path, target: str, out: Path, model_name: str | None, artifac
     from edgeanomaly.serve import deploy as run
 
     result = run(bundle, target, out, model_name=model_name, artifact=artifact, max_batch_size=max_batch_size,
-                 instances=instances, image=image)
+                 instances=instances, image=image, trust=list(trust) or None)
     click.echo(f"wrote {target} repository {result.out} (model {result.model_name!r}, artifact {result.artifact}, "
                f"{len(result.files)} files)")
     for step in result.next_steps:

@@ -116,10 +116,12 @@ Examples:
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out (and, with --recipe, the run directory OUT.run).")
 @click.option("--allow-degraded", is_flag=True, help="Keep artifacts that fail the verdict, or an INT8 artifact no quantisation made pass (marked 'degraded'), instead of leaving them out.")
 @click.option("--seed", default=0, show_default=True, type=int, help="random_state when fitting from a recipe.")
+@click.option("--sign-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Sign the bundle with this Ed25519 private key (edgeanomaly keygen); devices with --trust accept only signed bundles.")
 @friendly_errors
 def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_recipes: bool, data: Path | None, category: str | None,
            formats: str | None, precisions: str | None, static: int | None, calibration_data: Path | None, overwrite: bool,
-           allow_degraded: bool, seed: int) -> None:
+           allow_degraded: bool, seed: int, sign_key: Path | None) -> None:
     """Export a CHECKPOINT (RUN_DIR of 'edgeanomaly fit'), or --recipe + --data, to a bundle.
 
     Every argument (destinations, formats, precisions, dataset and category) is checked
@@ -132,7 +134,7 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
             click.echo(f"{name:<16} {about}")
         return
     from edgeanomaly._optional import require
-    from edgeanomaly.errors import ConfigError
+    from edgeanomaly.errors import ConfigError, EdgeAnomalyError
 
     if out is None:
         raise click.UsageError("Missing option '--out' (the bundle to write).")
@@ -140,12 +142,11 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
         raise ConfigError("Expected either a CHECKPOINT argument or --recipe (with --data), not both and not neither")
     if recipe is not None and data is None:
         raise ConfigError("--recipe needs --data DIR (the dataset to fit on)")
-    require("torch", "exporting models")
     from edgeanomaly.data import load_dataset
     from edgeanomaly.export import artifact_name, check_targets, load_recipe
-    from edgeanomaly.models import load_checkpoint
 
-    # Everything that can be wrong is checked here, before minutes of fitting and exporting.
+    # Everything that can be wrong is checked here, before minutes of fitting and exporting,
+    # and before torch is imported (seconds): a mistyped option is answered at once.
     r = load_recipe(recipe) if recipe is not None else None
     fmt_list = split_csv(formats, lower=True) or (r.formats if r else ["onnx", "openvino"])
     prec_list = split_csv(precisions, lower=True) or (r.precisions if r else ["fp32"])
@@ -155,20 +156,30 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     if only is not None and set(only) - {artifact_name(f, p) for f, p in targets}:
         raise ConfigError(f"Recipe {r.path}: unknown artifact(s) in {only}")  # type: ignore[union-attr]
     check_bundle_out(out, overwrite)
+    key = None
+    if sign_key is not None:
+        from edgeanomaly.bundle import SigningKey
+
+        key = SigningKey.load(sign_key)  # a wrong key fails now, not after the export
     if calibration_data is not None:
         load_dataset(calibration_data).check()
+    if r is not None:
+        load_dataset(data, category=category).check()  # type: ignore[arg-type]
+        run_dir = out.with_name(out.name.removesuffix(".zip") + ".run")
+        check_run_dir(run_dir, overwrite)
+    require("torch", "exporting models")
+    from edgeanomaly.models import load_checkpoint
+
     if r is not None:
         from edgeanomaly._optional import check_choice
         from edgeanomaly.models import list_models
 
         check_choice("model", r.model, list_models())
-        load_dataset(data, category=category).check()  # type: ignore[arg-type]
-        run_dir = out.with_name(out.name.removesuffix(".zip") + ".run")
-        check_run_dir(run_dir, overwrite)
         static = static if static is not None else r.static_batch
         from edgeanomaly.models import fit_run
 
-        click.echo(f"Fitting {r.model} from recipe {r.path} on {data}")
+        click.echo(f"Fitting {r.model} from recipe {r.path} on {data}; the checkpoint goes to {run_dir} "
+                   f"(kept: 'edgeanomaly export {run_dir} --out ...' exports it again without fitting)")
         bar = StageBar()
         try:
             result = fit_run(r.model, data, run_dir, category=category,  # type: ignore[arg-type]
@@ -183,11 +194,26 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     what = f"artifacts {','.join(only)}" if only else f"formats {','.join(fmt_list)}  precisions {','.join(prec_list)}"
     click.echo(f"Exporting {ckpt.model.name} ({ckpt.model.backbone}) -> {out}  {what}"
                + (f"  static batch {static}" if static else "  dynamic batch"))
-    report = export_with_progress(ckpt, out, fmt_list, prec_list, static_batch=static, calibration_data=calibration_data,
-                                  overwrite=overwrite, only=only, allow_degraded=allow_degraded)
+    try:
+        report = export_with_progress(ckpt, out, fmt_list, prec_list, static_batch=static, calibration_data=calibration_data,
+                                      overwrite=overwrite, only=only, allow_degraded=allow_degraded, sign_key=key)
+    except EdgeAnomalyError as exc:
+        if r is None:
+            raise
+        import shlex
+
+        kept = sum(f.stat().st_size for f in run_dir.iterdir() if f.is_file())
+        raise click.ClickException(
+            f"{exc}\nThe fitted checkpoint is kept in {run_dir} ({_size(kept)}): "
+            f"'{shlex.join(['edgeanomaly', 'export', str(run_dir), '--out', str(out)])}' exports it without fitting again; "
+            "delete that folder if you do not need it."
+        ) from exc
     print_parity(report)
+    from edgeanomaly.cli._fit import warn_thresholds
+
+    warn_thresholds(report.manifest.calibration if report.manifest is not None else None)
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.is_dir() else out.stat().st_size
-    click.echo(f"Bundle: {out} ({_size(total)})")
+    click.echo(f"Bundle: {out} ({_size(total)})" + (f", signed with key {key.key_id}" if key is not None else ", unsigned"))
     if calibration_data is not None:
         commands = next_commands(out, calibration_data, None)
     else:

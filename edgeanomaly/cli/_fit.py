@@ -82,6 +82,18 @@ def build_model_kwargs(
     return kwargs
 
 
+def warn_thresholds(calibration: Any) -> None:
+    """The rule ``calibrate`` warns with: thresholds set on too few images (a dict or a Calibration)."""
+    if not calibration:
+        return
+    from edgeanomaly.bundle import Calibration
+    from edgeanomaly.tooling import threshold_sample_warnings
+
+    cal = Calibration.from_dict(calibration) if isinstance(calibration, dict) else calibration
+    for reason in threshold_sample_warnings(cal):
+        click.echo(f"warning: {reason}; 'edgeanomaly calibrate BUNDLE --data DIR' sets new thresholds from more images", err=True)
+
+
 def print_metrics(metrics: dict[str, float], calibration: dict[str, Any] | None) -> None:
     if calibration:
         src = calibration.get("source", {})
@@ -117,34 +129,35 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
         params: tuple[str, ...], batch_size: int, calibration_split: str) -> None:
     """Fit a model on normal images in one pass and save a checkpoint (needs the [train] extra)."""
     from edgeanomaly._optional import require
+    from edgeanomaly import frontdoor
 
     check_run_dir(out, overwrite)
     require("torch", "fitting models")
-    from edgeanomaly.models import fit_run
-
     model_name = model_name.lower()
     kwargs = build_model_kwargs(backbone, layers, seed, weights, weights_cache, pretrained, params)
     bar = StageBar()
     try:
-        result = fit_run(model_name, data, out, category=category, image_size=image_size, center_crop=center_crop,
-                         batch_size=batch_size, progress=bar, calibration_split=calibration_split, **kwargs)
+        run = frontdoor.fit(model_name, data, category=category, out=out, overwrite=overwrite, image_size=image_size,
+                            center_crop=center_crop, batch_size=batch_size, progress=bar,
+                            calibration_split=calibration_split, **kwargs)
     finally:
         bar.close()
-    ckpt = result.checkpoint
+    ckpt = run.checkpoint
     m = ckpt.model
-    click.echo(f"Fitted {m.name} ({m.backbone}: {', '.join(m.layers)}; weights {m.weights_source}) on {ckpt.info['n_train']} images in {result.seconds['fit']:.2f} s")
+    click.echo(f"Fitted {m.name} ({m.backbone}: {', '.join(m.layers)}; weights {m.weights_source}) on {ckpt.info['n_train']} images in {run.seconds['fit']:.2f} s")
     training = ckpt.info.get("training")
     if training:
         click.echo(f"Trained {training['epochs_run']} epochs on {training['n_train']} images, {training['n_validation']} held out: "
                    f"best epoch {training['best_epoch']} (validation loss {training['best_val_loss']:.4g}), "
                    f"stopped by {training['stopped_by']}")
     print_metrics(ckpt.metrics, ckpt.calibration)
-    click.echo(f"Checkpoint: {result.out}")
+    warn_thresholds(ckpt.calibration)
+    click.echo(f"Checkpoint: {run.out}")
     import shlex
 
     from edgeanomaly.cli._export import print_next_steps
 
-    print_next_steps("Next:", [shlex.join(["edgeanomaly", "export", str(result.out), "--out", str(bundle_beside(result.out))])])
+    print_next_steps("Next:", [shlex.join(["edgeanomaly", "export", str(run.out), "--out", str(bundle_beside(run.out))])])
 
 
 def bundle_beside(run_dir: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -10,13 +11,20 @@ from typing import Any, Iterator
 import click
 
 from edgeanomaly import registry
-from edgeanomaly.cli._common import backend_choice, exact_option, friendly_errors, precision_choice, progress
+from edgeanomaly.cli._common import backend_choice, exact_option, friendly_errors, precision_choice, progress, trust_option, trusted_keys
 from edgeanomaly.cli._remote import check_remote, remote_options
 
 #: Exit code when the run finished but some inputs could not be scored (corrupt files...).
 EXIT_SOME_FAILED = 3
 
 _GLOB_CHARS = set("*?[")
+
+
+def _count_suffixes(paths: list[Path]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for p in paths:
+        counts[p.suffix.lower() or p.name] = counts.get(p.suffix.lower() or p.name, 0) + 1
+    return counts
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -48,10 +56,30 @@ def _resolve_source(source: str, watch: bool) -> tuple[str, Any]:
 
         matches = sorted(Path(p) for p in glob.glob(source, recursive=True))
         return "files", [p for p in matches if p.is_file() and is_image_file(p)]
+    if not path.exists():
+        raise click.BadParameter(f"{source} does not exist (no such file or folder)", param_hint="SOURCE")
     raise click.BadParameter(
         f"{source} is not an image, a folder, a glob pattern, a video file or a camera index",
         param_hint="SOURCE",
     )
+
+
+def _not_images(source: str, kind: str) -> list[Path]:
+    """The files of a folder (or glob) that are not images: reported, never skipped in silence."""
+    from edgeanomaly.data import is_image_file
+
+    if kind != "files":
+        return []
+    path = Path(source)
+    if path.is_dir():
+        found = (p for p in path.rglob("*") if p.is_file())
+    elif _GLOB_CHARS & set(source) and not path.is_file():
+        import glob
+
+        found = (Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+    else:
+        return []
+    return sorted(p for p in found if not is_image_file(p) and not p.name.startswith("."))
 
 
 def _no_images_message(source: str) -> str:
@@ -65,15 +93,15 @@ def _no_images_message(source: str) -> str:
     return f"No image files match {source} (looked for {looked}). Try a recursive glob such as \"parts/**/*.png\""
 
 
-def _check_outputs(out: Path | None, overwrite: bool) -> None:
+def _check_outputs(out: Path | None, overwrite: bool, resume: bool = False) -> None:
     """Before any work: refuse to replace the results of an earlier run unless asked."""
-    if out is None or overwrite:
+    if out is None or overwrite or resume:
         return
     earlier = [p for p in (out / "predictions.jsonl", out / "overlays") if p.exists()]
     if earlier:
         raise click.ClickException(
             f"{out} already holds the results of an earlier run ({', '.join(p.name for p in earlier)}); "
-            "pass --overwrite to replace them, or choose another --out"
+            "pass --resume to finish an interrupted run, --overwrite to replace them, or choose another --out"
         )
 
 
@@ -88,31 +116,55 @@ def _overlay_root(kind: str, value: Any) -> Path | None:
     return None
 
 
-class _Report:
-    """Writes result lines (stdout and optionally DIR/predictions.jsonl) and keeps the summary."""
+#: predictions.jsonl is flushed to the OS after every line (a killed process loses nothing it
+#: printed) and fsynced at most this often, and at the end (a power cut loses at most ~1 s).
+FSYNC_EVERY_S = 1.0
 
-    def __init__(self, as_json: bool, out: Path | None, save_overlays: bool, root: Path | None = None) -> None:
+
+class _Report:
+    """Writes result lines (stdout and optionally DIR/predictions.jsonl) and keeps the summary.
+
+    ``done``: the result lines of an interrupted run that ``--resume`` keeps; they are
+    rewritten first (an earlier summary, error lines and a torn last line are dropped) and
+    count in the summary.
+    """
+
+    def __init__(self, as_json: bool, out: Path | None, save_overlays: bool, root: Path | None = None,
+                 done: list[dict[str, Any]] | None = None) -> None:
         self.as_json = as_json
         self.out = out
         self.overlay_dir = out / "overlays" if (out is not None and save_overlays) else None
         self.root = root
         self.written: set[Path] = set()
         self.file = None
+        done = done or []
+        self._synced = time.monotonic()
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            self.file = (out / "predictions.jsonl").open("w", encoding="utf-8")
+            target = out / "predictions.jsonl"
+            if done:
+                from edgeanomaly.bundle import write_bytes_atomic
+
+                write_bytes_atomic(target, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done).encode("utf-8"))
+            self.file = target.open("a" if done else "w", encoding="utf-8")
         if self.overlay_dir is not None:
             self.overlay_dir.mkdir(parents=True, exist_ok=True)
-        self.n_ok = 0
+        self.not_images: list[Path] = []
+        self.n_resumed = len(done)
+        self.n_ok = len(done)
         self.n_failed = 0
-        self.n_anomalous = 0
+        self.n_anomalous = sum(int(bool(r.get("label"))) for r in done)
         self.totals: list[float] = []
         self.stages: dict[str, list[float]] = {}
 
     def _emit(self, record: dict[str, Any], human: str) -> None:
         line = json.dumps(record, ensure_ascii=False)
-        if self.file is not None:
+        if self.file is not None:  # the file first: a line printed is a line kept
             self.file.write(line + "\n")
+            self.file.flush()
+            if time.monotonic() - self._synced >= FSYNC_EVERY_S:
+                os.fsync(self.file.fileno())
+                self._synced = time.monotonic()
         click.echo(line if self.as_json else human)
 
     def ok(self, key: str, name: Any, prediction: Any, image: Any = None, color: str = "RGB") -> None:
@@ -171,6 +223,8 @@ class _Report:
                 "scored": self.n_ok,
                 "failed": self.n_failed,
                 "anomalous": self.n_anomalous,
+                "resumed": self.n_resumed,
+                "not_images": _count_suffixes(self.not_images),
                 "wall_s": round(wall_s, 3),
                 "images_per_s": round(self.n_ok / wall_s, 2) if wall_s > 0 else None,
                 "latency_ms": {
@@ -183,6 +237,8 @@ class _Report:
         line = json.dumps(out, ensure_ascii=False)
         if self.file is not None:
             self.file.write(line + "\n")
+            self.file.flush()
+            os.fsync(self.file.fileno())
             self.file.close()
         if self.as_json:
             click.echo(line)
@@ -190,7 +246,8 @@ class _Report:
             s = out["summary"]
             total = s["latency_ms"].get("total", {})
             click.echo(
-                f"{s['scored']}/{s['inputs']} scored, {s['anomalous']} anomalous, {s['failed']} failed; "
+                (f"{s['resumed']} done by the earlier run, " if s["resumed"] else "")
+                + f"{s['scored']}/{s['inputs']} scored, {s['anomalous']} anomalous, {s['failed']} failed; "
                 f"{s['images_per_s']} images/s; total p50 {total.get('p50')} ms, p95 {total.get('p95')} ms "
                 f"[{s['backend']} {s['device']} {s['precision']}]",
                 err=True,
@@ -211,11 +268,13 @@ class _Report:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write predictions.jsonl (and overlays/) here.")
 @click.option("--save-overlays", is_flag=True, help="Save heat-map overlays as PNG under --out/overlays, mirroring the input folders.")
 @click.option("--overwrite", is_flag=True, help="Replace predictions.jsonl and overlays/ of an earlier run in --out.")
+@click.option("--resume", is_flag=True, help="Finish an interrupted run in --out: inputs already scored in its predictions.jsonl are skipped (failed ones are tried again).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per input and a JSON summary on stdout.")
 @click.option("--watch", is_flag=True, help="Treat a folder SOURCE as a drop folder: score new files as they arrive.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop a video, camera or watch after N predictions.")
 @click.option("--timeout", type=float, default=None, help="Stop a camera or watch after this many idle seconds.")
 @remote_options
+@trust_option
 @friendly_errors
 def predict(
     bundle: Path,
@@ -230,12 +289,14 @@ def predict(
     out_dir: Path | None,
     save_overlays: bool,
     overwrite: bool,
+    resume: bool,
     as_json: bool,
     watch: bool,
     max_frames: int | None,
     timeout: float | None,
     url: str | None,
     model_name: str | None,
+    trust: tuple[Path, ...],
 ) -> None:
     """Score SOURCE with BUNDLE: an image, a folder (and its subfolders), a glob ("parts/*.png"), a video or a camera index.
 
@@ -249,15 +310,47 @@ def predict(
       edgeanomaly predict bundles/fabric "line3/**/*.png" --out runs/line3 --save-overlays
       edgeanomaly predict bundles/fabric 0 --device GPU --max-frames 100
     """
-    from edgeanomaly.runtime import load
-
     remote = check_remote(backend, url, model_name)
     if save_overlays and out_dir is None:
         raise click.BadParameter("--save-overlays needs --out DIR (nothing is written to the current directory)", param_hint="--save-overlays")
+    if resume and out_dir is None:
+        raise click.BadParameter("--resume needs --out DIR (the folder of the interrupted run)", param_hint="--resume")
+    if resume and overwrite:
+        raise click.BadParameter("--resume keeps an earlier run's results, --overwrite replaces them: pass one, not both", param_hint="--resume")
     kind, value = _resolve_source(source, watch)
     if kind == "files" and not value:
         raise click.ClickException(_no_images_message(source))
-    _check_outputs(out_dir, overwrite)
+    if resume and kind != "files":
+        raise click.BadParameter("--resume works with images, folders and globs (a video, camera or drop folder has no fixed list of inputs)", param_hint="--resume")
+    lock = None
+    if out_dir is not None:
+        from edgeanomaly.cli._outdir import FolderLock
+
+        lock = FolderLock(out_dir, "edgeanomaly predict")  # a second run into the folder fails here
+    try:
+        _predict_locked(bundle, kind, value, _not_images(source, kind), backend, device, precision, artifact, inference_precision, exact, batch_size,
+                        out_dir, save_overlays, overwrite, resume, as_json, max_frames, timeout, remote, trusted_keys(trust))
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path], backend: str, device: str, precision: str | None, artifact: str | None,
+                    inference_precision: str | None, exact: bool, batch_size: int, out_dir: Path | None, save_overlays: bool,
+                    overwrite: bool, resume: bool, as_json: bool, max_frames: int | None, timeout: float | None,
+                    remote: dict[str, Any], keys: Any) -> None:
+    from edgeanomaly.runtime import load
+
+    _check_outputs(out_dir, overwrite, resume)
+    root = _overlay_root(kind, value)
+    done: list[dict[str, Any]] = []
+    if resume:
+        from edgeanomaly.cli._outdir import completed_lines
+
+        wanted = {str(Path(p).resolve()): str(p) for p in value}
+        done = [r for r in completed_lines(out_dir / "predictions.jsonl") if str(Path(r["path"]).resolve()) in wanted]  # type: ignore[operator]
+        finished = {str(Path(r["path"]).resolve()) for r in done}
+        value = [p for p in value if str(Path(p).resolve()) not in finished]
 
     detector = load(
         bundle,
@@ -270,12 +363,18 @@ def predict(
         # A video, camera or drop folder runs for long: pay the bounded backend timing once
         # (about a second) for the faster backend; a few files keep the registry order.
         measure_backends=True if kind in ("video", "camera", "watch") else None,
+        trust=keys,
         **remote,
     )
     info = detector.info()
     if not as_json:
         click.echo(f"{detector!r}: {detector.selection}; execution {detector.execution.reason}", err=True)
-    report = _Report(as_json, out_dir, save_overlays, _overlay_root(kind, value))
+    report = _Report(as_json, out_dir, save_overlays, root, done=done)
+    report.not_images = not_images
+    if not_images:
+        shown = ", ".join(str(p) for p in not_images[:5]) + (", ..." if len(not_images) > 5 else "")
+        plural = "file that is not an image" if len(not_images) == 1 else "files that are not images"
+        click.echo(f"note: {len(not_images)} {plural} (not scored, not counted as failed): {shown}", err=True)
     t0 = time.perf_counter()
     try:
         if kind == "files":
@@ -308,6 +407,7 @@ def _run_files(detector: Any, paths: list[Path], batch_size: int, report: _Repor
 
     from edgeanomaly.data import read_image
     from edgeanomaly.errors import ImageReadError
+    from edgeanomaly.runtime import check_image_size
 
     # (path, decode_ms, rgb) for decoded files, (path, None, error) for unreadable ones.
     queue: deque[tuple[Path, float | None, Any]] = deque()
@@ -317,6 +417,8 @@ def _run_files(detector: Any, paths: list[Path], batch_size: int, report: _Repor
             t0 = time.perf_counter()
             try:
                 rgb = read_image(path)
+                # here, not in predict_many: a refused image is one failed line, not the end of the stream
+                check_image_size(rgb.shape[:2], detector.input_size, str(path))
             except ImageReadError as exc:
                 queue.append((path, None, exc))
                 continue

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import StageBar, backend_choice, exact_option, friendly_errors, split_csv
+from edgeanomaly.cli._common import StageBar, backend_choice, exact_option, friendly_errors, split_csv, trust_option, trusted_keys
 from edgeanomaly.cli._remote import check_remote, remote_options
 
 
@@ -32,26 +32,29 @@ Examples:
 @click.option("--tolerance", type=float, default=None, help="Largest allowed |metric - reference| for every precision (default: fp32 0.005, fp16 0.01, int8 0.02).")
 @exact_option
 @remote_options
+@trust_option
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Also matplotlib PNGs of ROC, PRO, PIMO and score histograms ([plot] extra); validation.html has its figures either way.")
 @click.option("--pixel-resolution", type=click.Choice(["original", "model"]), default="original", show_default=True,
               help="original: also report pixel metrics with maps resized to each image's size (as MVTec results are reported); model: at the model input size only.")
 @friendly_errors
 def validate(bundle: Path, data: Path, category: str | None, backend: str, device: str, artifacts: str | None,
              out: Path | None, tolerance: float | None, exact: bool, url: str | None, model_name: str | None, figures: bool,
-             pixel_resolution: str) -> None:
+             pixel_resolution: str, trust: tuple[Path, ...]) -> None:
     """Check BUNDLE against ground truth and against its torch reference; exit 1 when an artifact FAILs.
 
     Each artifact gets a verdict: PASS, FAIL, or INCONCLUSIVE (nothing failed, but the data is
     too small to judge a metric difference; the report says how many images would). --out
     writes validation.json, validation.md and a self-contained validation.html.
     """
-    from edgeanomaly.tooling import validate_bundle, write_validation_report
+    from edgeanomaly import frontdoor
+    from edgeanomaly.tooling import write_validation_report
 
     bar = StageBar()
     try:
-        report = validate_bundle(bundle, data, category=category, backend=backend, device=device,
-                                 artifacts=split_csv(artifacts) or None, tolerance=tolerance, progress=bar,
-                                 pixel_resolution=pixel_resolution, exact=exact, **check_remote(backend, url, model_name))
+        report = frontdoor.validate(bundle, data, category=category, backend=backend, device=device,
+                                    artifacts=split_csv(artifacts) or None, tolerance=tolerance, progress=bar,
+                                    pixel_resolution=pixel_resolution, exact=exact, trust=trusted_keys(trust),
+                                    **check_remote(backend, url, model_name))
     finally:
         bar.close()
     print_validation(report)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from edgeanomaly.data._convert import COLORS, to_rgb_uint8
 from edgeanomaly.data._datasets import (Dataset, Sample, folder_dataset, load_dataset, mask_size_problem, mvtec_dataset, sample_labels,
                                         sample_masks)
-from edgeanomaly.data._io import IMAGE_EXTENSIONS, decode_image, file_sha256, is_image_file, read_image, read_mask
+from edgeanomaly.data._io import (IMAGE_EXTENSIONS, decode_image, file_sha256, header_size, is_image_file, max_image_pixels, read_image,
+                                  read_mask)
 from edgeanomaly.data._preprocess import (
     PreprocessConfig,
     preprocess,
@@ -28,6 +29,7 @@ __all__ = [
     "folder_dataset",
     "generate_synthetic_dataset",
     "file_sha256",
+    "header_size",
     "is_image_file",
     "load_dataset",
     "mvtec_dataset",
@@ -35,6 +37,7 @@ __all__ = [
     "preprocess_batch",
     "preprocess_mask",
     "mask_size_problem",
+    "max_image_pixels",
     "read_image",
     "read_mask",
     "render_sample",

@@ -19,12 +19,29 @@ __all__ = ["COLORS", "to_rgb_uint8"]
 COLORS = ("RGB", "BGR")
 
 
+# Depth conversion runs over row bands of about this many values, so its uint32/float
+# temporaries stay a few MB whatever the image size (a 16-bit RGBA image converted at once
+# took 40 bytes a pixel).
+_BAND_VALUES = 1 << 18
+
+
+def _bands(img: np.ndarray) -> range:
+    per_row = max(1, img[0].size)
+    return range(0, img.shape[0], max(1, _BAND_VALUES // per_row))
+
+
 def _to_uint8(img: np.ndarray, name: str) -> np.ndarray:
     if img.dtype == np.uint8:
         return img
     if img.dtype == np.uint16:
-        # 65535 / 255 = 257 exactly, so this maps 0..65535 onto 0..255 without bias.
-        return ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        out = np.empty(img.shape, np.uint8)
+        step = _bands(img).step
+        for r in _bands(img):
+            band = img[r : r + step].astype(np.uint32)
+            band += 128
+            band //= 257  # 65535 / 255 = 257 exactly, so this maps 0..65535 onto 0..255 without bias.
+            out[r : r + step] = band
+        return out
     if img.dtype in (np.float32, np.float64):
         if not np.isfinite(img).all():
             raise ImageReadError(f"Floating-point image contains NaN or inf values: {name}")
@@ -34,7 +51,11 @@ def _to_uint8(img: np.ndarray, name: str) -> np.ndarray:
                 f"Expected an image of dtype uint8, uint16 or float in [0, 1], got {img.dtype} values in "
                 f"[{lo:g}, {hi:g}]: {name}. Scale it with (x / 255) or pass x.round().astype(np.uint8)"
             )
-        return np.round(img * 255.0).astype(np.uint8)
+        out = np.empty(img.shape, np.uint8)
+        step = _bands(img).step
+        for r in _bands(img):
+            out[r : r + step] = np.round(img[r : r + step] * 255.0)
+        return out
     raise ImageReadError(f"Expected an image of dtype uint8, uint16 or float in [0, 1], got dtype {img.dtype}: {name}")
 
 
@@ -63,11 +84,10 @@ def to_rgb_uint8(image: np.ndarray, color: str = "RGB", name: str = "image array
         raise ImageReadError(f"Expected an image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {image.shape}: {name}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageReadError(f"Expected a non-empty image, got shape {image.shape}: {name}")
-    img = _to_uint8(image, name)
+    # Alpha goes first (a view), so no depth conversion copies it: BGRA -> BGR, RGBA -> RGB.
+    img = _to_uint8(image[:, :, :3] if image.ndim == 3 and image.shape[2] == 4 else image, name)
     if img.ndim == 2 or img.shape[2] == 1:
         return np.ascontiguousarray(np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2))
-    if img.shape[2] == 4:
-        return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGRA2RGB if color == "BGR" else cv2.COLOR_RGBA2RGB)
     if color == "BGR":
         return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGR2RGB)
     return img

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import os
+import re
 import struct
 import sys
 import tempfile
@@ -20,16 +21,34 @@ from edgeanomaly.errors import ConfigError, ImageReadError
 
 __all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "read_image", "read_mask", "is_image_file", "decode_image", "header_size", "max_image_pixels"]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: File names read as images: every still-image format OpenCV decodes (a ``.webp`` or ``.gif``
+#: given to ``predict`` is an image, not a video; a folder's ``.webp`` files are not skipped).
+#: GIF: the first frame. Float formats (HDR, PFM) must hold values in [0, 1].
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".avif",
+                    ".jp2", ".pbm", ".pgm", ".ppm", ".pnm", ".sr", ".ras", ".hdr", ".pic", ".pfm", ".exr")
 
-# Magic numbers tell a truncated image from a file that never was one.
+# Magic numbers tell a truncated image from a file that never was one. Every format this
+# OpenCV build decodes is here (cv2.getBuildInformation(): PNG, JPEG, BMP, TIFF, WebP, GIF,
+# AVIF, JPEG 2000, PxM, PFM, Radiance HDR, Sun raster); each has a header reader below, so the
+# pixel limit holds whatever the format. Bytes of any other kind are not decoded at all.
 _SIGNATURES = {
     b"\x89PNG\r\n\x1a\n": "png",
     b"\xff\xd8\xff": "jpeg",
     b"BM": "bmp",
     b"II*\x00": "tiff",
     b"MM\x00*": "tiff",
+    b"II+\x00": "bigtiff",
+    b"MM\x00+": "bigtiff",
+    b"GIF87a": "gif",
+    b"GIF89a": "gif",
+    b"\x00\x00\x00\x0cjP  \r\n\x87\n": "jp2",
+    b"\xff\x4f\xff\x51": "j2k",
+    b"#?RADIANCE": "hdr",
+    b"#?RGBE": "hdr",
+    b"\x59\xa6\x6a\x95": "sunraster",
 }
+#: Formats named in messages.
+_FORMAT_NAMES = "PNG, JPEG, BMP, TIFF, WebP, GIF, AVIF, JPEG 2000, PBM/PGM/PPM/PAM, PFM, HDR or Sun raster"
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
@@ -41,6 +60,15 @@ def _sniff(data: bytes) -> str | None:
     for magic, kind in _SIGNATURES.items():
         if data.startswith(magic):
             return kind
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[4:8] == b"ftyp":  # ISO base media file (AVIF; OpenCV decodes no other kind)
+        return "avif"
+    if len(data) > 2 and data[0:1] == b"P" and data[2:3].isspace():
+        if data[1:2] in b"1234567":
+            return "pnm"
+        if data[1:2] in (b"F", b"f"):
+            return "pfm"
     return None
 
 
@@ -114,10 +142,162 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
     return (found[256], found[257]) if len(found) == 2 else None
 
 
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from the header of PNG, JPEG, BMP or TIFF bytes, without decoding.
+def _bigtiff_size(data: bytes) -> tuple[int, int] | None:
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack(order + "Q", data[8:16])
+        (count,) = struct.unpack(order + "Q", data[ifd : ifd + 8])
+        found: dict[int, int] = {}
+        for k in range(min(count, 4096)):
+            entry = data[ifd + 8 + 20 * k : ifd + 28 + 20 * k]
+            tag, kind = struct.unpack(order + "HH", entry[:4])
+            if tag in (256, 257):  # SHORT (3), LONG (4) or LONG8 (16), stored in the 8-byte value field
+                fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
+                if fmt is None:
+                    return None
+                found[tag] = struct.unpack(order + fmt, entry[12 : 12 + struct.calcsize(fmt)])[0]
+    except struct.error:
+        return None
+    return (found[256], found[257]) if len(found) == 2 else None
 
-    ``None`` when the header cannot be read (the decoder then reports what is wrong).
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk, payload = data[12:16], data[20:30]
+    if chunk == b"VP8X" and len(payload) >= 10:  # extended: the canvas size, 24 bits each, minus one
+        return int.from_bytes(payload[4:7], "little") + 1, int.from_bytes(payload[7:10], "little") + 1
+    if chunk == b"VP8L" and len(payload) >= 5 and payload[0] == 0x2F:  # lossless: 14 bits each, minus one
+        (bits,) = struct.unpack("<I", payload[1:5])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and len(payload) >= 10 and payload[3:6] == b"\x9d\x01\x2a":  # lossy key frame
+        w, h = struct.unpack("<HH", payload[6:10])
+        return w & 0x3FFF, h & 0x3FFF
+    return None
+
+
+def _gif_size(data: bytes) -> tuple[int, int] | None:
+    """The logical screen, grown to hold the first frame (a frame may lie outside it)."""
+    width, height = struct.unpack("<HH", data[6:10])
+    flags = data[10]
+    i = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    while i < len(data):
+        block = data[i]
+        if block == 0x2C:  # image descriptor
+            left, top, w, h = struct.unpack("<HHHH", data[i + 1 : i + 9])
+            return max(width, left + w), max(height, top + h)
+        if block != 0x21:  # only extensions may come before the first frame
+            return None
+        i += 2
+        while i < len(data) and data[i]:  # sub-blocks up to the zero-length terminator
+            i += data[i] + 1
+        i += 1
+    return None
+
+
+def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """ISO base media / JP2 boxes in ``data[start:end]``: ``[(type, content start, content end)]``."""
+    out = []
+    while start + 8 <= end:
+        (size,) = struct.unpack(">I", data[start : start + 4])
+        kind, head = data[start + 4 : start + 8], 8
+        if size == 1:
+            (size,) = struct.unpack(">Q", data[start + 8 : start + 16])
+            head = 16
+        elif size == 0:
+            size = end - start
+        if size < head:
+            break
+        out.append((kind, start + head, min(start + size, end)))
+        start += size
+    return out
+
+
+def _j2k_size(data: bytes, at: int = 0) -> tuple[int, int] | None:
+    """A JPEG 2000 codestream's SIZ segment (right after SOC): image area minus its offset."""
+    if data[at : at + 4] != b"\xff\x4f\xff\x51":
+        return None
+    xsiz, ysiz, xo, yo = struct.unpack(">IIII", data[at + 8 : at + 24])
+    return max(xsiz - xo, 0), max(ysiz - yo, 0)
+
+
+def _jp2_size(data: bytes) -> tuple[int, int] | None:
+    """JP2: the ``ihdr`` box, and the codestream's own SIZ when it is there (the larger counts)."""
+    sizes = []
+    for kind, a, b in _boxes(data, 0, len(data)):
+        if kind == b"jp2h":
+            for sub, c, _ in _boxes(data, a, b):
+                if sub == b"ihdr":
+                    height, width = struct.unpack(">II", data[c : c + 8])
+                    sizes.append((width, height))
+        elif kind == b"jp2c":
+            siz = _j2k_size(data, a)
+            if siz is not None:
+                sizes.append(siz)
+    if not sizes:
+        return None
+    return max(w for w, _ in sizes), max(h for _, h in sizes)
+
+
+def _avif_size(data: bytes) -> tuple[int, int] | None:
+    """AVIF: the largest ``ispe`` (image spatial extents) of the items in ``meta/iprp/ipco``."""
+    sizes = []
+    for kind, a, b in _boxes(data, 0, len(data)):
+        if kind != b"meta":
+            continue
+        for iprp, c, d in _boxes(data, a + 4, b):  # meta is a full box: 4 bytes of version and flags
+            if iprp != b"iprp":
+                continue
+            for ipco, e, f in _boxes(data, c, d):
+                if ipco == b"ipco":
+                    sizes += [struct.unpack(">II", data[g + 4 : g + 12]) for prop, g, _ in _boxes(data, e, f) if prop == b"ispe"]
+    if not sizes:
+        return None
+    return max(w for w, _ in sizes), max(h for _, h in sizes)
+
+
+def _text_tokens(data: bytes, limit: int = 4096) -> list[bytes]:
+    """Whitespace-separated tokens of a PxM/PFM text header, ``#`` comments dropped."""
+    lines = data[:limit].split(b"\n")
+    return [t for line in lines for t in line.split(b"#", 1)[0].split()]
+
+
+_PNM_HEADER = re.compile(rb"P[1-6Ff]\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*(\d+)\s")
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    if data[1:2] == b"7":  # PAM: WIDTH and HEIGHT lines before ENDHDR
+        found: dict[bytes, int] = {}
+        tokens = _text_tokens(data)
+        for key, value in zip(tokens, tokens[1:]):
+            if key == b"ENDHDR":
+                break
+            if key in (b"WIDTH", b"HEIGHT") and value.isdigit():
+                found[key] = int(value)
+        return (found[b"WIDTH"], found[b"HEIGHT"]) if len(found) == 2 else None
+    # P1-P6 and PF/Pf: magic, width, height (comments between), each ended by whitespace; a
+    # number cut short by the end of the data does not count.
+    found = _PNM_HEADER.match(data[:4096])
+    return (int(found[1]), int(found[2])) if found else None
+
+
+def _hdr_size(data: bytes) -> tuple[int, int] | None:
+    """Radiance HDR: header lines up to an empty line, then e.g. ``-Y 480 +X 640``."""
+    end = data.find(b"\n\n", 0, 1 << 16)
+    if end < 0:
+        return None
+    line = data[end + 2 : end + 2 + 64].split(b"\n", 1)[0].split()
+    if len(line) != 4 or not (line[1].isdigit() and line[3].isdigit()):
+        return None
+    axes = {line[0][-1:]: int(line[1]), line[2][-1:]: int(line[3])}
+    return (axes[b"X"], axes[b"Y"]) if set(axes) == {b"X", b"Y"} else None
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    r"""``(width, height)`` from the header of image bytes of any format OpenCV decodes here,
+    without decoding (PNG, JPEG, BMP, TIFF/BigTIFF, WebP, GIF, AVIF, JPEG 2000, PxM, PFM, HDR,
+    Sun raster).
+
+    ``None`` when the bytes are of no known format or their header cannot be read;
+    :func:`decode_image` then refuses them without decoding.
 
     >>> header_size(b"\x89PNG\r\n\x1a\n" + bytes(4) + b"IHDR" + bytes.fromhex("0000000500000003"))
     (5, 3)
@@ -136,15 +316,43 @@ def header_size(data: bytes) -> tuple[int, int] | None:
             return abs(width), abs(height)  # a negative height means top-down rows
         if kind == "tiff":
             return _tiff_size(data)
-    except struct.error:
+        if kind == "bigtiff":
+            return _bigtiff_size(data)
+        if kind == "webp":
+            return _webp_size(data)
+        if kind == "gif":
+            return _gif_size(data)
+        if kind == "avif":
+            return _avif_size(data)
+        if kind == "jp2":
+            return _jp2_size(data)
+        if kind == "j2k":
+            return _j2k_size(data)
+        if kind in ("pnm", "pfm"):
+            return _pnm_size(data)
+        if kind == "hdr":
+            return _hdr_size(data)
+        if kind == "sunraster":
+            return struct.unpack(">II", data[4:12])
+    except (struct.error, IndexError):
         return None
     return None
 
 
 def _check_pixels(data: bytes, name: str, max_pixels: int | None) -> None:
+    """Refuse, before decoding, bytes of no known format, a header without a size, and an image
+    over the pixel limit: nothing reaches a decoder whose output size is not known and allowed."""
     limit = max_image_pixels() if max_pixels is None else int(max_pixels)
+    kind = _sniff(data)
+    if kind is None:
+        raise ImageReadError(f"Not an image file (expected {_FORMAT_NAMES}): {name}")
     size = header_size(data)
-    if size is not None and size[0] * size[1] > limit:
+    if size is None:
+        raise ImageReadError(
+            f"{kind.upper()} file is truncated or damaged: its header does not give the image size, "
+            f"so it is not decoded: {name}"
+        )
+    if size[0] * size[1] > limit:
         w, h = size
         raise ImageReadError(
             f"Image is {w}x{h} pixels ({w * h / 1e6:.1f} megapixels), more than the limit of "
@@ -163,6 +371,32 @@ def _check_complete(data: bytes, kind: str | None, name: str) -> None:
             f"JPEG file is truncated (no end-of-image marker): {name}. "
             "Check that the camera software finished writing it."
         )
+
+
+def _check_png_chunks(data: bytes, name: str) -> None:
+    """Walk a PNG's chunk headers up to IEND, without decompressing or checksumming anything.
+
+    libpng prints "libpng error: ..." on the C-level stderr before OpenCV returns None, beside
+    the clean per-file error. A truncated PNG (the usual damage: a camera still writing it)
+    is caught here instead, silently, and the message says so. The walk reads 8 bytes per
+    chunk; CRCs are left to libpng (checking them here cost 10-15% of a decode), so damage
+    inside a complete file still reaches libpng, which then prints its line.
+    """
+    pos, n = 8, len(data)
+    while True:
+        if pos + 12 > n:
+            raise ImageReadError(f"PNG file is truncated ({n} bytes, it ends before its IEND chunk): {name}. "
+                                 "Check that the camera software finished writing it.")
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 12 + length
+        if end > n:
+            raise ImageReadError(
+                f"PNG file is truncated ({n} bytes; its {ctype.decode('latin-1')!r} chunk needs {end}): {name}. "
+                "Check that the camera software finished writing it."
+            )
+        if ctype == b"IEND":
+            return
+        pos = end
 
 
 _STDERR_LOCK = threading.Lock()
@@ -212,6 +446,8 @@ def decode_image(data: bytes, name: str = "<bytes>", *, max_pixels: int | None =
     kind = _sniff(data)
     _check_complete(data, kind, name)
     _check_pixels(data, name, max_pixels)
+    if kind == "png":
+        _check_png_chunks(data, name)
     buf = np.frombuffer(data, dtype=np.uint8)
     flags = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
     try:
@@ -219,13 +455,18 @@ def decode_image(data: bytes, name: str = "<bytes>", *, max_pixels: int | None =
     except cv2.error as exc:  # pragma: no cover - depends on codec build
         img = None
         detail = f" ({exc.msg.strip() if hasattr(exc, 'msg') else exc})"
+        if "Insufficient memory" in str(exc) or "Failed to allocate" in str(exc):
+            w, h = header_size(data) or (0, 0)
+            raise ImageReadError(
+                f"Not enough memory to decode {name}: {w}x{h} pixels need about {3 * w * h / 2**30:.1f} GiB "
+                "(the file is not known to be damaged). Free memory, or lower $EDGEANOMALY_MAX_IMAGE_PIXELS "
+                "to refuse such images up front"
+            ) from MemoryError(str(exc))
     else:
         detail = ""
     if img is None:
         if kind is None:
-            raise ImageReadError(
-                f"Not an image file (expected PNG, JPEG, BMP or TIFF): {name}{detail}"
-            )
+            raise ImageReadError(f"Not an image file (expected {_FORMAT_NAMES}): {name}{detail}")
         raise ImageReadError(f"{kind.upper()} file is corrupt or truncated and cannot be decoded: {name}{detail}")
     return _to_rgb_uint8(img, name)
 
@@ -238,7 +479,8 @@ def _to_rgb_uint8(img: np.ndarray, name: str) -> np.ndarray:
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3).
 
-    Accepts PNG, JPEG, BMP and TIFF; 8- or 16-bit (16-bit is scaled to 8-bit); grayscale
+    Accepts every still-image format OpenCV decodes (:data:`IMAGE_EXTENSIONS`: PNG, JPEG, BMP,
+    TIFF, WebP, GIF's first frame, AVIF, JPEG 2000, PNM...); 8- or 16-bit (16-bit is scaled to 8-bit); grayscale
     (replicated to 3 channels), RGBA (alpha dropped) and palette images (expanded). EXIF
     orientation is ignored on purpose: camera frames are used as the sensor wrote them.
 
@@ -271,6 +513,8 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     kind = _sniff(data)
     _check_complete(data, kind, str(path))
     _check_pixels(data, str(path), None)
+    if kind == "png":
+        _check_png_chunks(data, str(path))
     buf = np.frombuffer(data, np.uint8)
     raw = _imdecode_jpeg(buf, cv2.IMREAD_UNCHANGED, str(path)) if kind == "jpeg" else cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if raw is None:

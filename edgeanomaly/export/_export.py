@@ -37,10 +37,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeanomaly import __version__
-from edgeanomaly.bundle import Artifact, Calibration, Manifest, input_spec, output_specs, utc_now, write_bundle
+from edgeanomaly._diskspace import check_free_space, format_size, free_bytes, is_out_of_space, nearly_full
+from edgeanomaly.bundle import Artifact, Calibration, Manifest, SigningKey, input_spec, output_specs, utc_now, write_bundle
 from edgeanomaly.data import Dataset, PreprocessConfig, Sample, load_dataset, preprocess, sample_masks
 from edgeanomaly.data import resize_and_crop
-from edgeanomaly.errors import ConfigError, ExportError, ParityError
+from edgeanomaly.errors import ConfigError, EdgeAnomalyError, ExportError, OutOfSpaceError, ParityError
 from edgeanomaly.export._execution import execution_entry, measure_executions, measuring_backend
 from edgeanomaly.export._formats import artifact_name, check_targets
 from edgeanomaly.export._graphs import ONNX_OPSET, export_onnx, onnx_to_openvino, quantize_openvino_int8
@@ -244,6 +245,7 @@ def export_checkpoint(
     only: Sequence[str] | None = None,
     allow_degraded: bool = False,
     int8_tolerance: Any = None,
+    sign_key: Any = None,
 ) -> ExportReport:
     """Export a fitted :class:`~edgeanomaly.models.Checkpoint` to a bundle at ``out``.
 
@@ -263,6 +265,9 @@ def export_checkpoint(
             quantisation takes minutes), for progress displays.
         int8_tolerance: the criteria an INT8 artifact must meet, a
             ``edgeanomaly.tooling.Tolerance`` (default: ``TOLERANCES["int8"]``, validate's).
+        sign_key: an ``edgeanomaly.bundle.SigningKey`` or the path of one (``edgeanomaly
+            keygen``): the bundle is written with ``signature.json`` (read first, so a bad
+            key fails before the export starts).
 
     Each artifact is judged with :func:`edgeanomaly.tooling.judge` on the held-out images,
     exactly as ``validate`` judges it on the same data; the verdict is stored in its parity
@@ -285,9 +290,13 @@ def export_checkpoint(
     if static_batch is not None and static_batch < 1:
         raise ConfigError(f"Expected a static batch >= 1, got {static_batch}")
     out = Path(out)
+    if sign_key is not None and not isinstance(sign_key, SigningKey):
+        sign_key = SigningKey.load(sign_key)
     model, pp = ckpt.model, ckpt.preprocessing
     model.check_is_fitted()
     model.eval()
+    space = _space_needed(model, pp, targets)
+    check_free_space(space.needs(out), "Choose another --out (or set TMPDIR to a folder on a larger disk), or free some space.")
     report = ExportReport(out=out)
 
     def start(what: str) -> float:
@@ -451,11 +460,24 @@ def export_checkpoint(
             outputs=output_specs(model.task, h, w, static_batch),
             calibration=cal,
             artifacts=artifacts,
-            reference={"file": None, "metrics": ref_metrics, "parity": parity, "data": data_desc},
+            reference={"file": None, "metrics": ref_metrics, "parity": parity, "data": data_desc,
+                       # the category fitted on (MVTec layout): validate names a mismatch
+                       **({"category": str(ckpt.info["category"])} if ckpt.info.get("layout") == "mvtec" and ckpt.info.get("category") else {})},
         )
         t0 = start("writing the bundle")
-        write_bundle(out, manifest, files, overwrite=overwrite)
+        write_bundle(out, manifest, files, overwrite=overwrite, sign_key=sign_key)
         done("bundle written", t0)
+    except (OSError, RuntimeError) as exc:
+        # Measured before the temporary files go: the graph writers of torch and OpenVINO do
+        # not all say ENOSPC, but a disk with nothing left says it for them.
+        if is_out_of_space(exc) or (not isinstance(exc, EdgeAnomalyError) and nearly_full(stage, out)):
+            raise OutOfSpaceError(
+                f"The disk ran out of space while exporting to {out}: {format_size(free_bytes(out))} free there, "
+                f"{format_size(free_bytes(stage))} free in the temporary folder {stage.parent} (the export needs about "
+                f"{format_size(space.bundle)} for the bundle and {format_size(space.work)} of temporary files). "
+                f"Nothing was written to {out}. Free some space, choose another --out, or set TMPDIR to a larger disk."
+            ) from exc
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     from edgeanomaly.bundle import read_bundle
@@ -463,6 +485,32 @@ def export_checkpoint(
     with read_bundle(out, verify=False) as written:  # a directory or a .zip
         report.manifest = written.manifest
     return report
+
+
+@dataclass
+class _Space:
+    bundle: int  # bytes at the destination
+    work: int    # bytes of temporary files (graphs before they are copied into the bundle, INT8 work)
+
+    def needs(self, out: Path) -> list[tuple[Path, int, str]]:
+        return [(out, self.bundle, "the bundle"), (Path(tempfile.gettempdir()), self.work, "temporary files")]
+
+
+#: Size of a graph relative to the model's tensors, per precision: measured 1.10 for an ONNX
+#: FP32 DFM (13.9 MB graph, 12.6 MB model.pt); FP16 halves the weights; INT8 keeps an FP16
+#: (or FP32) head beside an 8-bit backbone.
+_GRAPH_RATIO = {"fp32": 1.15, "fp16": 0.6, "int8": 0.6}
+
+
+def _space_needed(model: Any, pp: PreprocessConfig, targets: Sequence[tuple[str, str]]) -> _Space:
+    """An estimate of the disk space an export takes, from the model's tensors (checked before the work)."""
+    tensors = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    h, w = pp.input_size
+    reference = REFERENCE_SAMPLES * h * w * (3 + 4)  # images (uint8 RGB) and maps (float32), before compression
+    graphs = int(sum(_GRAPH_RATIO[prec] * tensors for _, prec in targets))
+    # INT8: an ONNX graph and an FP16 IR of the whole model, then two quantised candidates
+    int8 = int(3 * tensors) if any(prec == "int8" for _, prec in targets) else 0
+    return _Space(bundle=graphs + reference, work=graphs + reference + int8)
 
 
 def _train_samples(ds: Dataset | None) -> list[Sample]:

@@ -51,9 +51,11 @@ class Checkpoint:
 
 def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:
     """Write ``path/checkpoint.json`` and ``path/model.pt`` (atomically replaces the pair)."""
+    from edgeanomaly._diskspace import check_free_space, existing_parent, is_out_of_space, nearly_full
+    from edgeanomaly.errors import OutOfSpaceError
+
     ckpt.model.check_is_fitted()
     out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
     doc = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -65,13 +67,34 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:
         "metrics": ckpt.metrics,
     }
     state = {k: v.detach().clone().contiguous() for k, v in ckpt.model.state_dict().items()}
+    text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    # torch's zip writer adds about 1 KB per tensor of headers and alignment
+    needed = sum(t.numel() * t.element_size() for t in state.values()) + 1024 * len(state) + len(text) + (64 << 10)
+    check_free_space([(out, needed, "the checkpoint")], "Choose another --out, or free some space.")
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=out))
     try:
         torch.save(state, tmp / _WEIGHTS)
-        (tmp / _CONFIG).write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+        (tmp / _CONFIG).write_text(text)
         # Weights first, config last: a config on disk always refers to complete weights.
         os.replace(tmp / _WEIGHTS, out / _WEIGHTS)
         os.replace(tmp / _CONFIG, out / _CONFIG)
+    except (OSError, RuntimeError) as exc:
+        # torch's zip writer reports a full disk as "unexpected pos N vs M": measured here, not parsed
+        full = is_out_of_space(exc) or nearly_full(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # an empty run folder is not left behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        if full:
+            raise OutOfSpaceError(
+                f"The disk of {existing_parent(out)} ran out of space while the checkpoint was written to {out} "
+                f"(about {needed / 1e6:.1f} MB needed); nothing was kept. Free some space or choose another --out."
+            ) from exc
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -40,6 +40,8 @@ _EXPORTS = {
     "device_description": "edgeanomaly.runtime._execution",
     "Backend": "edgeanomaly.runtime._backends",
     "served_model_name": "edgeanomaly.runtime._backends._remote",
+    "min_image_side": "edgeanomaly.runtime._inputs",
+    "check_image_size": "edgeanomaly.runtime._inputs",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -21,7 +21,7 @@ from edgeanomaly.runtime._autoselect import contenders, measure_by_default, meas
 from edgeanomaly.runtime._backends import Backend
 from edgeanomaly.runtime._devices import check_inference_precision, check_performance_hint
 from edgeanomaly.runtime._execution import _PASS, ExecutionChoice, resolve_execution
-from edgeanomaly.runtime._inputs import as_rgb
+from edgeanomaly.runtime._inputs import as_rgb, check_image_size
 from edgeanomaly.runtime._postprocess import postprocess
 from edgeanomaly.runtime._prediction import Prediction
 
@@ -245,6 +245,7 @@ class Detector:
     def _prepare(self, image: Any, color: str, source: Any) -> tuple[np.ndarray, tuple[int, int], Any, dict[str, float]]:
         t0 = time.perf_counter()
         rgb, path, decode_ms = as_rgb(image, color)
+        check_image_size(rgb.shape[:2], self.input_size, path if path is not None else (None if source is None else str(source)))
         t1 = time.perf_counter()
         x = preprocess(rgb, self.preprocessing)
         timings = {"preprocess": (time.perf_counter() - t1) * 1e3}
@@ -540,6 +541,7 @@ def load(
     timeout: float | None = None,
     exact: bool = False,
     measure_backends: bool | None = None,
+    trust: Any = None,
 ) -> Detector:
     """Load a bundle for inference, without torch.
 
@@ -591,21 +593,42 @@ def load(
             3-4x the load time here, is then paid once; see docs/BENCHMARKS.md, issue 15), else
             the registry order. Ignored for an explicit backend or artifact.
 
-    The graph's input and output shapes are compared with the manifest; a mismatch (a manifest
-    edited and re-signed) is a :class:`~edgeanomaly.errors.BundleError`. A request the engine
+        trust: trusted public keys: a ``.pub`` file, a folder of them, a list, or
+            :class:`edgeanomaly.bundle.TrustedKeys`; default ``$EDGEANOMALY_TRUST`` when set
+            (paths separated by ``os.pathsep``), else none. When set, a bundle that is
+            unsigned, signed by another key, or whose signature does not verify or covers
+            another manifest is refused before any graph is compiled
+            (:class:`~edgeanomaly.errors.UnsignedBundleError`,
+            :class:`~edgeanomaly.errors.UntrustedKeyError`,
+            :class:`~edgeanomaly.errors.BadSignatureError`); ``verify`` must then be True.
+
+    Before a graph is compiled, its own ``model_info`` (ONNX ``metadata_props``, OpenVINO
+    ``rt_info``) is compared with the manifest's: a graph from another model or export is a
+    :class:`~edgeanomaly.errors.GraphMismatchError`, signed or not. After compiling, the graph's
+    input and output shapes are compared with the manifest; a mismatch is a
+    :class:`~edgeanomaly.errors.BundleError`. A request the engine
     fails later raises :class:`~edgeanomaly.errors.InferenceError`; it never hangs.
 
     >>> det = load("bundles/patchcore", backend="openvino", device="CPU")   # doctest: +SKIP
     >>> det.precision                                                      # doctest: +SKIP
     'fp32 (f32 execution)'
     """
-    from edgeanomaly.bundle import read_bundle
+    from edgeanomaly.bundle import check_graph, read_bundle, resolve_trust, verify_signature
 
     inference_precision = check_inference_precision(inference_precision)
     hint = check_performance_hint(performance_hint)
+    trusted = resolve_trust(trust)
+    if trusted is not None and not verify:
+        raise ConfigError("verify=False cannot be combined with trusted keys: a signature covers the files through "
+                          "their sha256, which verify=False skips.")
     owns = isinstance(bundle, (str, os.PathLike))
-    opened = read_bundle(bundle, verify=verify) if owns else bundle
+    opened = read_bundle(bundle, verify=verify, trust=trusted) if owns else bundle
     try:
+        if not owns and trusted is not None:
+            if not getattr(opened, "verified", False):
+                raise ConfigError(f"Bundle {opened.source} was opened with verify=False; open it with "
+                                  "read_bundle(path, trust=...) to load it under trusted keys.")
+            opened.signature = verify_signature(opened.root, trusted, str(opened.source))
         if backend != "auto" and get_backend(backend).connects:
             spec = get_backend(backend)  # an inference server: it reports the artifact it runs
             backend_name, chosen, why = spec.name, None, ""
@@ -646,6 +669,7 @@ def load(
             return executions[key]
 
         def create(row: BackendSpec, art: Any) -> Backend:
+            check_graph(opened, art)  # a graph from another model or export is refused before compiling
             settings = {**given, "inference_precision": execution_for(row, art).requested}
             options = {k: v for k, v in settings.items() if k in row.options and v is not None}
             return row.create(

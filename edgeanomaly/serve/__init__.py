@@ -18,6 +18,7 @@ _EXPORTS = {
     "DeployResult": "edgeanomaly.serve._deploy",
     "TARGETS": "edgeanomaly.serve._deploy",
     "ServedBundle": "edgeanomaly.serve._inference",
+    "memory_bound": "edgeanomaly.serve._inference",
 }
 
 __all__ = sorted(_EXPORTS)

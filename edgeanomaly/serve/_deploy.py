@@ -8,8 +8,11 @@ Targets:
                 a copy of the bundle (preprocessing and calibration on the server).
 
 Triton and OVMS serve the raw graph: ``pred_score`` and ``anomaly_map`` before calibration.
-Each target carries the bundle's ``manifest.json`` beside the graph, so the runtime's
-``remote`` backend (which applies the bundle's pre- and postprocessing itself) has what it needs.
+Each target carries the bundle's ``manifest.json`` (and ``signature.json`` when the bundle is
+signed) beside the graph, so the runtime's ``remote`` backend (which applies the bundle's pre-
+and postprocessing itself) has what it needs. With ``trust``, the bundle must be signed by a
+trusted key to be deployed at all, and the ``kserve`` image carries the trusted public keys and
+runs ``edgeanomaly serve --trust``, which refuses to start on a bundle they did not sign.
 Nothing here imports kserve or tritonclient: writing a repository needs neither.
 """
 
@@ -19,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,8 +114,9 @@ def ovms_config(model_name: str, base_path: str, *, target_device: str = "CPU", 
 
 
 def kserve_manifest(model_name: str, image: str, bundle_dir: str, *, http_port: int = 8080,
-                    cpu: str = "2", memory: str = "2Gi") -> dict[str, Any]:
-    """A KServe ``InferenceService`` with a custom predictor container running ``edgeanomaly serve``."""
+                    cpu: str = "2", memory: str = "2Gi", trust_dir: str | None = None) -> dict[str, Any]:
+    """A KServe ``InferenceService`` with a custom predictor container running ``edgeanomaly serve``
+    (with ``trust_dir``, the image's folder of trusted keys: ``serve --trust`` on it)."""
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
@@ -124,8 +127,13 @@ def kserve_manifest(model_name: str, image: str, bundle_dir: str, *, http_port: 
                     {
                         "name": "kserve-container",
                         "image": image,
-                        "args": ["serve", bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port),
-                                 "--model-name", model_name],
+                        # Kubernetes appends args to the image's ENTRYPOINT (`edgeanomaly serve`),
+                        # replacing its CMD: so no "serve" here.
+                        # The memory limit is a cgroup (past it the pod is killed): request limits
+                        # whose bound (README, "Serve at scale") fits 2Gi with 8 clients in flight.
+                        "args": [bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port),
+                                 "--model-name", model_name, "--max-request-mp", "16", "--max-request-mb", "16",
+                                 "--max-response-mb", "16", *(["--trust", trust_dir] if trust_dir else [])],
                         "ports": [{"containerPort": http_port, "protocol": "TCP"}],
                         "readinessProbe": {
                             "httpGet": {"path": "/v2/health/ready", "port": http_port},
@@ -148,12 +156,18 @@ def kserve_manifest(model_name: str, image: str, bundle_dir: str, *, http_port: 
 
 
 def dockerfile(bundle_dir: str, *, http_port: int = 8080, grpc_port: int = 8081, package: str = "edgeanomaly[serve]",
-               model_name: str | None = None) -> str:
-    """A Dockerfile that installs ``edgeanomaly[serve]`` and serves the bundle copied beside it."""
-    entry = ["edgeanomaly", "serve", bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port),
-             "--grpc-port", str(grpc_port)]
+               model_name: str | None = None, trust_dir: str | None = None) -> str:
+    """A Dockerfile that installs ``edgeanomaly[serve]`` and serves the bundle copied beside it
+    (with ``trust_dir``: the ``trust`` folder copied there too, and ``serve --trust`` on it).
+
+    ENTRYPOINT is ``edgeanomaly serve``, CMD its arguments: ``docker run IMAGE`` serves the bundle,
+    and a Kubernetes container's ``args`` replace the CMD (not the entrypoint).
+    """
+    cmd = [bundle_dir, "--host", "0.0.0.0", "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     if model_name:
-        entry += ["--model-name", model_name]
+        cmd += ["--model-name", model_name]
+    if trust_dir:
+        cmd += ["--trust", trust_dir]
     return "\n".join([
         "# Serves the bundle with the Open Inference Protocol (KServe V2, REST and gRPC).",
         "FROM python:3.11-slim",
@@ -161,9 +175,11 @@ def dockerfile(bundle_dir: str, *, http_port: int = 8080, grpc_port: int = 8081,
         "RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*",
         f'RUN pip install --no-cache-dir "{package}"',
         f"COPY bundle {bundle_dir}",
+        *([f"COPY trust {trust_dir}"] if trust_dir else []),
         f"EXPOSE {http_port} {grpc_port}",
         f"HEALTHCHECK CMD python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{http_port}/v2/health/ready')\"",
-        "ENTRYPOINT " + json.dumps(entry),
+        "ENTRYPOINT " + json.dumps(["edgeanomaly", "serve"]),
+        "CMD " + json.dumps(cmd),
         "",
     ])
 
@@ -176,7 +192,7 @@ def _copy(src: Path, dst: Path, written: list[Path]) -> None:
 
 def deploy(bundle: str | os.PathLike[str], target: str, out: str | os.PathLike[str], *, model_name: str | None = None,
            artifact: str | None = None, max_batch_size: int = 8, instances: int = 1,
-           image: str = "edgeanomaly-serve:latest") -> DeployResult:
+           image: str = "edgeanomaly-serve:latest", trust: Any = None) -> DeployResult:
     """Write ``bundle`` as a repository for ``target`` under ``out`` (a new or empty folder).
 
     Args:
@@ -188,11 +204,14 @@ def deploy(bundle: str | os.PathLike[str], target: str, out: str | os.PathLike[s
         artifact: artifact to serve (default: the target's preferred format at fp32).
         max_batch_size, instances: Triton dynamic batching limit and instance count.
         image: container image name written into the KServe InferenceService.
+        trust: trusted public keys (a ``.pub`` file, a folder of them, a list, or
+            ``TrustedKeys``): the bundle must be signed by one of them; for ``kserve`` their
+            ``.pub`` files go into the image and its server runs with ``--trust``.
 
     >>> deploy("pc.bundle", "triton", "repo")        # doctest: +SKIP
     DeployResult(target='triton', model_name='pc', ...)
     """
-    from edgeanomaly.bundle import read_bundle
+    from edgeanomaly.bundle import read_bundle, resolve_trust
     from edgeanomaly.runtime import served_model_name
 
     check_choice("deploy target", target, TARGETS)
@@ -201,7 +220,8 @@ def deploy(bundle: str | os.PathLike[str], target: str, out: str | os.PathLike[s
         raise ConfigError(f"Expected --out to be a new or empty folder, got {out} which already has content")
     if max_batch_size < 1 or instances < 1:
         raise ConfigError(f"Expected max_batch_size >= 1 and instances >= 1, got {max_batch_size} and {instances}")
-    with read_bundle(bundle) as b:
+    trusted = resolve_trust(trust, env=False)
+    with read_bundle(bundle, trust=trusted) as b:
         name = model_name or served_model_name(b.source)
         if not _MODEL_NAME.match(name):
             raise ConfigError(f"Expected a model name of letters, digits, '_', '.', '-', got {name!r}")
@@ -220,10 +240,12 @@ def deploy(bundle: str | os.PathLike[str], target: str, out: str | os.PathLike[s
             if chosen is None:
                 chosen = b.artifact(format=TARGETS[target][0])  # raises, listing what the bundle has
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        from edgeanomaly.bundle import temp_dir_beside
+
+        tmp = temp_dir_beside(out, "deploy")  # 0777 less the umask: OVMS runs as a non-root user
         try:
             result = DeployResult(target, name, chosen.name, out)
-            _write(b, chosen, target, name, tmp, result, max_batch_size, instances, image)
+            _write(b, chosen, target, name, tmp, result, max_batch_size, instances, image, trusted)
             if out.exists():
                 out.rmdir()
             os.replace(tmp, out)
@@ -252,14 +274,19 @@ def _graph_files(b: Any, chosen: Any) -> list[tuple[Path, str]]:
 
 
 def _write(b: Any, chosen: Any, target: str, name: str, tmp: Path, result: DeployResult,
-           max_batch_size: int, instances: int, image: str) -> None:
+           max_batch_size: int, instances: int, image: str, trusted: Any = None) -> None:
+    from edgeanomaly.bundle import SIGNATURE_NAME
+
     written = result.files
     manifest_src = b.root / "manifest.json"
+    signature_src = b.root / SIGNATURE_NAME
     if target in ("triton", "ovms"):
         model_dir = tmp / name
         for src, dst in _graph_files(b, chosen):
             _copy(src, model_dir / "1" / dst, written)
         _copy(manifest_src, model_dir / "manifest.json", written)
+        if signature_src.is_file():
+            _copy(signature_src, model_dir / SIGNATURE_NAME, written)
         if target == "triton":
             cfg = model_dir / "config.pbtxt"
             cfg.write_text(triton_config(b.manifest, name, chosen.format, max_batch_size=max_batch_size, instances=instances))
@@ -286,9 +313,14 @@ def _write(b: Any, chosen: Any, target: str, name: str, tmp: Path, result: Deplo
         shutil.copytree(b.root, tmp / "bundle")
         written += sorted(p for p in (tmp / "bundle").rglob("*") if p.is_file())
         docker = tmp / "Dockerfile"
-        docker.write_text(dockerfile(in_image, model_name=name))
+        trust_dir = None
+        if trusted is not None:
+            trust_dir = "/opt/edgeanomaly/trust"
+            for i, key in enumerate(trusted.keys.values()):
+                _copy(key.source, tmp / "trust" / f"{i:02d}-{key.source.name}", written)
+        docker.write_text(dockerfile(in_image, model_name=name, trust_dir=trust_dir))
         isvc = tmp / "inferenceservice.yaml"
-        isvc.write_text(yaml.safe_dump(kserve_manifest(name, image, in_image), sort_keys=False))
+        isvc.write_text(yaml.safe_dump(kserve_manifest(name, image, in_image, trust_dir=trust_dir), sort_keys=False))
         written += [docker, isvc]
         result.next_steps = [
             f"docker build -t {image} {result.out} && kubectl apply -f {result.out}/inferenceservice.yaml",

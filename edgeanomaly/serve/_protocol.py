@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +53,7 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _decode_bytes_elements(raw: bytes, count: int, name: str) -> list[bytes]:
+def _decode_bytes_elements(raw: bytes | memoryview, count: int, name: str) -> list[bytes]:
     """Binary BYTES tensor: each element is a 4-byte little-endian length, then the bytes."""
     out, pos = [], 0
     for i in range(count):
@@ -62,7 +63,7 @@ def _decode_bytes_elements(raw: bytes, count: int, name: str) -> list[bytes]:
         pos += 4
         if pos + n > len(raw):
             raise BadRequest(f"Expected element {i} of binary BYTES input {name!r} to fit the {len(raw) - pos} bytes left, got a length of {n}")
-        out.append(raw[pos : pos + n])
+        out.append(bytes(raw[pos : pos + n]))
         pos += n
     if pos != len(raw):
         raise BadRequest(f"Expected binary BYTES input {name!r} to end after its {count} elements, got {len(raw) - pos} more bytes")
@@ -88,9 +89,9 @@ def _json_bytes_elements(data: Any, count: int, name: str) -> list[bytes]:
 def _json_numbers(data: Any, shape: tuple[int, ...], dtype: Any, name: str, datatype: str) -> np.ndarray:
     try:
         arr = np.asarray(data, dtype=dtype)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise BadRequest(f"Expected 'data' of {datatype} input {name!r} to hold numbers only: {exc}") from exc
-    size = int(np.prod(shape)) if shape else 1
+    size = math.prod(shape)
     if arr.size != size:
         raise BadRequest(f"Expected {size} values for input {name!r} of shape {list(shape)}, got {arr.size}")
     return arr.reshape(shape)
@@ -122,12 +123,14 @@ def parse_infer_request(body: bytes, header_length: str | None = None) -> InferB
         doc = json.loads(body[:n])
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"Expected a JSON inference request, got malformed JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("Expected a JSON inference request, got JSON nested too deeply to parse") from None
     if not isinstance(doc, dict):
         raise BadRequest(f"Expected a JSON object with 'inputs', got a JSON {type(doc).__name__}")
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest(f"Expected 'inputs' to be a non-empty list of tensors, got {inputs!r:.80}")
-    binary, pos = body[n:], 0
+    binary, pos = memoryview(body)[n:], 0  # no copy of the tensors' bytes
     parsed: dict[str, np.ndarray | list[bytes]] = {}
     for i, spec in enumerate(inputs):
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
@@ -142,7 +145,12 @@ def parse_infer_request(body: bytes, header_length: str | None = None) -> InferB
         params = spec.get("parameters") or {}
         if not isinstance(params, dict):
             raise BadRequest(f"Expected 'parameters' of input {name!r} to be an object, got {params!r:.80}")
-        count = int(np.prod(shape)) if shape else 1
+        count = math.prod(shape)  # Python integers: no overflow, whatever the shape says
+        if count > len(body):  # every element takes at least one byte of the body
+            raise BadRequest(
+                f"Expected a shape whose {count} elements fit the {len(body)}-byte request, got shape {list(shape)} "
+                f"for input {name!r}"
+            )
         if "binary_data_size" in params:
             size = params["binary_data_size"]
             if not isinstance(size, int) or isinstance(size, bool) or size < 0 or pos + size > len(binary):

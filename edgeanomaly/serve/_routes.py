@@ -127,22 +127,35 @@ def install_routes(app: Any, served: dict[str, ServedBundle], metrics: Metrics, 
     async def page() -> Any:
         return HTMLResponse(PAGE.replace("__MODELS__", ",".join(sorted(served))))
 
+    def check_version(name: str, version: str | None) -> None:
+        if version is not None and version != "1":
+            raise BadRequest(f"Expected version 1 of model {name!r} (the only one served), got version {version!r}", 404)
+
     @app.get("/v2/models/{model_name}")
-    async def metadata(model_name: str) -> Any:
+    @app.get("/v2/models/{model_name}/versions/{version}")
+    async def metadata(model_name: str, version: str | None = None) -> Any:
         try:
+            check_version(model_name, version)
             return JSONResponse(model_or_404(model_name).metadata())
         except BadRequest as exc:
             return refuse("metadata", exc)
 
     @app.post("/v2/models/{model_name}/infer")
-    async def infer(model_name: str, request: Request) -> Any:
+    @app.post("/v2/models/{model_name}/versions/{version}/infer")
+    async def infer(model_name: str, request: Request, version: str | None = None) -> Any:
         t0 = time.perf_counter()
         try:
+            check_version(model_name, version)
             model = model_or_404(model_name)
             body = await request.body()
             parsed = parse_infer_request(body, request.headers.get("inference-header-content-length"))
-            outputs, count = await asyncio.to_thread(model.infer, parsed.inputs, parsed.outputs)
-            data, json_len = encode_infer_response(model_name, outputs, parsed.binary_outputs, parsed.request_id)
+            del body
+
+            def encode(outputs: dict) -> tuple[bytes, int | None]:  # inside the request's share of the pixel budget
+                return encode_infer_response(model_name, outputs, parsed.binary_outputs, parsed.request_id)
+
+            (data, json_len), count = await asyncio.to_thread(model.infer, parsed.inputs, parsed.outputs,
+                                                              parsed.binary_outputs, encode)
         except BadRequest as exc:
             return refuse("infer", exc)
         metrics.requests.labels(model_name, next(iter(parsed.inputs))).inc()
@@ -178,13 +191,21 @@ def _inspect(model: ServedBundle, body: bytes) -> dict[str, Any]:
 
     if not body:
         raise BadRequest("Expected an image file in the request body, got 0 bytes")
-    try:
-        rgb = decode_image(body, "upload")
-    except ImageReadError as exc:
-        raise BadRequest(f"Expected a PNG, JPEG, BMP or TIFF file: {exc}") from exc
-    p = model.detector.predict(rgb)
-    drawn = overlay(rgb, p)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    (w, h), = model._header_sizes([body])  # 413 over the request's pixel budget, before decoding
+    if 4 * w * h > model.max_response_bytes:  # the overlay PNG, base64: at most ~4 bytes a pixel
+        raise BadRequest(f"Expected an image of at most {model.max_response_bytes / 4e6:g} megapixels for the page's overlay "
+                         f"(--max-response-mb), got {w}x{h}", 413)
+    with model.budget.hold(w * h):
+        try:
+            rgb = decode_image(body, "upload")
+        except ImageReadError as exc:
+            if isinstance(exc.__cause__, MemoryError):  # the server's want, not the client's fault
+                raise BadRequest(f"{exc}; retry later or lower --max-request-mp", 503) from exc
+            raise BadRequest(f"Expected an image file: {exc}") from exc
+        p = model.detector.predict(rgb)
+        drawn = overlay(rgb, p)
+        ok, png = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        del drawn
     return {
         "model": model.name,
         "verdict": "ANOMALOUS" if p.label else "NORMAL",

@@ -8,7 +8,9 @@ process life cycle; this module adds what a factory line needs on top:
   4xx that says what was expected and what came (KServe answers some of them with a 500),
   and input tensors are read with ``np.frombuffer`` rather than through Python lists;
 - model metadata that carries the bundle's ``model_info``;
-- a request size limit, Prometheus counters and a latency histogram;
+- limits on the request body, on the pixels decoded (per request and for all requests in
+  flight, read from image headers before decoding) and on the answer, each a 413;
+- Prometheus counters and a latency histogram;
 - the inspection page at ``/`` and its ``/inspect`` endpoint;
 - binding to ``--host`` (KServe itself always binds every interface).
 
@@ -28,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeanomaly._optional import require
-from edgeanomaly.serve._inference import ServedBundle
+from edgeanomaly.serve._inference import MAX_REQUEST_PIXELS, MAX_RESPONSE_BYTES, PixelBudget, ServedBundle
 from edgeanomaly.serve._protocol import BadRequest
 
 __all__ = ["serve", "build_models"]
@@ -62,10 +64,40 @@ def build_models(bundles: Sequence[str], names: Sequence[str] | None, **load_arg
     return out
 
 
+def check_signed(bundles: Sequence[str], trusted: Any) -> None:
+    """Refuse to start unless every bundle is signed by a trusted key; names each one refused."""
+    from edgeanomaly.bundle import read_bundle
+    from edgeanomaly.errors import SignatureError
+
+    refused: list[SignatureError] = []
+    for b in bundles:
+        try:
+            read_bundle(b, trust=trusted).close()
+        except SignatureError as exc:
+            refused.append(exc)
+    if refused:
+        kind = type(refused[0]) if all(type(e) is type(refused[0]) for e in refused) else SignatureError
+        raise kind(f"edgeanomaly serve: refusing to start: {len(refused)} of {len(bundles)} bundle(s) not accepted "
+                   "under the trusted keys: " + " | ".join(str(e) for e in refused))
+
+
 def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: str = "127.0.0.1",
           http_port: int = 8080, grpc_port: int | None = 8081, max_request_bytes: int = 32 << 20,
-          max_batch: int = 64, grpc_threads: int = 4, **load_args: Any) -> None:
-    """Serve bundles until SIGTERM/SIGINT (blocking). See ``edgeanomaly serve --help``."""
+          max_batch: int = 64, grpc_threads: int = 4, max_request_pixels: int = MAX_REQUEST_PIXELS,
+          max_response_bytes: int = MAX_RESPONSE_BYTES, trust: Any = None, **load_args: Any) -> None:
+    """Serve bundles until SIGTERM/SIGINT (blocking). See ``edgeanomaly serve --help``.
+
+    ``max_request_pixels`` bounds the decoded pixels of one request and of all requests in
+    flight together (one :class:`PixelBudget` for every model); ``max_response_bytes`` an answer.
+    ``trust`` (trusted public keys; default ``$EDGEANOMALY_TRUST``): every bundle must be
+    signed by one of them; checked for all bundles before anything starts, and a refusal
+    names each bundle refused and why (:class:`~edgeanomaly.errors.SignatureError`).
+    """
+    from edgeanomaly.bundle import resolve_trust
+
+    trusted = resolve_trust(trust)
+    if trusted is not None:
+        check_signed(bundles, trusted)
     kserve = _import_kserve()
     from kserve import model_server as ks_server
     from kserve.errors import InvalidInput
@@ -73,10 +105,13 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
     from kserve.protocol.infer_type import InferOutput, InferResponse
     from kserve.protocol.rest.server import RESTServer
 
-    models = build_models(bundles, names, max_batch=max_batch, **load_args)
+    budget = PixelBudget(max_request_pixels)
+    models = build_models(bundles, names, max_batch=max_batch, max_pixels=max_request_pixels,
+                          max_response_bytes=max_response_bytes, budget=budget, trust=trusted, **load_args)
     from edgeanomaly.serve._routes import Metrics, install_routes
 
     metrics = Metrics()  # REST and gRPC requests alike
+    served_by_name = {m.name: m for m in models}
 
     class BundleModel(kserve.Model):
         """The KServe face of a ServedBundle (the gRPC path goes through ``predict``)."""
@@ -103,13 +138,22 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
 
         def _predict(self, payload: Any) -> Any:
             t0 = time.perf_counter()
+            if not hasattr(payload, "inputs"):  # KServe's V1 route (`:predict`) hands over the JSON as a dict
+                metrics.errors.labels("v1", "400").inc()
+                raise InvalidInput(f"Expected an Open Inference Protocol (V2) request at /v2/models/{self.name}/infer "
+                                   f"(REST) or over gRPC; the V1 protocol is not served, got a {type(payload).__name__}")
             inputs: dict[str, Any] = {}
             for inp in payload.inputs:
-                value = inp.as_numpy()
+                try:
+                    value = inp.as_numpy()
+                except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # data that does not fill the shape
+                    metrics.errors.labels("grpc", "400").inc()
+                    raise InvalidInput(f"Expected the data of input {inp.name!r} to fill its shape {list(inp.shape)} "
+                                       f"({inp.datatype}): {exc}") from exc
                 inputs[inp.name] = [bytes(v) for v in value.reshape(-1)] if inp.datatype == "BYTES" else value
             requested = [o.name for o in payload.request_outputs] if payload.request_outputs else None
             try:
-                outputs, count = self.served.infer(inputs, requested)
+                outputs, count = self.served.infer(inputs, requested)  # gRPC answers are binary protobuf
             except BadRequest as exc:
                 metrics.errors.labels("grpc", str(exc.status)).inc()
                 raise InvalidInput(str(exc)) from exc
@@ -134,11 +178,26 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
             from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
             from kserve.protocol.grpc.servicer import InferenceServicer
 
+            class Servicer(InferenceServicer):
+                """gRPC model metadata has no ``parameters`` (REST's carry the artifact): what runs
+                the model travels as trailing metadata ``edgeanomaly-artifact`` etc., which the
+                remote backend reads."""
+
+                async def ModelMetadata(self, request: Any, context: Any) -> Any:
+                    response = await super().ModelMetadata(request, context)
+                    model = served_by_name.get(request.name)
+                    if model is not None and model.detector is not None:
+                        params = model.metadata()["parameters"]
+                        context.set_trailing_metadata(tuple(
+                            (f"edgeanomaly-{key}", str(params[key])) for key in ("artifact", "backend", "device", "precision")
+                        ))
+                    return response
+
             # KServe's interceptor maps InvalidInput to INVALID_ARGUMENT (not UNKNOWN).
             self._server = aio.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                                       interceptors=(ExceptionToStatusInterceptor(),))
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-                InferenceServicer(self._data_plane, self._model_repository_extension), self._server
+                Servicer(self._data_plane, self._model_repository_extension), self._server
             )
             self._server.add_insecure_port(f"{host}:{self._port}")
             await self._server.start()

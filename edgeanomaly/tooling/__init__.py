@@ -21,6 +21,7 @@ from edgeanomaly._lazy import lazy_exports
 _BY_MODULE = {
     "_calibration": ("compute_calibration", "DEFAULT_QUANTILE"),
     "_split": ("CALIBRATION_SPLITS", "calibration_split"),
+    "_calibration_checks": ("threshold_sample_warnings",),
     "_verdict": (
         "PASS", "FAIL", "INCONCLUSIVE", "Tolerance", "TOLERANCES", "Check", "Verdict", "judge",
         "one_image_share", "sample_key", "tolerance_for", "worst",

@@ -109,6 +109,7 @@ def benchmark_bundle(
     url: str | None = None,
     model_name: str | None = None,
     exact: bool = False,
+    trust: Any = None,
 ) -> list[BenchmarkRow]:
     """Measure every artifact x backend x device combination; never raises for one that fails.
 
@@ -119,8 +120,11 @@ def benchmark_bundle(
 
     With ``url`` (an Open Inference Protocol server, see ``load(backend="remote")``) only that
     server is measured, on the bundle's fp32 artifact, without a cold start.
+
+    ``trust`` (trusted public keys, default ``$EDGEANOMALY_TRUST``): the bundle must be signed
+    by one of them (see :func:`edgeanomaly.bundle.read_bundle`).
     """
-    from edgeanomaly.bundle import read_bundle
+    from edgeanomaly.bundle import read_bundle, resolve_trust
     from edgeanomaly.data import load_dataset, sample_labels, sample_masks
     from edgeanomaly.data import PreprocessConfig
     from edgeanomaly.metrics import aupro, auroc
@@ -134,7 +138,7 @@ def benchmark_bundle(
         ds = load_dataset(data, category=category).check()
         samples = ds.test if ds.test else ds.train
     rows: list[BenchmarkRow] = []
-    with read_bundle(bundle) as b, tempfile.TemporaryDirectory(prefix="edgeanomaly-bench-") as tmp:
+    with read_bundle(bundle, trust=resolve_trust(trust)) as b, tempfile.TemporaryDirectory(prefix="edgeanomaly-bench-") as tmp:
         manifest = b.manifest
         ref = b.reference()
         pp = PreprocessConfig.from_dict(manifest.preprocessing)

@@ -9,7 +9,8 @@ A threshold is only as good as the images it came from. ``calibrate`` warns when
   parts, and a threshold from them flags good parts;
 - there are too few images for a stable threshold: a quantile ``q`` of fewer than
   ``1 / (1 - q)`` normal scores is just their maximum; F1 on fewer than
-  :data:`MIN_IMAGES_PER_CLASS` images of a class moves with one image.
+  :data:`MIN_IMAGES_PER_CLASS` images of a class moves with one image. This rule,
+  :func:`threshold_sample_warnings`, is also what ``fit`` and ``export`` warn with.
 
 After a re-calibration the torch reference metrics that depend on a threshold (image F1,
 pixel PRO and F1) no longer describe the bundle: :func:`refreshed_reference_metrics`
@@ -24,7 +25,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 __all__ = ["MIN_IMAGES_PER_CLASS", "calibration_warnings", "refreshed_reference_metrics",
-           "THRESHOLD_METRICS"]
+           "THRESHOLD_METRICS", "threshold_sample_warnings"]
 
 #: Fewer images than this in a class make an F1-adaptive threshold hinge on single images.
 MIN_IMAGES_PER_CLASS = 10
@@ -83,21 +84,42 @@ def calibration_warnings(
             "them, so their scores are lower than those of new good parts and the threshold will flag good parts; "
             "calibrate on images the model was not fitted on"
         )
+    out += _too_few(calibration, normal.size, int(np.count_nonzero(y == 1)))
+    return out
+
+
+def _too_few(calibration: Any, n_normal: int, n_anomalous: int) -> list[str]:
     if calibration.method == "quantile" and calibration.quantile is not None and calibration.quantile < 1.0:
         needed = math.ceil(1.0 / (1.0 - calibration.quantile) - 1e-9)
-        if normal.size < needed:
-            out.append(
-                f"{normal.size} normal images are too few for the {calibration.quantile:g} quantile (it needs at least {needed}; "
-                f"with fewer it is close to their largest score): add images or lower --quantile"
-            )
-    elif calibration.method == "f1_adaptive":
-        n1 = int(np.count_nonzero(y == 1))
-        if min(normal.size, n1) < MIN_IMAGES_PER_CLASS:
-            out.append(
-                f"{normal.size} normal and {n1} anomalous images are too few for a stable F1 threshold (one image moves it; "
-                f"use at least {MIN_IMAGES_PER_CLASS} of each)"
-            )
-    return out
+        if n_normal < needed:
+            return [
+                f"{n_normal} normal images are too few for the {calibration.quantile:g} quantile (it needs at least {needed}; "
+                f"with fewer it is close to their largest score): add images or lower the quantile (calibrate --quantile)"
+            ]
+    elif calibration.method == "f1_adaptive" and min(n_normal, n_anomalous) < MIN_IMAGES_PER_CLASS:
+        return [
+            f"{n_normal} normal and {n_anomalous} anomalous images are too few for a stable F1 threshold (one image moves it; "
+            f"use at least {MIN_IMAGES_PER_CLASS} of each)"
+        ]
+    return []
+
+
+def threshold_sample_warnings(calibration: Any) -> list[str]:
+    """Reasons the thresholds of ``calibration`` rest on too few images (empty when enough).
+
+    The rule ``calibrate`` applies, read from the image counts the calibration records
+    (``source["n_normal"]``, ``source["n_anomalous"]``): a quantile ``q`` needs at least
+    ``1 / (1 - q)`` normal images; an F1-adaptive threshold at least
+    :data:`MIN_IMAGES_PER_CLASS` of each class. ``fit`` and ``export`` print these.
+
+    >>> from edgeanomaly.tooling import compute_calibration
+    >>> threshold_sample_warnings(compute_calibration(np.array([0.1, 0.9, 0.8]), labels=np.array([0, 1, 1])))[0][:33]
+    '1 normal and 2 anomalous images a'
+    """
+    src = calibration.source or {}
+    if "n_normal" not in src:  # an old calibration without counts: nothing to judge by
+        return []
+    return _too_few(calibration, int(src["n_normal"]), int(src.get("n_anomalous") or 0))
 
 
 def refreshed_reference_metrics(

@@ -137,6 +137,8 @@ def render_html(report: ValidationReport) -> str:
     why = {"PASS": "every artifact reproduces the torch model on this data.",
            "FAIL": "at least one artifact does not reproduce the torch model: do not put it on the line.",
            "INCONCLUSIVE": "no artifact failed, but this data is too small to judge some differences (see below)."}[outcome]
+    if report.notes:
+        why = " ".join(report.notes)
     out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Validation of {_e(report.bundle)}</title>"
            f"<style>{_STYLE}</style></head><body>",
            f"<h1>Validation of <code>{_e(report.bundle)}</code></h1>",

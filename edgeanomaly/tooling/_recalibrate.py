@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -37,6 +37,7 @@ def recalibrate(
     write: bool = True,
     on_image: Callable[[int, int], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    sign_key: Any = None,
 ):
     """Run a bundle over a dataset, compute a new calibration, and (optionally) write it.
 
@@ -56,6 +57,9 @@ def recalibrate(
         on_image: called as ``on_image(done, total)`` after each image (progress bars).
         on_warning: called with each reason not to trust the new calibration (see
             ``edgeanomaly.tooling._calibration_checks``); default: logged as warnings.
+        sign_key: with ``write``, sign the new manifest with this key (an
+            ``edgeanomaly.bundle.SigningKey`` or its path); without one, the signature of a
+            signed bundle no longer holds and is removed (see ``update_calibration``).
 
     Returns:
         The new ``Calibration``.
@@ -124,5 +128,5 @@ def recalibrate(
         from edgeanomaly.bundle import update_calibration
 
         metrics, note = refreshed_reference_metrics(old_metrics, calibration, eval_scores, eval_labels)
-        update_calibration(bundle, calibration, reference_metrics=metrics, note=note)
+        update_calibration(bundle, calibration, reference_metrics=metrics, note=note, sign_key=sign_key)
     return calibration

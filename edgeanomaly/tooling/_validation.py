@@ -75,6 +75,8 @@ class ValidationReport:
     artifacts: list[ArtifactValidation]
     pixel_resolution: str = "model"
     pixel_resolution_note: str = "pixel metrics at the model input resolution (masks resized to the map)"
+    #: diagnoses beside the verdict (e.g. the data is another category than the bundle was fitted on)
+    notes: list[str] = field(default_factory=list)
     # kept for the HTML report (gallery, histogram threshold), not written to JSON
     _calibration: Any = field(default=None, repr=False)
     _paths: list[Path] = field(default_factory=list, repr=False)
@@ -103,6 +105,7 @@ class ValidationReport:
                 "outcome": self.outcome,
                 "pixel_resolution": self.pixel_resolution,
                 "pixel_resolution_note": self.pixel_resolution_note,
+                "notes": self.notes,
                 "tolerances": {k: asdict(v) for k, v in TOLERANCES.items()},
                 "artifacts": [a.to_dict() for a in self.artifacts],
             }
@@ -151,6 +154,7 @@ def validate_bundle(
     url: str | None = None,
     model_name: str | None = None,
     exact: bool = False,
+    trust: Any = None,
 ) -> ValidationReport:
     """Run every requested artifact of ``bundle`` on the labelled test split of ``data``.
 
@@ -163,6 +167,8 @@ def validate_bundle(
             supports it) and is judged with :func:`tolerance_for` its artifact and execution
             precision; ``execution_choice`` in the report says which and why.
         tolerance: metric tolerance for every precision (default: :data:`TOLERANCES`).
+        trust: trusted public keys (see :func:`edgeanomaly.bundle.read_bundle`): the bundle
+            must be signed by one of them; default ``$EDGEANOMALY_TRUST`` when set.
         pixel_resolution: ``"original"`` also reports pixel metrics with each map resized to
             its image's own size (as MVTec results are reported; ``metrics_original``);
             ``"model"`` only at model input size. The verdict always compares at model size,
@@ -170,7 +176,7 @@ def validate_bundle(
 
     Returns a :class:`ValidationReport`; ``report.ok`` is False when any artifact failed.
     """
-    from edgeanomaly.bundle import read_bundle
+    from edgeanomaly.bundle import read_bundle, resolve_trust
     from edgeanomaly.data import PreprocessConfig, load_dataset, sample_labels, sample_masks
     from edgeanomaly._optional import check_choice
     from edgeanomaly.metrics import evaluate_outputs
@@ -188,7 +194,7 @@ def validate_bundle(
         )
     samples = ds.test
     labels = sample_labels(samples)
-    b = read_bundle(bundle)
+    b = read_bundle(bundle, trust=resolve_trust(trust))
     try:
         manifest = b.manifest
         pp = PreprocessConfig.from_dict(manifest.preprocessing)
@@ -264,12 +270,22 @@ def validate_bundle(
             artifacts=results,
             pixel_resolution=pixel_resolution if any(a.metrics_original for a in results) else "model",
             pixel_resolution_note=note,
+            notes=_category_notes(manifest.reference.get("category"), ds),
             _calibration=manifest.calibration,
             _paths=[smp.path for smp in samples],
             _preprocessing=dict(manifest.preprocessing),
         )
     finally:
         b.close()
+
+
+def _category_notes(fitted: str | None, ds: Any) -> list[str]:
+    """A bundle fitted on one category, validated on another, fails for that reason alone."""
+    if not fitted or ds.layout != "mvtec" or ds.name.lower() == fitted.lower():
+        return []
+    return [f"the bundle was fitted on category '{fitted}', this data is category '{ds.name}': a model scores only the "
+            f"kind of part it was fitted on, so a FAIL here says nothing about the artifacts. Validate with "
+            f"--category {fitted}, or fit a bundle on '{ds.name}'"]
 
 
 def _judge_on_device(precision: str, calibration: Any, scores: np.ndarray, labels: np.ndarray, paired: np.ndarray | None,
@@ -300,8 +316,10 @@ def validation_markdown(report: ValidationReport) -> str:
         "",
         f"- data: `{report.data}` (reference metrics from `{report.reference_data}`)",
         f"- verdict: **{report.outcome}**"
-        + {"PASS": "", "FAIL": " (an artifact does not reproduce the torch model)",
-           "INCONCLUSIVE": " (no artifact failed, but this data is too small to judge some metrics: see below)"}[report.outcome],
+        + ({"PASS": "", "FAIL": " (an artifact does not reproduce the torch model)",
+            "INCONCLUSIVE": " (no artifact failed, but this data is too small to judge some metrics: see below)"}[report.outcome]
+           if not report.notes else " (see the note below)"),
+        *(f"- note: {n}" for n in report.notes),
         "",
         "| artifact | status | backend/device | execution | " + " | ".join(keys) + " | max rel diff | flips | p50 ms (async) |",
         "|---|---|---|---|" + "---|" * len(keys) + "---|---|---|",

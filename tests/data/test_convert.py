@@ -56,3 +56,30 @@ def test_runtime_accepts_float_images_like_the_data_layer() -> None:
 
     as_float = RGB.astype(np.float32) / 255.0
     np.testing.assert_array_equal(as_rgb(as_float)[0], RGB)
+
+
+@pytest.mark.parametrize(("shape", "dtype"), [((1100, 700, 4), np.uint16), ((1100, 700, 3), np.uint16), ((1100, 700), np.uint16),
+                                              ((1100, 700, 3), np.float32), ((1100, 700, 4), np.float64)])
+def test_conversion_of_large_images_is_exact_and_needs_no_full_size_temporaries(shape, dtype) -> None:
+    """Issue 20 (serve memory): a 16-bit RGBA image took 40 bytes a pixel to convert (uint32 and
+    float copies of the whole image, alpha included). Now the extra memory beyond the RGB result
+    is a few MB whatever the size (numpy's allocations are traced by tracemalloc), and the values
+    equal the rules computed on the whole image at once (uint16 in float64, float in its own type)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 65536, size=shape).astype(dtype) if dtype == np.uint16 else rng.random(shape).astype(dtype)
+    three = img[..., :3] if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2)
+    if dtype == np.uint16:
+        want = np.floor(three.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)  # 65535 / 255 = 257, round half up
+    else:
+        want = np.round(three * 255.0).astype(np.uint8)  # the rule as before: in the array's own float type
+    tracemalloc.start()
+    try:
+        got = to_rgb_uint8(img, "RGB")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(got, want)
+    result = shape[0] * shape[1] * 3
+    assert peak <= result + (4 << 20), (peak / 2**20, result / 2**20)

@@ -63,7 +63,8 @@ def build_torch_model(task: str = "segmentation"):
     return ToyAnomalyModel().eval()
 
 
-def make_bundle(out: Path, task: str = "segmentation", static_batch: int | None = None, work: Path | None = None) -> Path:
+def make_bundle(out: Path, task: str = "segmentation", static_batch: int | None = None, work: Path | None = None,
+                model_name: str | None = None) -> Path:
     """Export the toy model to ONNX + OpenVINO FP32/FP16 and write a bundle with reference.npz."""
     import openvino as ov
     import torch
@@ -90,12 +91,39 @@ def make_bundle(out: Path, task: str = "segmentation", static_batch: int | None 
             opset_version=17,
             dynamo=False,
         )
-    ov_model = ov.convert_model(str(onnx_path))
-    ov.save_model(ov_model, str(work / "openvino" / "model.xml"), compress_to_fp16=False)
-    ov.save_model(ov_model, str(work / "openvino-fp16" / "model.xml"), compress_to_fp16=True)
-
     images, labels = reference_images()
     config = PreprocessConfig(image_size=INPUT_HW)
+    preprocessing = config.to_dict()
+    model_info = {
+        "model": model_name or f"toy-{task}",
+        "task": task,
+        "backbone": "conv3x3",
+        "layers": "conv",
+        "input_height": str(h),
+        "input_width": str(w),
+        "edgeanomaly_version": "0.1.0",
+        "created_utc": "2026-01-01T00:00:00Z",
+        "pretrained": "false",
+        "weights_source": "random",
+        "schema_version": "1",
+        "preprocessing": json.dumps(preprocessing),
+        "normalization": "imagenet-in-graph",
+    }
+    # The graphs carry model_info as the exporter writes it (ONNX metadata_props, OpenVINO
+    # rt_info): load() compares it with the manifest's before compiling.
+    import onnx
+
+    proto = onnx.load(str(onnx_path))
+    for key, value in sorted(model_info.items()):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(onnx_path))
+    ov_model = ov.convert_model(str(onnx_path))
+    for (folder, fp16) in (("openvino", False), ("openvino-fp16", True)):
+        for key, value in {**model_info, "precision": "fp16" if fp16 else "fp32"}.items():
+            ov_model.set_rt_info(value, ["model_info", key])
+        ov.save_model(ov_model, str(work / folder / "model.xml"), compress_to_fp16=fp16)
+
     with torch.no_grad():
         result = model(torch.from_numpy(preprocess_batch(list(images), config)))
     scores = (result[0] if task == "segmentation" else result).numpy().astype(np.float32)
@@ -119,22 +147,6 @@ def make_bundle(out: Path, task: str = "segmentation", static_batch: int | None 
         source={"split": "reference", "n_images": len(labels), "n_normal": int((labels == 0).sum()), "n_anomalous": int(labels.sum()), "data": "synthetic"},
         **pixel,
     )
-    preprocessing = config.to_dict()
-    model_info = {
-        "model": f"toy-{task}",
-        "task": task,
-        "backbone": "conv3x3",
-        "layers": "conv",
-        "input_height": str(h),
-        "input_width": str(w),
-        "edgeanomaly_version": "0.1.0",
-        "created_utc": "2026-01-01T00:00:00Z",
-        "pretrained": "false",
-        "weights_source": "random",
-        "schema_version": "1",
-        "preprocessing": json.dumps(preprocessing),
-        "normalization": "imagenet-in-graph",
-    }
     manifest = Manifest(
         model_info=model_info,
         preprocessing=preprocessing,

@@ -46,30 +46,72 @@ def within(seconds: float, fn: Callable[[], Any]) -> Any:
 
 
 
+def _taller(d: dict[str, Any]) -> None:
+    d["preprocessing"]["image_size"] = [72, 80]
+    d["input"]["shape"][2] = 72
+    d["outputs"][1]["shape"][2] = 72
+    d["model_info"]["input_height"] = "72"
+    pre = json.loads(d["model_info"]["preprocessing"])
+    pre["image_size"] = [72, 80]
+    d["model_info"]["preprocessing"] = json.dumps(pre)
+
+
 @pytest.fixture(scope="module")
 def taller_manifest(seg_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The toy bundle (graph input 64x80) whose manifest claims 72x80, consistently re-signed."""
     root = Path(shutil.copytree(seg_bundle, tmp_path_factory.mktemp("taller") / "bundle"))
+    resign(root, _taller)
+    return root
 
-    def taller(d: dict[str, Any]) -> None:
-        d["preprocessing"]["image_size"] = [72, 80]
-        d["input"]["shape"][2] = 72
-        d["outputs"][1]["shape"][2] = 72
-        d["model_info"]["input_height"] = "72"
-        pre = json.loads(d["model_info"]["preprocessing"])
-        pre["image_size"] = [72, 80]
-        d["model_info"]["preprocessing"] = json.dumps(pre)
 
-    resign(root, taller)
+@pytest.fixture(scope="module")
+def taller_everywhere(seg_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """As ``taller_manifest``, and the graphs' own model_info edited to say 72x80 too: only the
+    compiled graph's shapes tell the truth."""
+    onnx = pytest.importorskip("onnx")
+    from edgeanomaly.bundle._hashing import sha256_file
+
+    root = Path(shutil.copytree(seg_bundle, tmp_path_factory.mktemp("taller-all") / "bundle"))
+    proto = onnx.load(str(root / "model.onnx"))
+    for entry in proto.metadata_props:
+        if entry.key == "input_height":
+            entry.value = "72"
+        if entry.key == "preprocessing":
+            entry.value = entry.value.replace("[64, 80]", "[72, 80]")
+    onnx.save(proto, str(root / "model.onnx"))
+    for xml in ("openvino/model.xml", "openvino-fp16/model.xml"):
+        text = (root / xml).read_text()
+        text = text.replace('<input_height value="64" />', '<input_height value="72" />').replace("[64, 80]", "[72, 80]")
+        (root / xml).write_text(text)
+    digests = {p: sha256_file(root / p) for p in ("model.onnx", "openvino/model.xml", "openvino-fp16/model.xml")}
+
+    def edit(d: dict[str, Any]) -> None:
+        _taller(d)
+        for a in d["artifacts"]:
+            for f in a["files"]:
+                if f["path"] in digests:
+                    f["sha256"], f["bytes"] = digests[f["path"]]
+
+    resign(root, edit)
     return root
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_load_refuses_a_graph_whose_shapes_disagree_with_the_manifest(taller_manifest: Path, backend: str) -> None:
-    error = within(60, lambda: load(taller_manifest, backend=backend))
+def test_load_refuses_a_graph_whose_shapes_disagree_with_the_manifest(taller_everywhere: Path, backend: str) -> None:
+    error = within(60, lambda: load(taller_everywhere, backend=backend))
     assert isinstance(error, BundleError), error
     message = str(error)
     assert "input 'image'" in message and "[-1, 3, 64, 80]" in message and "[-1, 3, 72, 80]" in message
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_load_refuses_a_manifest_whose_size_disagrees_with_the_graph_metadata(taller_manifest: Path, backend: str) -> None:
+    """Only the manifest edited: the graph's own model_info says 64, caught before compiling."""
+    from edgeanomaly.errors import GraphMismatchError
+
+    error = within(60, lambda: load(taller_manifest, backend=backend))
+    assert isinstance(error, GraphMismatchError), error
+    assert "input_height='64' where the manifest says '72'" in str(error)
 
 
 def test_failed_asynchronous_request_raises_instead_of_hanging(seg_bundle: Path) -> None:

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 READY_TIMEOUT_S = 180.0
 
@@ -58,17 +59,42 @@ class Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def peak_rss(self) -> int:
+        """The server's peak resident memory so far, in bytes (Linux: VmHWM)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmHWM in /proc/PID/status")
 
-def start_server(bundle: Path, log_dir: Path, *extra: str) -> Server:
+    def rss(self) -> int:
+        """The server's resident memory now, in bytes (Linux: VmRSS)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS in /proc/PID/status")
+
+
+def _cap_data(limit: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+def start_server(bundle: Path, log_dir: Path, *extra: str, launch: Callable[[int, int], list[str]] | None = None,
+                 memory_cap: int | None = None) -> Server:
+    """`edgeanomaly serve BUNDLE EXTRA...`, or the command ``launch(http_port, grpc_port)`` returns.
+
+    ``memory_cap``: RLIMIT_DATA of the server in bytes (heap and private mappings), so a
+    request that would grow it past the cap fails there instead of taking the machine's memory."""
     http_port, grpc_port = free_port(), free_port()
     log = log_dir / f"serve-{http_port}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = launch(http_port, grpc_port) if launch is not None else [
+        sys.executable, "-m", "edgeanomaly.cli", "serve", str(bundle), *extra, "--host", "127.0.0.1",
+        "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edgeanomaly.cli", "serve", str(bundle), *extra, "--host", "127.0.0.1",
-             "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
-            stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                preexec_fn=None if memory_cap is None else (lambda: _cap_data(memory_cap)))
     server = Server(proc, http_port, grpc_port, log)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:

@@ -97,7 +97,7 @@ def test_kserve_inference_service_and_dockerfile(tmp_path, serve_bundle):
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert set(container["resources"]) == {"requests", "limits"}
     args = container["args"]
-    assert args[0] == "serve" and args[args.index("--http-port") + 1] == str(port) and args[args.index("--host") + 1] == "0.0.0.0"
+    assert args[args.index("--http-port") + 1] == str(port) and args[args.index("--host") + 1] == "0.0.0.0"
 
     # Dockerfile: instruction lines; the entrypoint runs `edgeanomaly serve` on the copied bundle.
     instructions = [line.split(None, 1) for line in (out / "Dockerfile").read_text().splitlines() if line and not line.startswith("#")]
@@ -106,7 +106,7 @@ def test_kserve_inference_service_and_dockerfile(tmp_path, serve_bundle):
     body = dict(instructions)
     entry = json.loads(body["ENTRYPOINT"])
     src, dst = shlex.split(body["COPY"])
-    assert entry[:2] == ["edgeanomaly", "serve"] and entry[2] == dst == args[1]
+    assert entry == ["edgeanomaly", "serve"] and json.loads(body["CMD"])[0] == dst == args[0]
     assert str(port) in body["EXPOSE"].split()
     assert any("edgeanomaly[serve]" in v for k, v in instructions if k == "RUN")
     with read_bundle(out / src) as copied, read_bundle(serve_bundle) as original:  # the copy verifies
@@ -125,3 +125,60 @@ def test_deploy_refuses_nonempty_out_and_leaves_nothing(tmp_path, serve_bundle):
     result = CliRunner().invoke(main, ["deploy", str(serve_bundle), "--target", "ovms", "--out", str(tmp_path / "x"), "--artifact", "nope"])
     assert result.exit_code == 1 and "nope" in result.output
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.*"))
+
+
+def _pod_argv(container: dict, dockerfile: str) -> list[str]:
+    """The command line Kubernetes runs for a container of this image: ``command`` replaces the
+    image's ENTRYPOINT, ``args`` its CMD; a ``command`` without ``args`` drops the CMD
+    (kubernetes.io, "Define a Command and Arguments for a Container")."""
+    instructions = dict(line.split(None, 1) for line in dockerfile.splitlines() if line and not line.startswith("#"))
+    entrypoint = json.loads(instructions["ENTRYPOINT"]) if "ENTRYPOINT" in instructions else []
+    cmd = json.loads(instructions["CMD"]) if "CMD" in instructions else []
+    if "command" in container:
+        return list(container["command"]) + list(container.get("args", []))
+    return entrypoint + (list(container["args"]) if "args" in container else cmd)
+
+
+def test_kserve_pod_command_line_parses_as_edgeanomaly_serve(tmp_path, serve_bundle):
+    """Issue 20 item 9: the pod ran `edgeanomaly serve BUNDLE ... serve BUNDLE ...` and exited 2.
+    The command Kubernetes builds from the manifest and the Dockerfile is parsed by the real CLI,
+    with the image's bundle path pointing at the copy deploy wrote; `docker run` (the CMD) too."""
+    yaml = pytest.importorskip("yaml", reason="needs pyyaml ([serve] extra)")
+    import click
+
+    from edgeanomaly.cli import main
+
+    out = _deploy(tmp_path, serve_bundle, "kserve")
+    dockerfile = (out / "Dockerfile").read_text()
+    (container,) = yaml.safe_load((out / "inferenceservice.yaml").read_text())["spec"]["predictor"]["containers"]
+    src, dst = shlex.split(dict(line.split(None, 1) for line in dockerfile.splitlines() if line and not line.startswith("#"))["COPY"])
+    for argv in (_pod_argv(container, dockerfile), _pod_argv({}, dockerfile)):
+        assert argv[0] == "edgeanomaly", argv
+        argv = [str(out / src) if a == dst else a for a in argv[1:]]
+        assert argv[0] == "serve", argv
+        cmd = main.get_command(click.Context(main), argv[0])
+        try:
+            sub = cmd.make_context("serve", argv[1:])
+        except click.UsageError as exc:
+            pytest.fail(f"the pod's command line {argv} does not parse: {exc}")
+        assert [str(b) for b in sub.params["bundles"]] == [str(out / src)]
+        assert sub.params["host"] == "0.0.0.0" and sub.params["http_port"] == container["ports"][0]["containerPort"]
+        assert list(sub.params["model_names"]) == ["dfm"]
+
+
+def test_kserve_limits_keep_the_server_inside_the_pod_memory_limit(tmp_path, serve_bundle):
+    """The pod's memory limit is a cgroup: past it the kernel kills the pod (no 503). The args
+    carry request limits whose bound (README, "Serve at scale") fits the limit with 8 clients in
+    flight and 512 MB after warm-up (this DFM bundle: ~190 MB)."""
+    yaml = pytest.importorskip("yaml", reason="needs pyyaml ([serve] extra)")
+    from edgeanomaly.serve import memory_bound
+
+    out = _deploy(tmp_path, serve_bundle, "kserve")
+    (container,) = yaml.safe_load((out / "inferenceservice.yaml").read_text())["spec"]["predictor"]["containers"]
+    args = container["args"]
+    value = {k: float(args[args.index(k) + 1]) for k in ("--max-request-mp", "--max-request-mb", "--max-response-mb")}
+    limit = container["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi")
+    bound = memory_bound(512 << 20, value["--max-request-mp"] * 1e6, value["--max-request-mb"] * (1 << 20),
+                         value["--max-response-mb"] * (1 << 20), 8)
+    assert bound <= float(limit[:-2]) * (1 << 30), (bound / 2**30, limit)

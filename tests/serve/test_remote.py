@@ -133,3 +133,38 @@ def test_concurrent_grpc_requests_are_scored_concurrently(server):
     assert _metric(server, "edgeanomaly_concurrent_images_total") > before
     # gRPC traffic is in the request and image counters too, not only REST's.
     assert _metric(server, "edgeanomaly_images_total") - images_before == 4 * 15
+
+
+@pytest.fixture(scope="module")
+def openvino_server(serve_bundle, tmp_path_factory):
+    from _serving import has, start_server, stop_server
+
+    if not has("kserve"):
+        pytest.skip('edgeanomaly serve needs the [serve] extra: pip install "edgeanomaly[serve]"')
+    s = start_server(serve_bundle, tmp_path_factory.mktemp("ov-logs"), "--backend", "openvino")
+    try:
+        yield s
+    finally:
+        stop_server(s)
+
+
+def test_remote_reports_the_served_artifact_over_http_and_grpc(openvino_server, serve_bundle, serve_data):
+    """Issue 20 item 10: over grpc:// the Detector said 'onnx-fp32' (the bundle's default) while
+    the server runs openvino-fp32; http:// read it from the metadata's parameters."""
+    pytest.importorskip("tritonclient.grpc", reason='grpc:// needs tritonclient[grpc] (the [serve] extra)')
+    import subprocess
+    import sys
+
+    status, data = openvino_server.get("/v2/models/dfm")
+    served = json.loads(data)["parameters"]["artifact"]
+    assert status == 200 and served == "openvino-fp32"
+    path = _paths(serve_data)[0]
+    reports = {}
+    for url in (openvino_server.url, f"grpc://127.0.0.1:{openvino_server.grpc_port}"):
+        # A process of its own: tritonclient.grpc and kserve cannot share one (see _remote.py).
+        proc = subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "predict", str(serve_bundle), path, "--json",
+                               "--backend", "remote", "--url", url, "--model-name", "dfm"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        reports[url.split(":")[0]] = json.loads(proc.stdout.splitlines()[-1])["summary"]["artifact"]
+    assert reports == {"http": served, "grpc": served}

@@ -35,7 +35,18 @@ _CORE_LOCK = threading.Lock()
 
 
 def core() -> Any:
-    """The process-wide ``ov.Core`` (creating one per model would reload the plugins)."""
+    """The process-wide ``ov.Core`` (creating one per model would reload the plugins).
+
+    Its creation also makes the first call of every OpenVINO binding the backend uses
+    (:func:`_first_use`), once, in this one thread, under this lock, before any caller gets
+    the core. A binding's first call initialises C++ function-local statics, and one whose
+    initialiser gives up the GIL deadlocks against a second thread that holds the GIL and
+    reaches the same static. Two threads' first ``infer`` together hung that way (issue 20
+    item 14; stacks in docs/BENCHMARKS.md): ``Type.to_dtype`` (OpenVINO's input dispatch)
+    initialises a static table of NumPy dtypes, whose first ``py::dtype`` sets up pybind11's
+    NumPy API and releases the GIL for it; the other thread, holding the GIL, blocked in
+    ``__cxa_guard_acquire`` on that table, and the first never got the GIL back.
+    """
     global _CORE
     with _CORE_LOCK:
         if _CORE is None:
@@ -45,8 +56,59 @@ def core() -> Any:
                 raise BackendUnavailableError(
                     f"The openvino backend needs the 'openvino' package ({exc}). Install it with: pip install openvino"
                 ) from exc
-            _CORE = ov.Core()
+            ov_core = ov.Core()
+            try:
+                _first_use(ov, ov_core)
+            except RuntimeError as exc:  # OpenVINO's own errors: the core still works, one thread at a time
+                log.warning("OpenVINO's one-time first use failed (%s); using OpenVINO from several threads "
+                            "at once for the first time may hang", exc)
+            _CORE = ov_core
         return _CORE
+
+
+def _first_use(ov: Any, ov_core: Any) -> None:
+    """Call, once, each binding that :class:`OpenVINOBackend` calls (the same overloads, the
+    same argument and result types), on a 1-pixel model compiled for one CPU thread.
+
+    Bindings listed here are never first called from two threads together; a binding added
+    to the backend belongs here too (tests/runtime/test_openvino_threads.py lists those first
+    called elsewhere). Nothing is written; it costs a compile of that model, once per process:
+    +44 ms to the first load and prediction on a busy 2-core machine (docs/BENCHMARKS.md).
+    """
+    str(ov.get_version())
+    list(ov_core.available_devices)
+    if "CPU" not in ov_core.available_devices:
+        return  # no plugin to compile the probe for; other devices' statics are their plugins'
+    for prop in ("OPTIMIZATION_CAPABILITIES", "FULL_DEVICE_NAME"):
+        ov_core.get_property("CPU", prop)
+    from openvino import opset13 as ops
+
+    param = ops.parameter([-1, 3, 1, 1], np.float32, name="x")
+    param.output(0).get_tensor().set_names({"x"})
+    result = ops.result(ops.multiply(param, np.float32(2.0)))
+    result.output(0).get_tensor().set_names({"y"})
+    model = ov.Model([result], [param], "first_use")
+    [d.get_length() for d in model.input(0).get_partial_shape() if d.is_static]
+    compiled = ov_core.compile_model(
+        model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
+    )
+    for port in (*compiled.inputs, *compiled.outputs):
+        port.get_any_name()
+        _shape(port.get_partial_shape())
+        _type_name(port.get_element_type())
+    list(compiled.get_property("EXECUTION_DEVICES"))
+    _type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    str(compiled.get_property("PERFORMANCE_HINT"))
+    int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    x = np.ones((2, 3, 1, 1), np.float32)
+    request = compiled.create_infer_request()
+    request.infer({0: x}, share_inputs=True)
+    request.get_output_tensor(0).data.copy()
+    request.start_async({0: x}, share_inputs=True)
+    request.wait_for(0)
+    request.wait()
+    float(request.latency)
+    request.get_output_tensor(0).data.copy()
 
 
 def _default_precision_hint(family: str, artifact_precision: str, requested: str | None) -> str | None:

@@ -192,7 +192,26 @@ class _GRPCClient:
             return {"ready": bool(ok)}
         model = urllib.parse.unquote(path.rsplit("/", 1)[1])
         meta = self._call(f"metadata of {model}", self._client.get_model_metadata, model, as_json=True)
-        return {"name": meta.get("name"), "inputs": meta.get("inputs", []), "outputs": meta.get("outputs", [])}
+        return {"name": meta.get("name"), "inputs": meta.get("inputs", []), "outputs": meta.get("outputs", []),
+                "parameters": self._served_parameters(model)}
+
+    def _served_parameters(self, model: str) -> dict[str, str]:
+        """What ``edgeanomaly serve`` says runs the model (artifact, backend, device, precision).
+
+        gRPC model metadata has no ``parameters``; the server sends them as trailing metadata
+        ``edgeanomaly-<key>`` of the metadata call. Other servers send none: ``{}``.
+        """
+        import grpc
+        from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+        with grpc.insecure_channel(self.url.split("://", 1)[1].rstrip("/")) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            try:
+                _, call = stub.ModelMetadata.with_call(service_pb2.ModelMetadataRequest(name=model), timeout=self._timeout)
+            except grpc.RpcError as exc:
+                raise RemoteError(f"Inference server {self.url} failed metadata of {model}: {exc.details()}") from exc
+        prefix = "edgeanomaly-"
+        return {k[len(prefix):]: v for k, v in (call.trailing_metadata() or ()) if k.startswith(prefix)}
 
     def infer(self, model: str, batch: np.ndarray, outputs: list[str]) -> dict[str, np.ndarray]:
         inp = self._grpc.InferInput("image", list(batch.shape), "FP32")

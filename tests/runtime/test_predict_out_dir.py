@@ -1,0 +1,121 @@
+"""``predict --out DIR`` as a factory runs it (issue 20.4), with real processes:
+
+- two runs into one folder: the second fails at once, naming the run that holds it;
+- ``kill -9`` mid-run: every line printed is already in ``predictions.jsonl`` (one line
+  flushed per prediction), and ``--resume`` finishes the job, skipping what is done, with
+  results equal to an uninterrupted run and a summary over all inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import part_image, write_rgb
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), "PYTHONUNBUFFERED": "1"}
+
+
+def _predict(*args: object, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edgeanomaly.cli", "predict", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), **kwargs)
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def many_parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """400 small parts (every 7th with a defect): enough JSON lines to fill a 64 KiB pipe."""
+    folder = tmp_path_factory.mktemp("many")
+    for i in range(400):
+        defect = (10, 10, 12, 12) if i % 7 == 0 else None
+        write_rgb(folder / f"p{i:03d}.png", part_image(48, 64, defect=defect, seed=i))
+    return folder
+
+
+def _scores(records: list[dict]) -> dict[str, tuple]:
+    return {r["path"]: (r["score"], r["label"], r["raw_score"]) for r in records if "path" in r and "error" not in r}
+
+
+def test_second_run_into_the_same_folder_fails_naming_the_holder(seg_bundle: Path, tmp_path: Path) -> None:
+    watched, out = tmp_path / "drop", tmp_path / "out"
+    watched.mkdir()
+    holder = _predict(seg_bundle, watched, "--watch", "--out", out, "--timeout", "60", "--json")
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "predictions.jsonl").exists():  # the holder has taken the folder
+            assert holder.poll() is None and time.monotonic() < deadline, holder.communicate()
+            time.sleep(0.1)
+        write_rgb(tmp_path / "one.png", part_image(48, 64, seed=1))
+        second = subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "predict", str(seg_bundle), str(tmp_path / "one.png"),
+                                 "--out", str(out), "--overwrite"], capture_output=True, text=True, env=_env(), timeout=120)
+        assert second.returncode == 1, second.stderr
+        assert f"pid {holder.pid}" in second.stderr and "in use" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        holder.send_signal(signal.SIGINT)
+        holder.communicate(timeout=60)
+    # the holder's output was not touched by the refused run
+    assert all("one.png" not in line for line in (out / "predictions.jsonl").read_text().splitlines())
+
+
+def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(seg_bundle: Path, many_parts: Path, tmp_path: Path) -> None:
+    whole = subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "predict", str(seg_bundle), str(many_parts), "--json",
+                            "--out", str(tmp_path / "whole")], capture_output=True, text=True, env=_env(), timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    expected = _scores(_records(tmp_path / "whole" / "predictions.jsonl"))
+    assert len(expected) == 400
+
+    out = tmp_path / "cut"
+    run = _predict(seg_bundle, many_parts, "--json", "--out", out)
+    printed = [run.stdout.readline() for _ in range(3)]  # it is running; now stop reading
+    jsonl = out / "predictions.jsonl"
+    size, still = -1, 0
+    while still < 10:  # wait until it blocks on the full stdout pipe: the file stops growing
+        now = jsonl.stat().st_size
+        still = still + 1 if now == size else 0
+        size = now
+        time.sleep(0.05)
+    assert run.poll() is None, "the run finished before it could be killed"
+    os.kill(run.pid, signal.SIGKILL)
+    rest, _ = run.communicate(timeout=60)
+    printed = [json.loads(line) for line in "".join(printed).splitlines() + rest.splitlines() if line]
+    in_file = _records(jsonl)
+    assert 0 < len(printed) < 400 and not any("summary" in r for r in in_file)
+    # one line flushed per prediction: nothing printed is missing from the file
+    file_paths = [r["path"] for r in in_file]
+    assert [r["path"] for r in printed] == file_paths[: len(printed)] and len(file_paths) - len(printed) <= 1
+
+    resumed = subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "predict", str(seg_bundle), str(many_parts), "--json",
+                              "--out", str(out), "--resume"], capture_output=True, text=True, env=_env(), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    new_lines = [json.loads(line) for line in resumed.stdout.splitlines()]
+    assert len([r for r in new_lines if "path" in r]) == 400 - len(in_file)  # only what was not done
+    final = _records(jsonl)
+    assert _scores(final) == expected  # same graph, same images, batch 1: the same numbers
+    assert [r["path"] for r in final if "path" in r] == sorted(expected)  # input order, each once
+    summary = final[-1]["summary"]
+    assert summary["inputs"] == 400 and summary["scored"] == 400 and summary["resumed"] == len(in_file)
+    assert summary["anomalous"] == sum(label for _, label, _ in expected.values())
+
+
+def test_resume_usage(seg_bundle: Path, tmp_path: Path) -> None:
+    write_rgb(tmp_path / "a.png", part_image(48, 64, seed=1))
+    r = subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "predict", str(seg_bundle), str(tmp_path / "a.png"),
+                        "--resume"], capture_output=True, text=True, env=_env(), timeout=120)
+    assert r.returncode == 2 and "--resume needs --out" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "predict", str(seg_bundle), str(tmp_path / "a.png"),
+                        "--out", str(tmp_path / "o"), "--resume", "--overwrite"], capture_output=True, text=True, env=_env(), timeout=120)
+    assert r.returncode == 2 and "not both" in r.stderr
