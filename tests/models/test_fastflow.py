@@ -93,12 +93,20 @@ def test_fit_cli_records_the_training_in_the_checkpoint(tmp_path) -> None:
     generate_synthetic_dataset(tmp_path / "data", ["metal"], n_train=8, n_test=2, seed=0, size=SIZE)
     r = CliRunner().invoke(main, ["fit", "--model", "fastflow", "--data", str(tmp_path / "data"), "--category", "metal",
                                   "--image-size", str(SIZE), "--backbone", "resnet18", "--no-pretrained",
-                                  "--param", "epochs=2", "--param", "flow_steps=2", "--out", str(tmp_path / "ff.run")])
+                                  "--epochs", "2", "--max-minutes", "30", "--param", "flow_steps=2", "--out", str(tmp_path / "ff.run")])
     assert r.exit_code == 0, r.output
+    assert "epoch 1/2: loss " in r.output and "epoch 2/2: loss " in r.output and "min left" in r.output
     assert "Trained 2 epochs on 7 images, 1 held out: best epoch" in r.output  # 8 normal images
     info = json.loads((tmp_path / "ff.run" / "checkpoint.json").read_text())["info"]
     assert info["training"]["epochs_run"] == 2 and len(info["training"]["history"]) == 2
     assert {"epoch", "train_loss", "val_loss", "seconds", "best"} <= set(info["training"]["history"][0])
+
+
+def test_epoch_options_are_refused_for_one_pass_models(tmp_path) -> None:
+    from edgeanomaly.cli import main
+
+    r = CliRunner().invoke(main, ["fit", "--model", "padim", "--data", str(tmp_path), "--epochs", "3", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "--epochs applies to models trained for epochs (fastflow); padim fits in one pass" in r.output
 
 
 @pytest.mark.parametrize("setting, value, message", [
