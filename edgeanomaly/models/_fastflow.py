@@ -119,7 +119,7 @@ class FastFlow(AnomalyModel):
     def embed(self, images: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
         """(N, 3, H, W) -> one layer-normalised map per level, (N, C_l, H / s_l, W / s_l)."""
         feats = self.feature_extractor(images)
-        return [F.layer_norm(feats[layer], feats[layer].shape[1:]) for layer in self.layers]
+        return [_layer_norm(feats[layer]) for layer in self.layers]
 
     def _level_terms(self, features: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [flow(f) for flow, f in zip(self.flows, features)]
@@ -262,6 +262,14 @@ class FastFlow(AnomalyModel):
             likelihood = level if likelihood is None else likelihood + level
         amap = 1.0 - likelihood / len(self.flows)
         return amap.amax(dim=(1, 2, 3)), amap
+
+
+def _layer_norm(f: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``F.layer_norm(f, f.shape[1:])`` without affine, written out: the ONNX exporter needs a
+    constant ``normalized_shape``, which a dynamic batch does not give it."""
+    mean = f.mean(dim=(1, 2, 3), keepdim=True)
+    var = (f - mean).pow(2).mean(dim=(1, 2, 3), keepdim=True)
+    return (f - mean) / torch.sqrt(var + eps)
 
 
 def _check_settings(epochs: Any, lr: Any, wd: Any, batch: Any, fraction: Any, patience: Any, minutes: Any) -> None:
