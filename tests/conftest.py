@@ -48,10 +48,16 @@ def synthetic_metal_256(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+#: Models trained for epochs train briefly in the shared fixtures (the suite checks export,
+#: runtime and tooling on them; their quality is measured in docs/BENCHMARKS.md).
+SHORT_TRAINING = {"fastflow": {"epochs": 4, "flow_steps": 4, "layers": ("blocks.4", "blocks.10")}}
+
+
 def build_bundle(root: Path, model: str, synthetic_root: Path, **kwargs):
     from edgeanomaly.export import export_checkpoint
     from edgeanomaly.models._pipeline import fit_run
 
+    kwargs = {**SHORT_TRAINING.get(model, {}), **kwargs}
     result = fit_run(model, synthetic_root, root / f"{model}.run", category="metal", image_size=256,
                      backbone="efficientnet_lite0", pretrained=True, random_state=0, **kwargs)
     report = export_checkpoint(result.checkpoint, root / f"{model}.bundle", ["onnx", "openvino"], EXPORT_PRECISIONS)

@@ -12,7 +12,7 @@ from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, sp
 
 # Static copies of the registries (tests/cli/test_cli_help.py keeps them equal), so that
 # `fit --help` needs no torch import.
-MODEL_NAMES = ("patchcore", "padim", "dfkde", "dfm")
+MODEL_NAMES = ("patchcore", "padim", "dfkde", "dfm", "fastflow")
 BACKBONE_NAMES = ("efficientnet_lite0", "resnet18", "wide_resnet50_2")
 #: backbone -> feature layer names (shallow to deep) as the help shows them.
 LAYER_NAMES = {
@@ -113,7 +113,8 @@ def print_metrics(metrics: dict[str, float], calibration: dict[str, Any] | None)
 Examples:
   edgeanomaly fit --model patchcore --data data --category metal --out pc.run
   edgeanomaly fit --model padim --data parts/good --backbone resnet18 --layers layer1,layer2,layer3 --out padim.run
-  edgeanomaly fit --model dfm --data data --category metal --param pca_level=0.99 --out dfm.run""")
+  edgeanomaly fit --model dfm --data data --category metal --param pca_level=0.99 --out dfm.run
+  edgeanomaly fit --model fastflow --data data --category metal --epochs 50 --max-minutes 10 --out ff.run""")
 @click.option("--model", "model_name", default="patchcore", show_default=True, help=f"Registered model: {', '.join(MODEL_NAMES)}.")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Dataset folder (MVTec layout or a folder of normal images).")
 @click.option("--category", default=None, help="Category inside DATA (MVTec layout).")
@@ -123,11 +124,18 @@ Examples:
 @click.option("--calibration-split", type=click.Choice(["from_test", "same_as_test"]), default="from_test", show_default=True,
               help="from_test: thresholds from a stratified half of the labelled test images, metrics from the other half; "
                    "same_as_test: both from every test image (optimistic).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Models trained for epochs (fastflow): at most this many.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Models trained for epochs (fastflow): stop training after this many minutes (the best epoch so far is kept).")
 @friendly_errors
 def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite: bool, backbone: str | None, layers: str | None,
         image_size: int, center_crop: int | None, seed: int, weights: Path | None, weights_cache: Path | None, pretrained: bool,
-        params: tuple[str, ...], batch_size: int, calibration_split: str) -> None:
-    """Fit a model on normal images in one pass and save a checkpoint (needs the [train] extra)."""
+        params: tuple[str, ...], batch_size: int, calibration_split: str, epochs: int | None, max_minutes: float | None) -> None:
+    """Fit a model on normal images and save a checkpoint (needs the [train] extra).
+
+    One-pass models (patchcore, padim, dfkde, dfm) fit in one pass over the images; fastflow
+    trains for epochs (one line per epoch: losses, best epoch, ETA) with early stopping on
+    held-out normal images."""
     from edgeanomaly._optional import require
     from edgeanomaly import frontdoor
 
@@ -135,16 +143,22 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     require("torch", "fitting models")
     model_name = model_name.lower()
     kwargs = build_model_kwargs(backbone, layers, seed, weights, weights_cache, pretrained, params)
+    kwargs.update(_training_options(model_name, epochs=epochs, max_minutes=max_minutes))
     bar = StageBar()
     try:
         run = frontdoor.fit(model_name, data, category=category, out=out, overwrite=overwrite, image_size=image_size,
-                            center_crop=center_crop, batch_size=batch_size, progress=bar,
-                            calibration_split=calibration_split, **kwargs)
+                            center_crop=center_crop, batch_size=batch_size, progress=_without_stage(bar, "train"),
+                            calibration_split=calibration_split, on_epoch=EpochLines(), **kwargs)
     finally:
         bar.close()
     ckpt = run.checkpoint
     m = ckpt.model
     click.echo(f"Fitted {m.name} ({m.backbone}: {', '.join(m.layers)}; weights {m.weights_source}) on {ckpt.info['n_train']} images in {run.seconds['fit']:.2f} s")
+    training = ckpt.info.get("training")
+    if training:
+        click.echo(f"Trained {training['epochs_run']} epochs on {training['n_train']} images, {training['n_validation']} held out: "
+                   f"best epoch {training['best_epoch']} (validation loss {training['best_val_loss']:.4g}), "
+                   f"stopped by {training['stopped_by']}")
     print_metrics(ckpt.metrics, ckpt.calibration)
     warn_thresholds(ckpt.calibration)
     click.echo(f"Checkpoint: {run.out}")
@@ -158,3 +172,38 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
 def bundle_beside(run_dir: Path) -> Path:
     """Where the suggested export writes: ``pc.run`` -> ``pc.bundle``, ``runs/pc`` -> ``runs/pc.bundle``."""
     return run_dir.with_name(run_dir.name.removesuffix(".run") + ".bundle")
+
+
+def _training_options(model_name: str, **options: Any) -> dict[str, Any]:
+    """``--epochs``/``--max-minutes`` as model settings; an error for a model that fits in one pass."""
+    import inspect
+
+    from edgeanomaly.models import model_class
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if not given:
+        return {}
+    takes = inspect.signature(model_class(model_name)).parameters
+    wrong = ["--" + k.replace("_", "-") for k in given if k not in takes]
+    if wrong:
+        raise click.UsageError(f"{', '.join(wrong)} applies to models trained for epochs (fastflow); {model_name} fits in one pass")
+    return given
+
+
+def _without_stage(bar: StageBar, stage: str) -> Any:
+    """The progress hook without one stage (the epochs print their own lines)."""
+    return lambda name, done, total: None if name == stage else bar(name, done, total)
+
+
+class EpochLines:
+    """One line per epoch on stderr: losses, the best epoch so far, time and ETA (the remaining
+    epochs at the mean epoch time so far; early stopping or --max-minutes may end it sooner)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.seconds.append(record["seconds"])
+        eta = (record["epochs"] - record["epoch"]) * sum(self.seconds) / len(self.seconds)
+        click.echo(f"  epoch {record['epoch']}/{record['epochs']}: loss {record['train_loss']:.4g}, held-out {record['val_loss']:.4g} "
+                   f"(best epoch {record['best_epoch']}), {record['seconds']:.1f} s, at most {eta / 60:.1f} min left", err=True)

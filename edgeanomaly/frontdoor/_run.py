@@ -86,6 +86,7 @@ def fit(
     batch_size: int = 16,
     calibration_split: str = "from_test",
     progress: Callable[[str, int, int], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
     **model_kwargs: Any,
 ) -> Run:
     """Fit a registered model on the normal images of ``data`` in one pass, calibrate its
@@ -93,8 +94,8 @@ def fit(
     the CPU with torch).
 
     Args:
-        model: a registered model: ``"patchcore"``, ``"padim"``, ``"dfm"``, ``"dfkde"``
-            (:func:`edgeanomaly.models.list_models`).
+        model: a registered model: ``"patchcore"``, ``"padim"``, ``"dfm"``, ``"dfkde"``,
+            ``"fastflow"`` (:func:`edgeanomaly.models.list_models`).
         data: dataset folder: MVTec layout (with ``category``) or a folder of normal images.
         out: run directory to save the checkpoint in (None: keep it in memory only). An
             existing run directory is replaced only with ``overwrite=True``.
@@ -102,6 +103,8 @@ def fit(
         calibration_split: ``"from_test"`` (thresholds from a stratified half of the test
             images, metrics from the other half) or ``"same_as_test"``.
         progress: called as ``progress(stage, done, total)``.
+        on_epoch: a model trained for epochs (``"fastflow"``) calls it after each epoch with
+            that epoch's record (losses, best epoch, seconds).
         model_kwargs: the model's settings (``backbone``, ``layers``, ``random_state``,
             ``pretrained``, ``coreset_ratio``, ...).
 
@@ -119,7 +122,8 @@ def fit(
     from edgeanomaly.models import fit_run  # torch: the training side
 
     result = fit_run(model, data, out, category=category, image_size=image_size, center_crop=center_crop,
-                     batch_size=batch_size, progress=progress, calibration_split=calibration_split, **model_kwargs)
+                     batch_size=batch_size, progress=progress, calibration_split=calibration_split, on_epoch=on_epoch,
+                     **model_kwargs)
     return Run(result.checkpoint, result.out, result.seconds)
 
 

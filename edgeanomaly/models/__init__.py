@@ -1,8 +1,9 @@
-"""Anomaly models (torch): PatchCore, PaDiM, DFKDE, DFM, with a registry, and the training API.
+"""Anomaly models (torch): PatchCore, PaDiM, DFKDE, DFM (one pass) and FastFlow (trained), with a
+registry, and the training API.
 
 >>> from edgeanomaly.models import create_model, list_models
 >>> list_models()
-['dfkde', 'dfm', 'padim', 'patchcore']
+['dfkde', 'dfm', 'fastflow', 'padim', 'patchcore']
 
 Fit a registered model on a dataset folder, keep the checkpoint, export it:
 
@@ -19,6 +20,7 @@ from edgeanomaly.models._base import AnomalyModel
 from edgeanomaly.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edgeanomaly.models._dfkde import DFKDE
 from edgeanomaly.models._dfm import DFM
+from edgeanomaly.models._fastflow import FastFlow
 from edgeanomaly.models._padim import PaDiM
 from edgeanomaly.models._patchcore import PatchCore
 from edgeanomaly.models._pipeline import FitResult, fit_run, training_split
@@ -29,6 +31,7 @@ __all__ = [
     "Checkpoint",
     "DFKDE",
     "DFM",
+    "FastFlow",
     "FitResult",
     "PaDiM",
     "PatchCore",

@@ -101,6 +101,7 @@ def fit_run(
     batch_size: int = 16,
     progress: Progress | None = None,
     calibration_split: str = "from_test",
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
     **model_kwargs: Any,
 ) -> FitResult:
     """Fit ``model_name`` on ``data`` (normal train split), calibrate and measure on the test split.
@@ -110,6 +111,8 @@ def fit_run(
         data: dataset folder (MVTec layout or a folder of normal images).
         out: run directory for the checkpoint (None: do not save).
         calibration_split: ``"from_test"`` or ``"same_as_test"``; see :func:`calibrate_and_evaluate`.
+        on_epoch: for a model trained for epochs (FastFlow), called after each epoch with its
+            record (``epoch``, ``epochs``, ``train_loss``, ``val_loss``, ``best_epoch``, ``seconds``).
         model_kwargs: model settings (backbone, layers, random_state, ...).
     """
     seconds: dict[str, float] = {}
@@ -131,6 +134,15 @@ def fit_run(
         return step
 
     train, holdout = training_split(dataset)
+    if hasattr(model, "epoch_callback"):  # a model trained for epochs reports each
+
+        def report(record: dict[str, Any]) -> None:
+            if progress is not None:
+                progress("train", record["epoch"], record["epochs"])
+            if on_epoch is not None:
+                on_epoch(record)
+
+        model.epoch_callback = report
     t0 = time.perf_counter()
     fit_model(model, train, preprocessing, batch_size, tick("fit", len(train)))
     seconds["fit"] = time.perf_counter() - t0
@@ -188,6 +200,8 @@ def fit_run(
         # content hashes of the fitted images: calibrate warns when it is given them again
         "train_sha256": [file_sha256(s.path) for s in train],
     }
+    if getattr(model, "training_history_", None):  # a trained model: its epochs, losses and why it stopped
+        info["training"] = {**model.training_summary_, "history": model.training_history_}
     ckpt = Checkpoint(model, preprocessing, calibration_dict, info, metrics)
     out_path = save_checkpoint(out, ckpt) if out is not None else None
     return FitResult(ckpt, out_path, seconds)

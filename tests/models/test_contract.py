@@ -13,9 +13,14 @@ from edgeanomaly.data import PreprocessConfig
 SIZE = 64
 
 
+#: Models trained for epochs: a short training keeps the contract tests fast (quality is
+#: tested elsewhere: tests/models/test_quality_real.py).
+SHORT_TRAINING = {"fastflow": {"epochs": 3, "flow_steps": 2}}
+
+
 def small(name: str, seed: int = 0):
     # resnet18 with random weights keeps these tests fast and independent of downloads.
-    return create_model(name, backbone="resnet18", pretrained=False, random_state=seed)
+    return create_model(name, backbone="resnet18", pretrained=False, random_state=seed, **SHORT_TRAINING.get(name, {}))
 
 
 def images(n: int, seed: int) -> torch.Tensor:
@@ -27,8 +32,8 @@ def train() -> list[torch.Tensor]:
     return [images(4, 1), images(4, 2)]
 
 
-def test_registry_lists_the_four_models() -> None:
-    assert list_models() == ["dfkde", "dfm", "padim", "patchcore"]
+def test_registry_lists_the_models() -> None:
+    assert list_models() == ["dfkde", "dfm", "fastflow", "padim", "patchcore"]
 
 
 def test_unknown_model_suggests_close_match() -> None:

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.slow  # 16 small fits
 
 
 def small(name: str):
-    return create_model(name, backbone="resnet18", pretrained=False, random_state=0)
+    from test_contract import SHORT_TRAINING
+
+    return create_model(name, backbone="resnet18", pretrained=False, random_state=0, **SHORT_TRAINING.get(name, {}))
 
 
 def noise(n: int, seed: int = 0) -> torch.Tensor:

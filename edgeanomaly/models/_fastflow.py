@@ -1,0 +1,290 @@
+"""FastFlow (Yu et al., "FastFlow: Unsupervised Anomaly Detection and Localization via 2D
+Normalizing Flows", 2021): a 2-D normalizing flow per feature level of a frozen backbone.
+
+Each level's feature map is layer-normalised (over channels and positions, no learned
+affine, so one model runs at any input size it was fitted at) and mapped by a stack of
+:class:`~edgeanomaly.components.AffineCouplingBlock` (``flow_steps``, subnets alternating 3x3
+and 1x1 convolutions) to ``z``, trained to be standard normal by maximum likelihood:
+``loss = mean over images of sum over levels of (0.5 * |z|^2 - log|det J|)``, Adam.
+
+Anomaly map: per level the likelihood ``exp(-0.5 * mean_c z^2)`` of each position, upsampled
+to the input size and averaged over levels; the map is ``1 - that mean`` (0 for a perfectly
+normal position, towards 1 for an unlikely one: anomalib's ``-mean``, shifted by 1 so the
+map is non-negative; the ranking is the same). Image score: the map's maximum.
+
+Training: the backbone is frozen, so its features are computed once and the flows train on
+them for ``epochs`` (the decode and the backbone run once, not once per epoch). A seeded
+``validation_fraction`` of the normal images is held out; after each epoch its loss is
+measured, the best epoch's weights are kept, and training stops after ``patience`` epochs
+without improvement or after ``max_minutes``. ``training_history_`` records every epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeanomaly.components import fastflow_blocks
+from edgeanomaly.errors import ConfigError, DatasetError
+from edgeanomaly.models._base import AnomalyModel
+from edgeanomaly.models._registry import register_model
+
+__all__ = ["FastFlow"]
+
+#: ``epoch_callback(record)``: called after each epoch with that epoch's history record.
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+@register_model
+class FastFlow(AnomalyModel):
+    """FastFlow: normalizing flows over a frozen backbone's feature maps, trained for epochs.
+
+    Args:
+        backbone, layers: default ``layer1..layer3`` (ResNets) or ``blocks.2, blocks.4,
+            blocks.10`` (EfficientNet-Lite0): strides 4, 8 and 16.
+        flow_steps: coupling blocks per level (paper: 8 for ResNet-18).
+        hidden_ratio: subnet width / input channels (paper: 1.0 for ResNet-18).
+        conv3x3_only: all subnets 3x3 (paper: alternate 3x3 and 1x1 for ResNet-18).
+        clamp: soft clamping of the coupling's log-scale.
+        epochs: at most this many passes over the training images.
+        learning_rate, weight_decay: Adam's (paper: 1e-3, 1e-5).
+        train_batch_size: images per optimiser step.
+        validation_fraction: share of the normal images held out for early stopping (at least
+            one image; none when fewer than 4 images are given).
+        patience: epochs without a better validation loss before training stops.
+        max_minutes: stop after this much training time (None: no limit).
+        random_state: seeds the flows' initial weights, the split and the shuffling.
+    """
+
+    name = "fastflow"
+    task = "segmentation"
+    min_distinct_images = 2
+    int8_head_refit = False  # the flows are trained, not statistics of the features
+    default_layers = {
+        "resnet18": ("layer1", "layer2", "layer3"),
+        "wide_resnet50_2": ("layer1", "layer2", "layer3"),
+        "efficientnet_lite0": ("blocks.2", "blocks.4", "blocks.10"),
+    }
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite0",
+        layers: Sequence[str] | None = None,
+        flow_steps: int = 8,
+        hidden_ratio: float = 1.0,
+        conv3x3_only: bool = False,
+        clamp: float = 2.0,
+        epochs: int = 100,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        train_batch_size: int = 8,
+        validation_fraction: float = 0.1,
+        patience: int = 10,
+        max_minutes: float | None = None,
+        pretrained: bool = True,
+        weights: str | os.PathLike[str] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        random_state: int | None = 0,
+    ) -> None:
+        _check_settings(epochs, learning_rate, weight_decay, train_batch_size, validation_fraction, patience, max_minutes)
+        settings = {
+            "flow_steps": int(flow_steps), "hidden_ratio": float(hidden_ratio), "conv3x3_only": bool(conv3x3_only),
+            "clamp": float(clamp), "epochs": int(epochs), "learning_rate": float(learning_rate),
+            "weight_decay": float(weight_decay), "train_batch_size": int(train_batch_size),
+            "validation_fraction": float(validation_fraction), "patience": int(patience),
+            "max_minutes": None if max_minutes is None else float(max_minutes),
+        }
+        super().__init__(backbone, layers, pretrained, weights, cache_dir, random_state, settings)
+        seed = 0 if random_state is None else random_state
+        self.flows = nn.ModuleList(
+            fastflow_blocks(self.feature_extractor.channels[layer], steps=int(flow_steps), conv3x3_only=bool(conv3x3_only),
+                            hidden_ratio=float(hidden_ratio), clamp=float(clamp), random_state=seed + i)
+            for i, layer in enumerate(self.layers)
+        )
+        # 1 once trained: the flows have no "empty until fitted" statistics of their own.
+        self.register_buffer("trained", torch.zeros(0))
+        self.training_history_: list[dict[str, Any]] = []
+        #: Set by the fit pipeline to report each epoch; not a setting, never saved.
+        self.epoch_callback: EpochCallback | None = None
+
+    # ----------------------------------------------------------------- features
+    def embed(self, images: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
+        """(N, 3, H, W) -> one layer-normalised map per level, (N, C_l, H / s_l, W / s_l)."""
+        feats = self.feature_extractor(images)
+        return [_layer_norm(feats[layer]) for layer in self.layers]
+
+    def _level_terms(self, features: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [flow(f) for flow, f in zip(self.flows, features)]
+
+    # ----------------------------------------------------------------- training
+    def fit(self, batches: Iterable[torch.Tensor]) -> "FastFlow":  # type: ignore[override]
+        """Train the flows on batches of normal images (N, 3, H, W) float32 RGB in [0, 1].
+
+        The backbone runs once over ``batches``; the flows then train for up to ``epochs``.
+        Returns self; fitting again starts from scratch (fresh flows, same seed).
+        """
+        features = self._extract(batches)
+        n = features[0].shape[0]
+        self._reinitialise()
+        train_idx, val_idx = self._split(n)
+        gen = torch.Generator().manual_seed(self._seed() + 1)
+        optimiser = torch.optim.Adam(self.flows.parameters(), lr=self._settings["learning_rate"],
+                                     weight_decay=self._settings["weight_decay"])
+        best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        history: list[dict[str, Any]] = []
+        start = time.perf_counter()
+        limit = self._settings["max_minutes"]
+        stopped = "epochs"
+        for epoch in range(1, self._settings["epochs"] + 1):
+            t0 = time.perf_counter()
+            train_loss = self._train_epoch(features, train_idx, optimiser, gen)
+            val_loss = self._loss(features, val_idx) if len(val_idx) else train_loss
+            record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                      "seconds": round(time.perf_counter() - t0, 3)}
+            history.append(record)
+            if best is None or val_loss < best[0]:
+                best = (val_loss, epoch, copy.deepcopy(self.flows.state_dict()))
+            if self.epoch_callback is not None:
+                self.epoch_callback({**record, "best_epoch": best[1], "epochs": self._settings["epochs"]})
+            if epoch - best[1] >= self._settings["patience"]:
+                stopped = "early stopping"
+                break
+            if limit is not None and time.perf_counter() - start >= 60 * limit:
+                stopped = "max_minutes"
+                break
+        assert best is not None  # epochs >= 1
+        self.flows.load_state_dict(best[2])
+        for record in history:
+            record["best"] = record["epoch"] == best[1]
+        self.training_history_ = history
+        self.training_summary_ = {"epochs_run": len(history), "best_epoch": best[1], "best_val_loss": best[0],
+                                  "stopped_by": stopped, "n_train": len(train_idx), "n_validation": len(val_idx),
+                                  "seconds": round(time.perf_counter() - start, 3)}
+        self.trained = torch.ones(1, device=self.trained.device)
+        self.n_train_images_ = n
+        self.eval()
+        return self
+
+    @torch.no_grad()
+    def _extract(self, batches: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+        self.eval()
+        levels: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        distinct: set[bytes] = set()
+        n = 0
+        for batch in batches:
+            if not isinstance(batch, torch.Tensor):
+                batch = torch.as_tensor(batch)
+            if batch.ndim != 4 or batch.shape[1] != 3:
+                raise ValueError(f"Expected image batches of shape (N, 3, H, W), got {tuple(batch.shape)}")
+            self.check_input_size(int(batch.shape[-2]), int(batch.shape[-1]))
+            batch = batch.float()
+            if len(distinct) < self.min_distinct_images:
+                distinct.update(hashlib.blake2b(img.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
+                                for img in batch)
+            for store, f in zip(levels, self.embed(batch)):
+                store.append(f)
+            n += int(batch.shape[0])
+        if n == 0:
+            raise ValueError("FastFlow.fit() received no images: expected at least one batch of normal images")
+        if len(distinct) < self.min_distinct_images:
+            raise DatasetError(
+                f"FastFlow needs at least {self.min_distinct_images} distinct training images, got {n} image"
+                f"{'s' * (n != 1)} of which {len(distinct)} distinct (identical, blank or duplicated files). "
+                "Add more normal images of the part."
+            )
+        return [torch.cat(store) for store in levels]
+
+    def _seed(self) -> int:
+        return 0 if self.random_state is None else int(self.random_state)
+
+    def _reinitialise(self) -> None:
+        fresh = [fastflow_blocks(flow.blocks[0].channels, steps=len(flow.blocks), conv3x3_only=self._settings["conv3x3_only"],
+                                 hidden_ratio=self._settings["hidden_ratio"], clamp=self._settings["clamp"],
+                                 random_state=self._seed() + i)
+                 for i, flow in enumerate(self.flows)]
+        self.flows.load_state_dict(nn.ModuleList(fresh).state_dict())
+
+    def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self._seed()))
+        n_val = 0 if n < 4 else max(1, int(round(n * self._settings["validation_fraction"])))
+        return order[n_val:], order[:n_val]
+
+    def _objective(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Sum over images and levels of 0.5 |z|^2 - log|det J| (the negative log-likelihood
+        up to a constant)."""
+        total = features[0].new_zeros(())
+        for z, log_jac_det in self._level_terms(features):
+            total = total + (0.5 * z.pow(2).sum(dim=(1, 2, 3)) - log_jac_det).sum()
+        return total
+
+    def _train_epoch(self, features: list[torch.Tensor], idx: torch.Tensor, optimiser: torch.optim.Optimizer,
+                     gen: torch.Generator) -> float:
+        self.flows.train()
+        order = idx[torch.randperm(len(idx), generator=gen)]
+        size = self._settings["train_batch_size"]
+        total = 0.0
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            with torch.enable_grad():
+                loss = self._objective([f[chunk] for f in features]) / len(chunk)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(chunk)
+        self.flows.eval()
+        return total / max(1, len(order))
+
+    @torch.no_grad()
+    def _loss(self, features: list[torch.Tensor], idx: torch.Tensor) -> float:
+        return float(self._objective([f[idx] for f in features])) / len(idx)
+
+    # The one-pass hooks of the base class: FastFlow trains in fit() instead.
+    def _finish(self) -> None:  # pragma: no cover - fit() is overridden
+        raise TypeError("FastFlow trains its flows in fit()")
+
+    def _fitted_tensors(self) -> Sequence[torch.Tensor]:
+        return (self.trained,)
+
+    # ----------------------------------------------------------------- scoring
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        likelihood = None
+        for z, _ in self._level_terms(self.embed(images)):
+            level = torch.exp(-0.5 * z.pow(2).mean(dim=1, keepdim=True))
+            level = F.interpolate(level, size=images.shape[-2:], mode="bilinear", align_corners=False)
+            likelihood = level if likelihood is None else likelihood + level
+        amap = 1.0 - likelihood / len(self.flows)
+        return amap.amax(dim=(1, 2, 3)), amap
+
+
+def _layer_norm(f: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``F.layer_norm(f, f.shape[1:])`` without affine, written out: the ONNX exporter needs a
+    constant ``normalized_shape``, which a dynamic batch does not give it."""
+    mean = f.mean(dim=(1, 2, 3), keepdim=True)
+    var = (f - mean).pow(2).mean(dim=(1, 2, 3), keepdim=True)
+    return (f - mean) / torch.sqrt(var + eps)
+
+
+def _check_settings(epochs: Any, lr: Any, wd: Any, batch: Any, fraction: Any, patience: Any, minutes: Any) -> None:
+    def positive_int(name: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"Expected {name} as an integer >= 1, got {value!r}")
+
+    positive_int("epochs", epochs)
+    positive_int("train_batch_size", batch)
+    positive_int("patience", patience)
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"Expected learning_rate > 0, got {lr!r}")
+    if not (isinstance(wd, (int, float)) and math.isfinite(wd) and wd >= 0):
+        raise ConfigError(f"Expected weight_decay >= 0, got {wd!r}")
+    if not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
+        raise ConfigError(f"Expected validation_fraction in [0, 1), got {fraction!r}")
+    if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):
+        raise ConfigError(f"Expected max_minutes > 0 or None, got {minutes!r}")

@@ -1,0 +1,121 @@
+"""FastFlow: the map against a naive recomputation from the flows, training (loss falls, the
+best epoch's weights are kept, early stopping and the time limit), the history in the
+checkpoint, and its settings' errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from edgeanomaly.errors import ConfigError
+from edgeanomaly.models import create_model
+
+SIZE = 64
+
+
+def _images(n: int, seed: int) -> torch.Tensor:
+    return torch.rand(n, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def _model(**kwargs):
+    settings = {"backbone": "resnet18", "pretrained": False, "random_state": 0, "flow_steps": 2, "epochs": 3, **kwargs}
+    return create_model("fastflow", **settings)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return _model(epochs=6).fit([_images(4, 1), _images(4, 2)])
+
+
+def test_map_and_score_against_a_naive_recomputation(fitted) -> None:
+    x = _images(2, 7)
+    out = fitted.predict(x)
+    with torch.no_grad():
+        feats = fitted.feature_extractor(x)
+        likelihoods = []
+        for layer, flow in zip(fitted.layers, fitted.flows):
+            f = feats[layer]
+            mean = f.mean(dim=(1, 2, 3), keepdim=True)
+            var = f.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+            z = (f - mean) / torch.sqrt(var + 1e-5)  # layer norm over (C, h, w), no affine
+            for block in flow.blocks:  # block by block, not through the sequence
+                z, _ = block(z)
+            per_position = torch.exp(-0.5 * (z ** 2).sum(dim=1, keepdim=True) / z.shape[1])
+            likelihoods.append(F.interpolate(per_position, size=(SIZE, SIZE), mode="bilinear", align_corners=False))
+        expected = 1.0 - sum(likelihoods) / len(likelihoods)
+    torch.testing.assert_close(out["anomaly_map"], expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["pred_score"], expected.flatten(1).max(dim=1).values, rtol=1e-6, atol=1e-7)
+    assert ((out["anomaly_map"] >= 0) & (out["anomaly_map"] <= 1)).all()
+
+
+def test_training_lowers_the_loss_and_keeps_the_best_epoch(fitted) -> None:
+    history = fitted.training_history_
+    assert [r["epoch"] for r in history] == list(range(1, len(history) + 1))
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    best = min(history, key=lambda r: r["val_loss"])
+    assert [r["epoch"] for r in history if r["best"]] == [best["epoch"]] == [fitted.training_summary_["best_epoch"]]
+    # the weights kept are the best epoch's: the held-out loss measured now is that epoch's
+    features = fitted._extract([_images(4, 1), _images(4, 2)])
+    _, val_idx = fitted._split(8)
+    assert len(val_idx) == 1 and fitted.training_summary_["n_validation"] == 1
+    assert fitted._loss(features, val_idx) == pytest.approx(best["val_loss"], rel=1e-6)
+
+
+def test_time_limit_and_epoch_limit_stop_training() -> None:
+    train = [_images(4, 1), _images(4, 2)]
+    quick = _model(epochs=50, max_minutes=1e-9).fit(train)
+    assert quick.training_summary_["stopped_by"] == "max_minutes" and quick.training_summary_["epochs_run"] == 1
+    capped = _model(epochs=2, patience=5).fit(train)
+    assert capped.training_summary_["stopped_by"] == "epochs" and capped.training_summary_["epochs_run"] == 2
+    seen = []
+    m = _model(epochs=2)
+    m.epoch_callback = seen.append
+    m.fit(train)
+    assert [(r["epoch"], r["epochs"]) for r in seen] == [(1, 2), (2, 2)]
+
+
+def test_early_stopping_after_patience_epochs_without_improvement() -> None:
+    # A learning rate so large that the held-out loss gets worse after the first steps.
+    m = _model(epochs=40, patience=2, learning_rate=5.0).fit([_images(4, 1), _images(4, 2)])
+    summary = m.training_summary_
+    assert summary["stopped_by"] == "early stopping"
+    assert summary["epochs_run"] == summary["best_epoch"] + 2
+
+
+def test_fit_cli_records_the_training_in_the_checkpoint(tmp_path) -> None:
+    from edgeanomaly.cli import main
+    from edgeanomaly.data import generate_synthetic_dataset
+
+    generate_synthetic_dataset(tmp_path / "data", ["metal"], n_train=8, n_test=2, seed=0, size=SIZE)
+    r = CliRunner().invoke(main, ["fit", "--model", "fastflow", "--data", str(tmp_path / "data"), "--category", "metal",
+                                  "--image-size", str(SIZE), "--backbone", "resnet18", "--no-pretrained",
+                                  "--epochs", "2", "--max-minutes", "30", "--param", "flow_steps=2", "--out", str(tmp_path / "ff.run")])
+    assert r.exit_code == 0, r.output
+    assert "epoch 1/2: loss " in r.output and "epoch 2/2: loss " in r.output and "min left" in r.output
+    assert "Trained 2 epochs on 7 images, 1 held out: best epoch" in r.output  # 8 normal images
+    info = json.loads((tmp_path / "ff.run" / "checkpoint.json").read_text())["info"]
+    assert info["training"]["epochs_run"] == 2 and len(info["training"]["history"]) == 2
+    assert {"epoch", "train_loss", "val_loss", "seconds", "best"} <= set(info["training"]["history"][0])
+
+
+def test_epoch_options_are_refused_for_one_pass_models(tmp_path) -> None:
+    from edgeanomaly.cli import main
+
+    r = CliRunner().invoke(main, ["fit", "--model", "padim", "--data", str(tmp_path), "--epochs", "3", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "--epochs applies to models trained for epochs (fastflow); padim fits in one pass" in r.output
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("epochs", 0, "epochs as an integer >= 1"),
+    ("learning_rate", 0.0, "learning_rate > 0"),
+    ("validation_fraction", 1.0, r"validation_fraction in \[0, 1\)"),
+    ("max_minutes", -1, "max_minutes > 0"),
+    ("patience", 1.5, "patience as an integer"),
+])
+def test_bad_settings(setting: str, value, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _model(**{setting: value})
