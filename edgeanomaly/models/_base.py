@@ -36,6 +36,9 @@ from edgeanomaly.errors import ConfigError, DatasetError, NotFittedError
 
 __all__ = ["AnomalyModel", "concat_layers"]
 
+#: ``progress(stage, done, total)`` of the steps after the pass over the images.
+StageProgress = Callable[[str, int, int], None]
+
 
 def concat_layers(features: dict[str, torch.Tensor], layers: Sequence[str], mode: str) -> torch.Tensor:
     """Resize every layer's map to the first (shallowest) layer's size and concatenate channels.
@@ -167,10 +170,11 @@ class AnomalyModel(DynamicBufferModule, ABC):
         """The buffers that are empty until fit() (their emptiness means 'not fitted')."""
 
     @torch.no_grad()
-    def fit(self, batches: Iterable[torch.Tensor]) -> "AnomalyModel":
+    def fit(self, batches: Iterable[torch.Tensor], progress: StageProgress | None = None) -> "AnomalyModel":
         """One pass over batches of normal images: (N, 3, H, W) float32 RGB in [0, 1].
 
-        Returns self. Fitting again starts from scratch.
+        Returns self. Fitting again starts from scratch. ``progress(stage, done, total)`` is
+        called during the long steps after the pass (PatchCore: ``"coreset"``, in picks).
 
         Raises:
             DatasetError: fewer than ``min_distinct_images`` different images (identical, blank
@@ -199,18 +203,19 @@ class AnomalyModel(DynamicBufferModule, ABC):
                     "duplicated files). Add more normal images of the part."
                 )
 
-        return self._fit_head(embeddings(), enough)
+        return self._fit_head(embeddings(), enough, progress)
 
     @torch.no_grad()
-    def fit_embeddings(self, embeddings: Iterable[torch.Tensor]) -> "AnomalyModel":
+    def fit_embeddings(self, embeddings: Iterable[torch.Tensor], progress: StageProgress | None = None) -> "AnomalyModel":
         """Fit the head on batches of ``embed`` outputs (each with the batch first); returns self.
 
         ``fit`` computes them with the model's own backbone; the INT8 export passes those of
         the quantised backbone. Fitting again starts from scratch.
         """
-        return self._fit_head(embeddings, None)
+        return self._fit_head(embeddings, None, progress)
 
-    def _fit_head(self, embeddings: Iterable[torch.Tensor], check: Callable[[int], None] | None) -> "AnomalyModel":
+    def _fit_head(self, embeddings: Iterable[torch.Tensor], check: Callable[[int], None] | None,
+                  progress: StageProgress | None = None) -> "AnomalyModel":
         """``_reset``, ``_update`` per batch, ``check(n_images)`` before ``_finish``."""
         if not self.int8_head_refit:
             raise TypeError(f"{type(self).__name__} trains its head: it cannot be fitted from embeddings alone")
@@ -225,9 +230,18 @@ class AnomalyModel(DynamicBufferModule, ABC):
             raise ValueError(f"{type(self).__name__}.fit() received no images: expected at least one batch of normal images")
         if check is not None:
             check(n)
-        self._finish()
+        self._progress = progress
+        try:
+            self._finish()
+        finally:
+            self._progress = None
         self.n_train_images_ = n
         return self
+
+    def _report(self, stage: str, done: int, total: int) -> None:
+        """Progress of a long step of ``_finish`` to the ``progress`` given to ``fit``."""
+        if getattr(self, "_progress", None) is not None:
+            self._progress(stage, done, total)
 
     def _reset(self) -> None:
         """Forget accumulated fitting state."""

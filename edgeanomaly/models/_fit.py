@@ -54,15 +54,20 @@ def fit_model(
     config: PreprocessConfig,
     batch_size: int = 16,
     progress: Progress | None = None,
+    stage_progress: Callable[[str, int, int], None] | None = None,
 ) -> AnomalyModel:
-    """Fit ``model`` on the normal ``samples`` (``model.fit`` may iterate them once per epoch)."""
+    """Fit ``model`` on the normal ``samples`` (``model.fit`` may iterate them once per epoch).
+
+    ``progress(n_images)`` follows the pass over the images, ``stage_progress(stage, done,
+    total)`` the steps after it (PatchCore's coreset selection).
+    """
     if not samples:
         raise DatasetError("No training images: the training split is empty (expected normal images in train/good)")
     bad = [s.path for s in samples if s.label != 0]
     if bad:
         raise DatasetError(f"Training images must all be normal; got {len(bad)} anomalous, e.g. {bad[0]}")
     model.check_input_size(*config.input_size)
-    model.fit(_Batches(samples, config, batch_size, progress))
+    model.fit(_Batches(samples, config, batch_size, progress), progress=stage_progress)
     return model
 
 

@@ -17,6 +17,12 @@ Where this differs from the common reference implementations (anomalib, the auth
   4096 MB, about 2.8 million 384-dimensional patches). Beyond it every 2nd, then 4th, ...
   patch in fitting order is kept: a uniform, deterministic subsample from which the coreset
   is selected. The reference implementations hold every patch.
+- ``coreset_method="chunked"`` (the default) runs the greedy k-center inside each part of a
+  seeded random partition of the training patches into parts of at most
+  ``coreset_chunk_rows`` (65,536: exactly the greedy up to 64 images of 256 px), so the
+  selection costs time linear in the number of patches instead of patches x picks;
+  ``"greedy"`` is the exact traversal of all patches (the reference implementations';
+  checkpoints written before the option have it). docs/BENCHMARKS.md compares them.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeanomaly.components import GaussianBlur2d, KCenterGreedy
+from edgeanomaly.components._kcenter import CORESET_METHODS
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.models._base import AnomalyModel, concat_layers
 from edgeanomaly.models._registry import register_model
@@ -50,6 +57,8 @@ class PatchCore(AnomalyModel):
             coreset search (anomalib: 0.9).
         blur_sigma: sigma of the Gaussian blur applied to the upsampled anomaly map (paper: 4).
         max_train_memory_mb: memory budget for the training patches (see the module notes).
+        coreset_method: ``"chunked"`` (linear time) or ``"greedy"`` (exact); see the module notes.
+        coreset_chunk_rows: the largest part of the ``"chunked"`` selection.
         pretrained, weights, cache_dir: backbone weights (see ``create_backbone``).
         random_state: seeds the coreset start point (and random-init backbones).
 
@@ -68,6 +77,8 @@ class PatchCore(AnomalyModel):
     # verdict PASS (docs/BENCHMARKS.md).
     int8_max_stride = 16
     int8_head_fp32 = True
+    # Checkpoints from before the chunked selection were fitted with the exact greedy.
+    unrecorded_settings = {"coreset_method": "greedy", "coreset_chunk_rows": 65_536}
 
     def __init__(
         self,
@@ -79,6 +90,8 @@ class PatchCore(AnomalyModel):
         projection_eps: float = 0.9,
         blur_sigma: float = 4.0,
         max_train_memory_mb: float = 4096.0,
+        coreset_method: str = "chunked",
+        coreset_chunk_rows: int = 65_536,
         pretrained: bool = True,
         weights: str | os.PathLike[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -92,6 +105,10 @@ class PatchCore(AnomalyModel):
             raise ConfigError(f"Expected max_bank_size >= 1 or None, got {max_bank_size}")
         if float(max_train_memory_mb) <= 0:
             raise ConfigError(f"Expected max_train_memory_mb > 0, got {max_train_memory_mb}")
+        if coreset_method not in CORESET_METHODS:
+            raise ConfigError(f"Expected coreset_method in {CORESET_METHODS}, got {coreset_method!r}")
+        if isinstance(coreset_chunk_rows, bool) or not isinstance(coreset_chunk_rows, int) or coreset_chunk_rows < 1:
+            raise ConfigError(f"Expected coreset_chunk_rows as a positive int, got {coreset_chunk_rows!r}")
         settings = {
             "coreset_ratio": float(coreset_ratio),
             "num_neighbors": int(num_neighbors),
@@ -99,6 +116,8 @@ class PatchCore(AnomalyModel):
             "projection_eps": float(projection_eps),
             "blur_sigma": float(blur_sigma),
             "max_train_memory_mb": float(max_train_memory_mb),
+            "coreset_method": coreset_method,
+            "coreset_chunk_rows": coreset_chunk_rows,
         }
         super().__init__(backbone, layers, pretrained, weights, cache_dir, random_state, settings)
         self.coreset_ratio = settings["coreset_ratio"]
@@ -106,6 +125,8 @@ class PatchCore(AnomalyModel):
         self.max_bank_size = settings["max_bank_size"]
         self.projection_eps = settings["projection_eps"]
         self.max_train_memory_mb = settings["max_train_memory_mb"]
+        self.coreset_method = coreset_method
+        self.coreset_chunk_rows = coreset_chunk_rows
         self.pool = torch.nn.AvgPool2d(3, stride=1, padding=1)
         self.blur = GaussianBlur2d(sigma=settings["blur_sigma"], channels=1)
         self.register_buffer("memory_bank_", torch.empty(0, 0))
@@ -154,8 +175,9 @@ class PatchCore(AnomalyModel):
             n_keep = min(n_keep, self.max_bank_size)
         if n_keep < patches.shape[0]:
             selector = KCenterGreedy(
-                n_samples=n_keep, eps=self.projection_eps, random_state=self.random_state
-            ).fit(patches)
+                n_samples=n_keep, eps=self.projection_eps, random_state=self.random_state,
+                method=self.coreset_method, chunk_rows=self.coreset_chunk_rows,
+            ).fit(patches, progress=lambda done, total: self._report("coreset", done, total))
             bank = patches[selector.indices_].contiguous()
         else:
             bank = patches

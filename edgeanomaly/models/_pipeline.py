@@ -132,7 +132,7 @@ def fit_run(
 
     train, holdout = training_split(dataset)
     t0 = time.perf_counter()
-    fit_model(model, train, preprocessing, batch_size, tick("fit", len(train)))
+    fit_model(model, train, preprocessing, batch_size, tick("fit", len(train)), progress)
     seconds["fit"] = time.perf_counter() - t0
 
     calibration_dict = None
