@@ -108,13 +108,16 @@ Examples:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory for checkpoint.json + model.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace the checkpoint of an existing run directory at --out.")
 @model_options
+@click.option("--device", default="cpu", show_default=True,
+              help="Where features and estimators are computed: cpu, cuda, cuda:N or auto (CUDA when torch sees one). "
+                   "The checkpoint is the same whatever the device.")
 @click.option("--calibration-split", type=click.Choice(["from_test", "same_as_test"]), default="from_test", show_default=True,
               help="from_test: thresholds from a stratified half of the labelled test images, metrics from the other half; "
                    "same_as_test: both from every test image (optimistic).")
 @friendly_errors
 def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite: bool, backbone: str | None, layers: str | None,
         image_size: int, center_crop: int | None, seed: int, weights: Path | None, weights_cache: Path | None, pretrained: bool,
-        params: tuple[str, ...], batch_size: int, calibration_split: str) -> None:
+        params: tuple[str, ...], batch_size: int, device: str, calibration_split: str) -> None:
     """Fit a model on normal images in one pass and save a checkpoint (needs the [train] extra)."""
     from edgeanomaly._optional import require
 
@@ -127,7 +130,7 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     bar = StageBar()
     try:
         result = fit_run(model_name, data, out, category=category, image_size=image_size, center_crop=center_crop,
-                         batch_size=batch_size, progress=bar, calibration_split=calibration_split, **kwargs)
+                         batch_size=batch_size, progress=bar, calibration_split=calibration_split, device=device, **kwargs)
     finally:
         bar.close()
     ckpt = result.checkpoint

@@ -190,10 +190,11 @@ class AnomalyModel(DynamicBufferModule, ABC):
                 if batch.ndim != 4 or batch.shape[1] != 3:
                     raise ValueError(f"Expected image batches of shape (N, 3, H, W), got {tuple(batch.shape)}")
                 self.check_input_size(int(batch.shape[-2]), int(batch.shape[-1]))
-                batch = batch.float()
                 if len(distinct) < self.min_distinct_images:  # only until enough are seen: cheap
-                    distinct.update(hashlib.blake2b(img.contiguous().numpy().tobytes(), digest_size=16).digest() for img in batch)
-                yield self.embed(batch)
+                    # hashed on the host (a batch from the loader is there already)
+                    distinct.update(hashlib.blake2b(img.detach().float().cpu().contiguous().numpy().tobytes(),
+                                                    digest_size=16).digest() for img in batch)
+                yield self.embed(batch.to(device=self.device, dtype=torch.float32))
 
         def enough(n: int) -> None:
             if len(distinct) < self.min_distinct_images:
@@ -246,6 +247,15 @@ class AnomalyModel(DynamicBufferModule, ABC):
     def _reset(self) -> None:
         """Forget accumulated fitting state."""
         self._rows = []
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are (``model.to(device)`` moves it; fit follows)."""
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
 
     @property
     def is_fitted(self) -> bool:

@@ -64,7 +64,8 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:
         "info": ckpt.info,
         "metrics": ckpt.metrics,
     }
-    state = {k: v.detach().clone().contiguous() for k, v in ckpt.model.state_dict().items()}
+    # On the CPU whatever device fitted: a checkpoint loads anywhere (load maps to the CPU too).
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in ckpt.model.state_dict().items()}
     tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=out))
     try:
         torch.save(state, tmp / _WEIGHTS)

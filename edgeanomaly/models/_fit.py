@@ -6,6 +6,7 @@ what the model saw while fitting is exactly what it sees on the device.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -67,7 +68,12 @@ def fit_model(
     if bad:
         raise DatasetError(f"Training images must all be normal; got {len(bad)} anomalous, e.g. {bad[0]}")
     model.check_input_size(*config.input_size)
-    model.fit(_Batches(samples, config, batch_size, progress), progress=stage_progress)
+    batches = _Batches(samples, config, batch_size, progress)
+    # A model that trains its head overrides fit(batches) and may not take progress.
+    if stage_progress is not None and "progress" in inspect.signature(model.fit).parameters:
+        model.fit(batches, progress=stage_progress)
+    else:
+        model.fit(batches)
     return model
 
 
@@ -110,8 +116,8 @@ def predict_samples(
     maps: list[np.ndarray] = []
     with torch.no_grad():
         for batch in iter_batches(samples, config, batch_size, progress):
-            out = model.predict(batch)
-            scores.append(out["pred_score"].numpy().astype(np.float32))
+            out = model.predict(batch.to(model.device))
+            scores.append(out["pred_score"].cpu().numpy().astype(np.float32))
             if "anomaly_map" in out:
-                maps.append(out["anomaly_map"][:, 0].numpy().astype(np.float32))
+                maps.append(out["anomaly_map"][:, 0].cpu().numpy().astype(np.float32))
     return TorchOutputs(np.concatenate(scores), np.concatenate(maps) if maps else None)

@@ -151,10 +151,12 @@ class PatchCore(AnomalyModel):
     def _update(self, embedding: torch.Tensor) -> None:
         d = embedding.shape[1]
         patches = embedding.permute(0, 2, 3, 1).reshape(-1, d)
+        # The bookkeeping of which patches are kept stays on the host; only the rows are on
+        # the model's device (no value comes back from it per batch).
         index = torch.arange(self._seen, self._seen + patches.shape[0])
         self._seen += patches.shape[0]
         keep = index % self._stride == 0
-        self._rows.append(patches[keep].contiguous())
+        self._rows.append((patches if self._stride == 1 else patches[keep.to(patches.device)]).contiguous())
         self._index.append(index[keep])
         self._kept += int(keep.sum())
         budget = int(self.max_train_memory_mb * 2**20 // (4 * d))
@@ -163,7 +165,7 @@ class PatchCore(AnomalyModel):
             # seen so far, and the same rule for the images still to come.
             self._stride *= 2
             keeps = [i % self._stride == 0 for i in self._index]
-            self._rows = [r[k] for r, k in zip(self._rows, keeps)]
+            self._rows = [r[k.to(r.device)] for r, k in zip(self._rows, keeps)]
             self._index = [i[k] for i, k in zip(self._index, keeps)]
             self._kept = sum(int(k.sum()) for k in keeps)
 
@@ -185,13 +187,13 @@ class PatchCore(AnomalyModel):
         self.bank_sq_norm_ = (bank * bank).sum(dim=1)
         k = min(self.num_neighbors, bank.shape[0])
         # Neighbours of every bank entry, found once here instead of at every prediction.
-        support = torch.empty(bank.shape[0], k, dtype=torch.long)
+        support = torch.empty(bank.shape[0], k, dtype=torch.long, device=bank.device)
         for start in range(0, bank.shape[0], 4096):
             chunk = bank[start : start + 4096]
             d2 = (chunk * chunk).sum(1, keepdim=True) - 2 * chunk @ bank.T + self.bank_sq_norm_[None, :]
             support[start : start + 4096] = torch.topk(d2, k, dim=1, largest=False).indices
         # Ties aside, an entry is its own nearest neighbour; make it so exactly.
-        support[:, 0] = torch.arange(bank.shape[0])
+        support[:, 0] = torch.arange(bank.shape[0], device=bank.device)
         self.support_idx_ = support
 
     def _fitted_tensors(self) -> Sequence[torch.Tensor]:

@@ -19,6 +19,7 @@ import torch
 from edgeanomaly import __version__
 from edgeanomaly.data import Dataset, PreprocessConfig, load_dataset
 from edgeanomaly.models._checkpoint import Checkpoint, save_checkpoint
+from edgeanomaly.models._device import resolve_device
 from edgeanomaly.models._fit import fit_model, predict_samples
 from edgeanomaly.models._registry import create_model
 
@@ -101,6 +102,7 @@ def fit_run(
     batch_size: int = 16,
     progress: Progress | None = None,
     calibration_split: str = "from_test",
+    device: str | torch.device | None = "cpu",
     **model_kwargs: Any,
 ) -> FitResult:
     """Fit ``model_name`` on ``data`` (normal train split), calibrate and measure on the test split.
@@ -110,13 +112,18 @@ def fit_run(
         data: dataset folder (MVTec layout or a folder of normal images).
         out: run directory for the checkpoint (None: do not save).
         calibration_split: ``"from_test"`` or ``"same_as_test"``; see :func:`calibrate_and_evaluate`.
+        device: where the features and the estimators are computed: ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"`` or ``"auto"`` (CUDA when torch sees one); see ``resolve_device``.
+            The checkpoint is the same whatever the device (its tensors are saved on the CPU;
+            ``info["fit_device"]`` records where it was fitted).
         model_kwargs: model settings (backbone, layers, random_state, ...).
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     dataset = load_dataset(data, category=category).check()
     preprocessing = PreprocessConfig(image_size, center_crop=center_crop)
-    model = create_model(model_name, **model_kwargs)
+    torch_device = resolve_device(device)
+    model = create_model(model_name, **model_kwargs).to(torch_device)
     model.check_input_size(*preprocessing.input_size)
     seconds["setup"] = time.perf_counter() - t0
 
@@ -169,6 +176,7 @@ def fit_run(
             )
         calibration_dict = calibration.to_dict()
         seconds["calibrate_evaluate"] = time.perf_counter() - t0
+    model.to("cpu")  # the checkpoint's model is the same whatever fitted it
 
     from edgeanomaly.data import file_sha256
 
@@ -181,6 +189,7 @@ def fit_run(
         "n_calibration_holdout": len(holdout),
         "n_test": len(dataset.test),
         "fit_seconds": round(seconds["fit"], 3),
+        "fit_device": str(torch_device) + (f" ({torch.cuda.get_device_name(torch_device)})" if torch_device.type == "cuda" else ""),
         "edgeanomaly_version": __version__,
         "torch_version": torch.__version__,
         "python": platform.python_version(),
