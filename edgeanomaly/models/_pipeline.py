@@ -20,7 +20,7 @@ from edgeanomaly import __version__
 from edgeanomaly.data import Dataset, PreprocessConfig, load_dataset
 from edgeanomaly.models._checkpoint import Checkpoint, save_checkpoint
 from edgeanomaly.models._device import resolve_device
-from edgeanomaly.models._fit import fit_model, predict_samples
+from edgeanomaly.models._fit import fit_model, loader_workers, predict_samples
 from edgeanomaly.models._registry import create_model
 
 __all__ = ["FitResult", "fit_run", "calibrate_and_evaluate", "training_split"]
@@ -139,7 +139,8 @@ def fit_run(
 
     train, holdout = training_split(dataset)
     t0 = time.perf_counter()
-    fit_model(model, train, preprocessing, batch_size, tick("fit", len(train)), progress)
+    workers = loader_workers(torch_device)
+    fit_model(model, train, preprocessing, batch_size, tick("fit", len(train)), progress, workers)
     seconds["fit"] = time.perf_counter() - t0
 
     calibration_dict = None
@@ -189,6 +190,7 @@ def fit_run(
         "n_calibration_holdout": len(holdout),
         "n_test": len(dataset.test),
         "fit_seconds": round(seconds["fit"], 3),
+        "fit_loader": {"workers": workers, "batch_size": batch_size},
         "fit_device": str(torch_device) + (f" ({torch.cuda.get_device_name(torch_device)})" if torch_device.type == "cuda" else ""),
         "edgeanomaly_version": __version__,
         "torch_version": torch.__version__,

@@ -110,6 +110,7 @@ def test_fit_run_records_the_device(synthetic_root: Path) -> None:
     result = fit_run("padim", synthetic_root, None, category="metal", image_size=64, device="auto",
                      backbone="resnet18", pretrained=False, random_state=0)
     assert result.checkpoint.info["fit_device"].startswith("cuda" if CUDA else "cpu")
+    assert result.checkpoint.info["fit_loader"] == {"workers": 4 if CUDA else 1, "batch_size": 16} or CUDA
     assert all(t.device.type == "cpu" for t in result.checkpoint.model.state_dict().values())
 
 
