@@ -3,7 +3,7 @@
     PYTHONPATH=$PWD python tests/benchmarks/bench_fit_scale.py quality --data DIR [--category C] \
         [--chunks 8192,16384,32768]
     PYTHONPATH=$PWD python tests/benchmarks/bench_fit_scale.py scale [--counts 50,200,1000,2000] \
-        [--method chunked] [--workdir /tmp/fitscale]
+        [--method chunked] [--workdir /tmp/fitscale] [--largest 2000]
 
 quality: fits PatchCore (default recipe, 256 px) once per coreset selection on the same
     training embeddings (computed once): the exact greedy (``coreset_method="greedy"``, the
@@ -15,10 +15,15 @@ quality: fits PatchCore (default recipe, 256 px) once per coreset selection on t
     max over a fixed sample of 16,384 training patches).
 
 scale: for each image count, writes that many synthetic 256 px "metal" training images
-    (``edgeanomaly data synth``; kept in ``--workdir`` for the next run), then runs
-    ``edgeanomaly fit`` on them in a child process and reads its wall time and peak RSS
-    (``resource.getrusage(RUSAGE_CHILDREN)`` of a fresh child per count). Prints a table and
-    the growth exponent ``log(t2 / t1) / log(n2 / n1)`` between consecutive counts.
+    (``edgeanomaly data synth`` of the largest count, kept in ``--workdir`` for the next run;
+    the smaller counts link to a prefix of it), then runs
+    ``fit_run`` (what ``edgeanomaly fit`` runs) in a fresh child process per count: the fit's
+    seconds, split into the pass over the images (decode + features) and the coreset
+    selection (from the progress callbacks), the child's CPU seconds (user + system, of the
+    fit and the small test pass: less sensitive than wall time to other work on the machine)
+    and its peak RSS (``ru_maxrss``).
+    Prints a table and the growth exponent ``log(t2 / t1) / log(n2 / n1)`` of the fit
+    between consecutive counts.
 
 Timings on a shared machine are upper bounds: note what else was running.
 """
@@ -28,7 +33,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -59,7 +64,7 @@ def quality(args: argparse.Namespace) -> None:
     patches = torch.cat([e.permute(0, 2, 3, 1).reshape(-1, e.shape[1]) for e in train])
     sample = patches[torch.randperm(patches.shape[0], generator=torch.Generator().manual_seed(1))[:16384]]
 
-    variants = [("greedy", 0)] + [("chunked", int(c)) for c in args.chunks.split(",") if c]
+    variants = [("greedy", 0)] * (not args.skip_greedy) + [("chunked", int(c)) for c in args.chunks.split(",") if c]
     rows = []
     for method, chunk in variants:
         model.coreset_method, model.coreset_chunk_rows = method, chunk or 65_536
@@ -83,22 +88,54 @@ def quality(args: argparse.Namespace) -> None:
         print(f"| {r[0]} | {r[1]:.1f} | {r[2]:.4f} | {r[3]:.4f} | {r[4]:.3f} | {r[5]:.3f} | {r[6]:.3f} |")
 
 
-def _synth(workdir: Path, n: int) -> Path:
-    root = workdir / f"metal_{n}"
-    if not (root / "metal" / "train" / "good").is_dir() or len(os.listdir(root / "metal" / "train" / "good")) < n:
-        subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "data", "synth", "--out", str(root), "--category",
-                        "metal", "--n-train", str(n), "--n-test", "2", "--seed", "0"], check=True,
+def _generate(out: Path, n_train: int) -> Path:
+    good = out / "metal" / "train" / "good"
+    if not good.is_dir() or len(os.listdir(good)) < n_train:
+        subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "data", "synth", "--out", str(out), "--category",
+                        "metal", "--n-train", str(n_train), "--n-test", "2", "--seed", "0"], check=True,
                        stdout=subprocess.DEVNULL)
+    return out / "metal"
+
+
+def _synth(workdir: Path, n: int, largest: int) -> Path:
+    """A dataset of the first ``n`` of ``largest`` synthetic training images (symbolic links
+    into one generated set, so every count fits on a prefix of the same images) and the test
+    split of a small generated set (2 images per folder)."""
+    good = workdir / f"metal_{largest}" / "metal" / "train" / "good"
+    if not good.is_dir() or len(os.listdir(good)) < n:
+        _generate(workdir / f"metal_{largest}", largest)
+    test = _generate(workdir / "metal_test", 1)
+    root = workdir / f"metal_{n}_of_{largest}"
+    if root.is_dir():
+        shutil.rmtree(root)
+    (root / "metal" / "train" / "good").mkdir(parents=True)
+    for f in sorted(good.iterdir(), key=lambda f: int(f.stem))[:n]:
+        (root / "metal" / "train" / "good" / f.name).symlink_to(f)
+    for sub in ("test", "ground_truth"):
+        (root / "metal" / sub).symlink_to(test / sub, target_is_directory=True)
     return root
 
 
 _CHILD = """
 import resource, sys, time
 from edgeanomaly.models import fit_run
+marks = {}
+def cpu():
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+def progress(stage, done, total):
+    if stage == "fit" and done == total:
+        marks["images"] = time.perf_counter()
+    if stage == "coreset" and done == total:
+        marks["coreset"] = time.perf_counter()
+c0 = cpu()
 t0 = time.perf_counter()
-r = fit_run("patchcore", sys.argv[1], None, category="metal", coreset_method=sys.argv[2], random_state=0)
-total = time.perf_counter() - t0
-print(f"{total:.2f} {r.seconds['fit']:.2f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
+r = fit_run("patchcore", sys.argv[1], None, category="metal", coreset_method=sys.argv[2], random_state=0,
+            progress=progress)
+fit_cpu = cpu() - c0  # the whole child after imports: fit, test inference, calibration
+images = marks["images"] - t0 - r.seconds["setup"]
+coreset = marks.get("coreset", marks["images"]) - marks["images"]
+print(f"{r.seconds['fit']:.2f} {images:.2f} {coreset:.2f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} {fit_cpu:.2f}")
 """
 
 
@@ -108,19 +145,23 @@ def scale(args: argparse.Namespace) -> None:
     counts = [int(c) for c in args.counts.split(",")]
     results = []
     for n in counts:
-        root = _synth(workdir, n)
-        t0 = time.perf_counter()
+        root = _synth(workdir, n, args.largest or max(counts))
         out = subprocess.run([sys.executable, "-c", _CHILD, str(root), args.method], check=True,
                              capture_output=True, text=True).stdout.split()
-        wall = time.perf_counter() - t0
-        fit_s, rss_mb = float(out[1]), int(out[2]) / 1024
-        results.append((n, wall, fit_s, rss_mb))
-        print(f"  {n:5d} images: process {wall:7.1f} s, fit {fit_s:7.1f} s, peak RSS {rss_mb:7.0f} MB", flush=True)
-    print(f"\n| images | patches | fit s ({args.method}) | process s | peak RSS MB | exponent (fit) |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for i, (n, wall, fit_s, rss) in enumerate(results):
-        exp = "" if i == 0 else f"{math.log(fit_s / results[i - 1][2]) / math.log(n / results[i - 1][0]):.2f}"
-        print(f"| {n} | {n * 1024:,} | {fit_s:.1f} | {wall:.1f} | {rss:.0f} | {exp} |")
+        fit_s, images_s, coreset_s, rss_mb, cpu_s = (float(out[0]), float(out[1]), float(out[2]), int(out[3]) / 1024,
+                                                    float(out[4]))
+        results.append((n, fit_s, images_s, coreset_s, rss_mb, cpu_s))
+        print(f"  {n:5d} images: fit {fit_s:7.1f} s (images {images_s:.1f} s, coreset {coreset_s:.1f} s), "
+              f"CPU {cpu_s:.1f} s, peak RSS {rss_mb:7.0f} MB", flush=True)
+    print(f"\n| images | patches | fit s ({args.method}) | decode + features s | coreset s | CPU s (fit + test) | "
+          "peak RSS MB | exponent (fit s) | exponent (CPU s) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for i, (n, fit_s, images_s, coreset_s, rss, cpu_s) in enumerate(results):
+        prev = results[i - 1] if i else None
+        exp = "" if prev is None else f"{math.log(fit_s / prev[1]) / math.log(n / prev[0]):.2f}"
+        exp_cpu = "" if prev is None else f"{math.log(cpu_s / prev[5]) / math.log(n / prev[0]):.2f}"
+        print(f"| {n} | {n * 1024:,} | {fit_s:.1f} | {images_s:.1f} | {coreset_s:.1f} | {cpu_s:.1f} | {rss:.0f} | "
+              f"{exp} | {exp_cpu} |")
 
 
 def main() -> None:
@@ -130,10 +171,12 @@ def main() -> None:
     q.add_argument("--data", required=True)
     q.add_argument("--category", default=None)
     q.add_argument("--chunks", default="8192,16384,32768")
+    q.add_argument("--skip-greedy", action="store_true", help="only the chunked selections (the greedy takes long)")
     s = sub.add_parser("scale")
     s.add_argument("--counts", default="50,200,1000,2000")
     s.add_argument("--method", default="chunked", choices=["chunked", "greedy"])
     s.add_argument("--workdir", default="/tmp/fitscale")
+    s.add_argument("--largest", type=int, default=None, help="size of the generated set the counts take a prefix of")
     args = p.parse_args()
     quality(args) if args.cmd == "quality" else scale(args)
 
