@@ -159,7 +159,21 @@ class AnomalyModel(DynamicBufferModule, ABC):
     def _take_rows(self) -> torch.Tensor:
         """Everything ``_update`` kept, concatenated along the batch; the buffer is emptied."""
         rows, self._rows = self._rows, []
-        return torch.cat(rows)
+        if len(rows) == 1:
+            return rows[0]
+        # Copied into one tensor batch by batch, each batch freed once copied: the peak is the
+        # rows plus one batch, not twice the rows as with torch.cat (issue 22).
+        first = rows[0]
+        out = torch.empty((sum(int(r.shape[0]) for r in rows), *first.shape[1:]), dtype=first.dtype, device=first.device)
+        pos = 0
+        rows.reverse()
+        del first
+        while rows:
+            r = rows.pop()
+            out[pos : pos + r.shape[0]] = r
+            pos += int(r.shape[0])
+            del r
+        return out
 
     @abstractmethod
     def _finish(self) -> None:

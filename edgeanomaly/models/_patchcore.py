@@ -41,6 +41,8 @@ from edgeanomaly.models._registry import register_model
 
 __all__ = ["PatchCore"]
 
+_SUPPORT_BLOCK_BYTES = 64 * 2**20
+
 
 @register_model
 class PatchCore(AnomalyModel):
@@ -188,10 +190,16 @@ class PatchCore(AnomalyModel):
         k = min(self.num_neighbors, bank.shape[0])
         # Neighbours of every bank entry, found once here instead of at every prediction.
         support = torch.empty(bank.shape[0], k, dtype=torch.long, device=bank.device)
-        for start in range(0, bank.shape[0], 4096):
-            chunk = bank[start : start + 4096]
-            d2 = (chunk * chunk).sum(1, keepdim=True) - 2 * chunk @ bank.T + self.bank_sq_norm_[None, :]
-            support[start : start + 4096] = torch.topk(d2, k, dim=1, largest=False).indices
+        # Rows per block so one (rows, M) distance block is at most 64 MiB: at a bank of
+        # 40,000 a fixed 4,096 rows took 655 MB per block, with temporaries 2 GB (issue 22).
+        step = max(1, min(4096, _SUPPORT_BLOCK_BYTES // (4 * bank.shape[0])))
+        for start in range(0, bank.shape[0], step):
+            chunk = bank[start : start + step]
+            # |c|^2 - 2 c.m + |m|^2 in place on one block: the same float operations (and so the
+            # same neighbours) as the expression written out, without its temporaries.
+            d2 = torch.mm(chunk, bank.T).mul_(-2.0).add_((chunk * chunk).sum(1, keepdim=True)).add_(self.bank_sq_norm_[None, :])
+            support[start : start + step] = torch.topk(d2, k, dim=1, largest=False).indices
+            del d2
         # Ties aside, an entry is its own nearest neighbour; make it so exactly.
         support[:, 0] = torch.arange(bank.shape[0], device=bank.device)
         self.support_idx_ = support

@@ -184,3 +184,29 @@ def test_patchcore_fit_reports_coreset_progress(synthetic_root: Path) -> None:
     coreset = [s for s in stages if s[0] == "coreset"]
     assert coreset and coreset[-1][1] == coreset[-1][2] > 0
     assert [s[0] for s in stages].index("coreset") > [s[0] for s in stages].index("fit")
+
+
+# ----------------------------------------------------------------- bounded memory at the end of a fit
+def test_support_table_in_small_blocks_is_the_brute_force_one(monkeypatch) -> None:
+    """The neighbour table is computed in blocks of at most 64 MiB (rows per block from the
+    bank size); forced to 7 rows per block here, it equals a brute-force cdist + sort."""
+    import edgeanomaly.models._patchcore as pc
+
+    model = create_model("patchcore", backbone="resnet18", pretrained=False, coreset_ratio=0.25, random_state=0)
+    monkeypatch.setattr(pc, "_SUPPORT_BLOCK_BYTES", 7 * 4 * 64)  # 7 rows of a 64-entry bank
+    model.fit([_images(4, 0)])  # 4 x 8 x 8 patches, a quarter kept
+    bank = model.memory_bank_.double()
+    assert bank.shape[0] == 64
+    d = torch.cdist(bank, bank)
+    got = torch.gather(d, 1, model.support_idx_).sort(1).values
+    want = d.sort(1).values[:, : model.support_idx_.shape[1]]
+    assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_take_rows_is_cat_and_empties_the_buffer() -> None:
+    model = create_model("dfm", backbone="resnet18", pretrained=False)
+    parts = [torch.randn(n, 3, 2) for n in (4, 1, 5)]
+    model._rows = list(parts)
+    assert torch.equal(model._take_rows(), torch.cat(parts)) and model._rows == []
+    model._rows = [parts[0]]
+    assert model._take_rows() is parts[0]
