@@ -4,6 +4,7 @@
         [--chunks 8192,16384,32768]
     PYTHONPATH=$PWD python tests/benchmarks/bench_fit_scale.py scale [--counts 50,200,1000,2000] \
         [--method chunked] [--workdir /tmp/fitscale] [--largest 2000]
+    PYTHONPATH=$PWD python tests/benchmarks/bench_fit_scale.py coreset --data DIR [--rows 2048000] [--picks 40000]
 
 quality: fits PatchCore (default recipe, 256 px) once per coreset selection on the same
     training embeddings (computed once): the exact greedy (``coreset_method="greedy"``, the
@@ -24,6 +25,11 @@ scale: for each image count, writes that many synthetic 256 px "metal" training 
     and its peak RSS (``ru_maxrss``).
     Prints a table and the growth exponent ``log(t2 / t1) / log(n2 / n1)`` of the fit
     between consecutive counts.
+
+coreset: the selection alone at the size of a 2,000-image fit: the training features of
+    ``--data`` tiled to ``--rows`` rows (each copy with independent noise of 5 % of the
+    feature standard deviation, so no two rows are equal), ``--picks`` picks; prints its
+    wall and CPU seconds and the peak RSS before and after it.
 
 Timings on a shared machine are upper bounds: note what else was running.
 """
@@ -164,6 +170,40 @@ def scale(args: argparse.Namespace) -> None:
               f"{exp} | {exp_cpu} |")
 
 
+def coreset(args: argparse.Namespace) -> None:
+    import torch
+
+    from edgeanomaly.components import KCenterGreedy
+    from edgeanomaly.data import PreprocessConfig, load_dataset
+    from edgeanomaly.models import create_model
+    from edgeanomaly.models._fit import iter_batches
+
+    def cpu() -> float:
+        u = resource.getrusage(resource.RUSAGE_SELF)
+        return u.ru_utime + u.ru_stime
+
+    ds = load_dataset(args.data, category=args.category).check()
+    model = create_model("patchcore", random_state=0)
+    with torch.no_grad():
+        embs = [model.embed(b) for b in iter_batches(list(ds.train), PreprocessConfig(256), 16)]
+    base = torch.cat([e.permute(0, 2, 3, 1).reshape(-1, e.shape[1]) for e in embs])
+    del embs
+    g = torch.Generator().manual_seed(0)
+    copies = -(-args.rows // base.shape[0])
+    std = base.std(0)
+    x = torch.empty(copies * base.shape[0], base.shape[1])
+    for i in range(copies):
+        x[i * base.shape[0] : (i + 1) * base.shape[0]] = base + 0.05 * std * torch.randn(base.shape, generator=g)
+    x = x[: args.rows]
+    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{tuple(x.shape)} rows ({copies} noisy copies of {base.shape[0]} patches); peak RSS so far {rss_data:.0f} MB",
+          flush=True)
+    c0, t0 = cpu(), time.perf_counter()
+    KCenterGreedy(n_samples=args.picks, random_state=0, method=args.method, chunk_rows=args.chunk_rows).fit(x)
+    print(f"{args.method} (parts of {args.chunk_rows}): wall {time.perf_counter() - t0:.1f} s, CPU {cpu() - c0:.1f} s, "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -177,8 +217,15 @@ def main() -> None:
     s.add_argument("--method", default="chunked", choices=["chunked", "greedy"])
     s.add_argument("--workdir", default="/tmp/fitscale")
     s.add_argument("--largest", type=int, default=None, help="size of the generated set the counts take a prefix of")
+    c = sub.add_parser("coreset")
+    c.add_argument("--data", required=True)
+    c.add_argument("--category", default=None)
+    c.add_argument("--rows", type=int, default=2_048_000)
+    c.add_argument("--picks", type=int, default=40_000)
+    c.add_argument("--method", default="chunked", choices=["chunked", "greedy"])
+    c.add_argument("--chunk-rows", type=int, default=65_536)
     args = p.parse_args()
-    quality(args) if args.cmd == "quality" else scale(args)
+    {"quality": quality, "scale": scale, "coreset": coreset}[args.cmd](args)
 
 
 if __name__ == "__main__":
