@@ -159,10 +159,15 @@ def predict_samples(
     model.eval()
     scores: list[np.ndarray] = []
     maps: list[np.ndarray] = []
+    # A model whose forward holds a block per image that grows with its fitted state
+    # (PatchCore: patches x bank) says how many images to give it at once.
+    limit = getattr(model, "predict_batch_limit", None)
+    step = limit(*config.input_size) if limit is not None else batch_size
     with torch.no_grad():
         for batch in iter_batches(samples, config, batch_size, progress):
-            out = model.predict(batch.to(model.device))
-            scores.append(out["pred_score"].cpu().numpy().astype(np.float32))
-            if "anomaly_map" in out:
-                maps.append(out["anomaly_map"][:, 0].cpu().numpy().astype(np.float32))
+            for part in batch.split(step):
+                out = model.predict(part.to(model.device))
+                scores.append(out["pred_score"].cpu().numpy().astype(np.float32))
+                if "anomaly_map" in out:
+                    maps.append(out["anomaly_map"][:, 0].cpu().numpy().astype(np.float32))
     return TorchOutputs(np.concatenate(scores), np.concatenate(maps) if maps else None)

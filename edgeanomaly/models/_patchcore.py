@@ -42,6 +42,7 @@ from edgeanomaly.models._registry import register_model
 __all__ = ["PatchCore"]
 
 _SUPPORT_BLOCK_BYTES = 64 * 2**20
+_PREDICT_BLOCK_BYTES = 256 * 2**20
 
 
 @register_model
@@ -206,6 +207,14 @@ class PatchCore(AnomalyModel):
 
     def _fitted_tensors(self) -> Sequence[torch.Tensor]:
         return (self.memory_bank_, self.bank_sq_norm_, self.support_idx_)
+
+    def predict_batch_limit(self, height: int, width: int) -> int:
+        """Images per ``forward`` call that keep its (images, patches, bank) distance block
+        within 256 MiB: at a bank of 40,000 and 256 px that is one image (a batch of 16 held
+        2.6 GB). ``predict_samples`` splits its batches accordingly."""
+        s = self.feature_extractor.strides[self.layers[0]]
+        block = (height // s) * (width // s) * max(1, self.memory_bank_.shape[0]) * 4
+        return max(1, _PREDICT_BLOCK_BYTES // max(1, block))
 
     # ----------------------------------------------------------------- scoring
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

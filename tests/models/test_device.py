@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -210,3 +211,24 @@ def test_take_rows_is_cat_and_empties_the_buffer() -> None:
     assert torch.equal(model._take_rows(), torch.cat(parts)) and model._rows == []
     model._rows = [parts[0]]
     assert model._take_rows() is parts[0]
+
+
+def test_patchcore_predicts_in_blocks_that_bound_its_distance_matrix(monkeypatch, synthetic_root: Path) -> None:
+    """predict_samples splits batches so (images x patches x bank) stays within 256 MiB; the
+    scores are those of whole batches."""
+    import edgeanomaly.models._patchcore as pc
+    from edgeanomaly.data import PreprocessConfig, load_dataset
+    from edgeanomaly.models._fit import predict_samples
+
+    model = create_model("patchcore", backbone="resnet18", pretrained=False, random_state=0)
+    model.fit([_images(6, 0)])
+    m = model.memory_bank_.shape[0]
+    assert model.predict_batch_limit(256, 256) == max(1, 256 * 2**20 // (32 * 32 * m * 4))
+    samples = load_dataset(synthetic_root, category="metal").test[:5]
+    cfg = PreprocessConfig(64)
+    whole = predict_samples(model, samples, cfg, batch_size=5)
+    monkeypatch.setattr(pc, "_PREDICT_BLOCK_BYTES", 2 * 8 * 8 * m * 4)  # two 64 px images per call
+    assert model.predict_batch_limit(64, 64) == 2
+    split = predict_samples(model, samples, cfg, batch_size=5)
+    assert np.allclose(split.scores, whole.scores, rtol=1e-5, atol=1e-6)
+    assert np.allclose(split.maps, whole.maps, rtol=1e-5, atol=1e-6)
