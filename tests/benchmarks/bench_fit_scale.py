@@ -31,6 +31,10 @@ coreset: the selection alone at the size of a 2,000-image fit: the training feat
     feature standard deviation, so no two rows are equal), ``--picks`` picks; prints its
     wall and CPU seconds and the peak RSS before and after it.
 
+predict-peak: the peak RSS of ``predict_samples`` (what fit_run runs on the test split after
+    the fit) with a PatchCore bank of 40,000 x 152, batches of 16 given whole ("whole", as
+    before issue 22) and split by ``predict_batch_limit`` ("split").
+
 Timings on a shared machine are upper bounds: note what else was running.
 """
 
@@ -205,6 +209,34 @@ def coreset(args: argparse.Namespace) -> None:
           f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
 
 
+_PREDICT_CHILD = """
+import resource, sys, torch
+import edgeanomaly.models._patchcore as pc
+from edgeanomaly.data import PreprocessConfig, load_dataset
+from edgeanomaly.models import create_model
+from edgeanomaly.models._fit import predict_samples
+if sys.argv[2] == "whole":
+    pc._PREDICT_BLOCK_BYTES = 2**62  # no split: whole batches of 16, as before issue 22
+m = create_model("patchcore", random_state=0)
+g = torch.Generator().manual_seed(0)
+bank = torch.randn(40000, 152, generator=g)
+m.memory_bank_, m.bank_sq_norm_ = bank, (bank * bank).sum(1)
+m.support_idx_ = torch.randint(40000, (40000, 9), generator=g)
+samples = load_dataset(sys.argv[1]).test
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+predict_samples(m, samples, PreprocessConfig(256), batch_size=16)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print(f"{sys.argv[2]}: {len(samples)} test images, peak RSS {before} MB before, {after} MB after")
+"""
+
+
+def predict_peak(args: argparse.Namespace) -> None:
+    for mode in ("whole", "split"):
+        out = subprocess.run([sys.executable, "-c", _PREDICT_CHILD, args.data, mode], check=True, capture_output=True,
+                             text=True).stdout
+        print(out.strip(), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -225,8 +257,10 @@ def main() -> None:
     c.add_argument("--picks", type=int, default=40_000)
     c.add_argument("--method", default="chunked", choices=["chunked", "greedy"])
     c.add_argument("--chunk-rows", type=int, default=65_536)
+    pp = sub.add_parser("predict-peak")
+    pp.add_argument("--data", required=True, help="a category folder with a test split")
     args = p.parse_args()
-    {"quality": quality, "scale": scale, "coreset": coreset}[args.cmd](args)
+    {"quality": quality, "scale": scale, "coreset": coreset, "predict-peak": predict_peak}[args.cmd](args)
 
 
 if __name__ == "__main__":
