@@ -33,8 +33,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from edgeanomaly.components import GaussianBlur2d, KCenterGreedy
-from edgeanomaly.components._kcenter import CORESET_METHODS
+from edgeanomaly.components import CORESET_METHODS, GaussianBlur2d, KCenterGreedy
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.models._base import AnomalyModel, concat_layers
 from edgeanomaly.models._registry import register_model
