@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 from typing import Any, Callable
 
 import torch
@@ -61,8 +60,7 @@ class KCenterGreedy(DynamicBufferModule):
     ``ceil(N / chunk_rows)`` parts of equal size and runs the same traversal in each part,
     with the picks shared out in proportion to the part sizes. The cost is
     ``chunk_rows x n_select`` instead of ``N x n_select``, linear in N at a fixed ratio, and
-    one part per thread is held (projected, centred) at a time; on a CPU the parts run side
-    by side on as many threads as ``torch.get_num_threads()``. What it keeps of the greedy: every
+    only one part is held (projected, centred) at a time. What it keeps of the greedy: every
     row is within its part's covering radius of a selected row, and a row far from all
     others (a rare nominal patch) is still picked first in its part. What it gives up: parts
     do not see each other's picks, so common patches are covered once per part. When
@@ -200,43 +198,31 @@ class KCenterGreedy(DynamicBufferModule):
                 parts = list(torch.tensor_split(torch.randperm(n_rows, generator=gen), n_parts))
                 base, extra = divmod(n_select, n_parts)
                 quotas = [base + (j < extra) for j in range(n_parts)]
-            # The starts are drawn in part order before any part runs: the same draws whether
-            # the parts then run one after the other or side by side.
-            sizes = [n_rows if rows is None else rows.numel() for rows in parts]
-            starts = [int(torch.randint(size, (1,), generator=gen).item()) for size in sizes]
             threads = torch.get_num_threads()
-            done = [0]
-            lock = threading.Lock()
-
-            def run(j: int) -> torch.Tensor:
-                torch.set_num_threads(1)  # also in a worker thread (OpenMP's setting is per thread)
-                rows, quota = parts[j], quotas[j]
-                part = x if rows is None else x.index_select(0, rows.to(x.device))
-                feats = self._prepared(part, projection)
-                del part
-                if feats.device.type != "cpu":
-                    chosen = _greedy_dense(feats, starts[j], quota)
-                elif rows is None:
-                    chosen = _greedy(feats, starts[j], quota, None if progress is None else (lambda n: progress(n, n_select)))
-                else:
-                    chosen = _greedy(feats, starts[j], quota)
-                del feats
-                with lock:
-                    done[0] += quota
-                    if progress is not None:
-                        progress(done[0], n_select)
-                return chosen if rows is None else rows.to(chosen.device)[chosen]
-
-            # Parts on a CPU run side by side, one per thread torch was allowed (each step is a
-            # few memory-bound single-threaded passes; torch releases the GIL inside them).
-            side_by_side = min(threads, len(parts)) if x.device.type == "cpu" else 1
+            picked: list[torch.Tensor] = []
+            done = 0
             try:
+                # Every step is a few memory-bound passes over small vectors; a second thread
+                # costs more in synchronisation than it gains.
                 torch.set_num_threads(1)
-                if side_by_side > 1:
-                    with ThreadPoolExecutor(side_by_side, thread_name_prefix="edgeanomaly-coreset") as pool:
-                        picked = list(pool.map(run, range(len(parts))))
-                else:
-                    picked = [run(j) for j in range(len(parts))]
+                for rows, quota in zip(parts, quotas):
+                    part = x if rows is None else x.index_select(0, rows.to(x.device))
+                    feats = self._prepared(part, projection)
+                    start = int(torch.randint(part.shape[0], (1,), generator=gen).item())
+
+                    def tick(n: int, base: int = done) -> None:
+                        if progress is not None:
+                            progress(base + n, n_select)
+
+                    if feats.device.type == "cpu":
+                        chosen = _greedy(feats, start, quota, tick if rows is None else None)
+                    else:
+                        chosen = _greedy_dense(feats, start, quota)
+                    picked.append(chosen if rows is None else rows.to(chosen.device)[chosen])
+                    del part, feats
+                    done += quota
+                    if progress is not None:
+                        progress(done, n_select)
             finally:
                 torch.set_num_threads(threads)
         self.indices_ = torch.cat(picked).to(embedding.device)

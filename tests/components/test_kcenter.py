@@ -301,17 +301,3 @@ def test_cuda_selection_is_the_cpu_selection(method: str) -> None:
     sampler = KCenterGreedy(n_samples=500, random_state=0, method=method, chunk_rows=4000).fit(x.cuda())
     assert sampler.indices_.device.type == "cuda"
     assert torch.equal(sampler.indices_.cpu(), cpu)
-
-
-def test_parts_side_by_side_select_what_one_thread_selects() -> None:
-    x = _clustered(10, 400, 8, 0)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = KCenterGreedy(n_samples=200, random_state=0, method="chunked", chunk_rows=500).fit(x).indices_
-        torch.set_num_threads(3)
-        three = KCenterGreedy(n_samples=200, random_state=0, method="chunked", chunk_rows=500).fit(x).indices_
-        assert torch.get_num_threads() == 3  # restored
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.equal(one, three)
