@@ -118,22 +118,33 @@ def check_run_dir(out: Path, overwrite: bool) -> None:
 
 
 class StageBar:
-    """One progress bar per stage on stderr on a terminal; off a terminal one line per stage."""
+    """One progress bar per stage on stderr on a terminal (with an ETA); off a terminal one
+    line per stage, then one every ``every_s`` seconds with the count done and an ETA."""
 
-    def __init__(self) -> None:
+    def __init__(self, every_s: float = 30.0) -> None:
         self.stage: str | None = None
         self.bar: Any = None
         self.done = 0
+        self.every_s = every_s
+        self.started = self.last = 0.0
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
         if stage != self.stage:
             self.close()
             self.stage, self.done = stage, 0
+            self.started = self.last = now
             if not sys.stderr.isatty():  # a log still shows what the seconds are spent on
                 click.echo(f"  ... {stage} ({total})", err=True)
             self.bar = progress(length=total, label=f"{stage:<6}").__enter__()
         self.bar.update(done - self.done)
         self.done = done
+        if not sys.stderr.isatty() and now - self.last >= self.every_s and 0 < done < total:
+            self.last = now
+            eta = (now - self.started) / done * (total - done)
+            click.echo(f"  ... {stage} {done}/{total}, about {eta:.0f} s left", err=True)
 
     def close(self) -> None:
         if self.bar is not None:

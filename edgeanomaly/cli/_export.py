@@ -118,10 +118,11 @@ Examples:
 @click.option("--seed", default=0, show_default=True, type=int, help="random_state when fitting from a recipe.")
 @click.option("--sign-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Sign the bundle with this Ed25519 private key (edgeanomaly keygen); devices with --trust accept only signed bundles.")
+@click.option("--device", default=None, help="Where a --recipe fit runs: cpu, cuda, cuda:N or auto (CUDA when torch sees one). Default: the recipe's [fit] device, else cpu.")
 @friendly_errors
 def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_recipes: bool, data: Path | None, category: str | None,
            formats: str | None, precisions: str | None, static: int | None, calibration_data: Path | None, overwrite: bool,
-           allow_degraded: bool, seed: int, sign_key: Path | None) -> None:
+           allow_degraded: bool, seed: int, sign_key: Path | None, device: str | None) -> None:
     """Export a CHECKPOINT (RUN_DIR of 'edgeanomaly fit'), or --recipe + --data, to a bundle.
 
     Every argument (destinations, formats, precisions, dataset and category) is checked
@@ -142,6 +143,8 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
         raise ConfigError("Expected either a CHECKPOINT argument or --recipe (with --data), not both and not neither")
     if recipe is not None and data is None:
         raise ConfigError("--recipe needs --data DIR (the dataset to fit on)")
+    if device is not None and recipe is None:
+        raise ConfigError("--device is where a --recipe fit runs; a CHECKPOINT is already fitted (export runs on the CPU)")
     from edgeanomaly.data import load_dataset
     from edgeanomaly.export import artifact_name, check_targets, load_recipe
 
@@ -176,15 +179,18 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
 
         check_choice("model", r.model, list_models())
         static = static if static is not None else r.static_batch
-        from edgeanomaly.models import fit_run
+        from edgeanomaly.cli._fit import EpochLines, without_stage
+        from edgeanomaly.models import fit_run, resolve_device
 
+        resolve_device(device or r.device)  # a missing GPU is said now, not after the data is read
         click.echo(f"Fitting {r.model} from recipe {r.path} on {data}; the checkpoint goes to {run_dir} "
                    f"(kept: 'edgeanomaly export {run_dir} --out ...' exports it again without fitting)")
         bar = StageBar()
         try:
             result = fit_run(r.model, data, run_dir, category=category,  # type: ignore[arg-type]
                              image_size=r.image_size, center_crop=r.center_crop, batch_size=r.batch_size,
-                             progress=bar, random_state=seed, **r.model_kwargs)
+                             progress=without_stage(bar, "train"), on_epoch=EpochLines(), random_state=seed,
+                             device=device or r.device, **r.model_kwargs)
         finally:
             bar.close()
         print_step("fit", result.seconds["fit"], None)

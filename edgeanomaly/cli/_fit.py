@@ -121,6 +121,9 @@ Examples:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory for checkpoint.json + model.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace the checkpoint of an existing run directory at --out.")
 @model_options
+@click.option("--device", default="cpu", show_default=True,
+              help="Where features and estimators are computed: cpu, cuda, cuda:N or auto (CUDA when torch sees one). "
+                   "The checkpoint is the same whatever the device.")
 @click.option("--calibration-split", type=click.Choice(["from_test", "same_as_test"]), default="from_test", show_default=True,
               help="from_test: thresholds from a stratified half of the labelled test images, metrics from the other half; "
                    "same_as_test: both from every test image (optimistic).")
@@ -130,7 +133,8 @@ Examples:
 @friendly_errors
 def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite: bool, backbone: str | None, layers: str | None,
         image_size: int, center_crop: int | None, seed: int, weights: Path | None, weights_cache: Path | None, pretrained: bool,
-        params: tuple[str, ...], batch_size: int, calibration_split: str, epochs: int | None, max_minutes: float | None) -> None:
+        params: tuple[str, ...], batch_size: int, device: str, calibration_split: str, epochs: int | None,
+        max_minutes: float | None) -> None:
     """Fit a model on normal images and save a checkpoint (needs the [train] extra).
 
     One-pass models (patchcore, padim, dfkde, dfm) fit in one pass over the images; fastflow
@@ -147,8 +151,8 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     bar = StageBar()
     try:
         run = frontdoor.fit(model_name, data, category=category, out=out, overwrite=overwrite, image_size=image_size,
-                            center_crop=center_crop, batch_size=batch_size, progress=_without_stage(bar, "train"),
-                            calibration_split=calibration_split, on_epoch=EpochLines(), **kwargs)
+                            center_crop=center_crop, batch_size=batch_size, progress=without_stage(bar, "train"),
+                            calibration_split=calibration_split, on_epoch=EpochLines(), device=device, **kwargs)
     finally:
         bar.close()
     ckpt = run.checkpoint
@@ -190,7 +194,7 @@ def _training_options(model_name: str, **options: Any) -> dict[str, Any]:
     return given
 
 
-def _without_stage(bar: StageBar, stage: str) -> Any:
+def without_stage(bar: StageBar, stage: str) -> Any:
     """The progress hook without one stage (the epochs print their own lines)."""
     return lambda name, done, total: None if name == stage else bar(name, done, total)
 

@@ -18,6 +18,7 @@ _EXPORTS = {
     "PCA": "edgeanomaly.components._pca",
     "SparseRandomProjection": "edgeanomaly.components._random_projection",
     "KCenterGreedy": "edgeanomaly.components._kcenter",
+    "CORESET_METHODS": "edgeanomaly.components._kcenter",
     "GaussianKDE": "edgeanomaly.components._kde",
     "MultivariateGaussian": "edgeanomaly.components._gaussian",
     "AffineCouplingBlock": "edgeanomaly.components._flow",

@@ -91,15 +91,15 @@ class MultivariateGaussian(DynamicBufferModule):
             return
         with torch.no_grad():
             # (L, N, C): one C x C outer-product sum per location as a batched matmul.
-            data = batch.detach().to(device="cpu", dtype=torch.float64).reshape(n, c, h * w).permute(2, 0, 1)
+            data = batch.detach().to(dtype=torch.float64).reshape(n, c, h * w).permute(2, 0, 1)
             if not bool(torch.isfinite(data).all()):
                 raise ValueError("Expected a finite embedding, got NaN or infinite values")
             if self._shape is None:
                 self._shape = (c, h, w)
                 self._dtype = batch.dtype
                 self._shift = data.mean(dim=1)
-                self._sum = torch.zeros(h * w, c, dtype=torch.float64)
-                self._outer = torch.zeros(h * w, c, c, dtype=torch.float64)
+                self._sum = torch.zeros(h * w, c, dtype=torch.float64, device=data.device)
+                self._outer = torch.zeros(h * w, c, c, dtype=torch.float64, device=data.device)
             data = data - self._shift[:, None, :]
             self._sum += data.sum(dim=1)
             self._outer.baddbmm_(data.transpose(1, 2), data)
@@ -116,7 +116,7 @@ class MultivariateGaussian(DynamicBufferModule):
         with torch.no_grad():
             mean_shifted = self._sum / n  # (L, C)
             cov = (self._outer - n * mean_shifted[:, :, None] * mean_shifted[:, None, :]) / (n - 1)
-            cov += eps * torch.eye(c, dtype=torch.float64)
+            cov += eps * torch.eye(c, dtype=torch.float64, device=cov.device)
             inv_cov, info = torch.linalg.inv_ex(cov)
             if bool((info != 0).any()):
                 raise ValueError(

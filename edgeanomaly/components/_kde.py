@@ -92,7 +92,7 @@ class GaussianKDE(DynamicBufferModule):
             factor = n ** (-1.0 / (d + 4))
             kernel_cov = cov * factor**2
             if self.covariance == "spherical":
-                kernel_cov = torch.eye(d, dtype=cov.dtype) * (torch.trace(kernel_cov) / d)
+                kernel_cov = torch.eye(d, dtype=cov.dtype, device=cov.device) * (torch.trace(kernel_cov) / d)
             chol_cov, info = torch.linalg.cholesky_ex(kernel_cov)
             if int(info) != 0:
                 raise ValueError(
@@ -102,7 +102,7 @@ class GaussianKDE(DynamicBufferModule):
                 )
             # bw @ bw.T = inverse(kernel_cov), from the Cholesky factor L of kernel_cov:
             # inverse = L^-T L^-1, so bw = L^-T.
-            eye = torch.eye(d, dtype=torch.float64)
+            eye = torch.eye(d, dtype=torch.float64, device=chol_cov.device)
             bw = torch.linalg.solve_triangular(chol_cov, eye, upper=False).t()
             log_det = 2.0 * torch.log(torch.diagonal(chol_cov)).sum()
             log_norm = -math.log(n) - 0.5 * (d * math.log(2 * math.pi) + log_det)

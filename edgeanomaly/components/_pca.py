@@ -75,7 +75,7 @@ class PCA(DynamicBufferModule):
             return n
         if not 0.0 < n < 1.0:
             raise ConfigError(f"Expected a float n_components in (0, 1), got {n}")
-        keep = int(torch.searchsorted(ratio_cumsum, torch.tensor([n], dtype=ratio_cumsum.dtype),
+        keep = int(torch.searchsorted(ratio_cumsum, torch.tensor([n], dtype=ratio_cumsum.dtype, device=ratio_cumsum.device),
                                       right=True).item()) + 1
         return min(keep, max_components)
 

@@ -11,6 +11,9 @@ params = { coreset_ratio = 0.1 }
 image_size = 256
 # center_crop = 224
 
+[fit]
+device = "cpu"            # cpu, cuda, cuda:N or auto (CUDA when torch sees one)
+
 [export]
 formats = ["onnx", "openvino"]
 precisions = ["fp32", "fp16", "int8"]
@@ -38,6 +41,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 __all__ = ["Recipe", "load_recipe"]
 
 _SECTIONS = {"model": {"name", "backbone", "layers", "params", "pretrained"}, "data": {"image_size", "center_crop", "batch_size"},
+             "fit": {"device"},
              "export": {"formats", "precisions", "static_batch", "artifacts"}}
 
 
@@ -54,6 +58,8 @@ class Recipe:
     path: Path | None = None
     #: Exactly these artifacts (``"onnx-fp32"``...) instead of every format x precision pair.
     artifacts: list[str] | None = None
+    #: Where the fit runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+    device: str = "cpu"
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:
@@ -82,6 +88,9 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
         if key in m:
             kwargs[key] = tuple(m[key]) if key == "layers" else m[key]
     d, e = doc.get("data", {}), doc.get("export", {})
+    device = doc.get("fit", {}).get("device", "cpu")
+    if not isinstance(device, str):
+        raise ConfigError(f"Recipe {p}: [fit] device must be a string (cpu, cuda, cuda:N or auto), got {device!r}")
     static = int(e.get("static_batch", 0) or 0)
     artifacts = [str(a).lower() for a in e["artifacts"]] if "artifacts" in e else None
     if artifacts is not None:
@@ -103,4 +112,5 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
         static_batch=static or None,
         path=p,
         artifacts=artifacts,
+        device=device,
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from edgeanomaly.models._base import AnomalyModel
 from edgeanomaly.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edgeanomaly.models._device import resolve_device
 from edgeanomaly.models._dfkde import DFKDE
 from edgeanomaly.models._dfm import DFM
 from edgeanomaly.models._fastflow import FastFlow
@@ -27,6 +28,7 @@ from edgeanomaly.models._pipeline import FitResult, fit_run, training_split
 from edgeanomaly.models._registry import create_model, list_models, model_class, register_model
 
 __all__ = [
+    "resolve_device",
     "AnomalyModel",
     "Checkpoint",
     "DFKDE",

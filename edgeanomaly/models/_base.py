@@ -36,6 +36,9 @@ from edgeanomaly.errors import ConfigError, DatasetError, NotFittedError
 
 __all__ = ["AnomalyModel", "concat_layers"]
 
+#: ``progress(stage, done, total)`` of the steps after the pass over the images.
+StageProgress = Callable[[str, int, int], None]
+
 
 def concat_layers(features: dict[str, torch.Tensor], layers: Sequence[str], mode: str) -> torch.Tensor:
     """Resize every layer's map to the first (shallowest) layer's size and concatenate channels.
@@ -156,7 +159,21 @@ class AnomalyModel(DynamicBufferModule, ABC):
     def _take_rows(self) -> torch.Tensor:
         """Everything ``_update`` kept, concatenated along the batch; the buffer is emptied."""
         rows, self._rows = self._rows, []
-        return torch.cat(rows)
+        if len(rows) == 1:
+            return rows[0]
+        # Copied into one tensor batch by batch, each batch freed once copied: the peak is the
+        # rows plus one batch, not twice the rows as with torch.cat (issue 22).
+        first = rows[0]
+        out = torch.empty((sum(int(r.shape[0]) for r in rows), *first.shape[1:]), dtype=first.dtype, device=first.device)
+        pos = 0
+        rows.reverse()
+        del first
+        while rows:
+            r = rows.pop()
+            out[pos : pos + r.shape[0]] = r
+            pos += int(r.shape[0])
+            del r
+        return out
 
     @abstractmethod
     def _finish(self) -> None:
@@ -167,10 +184,11 @@ class AnomalyModel(DynamicBufferModule, ABC):
         """The buffers that are empty until fit() (their emptiness means 'not fitted')."""
 
     @torch.no_grad()
-    def fit(self, batches: Iterable[torch.Tensor]) -> "AnomalyModel":
+    def fit(self, batches: Iterable[torch.Tensor], progress: StageProgress | None = None) -> "AnomalyModel":
         """One pass over batches of normal images: (N, 3, H, W) float32 RGB in [0, 1].
 
-        Returns self. Fitting again starts from scratch.
+        Returns self. Fitting again starts from scratch. ``progress(stage, done, total)`` is
+        called during the long steps after the pass (PatchCore: ``"coreset"``, in picks).
 
         Raises:
             DatasetError: fewer than ``min_distinct_images`` different images (identical, blank
@@ -178,39 +196,44 @@ class AnomalyModel(DynamicBufferModule, ABC):
         """
         self.eval()
         distinct: set[bytes] = set()
+        embeddings = (self.embed(batch) for batch in self._checked_images(batches, distinct))
+        return self._fit_head(embeddings, lambda n: self._check_distinct(n, distinct), progress)
 
-        def embeddings() -> Iterator[torch.Tensor]:
-            for batch in batches:
-                if not isinstance(batch, torch.Tensor):
-                    batch = torch.as_tensor(batch)
-                if batch.ndim != 4 or batch.shape[1] != 3:
-                    raise ValueError(f"Expected image batches of shape (N, 3, H, W), got {tuple(batch.shape)}")
-                self.check_input_size(int(batch.shape[-2]), int(batch.shape[-1]))
-                batch = batch.float()
-                if len(distinct) < self.min_distinct_images:  # only until enough are seen: cheap
-                    distinct.update(hashlib.blake2b(img.contiguous().numpy().tobytes(), digest_size=16).digest() for img in batch)
-                yield self.embed(batch)
+    def _checked_images(self, batches: Iterable[torch.Tensor], distinct: set[bytes]) -> Iterator[torch.Tensor]:
+        """The training batches checked (shape, input size), float32 on the model's device; the
+        first ``min_distinct_images`` distinct images are hashed into ``distinct`` on the way."""
+        for batch in batches:
+            if not isinstance(batch, torch.Tensor):
+                batch = torch.as_tensor(batch)
+            if batch.ndim != 4 or batch.shape[1] != 3:
+                raise ValueError(f"Expected image batches of shape (N, 3, H, W), got {tuple(batch.shape)}")
+            self.check_input_size(int(batch.shape[-2]), int(batch.shape[-1]))
+            if len(distinct) < self.min_distinct_images:  # only until enough are seen: cheap
+                # hashed on the host (a batch from the loader is there already)
+                distinct.update(hashlib.blake2b(img.detach().float().cpu().contiguous().numpy().tobytes(),
+                                                digest_size=16).digest() for img in batch)
+            yield batch.to(device=self.device, dtype=torch.float32)
 
-        def enough(n: int) -> None:
-            if len(distinct) < self.min_distinct_images:
-                raise DatasetError(
-                    f"{type(self).__name__} needs at least {self.min_distinct_images} distinct training images, "
-                    f"got {n} image{'s' * (n != 1)} of which {len(distinct)} distinct (identical, blank or "
-                    "duplicated files). Add more normal images of the part."
-                )
-
-        return self._fit_head(embeddings(), enough)
+    def _check_distinct(self, n: int, distinct: set[bytes]) -> None:
+        """DatasetError unless ``n`` images held ``min_distinct_images`` different ones."""
+        if len(distinct) < self.min_distinct_images:
+            raise DatasetError(
+                f"{type(self).__name__} needs at least {self.min_distinct_images} distinct training images, "
+                f"got {n} image{'s' * (n != 1)} of which {len(distinct)} distinct (identical, blank or "
+                "duplicated files). Add more normal images of the part."
+            )
 
     @torch.no_grad()
-    def fit_embeddings(self, embeddings: Iterable[torch.Tensor]) -> "AnomalyModel":
+    def fit_embeddings(self, embeddings: Iterable[torch.Tensor], progress: StageProgress | None = None) -> "AnomalyModel":
         """Fit the head on batches of ``embed`` outputs (each with the batch first); returns self.
 
         ``fit`` computes them with the model's own backbone; the INT8 export passes those of
         the quantised backbone. Fitting again starts from scratch.
         """
-        return self._fit_head(embeddings, None)
+        return self._fit_head(embeddings, None, progress)
 
-    def _fit_head(self, embeddings: Iterable[torch.Tensor], check: Callable[[int], None] | None) -> "AnomalyModel":
+    def _fit_head(self, embeddings: Iterable[torch.Tensor], check: Callable[[int], None] | None,
+                  progress: StageProgress | None = None) -> "AnomalyModel":
         """``_reset``, ``_update`` per batch, ``check(n_images)`` before ``_finish``."""
         if not self.int8_head_refit:
             raise TypeError(f"{type(self).__name__} trains its head: it cannot be fitted from embeddings alone")
@@ -225,13 +248,31 @@ class AnomalyModel(DynamicBufferModule, ABC):
             raise ValueError(f"{type(self).__name__}.fit() received no images: expected at least one batch of normal images")
         if check is not None:
             check(n)
-        self._finish()
+        self._progress = progress
+        try:
+            self._finish()
+        finally:
+            self._progress = None
         self.n_train_images_ = n
         return self
+
+    def _report(self, stage: str, done: int, total: int) -> None:
+        """Progress of a long step of ``_finish`` to the ``progress`` given to ``fit``."""
+        if getattr(self, "_progress", None) is not None:
+            self._progress(stage, done, total)
 
     def _reset(self) -> None:
         """Forget accumulated fitting state."""
         self._rows = []
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are (``model.to(device)`` moves it; fit follows)."""
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
 
     @property
     def is_fitted(self) -> bool:

@@ -66,7 +66,8 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:
         "info": ckpt.info,
         "metrics": ckpt.metrics,
     }
-    state = {k: v.detach().clone().contiguous() for k, v in ckpt.model.state_dict().items()}
+    # On the CPU whatever device fitted: a checkpoint loads anywhere (load maps to the CPU too).
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in ckpt.model.state_dict().items()}
     text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
     # torch's zip writer adds about 1 KB per tensor of headers and alignment
     needed = sum(t.numel() * t.element_size() for t in state.values()) + 1024 * len(state) + len(text) + (64 << 10)

@@ -99,7 +99,7 @@ class DFKDE(AnomalyModel):
             raise ValueError(f"DFKDE needs at least 3 training images, got {x.shape[0]}")
         if x.shape[0] > self.max_training_points:
             gen = torch.Generator().manual_seed(0 if self.random_state is None else int(self.random_state))
-            x = x[torch.randperm(x.shape[0], generator=gen)[: self.max_training_points]]
+            x = x[torch.randperm(x.shape[0], generator=gen)[: self.max_training_points].to(x.device)]
         k = min(self.n_pca_components, x.shape[0] - 1, x.shape[1])
         if k != self.pca.n_components:
             self.pca = PCA(n_components=k)

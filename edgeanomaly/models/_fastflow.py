@@ -22,7 +22,6 @@ without improvement or after ``max_minutes``. ``training_history_`` records ever
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import os
 import time
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeanomaly.components import fastflow_blocks
-from edgeanomaly.errors import ConfigError, DatasetError
+from edgeanomaly.errors import ConfigError
 from edgeanomaly.models._base import AnomalyModel
 from edgeanomaly.models._registry import register_model
 
@@ -179,27 +178,13 @@ class FastFlow(AnomalyModel):
         levels: list[list[torch.Tensor]] = [[] for _ in self.layers]
         distinct: set[bytes] = set()
         n = 0
-        for batch in batches:
-            if not isinstance(batch, torch.Tensor):
-                batch = torch.as_tensor(batch)
-            if batch.ndim != 4 or batch.shape[1] != 3:
-                raise ValueError(f"Expected image batches of shape (N, 3, H, W), got {tuple(batch.shape)}")
-            self.check_input_size(int(batch.shape[-2]), int(batch.shape[-1]))
-            batch = batch.float()
-            if len(distinct) < self.min_distinct_images:
-                distinct.update(hashlib.blake2b(img.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
-                                for img in batch)
+        for batch in self._checked_images(batches, distinct):
             for store, f in zip(levels, self.embed(batch)):
                 store.append(f)
             n += int(batch.shape[0])
         if n == 0:
             raise ValueError("FastFlow.fit() received no images: expected at least one batch of normal images")
-        if len(distinct) < self.min_distinct_images:
-            raise DatasetError(
-                f"FastFlow needs at least {self.min_distinct_images} distinct training images, got {n} image"
-                f"{'s' * (n != 1)} of which {len(distinct)} distinct (identical, blank or duplicated files). "
-                "Add more normal images of the part."
-            )
+        self._check_distinct(n, distinct)
         return [torch.cat(store) for store in levels]
 
     def _seed(self) -> int:

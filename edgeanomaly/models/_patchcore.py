@@ -17,6 +17,12 @@ Where this differs from the common reference implementations (anomalib, the auth
   4096 MB, about 2.8 million 384-dimensional patches). Beyond it every 2nd, then 4th, ...
   patch in fitting order is kept: a uniform, deterministic subsample from which the coreset
   is selected. The reference implementations hold every patch.
+- ``coreset_method="chunked"`` (the default) runs the greedy k-center inside each part of a
+  seeded random partition of the training patches into parts of at most
+  ``coreset_chunk_rows`` (65,536: exactly the greedy up to 64 images of 256 px), so the
+  selection costs time linear in the number of patches instead of patches x picks;
+  ``"greedy"`` is the exact traversal of all patches (the reference implementations';
+  checkpoints written before the option have it). docs/BENCHMARKS.md compares them.
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from edgeanomaly.components import GaussianBlur2d, KCenterGreedy
+from edgeanomaly.components import CORESET_METHODS, GaussianBlur2d, KCenterGreedy
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.models._base import AnomalyModel, concat_layers
 from edgeanomaly.models._registry import register_model
 
 __all__ = ["PatchCore"]
+
+_SUPPORT_BLOCK_BYTES = 64 * 2**20
+_PREDICT_BLOCK_BYTES = 256 * 2**20
 
 
 @register_model
@@ -50,6 +59,8 @@ class PatchCore(AnomalyModel):
             coreset search (anomalib: 0.9).
         blur_sigma: sigma of the Gaussian blur applied to the upsampled anomaly map (paper: 4).
         max_train_memory_mb: memory budget for the training patches (see the module notes).
+        coreset_method: ``"chunked"`` (linear time) or ``"greedy"`` (exact); see the module notes.
+        coreset_chunk_rows: the largest part of the ``"chunked"`` selection.
         pretrained, weights, cache_dir: backbone weights (see ``create_backbone``).
         random_state: seeds the coreset start point (and random-init backbones).
 
@@ -68,6 +79,8 @@ class PatchCore(AnomalyModel):
     # verdict PASS (docs/BENCHMARKS.md).
     int8_max_stride = 16
     int8_head_fp32 = True
+    # Checkpoints from before the chunked selection were fitted with the exact greedy.
+    unrecorded_settings = {"coreset_method": "greedy", "coreset_chunk_rows": 65_536}
 
     def __init__(
         self,
@@ -79,6 +92,8 @@ class PatchCore(AnomalyModel):
         projection_eps: float = 0.9,
         blur_sigma: float = 4.0,
         max_train_memory_mb: float = 4096.0,
+        coreset_method: str = "chunked",
+        coreset_chunk_rows: int = 65_536,
         pretrained: bool = True,
         weights: str | os.PathLike[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -92,6 +107,10 @@ class PatchCore(AnomalyModel):
             raise ConfigError(f"Expected max_bank_size >= 1 or None, got {max_bank_size}")
         if float(max_train_memory_mb) <= 0:
             raise ConfigError(f"Expected max_train_memory_mb > 0, got {max_train_memory_mb}")
+        if coreset_method not in CORESET_METHODS:
+            raise ConfigError(f"Expected coreset_method in {CORESET_METHODS}, got {coreset_method!r}")
+        if isinstance(coreset_chunk_rows, bool) or not isinstance(coreset_chunk_rows, int) or coreset_chunk_rows < 1:
+            raise ConfigError(f"Expected coreset_chunk_rows as a positive int, got {coreset_chunk_rows!r}")
         settings = {
             "coreset_ratio": float(coreset_ratio),
             "num_neighbors": int(num_neighbors),
@@ -99,6 +118,8 @@ class PatchCore(AnomalyModel):
             "projection_eps": float(projection_eps),
             "blur_sigma": float(blur_sigma),
             "max_train_memory_mb": float(max_train_memory_mb),
+            "coreset_method": coreset_method,
+            "coreset_chunk_rows": coreset_chunk_rows,
         }
         super().__init__(backbone, layers, pretrained, weights, cache_dir, random_state, settings)
         self.coreset_ratio = settings["coreset_ratio"]
@@ -106,6 +127,8 @@ class PatchCore(AnomalyModel):
         self.max_bank_size = settings["max_bank_size"]
         self.projection_eps = settings["projection_eps"]
         self.max_train_memory_mb = settings["max_train_memory_mb"]
+        self.coreset_method = coreset_method
+        self.coreset_chunk_rows = coreset_chunk_rows
         self.pool = torch.nn.AvgPool2d(3, stride=1, padding=1)
         self.blur = GaussianBlur2d(sigma=settings["blur_sigma"], channels=1)
         self.register_buffer("memory_bank_", torch.empty(0, 0))
@@ -130,10 +153,12 @@ class PatchCore(AnomalyModel):
     def _update(self, embedding: torch.Tensor) -> None:
         d = embedding.shape[1]
         patches = embedding.permute(0, 2, 3, 1).reshape(-1, d)
+        # The bookkeeping of which patches are kept stays on the host; only the rows are on
+        # the model's device (no value comes back from it per batch).
         index = torch.arange(self._seen, self._seen + patches.shape[0])
         self._seen += patches.shape[0]
         keep = index % self._stride == 0
-        self._rows.append(patches[keep].contiguous())
+        self._rows.append((patches if self._stride == 1 else patches[keep.to(patches.device)]).contiguous())
         self._index.append(index[keep])
         self._kept += int(keep.sum())
         budget = int(self.max_train_memory_mb * 2**20 // (4 * d))
@@ -142,7 +167,7 @@ class PatchCore(AnomalyModel):
             # seen so far, and the same rule for the images still to come.
             self._stride *= 2
             keeps = [i % self._stride == 0 for i in self._index]
-            self._rows = [r[k] for r, k in zip(self._rows, keeps)]
+            self._rows = [r[k.to(r.device)] for r, k in zip(self._rows, keeps)]
             self._index = [i[k] for i, k in zip(self._index, keeps)]
             self._kept = sum(int(k.sum()) for k in keeps)
 
@@ -154,8 +179,9 @@ class PatchCore(AnomalyModel):
             n_keep = min(n_keep, self.max_bank_size)
         if n_keep < patches.shape[0]:
             selector = KCenterGreedy(
-                n_samples=n_keep, eps=self.projection_eps, random_state=self.random_state
-            ).fit(patches)
+                n_samples=n_keep, eps=self.projection_eps, random_state=self.random_state,
+                method=self.coreset_method, chunk_rows=self.coreset_chunk_rows,
+            ).fit(patches, progress=lambda done, total: self._report("coreset", done, total))
             bank = patches[selector.indices_].contiguous()
         else:
             bank = patches
@@ -163,17 +189,31 @@ class PatchCore(AnomalyModel):
         self.bank_sq_norm_ = (bank * bank).sum(dim=1)
         k = min(self.num_neighbors, bank.shape[0])
         # Neighbours of every bank entry, found once here instead of at every prediction.
-        support = torch.empty(bank.shape[0], k, dtype=torch.long)
-        for start in range(0, bank.shape[0], 4096):
-            chunk = bank[start : start + 4096]
-            d2 = (chunk * chunk).sum(1, keepdim=True) - 2 * chunk @ bank.T + self.bank_sq_norm_[None, :]
-            support[start : start + 4096] = torch.topk(d2, k, dim=1, largest=False).indices
+        support = torch.empty(bank.shape[0], k, dtype=torch.long, device=bank.device)
+        # Rows per block so one (rows, M) distance block is at most 64 MiB: at a bank of
+        # 40,000 a fixed 4,096 rows took 655 MB per block, with temporaries 2 GB (issue 22).
+        step = max(1, min(4096, _SUPPORT_BLOCK_BYTES // (4 * bank.shape[0])))
+        for start in range(0, bank.shape[0], step):
+            chunk = bank[start : start + step]
+            # |c|^2 - 2 c.m + |m|^2 in place on one block: the same float operations (and so the
+            # same neighbours) as the expression written out, without its temporaries.
+            d2 = torch.mm(chunk, bank.T).mul_(-2.0).add_((chunk * chunk).sum(1, keepdim=True)).add_(self.bank_sq_norm_[None, :])
+            support[start : start + step] = torch.topk(d2, k, dim=1, largest=False).indices
+            del d2
         # Ties aside, an entry is its own nearest neighbour; make it so exactly.
-        support[:, 0] = torch.arange(bank.shape[0])
+        support[:, 0] = torch.arange(bank.shape[0], device=bank.device)
         self.support_idx_ = support
 
     def _fitted_tensors(self) -> Sequence[torch.Tensor]:
         return (self.memory_bank_, self.bank_sq_norm_, self.support_idx_)
+
+    def predict_batch_limit(self, height: int, width: int) -> int:
+        """Images per ``forward`` call that keep its (images, patches, bank) distance block
+        within 256 MiB: at a bank of 40,000 and 256 px that is one image (a batch of 16 held
+        2.6 GB). ``predict_samples`` splits its batches accordingly."""
+        s = self.feature_extractor.strides[self.layers[0]]
+        block = (height // s) * (width // s) * max(1, self.memory_bank_.shape[0]) * 4
+        return max(1, _PREDICT_BLOCK_BYTES // max(1, block))
 
     # ----------------------------------------------------------------- scoring
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,7 +19,8 @@ import torch
 from edgeanomaly import __version__
 from edgeanomaly.data import Dataset, PreprocessConfig, load_dataset
 from edgeanomaly.models._checkpoint import Checkpoint, save_checkpoint
-from edgeanomaly.models._fit import fit_model, predict_samples
+from edgeanomaly.models._device import resolve_device
+from edgeanomaly.models._fit import fit_model, loader_workers, predict_samples
 from edgeanomaly.models._registry import create_model
 
 __all__ = ["FitResult", "fit_run", "calibrate_and_evaluate", "training_split"]
@@ -102,6 +103,7 @@ def fit_run(
     progress: Progress | None = None,
     calibration_split: str = "from_test",
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    device: str | torch.device | None = "cpu",
     **model_kwargs: Any,
 ) -> FitResult:
     """Fit ``model_name`` on ``data`` (normal train split), calibrate and measure on the test split.
@@ -113,13 +115,18 @@ def fit_run(
         calibration_split: ``"from_test"`` or ``"same_as_test"``; see :func:`calibrate_and_evaluate`.
         on_epoch: for a model trained for epochs (FastFlow), called after each epoch with its
             record (``epoch``, ``epochs``, ``train_loss``, ``val_loss``, ``best_epoch``, ``seconds``).
+        device: where the features and the estimators are computed: ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"`` or ``"auto"`` (CUDA when torch sees one); see ``resolve_device``.
+            The checkpoint is the same whatever the device (its tensors are saved on the CPU;
+            ``info["fit_device"]`` records where it was fitted).
         model_kwargs: model settings (backbone, layers, random_state, ...).
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     dataset = load_dataset(data, category=category).check()
     preprocessing = PreprocessConfig(image_size, center_crop=center_crop)
-    model = create_model(model_name, **model_kwargs)
+    torch_device = resolve_device(device)
+    model = create_model(model_name, **model_kwargs).to(torch_device)
     model.check_input_size(*preprocessing.input_size)
     seconds["setup"] = time.perf_counter() - t0
 
@@ -144,7 +151,8 @@ def fit_run(
 
         model.epoch_callback = report
     t0 = time.perf_counter()
-    fit_model(model, train, preprocessing, batch_size, tick("fit", len(train)))
+    workers = loader_workers(torch_device)
+    fit_model(model, train, preprocessing, batch_size, tick("fit", len(train)), progress, workers)
     seconds["fit"] = time.perf_counter() - t0
 
     calibration_dict = None
@@ -181,6 +189,7 @@ def fit_run(
             )
         calibration_dict = calibration.to_dict()
         seconds["calibrate_evaluate"] = time.perf_counter() - t0
+    model.to("cpu")  # the checkpoint's model is the same whatever fitted it
 
     from edgeanomaly.data import file_sha256
 
@@ -193,6 +202,8 @@ def fit_run(
         "n_calibration_holdout": len(holdout),
         "n_test": len(dataset.test),
         "fit_seconds": round(seconds["fit"], 3),
+        "fit_loader": {"workers": workers, "batch_size": batch_size},
+        "fit_device": str(torch_device) + (f" ({torch.cuda.get_device_name(torch_device)})" if torch_device.type == "cuda" else ""),
         "edgeanomaly_version": __version__,
         "torch_version": torch.__version__,
         "python": platform.python_version(),

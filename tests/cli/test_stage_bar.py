@@ -1,0 +1,29 @@
+"""Progress off a terminal (a log): one line per stage, then lines with an ETA (issue 22: the
+coreset selection was a silent wait)."""
+
+from __future__ import annotations
+
+import re
+
+from edgeanomaly.cli._common import StageBar
+
+
+def test_off_a_terminal_a_long_stage_prints_its_count_and_an_eta(capsys) -> None:
+    bar = StageBar(every_s=0.0)
+    bar("fit", 5, 10)
+    bar("fit", 10, 10)
+    for done in (100, 200, 400):
+        bar("coreset", done, 400)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "... fit (10)" in err and "... coreset (400)" in err
+    assert re.search(r"\.\.\. coreset 200/400, about \d+ s left", err), err
+    assert "400/400" not in err  # nothing left to estimate once done
+
+
+def test_lines_are_rate_limited(capsys) -> None:
+    bar = StageBar(every_s=3600.0)
+    for done in range(1, 100):
+        bar("coreset", done, 100)
+    bar.close()
+    assert capsys.readouterr().err.count("\n") == 1  # the stage line only
