@@ -90,14 +90,17 @@ MAP_PERCENTILE = 99.0
 #: bf16 execution too, with an output tolerance from its own unit roundoff (8 bits of mantissa
 #: against FP16's 11). INT8 artifacts are re-aligned onto the bundle's calibration
 #: (edgeanomaly.export._int8): their pixel operating point (PRO and F1 at the pixel threshold)
-#: legitimately moves, so they are judged on the threshold-free metrics, the image decisions and
-#: a wide output difference, and only for losses.
+#: legitimately moves, so they are judged on the threshold-free metrics and the image decisions,
+#: and only for losses. Their output difference is measured and recorded but not judged: a head
+#: refitted on INT8 features (PatchCore's bank, PaDiM's Gaussians, DFM's PCA, DFKDE's KDE)
+#: changes the raw scale on purpose, and a 16-step bound refused the INT8 artifact of three of the
+#: five models on the synthetic metal set with 0 decision flips and AUROC within 0.02.
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(output_rel=1e-4, metric=0.005),
     "fp16": Tolerance(output_rel=0.05, metric=0.01, flips_min=1, flips_fraction=0.01),
     "bf16": Tolerance(output_rel=ROUNDOFFS * UNIT_ROUNDOFF["bf16"], metric=0.01, flips_min=1, flips_fraction=0.01),
     "int8": Tolerance(
-        output_rel=ROUNDOFFS * 2.0**-7,
+        output_rel=None,
         metric=0.02,
         flips_min=2,
         flips_fraction=0.05,
@@ -115,8 +118,7 @@ def tolerance_for(artifact_precision: str, execution: str | None = None) -> str:
     precision's own row: ``"bf16"`` on a CPU (unit roundoff 2^-8), ``"fp16"`` for f16 on a GPU
     (2^-11, as an FP16 artifact's rounded weights). An FP16 artifact run at bf16 is held to the
     coarser bf16 row. An INT8 artifact keeps its own row at every execution precision: its
-    output tolerance (16 steps of an 8-bit grid) is wider than bf16's, and its decisions and
-    threshold-free metrics are what is judged.
+    decisions and threshold-free metrics are what is judged (its raw outputs are re-aligned).
 
     >>> tolerance_for("fp32", "f32"), tolerance_for("fp32", "bf16"), tolerance_for("fp32", "f16"), tolerance_for("int8", "bf16")
     ('fp32', 'bf16', 'fp16', 'int8')

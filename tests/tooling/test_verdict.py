@@ -183,20 +183,17 @@ def test_bf16_has_its_own_row_from_its_unit_roundoff() -> None:
     assert judge("bf16", 0.35, scores=REF, ref_scores=REF, maps=bad, ref_maps=ref2).outcome == FAIL
 
 
-def test_int8_outputs_are_judged_too() -> None:
-    """An INT8 graph once passed bf16 execution at 0.148 while the FP32 graph failed at 0.071: INT8 had
-    no output check at all. Now every precision is judged on the same kinds of evidence."""
-    assert all(t.output_rel is not None for t in TOLERANCES.values())
-    assert TOLERANCES["int8"].output_rel == 16 * 2.0**-7
-    fine, ref = _cancelling_maps(np.random.default_rng(2), spread=0.06, spikes=0.15)
-    v = judge("int8", 0.35, scores=REF, ref_scores=REF, maps=fine, ref_maps=ref)
-    assert v.outcome == PASS and v.measures["max_rel_map_diff"] > 0.148
+def test_int8_outputs_are_measured_and_its_decisions_judged() -> None:
+    """INT8 heads are refitted on INT8 features (their raw scale moves on purpose), so INT8 is
+    judged on decisions and threshold-free metrics; its output differences are measured and
+    recorded (with the same numbers as the floating point rows), not judged."""
+    assert TOLERANCES["int8"].output_rel is None
+    assert all(TOLERANCES[p].output_rel is not None for p in ("fp32", "fp16", "bf16"))
     wrong, ref = _cancelling_maps(np.random.default_rng(3), spread=0.3, spikes=0.0)
     v = judge("int8", 0.35, scores=REF, ref_scores=REF, maps=wrong, ref_maps=ref)
-    assert v.outcome == FAIL and any("99th percentile" in r for r in v.reasons)
-    # scores too: a score 20 % off is judged for INT8, with the number it measured in the reason
-    v = judge("int8", 0.0, scores=REF * 1.2, ref_scores=REF)
-    assert v.outcome == FAIL and f"{v.measures['max_rel_score_diff']:.3g}" in v.reasons[0]
+    assert v.outcome == PASS and v.measures["p99_rel_map_diff"] > 0.125 and "max_rel_map_diff" in v.measures
+    flipped = judge("int8", float(np.median(REF)), scores=REF[::-1].copy(), ref_scores=REF)
+    assert flipped.outcome == FAIL and any("change decision" in r for r in flipped.reasons)
 
 
 def test_record_and_reasons_give_the_same_numbers() -> None:
