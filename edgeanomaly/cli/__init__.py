@@ -97,7 +97,8 @@ class _LazyGroup(click.Group):
 
 def _notes_for_metric_warnings() -> None:
     """Show edgeanomaly's UndefinedMetricWarning (a metric that these images cannot define,
-    e.g. AUPIMO with too few normal pixels) as one ``note:`` line on stderr, once per message,
+    e.g. AUPIMO with too few normal pixels) as one ``note:`` line on stderr, once per metric
+    (the first of its messages: artifacts and curves of one run differ only in the figures),
     instead of Python's warning with the file and line of ``_pimo.py``. Other warnings keep
     Python's format."""
     import warnings
@@ -110,8 +111,9 @@ def _notes_for_metric_warnings() -> None:
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
         if category.__name__ == "UndefinedMetricWarning" and category.__module__.startswith("edgeanomaly."):
             text = str(message)
-            if text not in shown:
-                shown.add(text)
+            what = text.split(":", 1)[0]  # "AUPIMO is undefined"
+            if what not in shown:
+                shown.add(what)
                 click.echo(f"note: {text} (the metric is reported as undefined; the others are not affected)", err=True)
             return
         original(message, category, filename, lineno, file, line)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import part_image, write_rgb  # at module level: a lazy import meets another folder's conftest
 from _bundle_edit import resign
 
 from edgeanomaly import registry
@@ -443,7 +444,6 @@ def _cli(*args: str):
 
 
 def test_cli_keygen_sign_verify_info_predict(seg_bundle: Path, tmp_path: Path) -> None:
-    from conftest import part_image, write_rgb
 
     bundle = Path(shutil.copytree(seg_bundle, tmp_path / "b"))
     image = write_rgb(tmp_path / "part.png", part_image(64, 80))
@@ -484,7 +484,6 @@ def test_cli_keygen_sign_verify_info_predict(seg_bundle: Path, tmp_path: Path) -
 
 
 def test_cli_calibrate_says_the_signature_no_longer_holds(seg_bundle: Path, tmp_path: Path, keys: dict) -> None:
-    from conftest import part_image, write_rgb
 
     bundle = Path(shutil.copytree(seg_bundle, tmp_path / "b"))
     sign_bundle(bundle, keys["factory"][0])
