@@ -106,15 +106,16 @@ def check_bundle_out(out: Path, overwrite: bool) -> None:
     check_destination(out, overwrite, flag="--overwrite")
 
 
-def check_run_dir(out: Path, overwrite: bool) -> None:
+def check_run_dir(out: Path, overwrite: bool, resume: bool = False) -> None:
     """Fail now when writing a checkpoint into ``out`` would replace something not asked for.
 
     An empty or missing folder is fine; a run directory (``checkpoint.json``) is replaced only
-    with ``--overwrite``; any other non-empty folder is never written into.
+    with ``--overwrite``; an interrupted training is continued only with ``--resume``; any other
+    non-empty folder is never written into.
     """
     from edgeanomaly import frontdoor
 
-    frontdoor.check_run_dir(out, overwrite, flag="--overwrite", option="--out")
+    frontdoor.check_run_dir(out, overwrite, flag="--overwrite", option="--out", resume=resume, resume_flag="--resume")
 
 
 class StageBar:

@@ -130,11 +130,13 @@ Examples:
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Models trained for epochs (fastflow): at most this many.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Models trained for epochs (fastflow): stop training after this many minutes (the best epoch so far is kept).")
+@click.option("--resume", is_flag=True, help="Models trained for epochs (fastflow): continue a fit interrupted in --out "
+              "(it saves its state there after each epoch); the same options as the interrupted fit.")
 @friendly_errors
 def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite: bool, backbone: str | None, layers: str | None,
         image_size: int, center_crop: int | None, seed: int, weights: Path | None, weights_cache: Path | None, pretrained: bool,
         params: tuple[str, ...], batch_size: int, device: str, calibration_split: str, epochs: int | None,
-        max_minutes: float | None) -> None:
+        max_minutes: float | None, resume: bool) -> None:
     """Fit a model on normal images and save a checkpoint (needs the [train] extra).
 
     One-pass models (patchcore, padim, dfkde, dfm) fit in one pass over the images; fastflow
@@ -143,7 +145,7 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     from edgeanomaly._optional import require
     from edgeanomaly import frontdoor
 
-    check_run_dir(out, overwrite)
+    check_run_dir(out, overwrite, resume)
     require("torch", "fitting models")
     model_name = model_name.lower()
     kwargs = build_model_kwargs(backbone, layers, seed, weights, weights_cache, pretrained, params)
@@ -152,7 +154,8 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     try:
         run = frontdoor.fit(model_name, data, category=category, out=out, overwrite=overwrite, image_size=image_size,
                             center_crop=center_crop, batch_size=batch_size, progress=without_stage(bar, "train"),
-                            calibration_split=calibration_split, on_epoch=EpochLines(), device=device, **kwargs)
+                            calibration_split=calibration_split, on_epoch=EpochLines(), device=device, resume=resume,
+                            **kwargs)
     finally:
         bar.close()
     ckpt = run.checkpoint

@@ -19,6 +19,11 @@ from edgeanomaly.errors import ConfigError
 from edgeanomaly.frontdoor._bundle import Bundle
 from edgeanomaly.frontdoor._forward import Forward
 
+#: What a model trained for epochs saves in its run directory after each epoch: the name
+#: ``edgeanomaly.models._pipeline.TRAINING_STATE`` writes (repeated here: that module imports
+#: torch, and checking a run directory must not; a test keeps the two equal).
+TRAINING_STATE = "training-state.pt"
+
 if TYPE_CHECKING:
     from edgeanomaly.models import AnomalyModel, Checkpoint
 
@@ -56,17 +61,29 @@ class Run:
         return export(self, out, **options)
 
 
-def check_run_dir(out: str | os.PathLike[str], overwrite: bool, *, flag: str = "overwrite=True", option: str = "out") -> None:
+def check_run_dir(out: str | os.PathLike[str], overwrite: bool, *, flag: str = "overwrite=True", option: str = "out",
+                  resume: bool = False, resume_flag: str = "resume=True") -> None:
     """Raise :class:`ConfigError` when saving a run into ``out`` would replace what nobody asked to replace.
 
     An empty or missing folder is fine; a run directory (``checkpoint.json``) is replaced only
-    with ``overwrite`` (``flag`` is how the caller's user says so); any other non-empty folder
-    is never written into. ``option`` names the argument in messages.
+    with ``overwrite`` (``flag`` is how the caller's user says so); a folder holding an
+    interrupted training (``training-state.pt``) is continued with ``resume`` or started again
+    with ``overwrite``; any other non-empty folder is never written into. ``option`` names the
+    argument in messages.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"Expected a run directory at {out}, found a file; choose another {option}")
-    if not out.is_dir() or not any(out.iterdir()):
+    interrupted = (out / TRAINING_STATE).is_file()
+    if resume:
+        if not interrupted:
+            raise ConfigError(f"Nothing to resume in {out}: no {TRAINING_STATE} there (a model trained for epochs saves "
+                              "it after each epoch of a fit into that run directory)")
+        return
+    if interrupted and not overwrite:
+        raise ConfigError(f"{out} holds an interrupted training ({TRAINING_STATE}); pass {resume_flag} to continue it "
+                          f"or {flag} to start again")
+    if not out.is_dir() or not any(out.iterdir()) or interrupted:
         return
     if not (out / "checkpoint.json").is_file() and not (out / "model.pt").is_file():
         raise ConfigError(f"{out} exists and is not a run directory (no checkpoint.json); refusing to write into it. Choose another path.")
@@ -87,6 +104,7 @@ def fit(
     calibration_split: str = "from_test",
     progress: Callable[[str, int, int], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
     **model_kwargs: Any,
 ) -> Run:
     """Fit a registered model on the normal images of ``data`` in one pass, calibrate its
@@ -105,6 +123,8 @@ def fit(
         progress: called as ``progress(stage, done, total)``.
         on_epoch: a model trained for epochs (``"fastflow"``) calls it after each epoch with
             that epoch's record (losses, best epoch, seconds).
+        resume: continue a training interrupted in ``out`` (it saves its state there after each
+            epoch) and end as the uninterrupted fit would have.
         model_kwargs: the model's settings (``backbone``, ``layers``, ``random_state``,
             ``pretrained``, ``coreset_ratio``, ...).
 
@@ -117,13 +137,13 @@ def fit(
     1.0
     """
     if out is not None:
-        check_run_dir(out, overwrite)
+        check_run_dir(out, overwrite, resume=resume)
     require("torch", "fitting models")
     from edgeanomaly.models import fit_run  # torch: the training side
 
     result = fit_run(model, data, out, category=category, image_size=image_size, center_crop=center_crop,
                      batch_size=batch_size, progress=progress, calibration_split=calibration_split, on_epoch=on_epoch,
-                     **model_kwargs)
+                     resume=resume, **model_kwargs)
     return Run(result.checkpoint, result.out, result.seconds)
 
 

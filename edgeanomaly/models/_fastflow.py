@@ -25,6 +25,7 @@ import copy
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
@@ -111,8 +112,13 @@ class FastFlow(AnomalyModel):
         # 1 once trained: the flows have no "empty until fitted" statistics of their own.
         self.register_buffer("trained", torch.zeros(0))
         self.training_history_: list[dict[str, Any]] = []
-        #: Set by the fit pipeline to report each epoch; not a setting, never saved.
+        # Set by the fit pipeline; not settings, never saved with the model:
+        #: called after each epoch with its record
         self.epoch_callback: EpochCallback | None = None
+        #: where the state after each whole epoch is saved (atomically), so training can resume
+        self.training_state_path: Path | None = None
+        #: continue from ``training_state_path`` instead of starting again
+        self.resume_training = False
 
     # ----------------------------------------------------------------- features
     def embed(self, images: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
@@ -128,45 +134,42 @@ class FastFlow(AnomalyModel):
         """Train the flows on batches of normal images (N, 3, H, W) float32 RGB in [0, 1].
 
         The backbone runs once over ``batches``; the flows then train for up to ``epochs``.
-        Returns self; fitting again starts from scratch (fresh flows, same seed).
+        Returns self; fitting again starts from scratch (fresh flows, same seed), unless
+        ``resume_training`` is set and ``training_state_path`` holds the state an interrupted
+        fit of the same settings on the same images saved after its last whole epoch: training
+        then goes on from there and ends as an uninterrupted fit would have.
         """
         features = self._extract(batches)
         n = features[0].shape[0]
         self._reinitialise()
         train_idx, val_idx = self._split(n)
-        gen = torch.Generator().manual_seed(self._seed() + 1)
-        optimiser = torch.optim.Adam(self.flows.parameters(), lr=self._settings["learning_rate"],
-                                     weight_decay=self._settings["weight_decay"])
-        best: tuple[float, int, dict[str, torch.Tensor]] | None = None
-        history: list[dict[str, Any]] = []
-        start = time.perf_counter()
+        run = _Training(self, n)
+        if self.resume_training:
+            run.restore()
         limit = self._settings["max_minutes"]
         stopped = "epochs"
-        for epoch in range(1, self._settings["epochs"] + 1):
+        for epoch in range(run.epoch + 1, self._settings["epochs"] + 1):
             t0 = time.perf_counter()
-            train_loss = self._train_epoch(features, train_idx, optimiser, gen)
+            train_loss = self._train_epoch(features, train_idx, run.optimiser, run.gen)
             val_loss = self._loss(features, val_idx) if len(val_idx) else train_loss
             record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                       "seconds": round(time.perf_counter() - t0, 3)}
-            history.append(record)
-            if best is None or val_loss < best[0]:
-                best = (val_loss, epoch, copy.deepcopy(self.flows.state_dict()))
+            run.finished(record)
             if self.epoch_callback is not None:
-                self.epoch_callback({**record, "best_epoch": best[1], "epochs": self._settings["epochs"]})
-            if epoch - best[1] >= self._settings["patience"]:
+                self.epoch_callback({**record, "best_epoch": run.best_epoch, "epochs": self._settings["epochs"]})
+            if epoch - run.best_epoch >= self._settings["patience"]:
                 stopped = "early stopping"
                 break
-            if limit is not None and time.perf_counter() - start >= 60 * limit:
+            if limit is not None and run.seconds() >= 60 * limit:
                 stopped = "max_minutes"
                 break
-        assert best is not None  # epochs >= 1
-        self.flows.load_state_dict(best[2])
-        for record in history:
-            record["best"] = record["epoch"] == best[1]
-        self.training_history_ = history
-        self.training_summary_ = {"epochs_run": len(history), "best_epoch": best[1], "best_val_loss": best[0],
+        self.flows.load_state_dict(run.best_flows)
+        for record in run.history:
+            record["best"] = record["epoch"] == run.best_epoch
+        self.training_history_ = run.history
+        self.training_summary_ = {"epochs_run": len(run.history), "best_epoch": run.best_epoch, "best_val_loss": run.best_loss,
                                   "stopped_by": stopped, "n_train": len(train_idx), "n_validation": len(val_idx),
-                                  "seconds": round(time.perf_counter() - start, 3)}
+                                  "seconds": round(run.seconds(), 3), "resumed_after_epoch": run.resumed_after}
         self.trained = torch.ones(1, device=self.trained.device)
         self.n_train_images_ = n
         self.eval()
@@ -247,6 +250,66 @@ class FastFlow(AnomalyModel):
             likelihood = level if likelihood is None else likelihood + level
         amap = 1.0 - likelihood / len(self.flows)
         return amap.amax(dim=(1, 2, 3)), amap
+
+
+class _Training:
+    """One FastFlow training run: optimiser, shuffling generator, history and best epoch, saved
+    after each whole epoch to the model's ``training_state_path`` and restored from it."""
+
+    def __init__(self, model: FastFlow, n_images: int) -> None:
+        self.model, self.n_images = model, n_images
+        self.gen = torch.Generator().manual_seed(model._seed() + 1)
+        self.optimiser = torch.optim.Adam(model.flows.parameters(), lr=model._settings["learning_rate"],
+                                          weight_decay=model._settings["weight_decay"])
+        self.history: list[dict[str, Any]] = []
+        self.best_loss, self.best_epoch, self.best_flows = math.inf, 0, copy.deepcopy(model.flows.state_dict())
+        self.epoch = 0
+        self.resumed_after: int | None = None
+        self._before = 0.0  # training seconds of the interrupted run(s)
+        self._start = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Training time so far, the interrupted runs' included (--max-minutes counts it all)."""
+        return self._before + time.perf_counter() - self._start
+
+    def _identity(self) -> dict[str, Any]:
+        return {"params": self.model.get_config()["params"], "n_images": self.n_images}
+
+    def finished(self, record: dict[str, Any]) -> None:
+        """Epoch ``record`` is done: keep the best weights, save the state."""
+        self.history.append(record)
+        self.epoch = record["epoch"]
+        if record["val_loss"] < self.best_loss:
+            self.best_loss, self.best_epoch = record["val_loss"], record["epoch"]
+            self.best_flows = copy.deepcopy(self.model.flows.state_dict())
+        path = self.model.training_state_path
+        if path is None:
+            return
+        state = {"format": "edgeanomaly-fastflow-training", "identity": self._identity(), "epoch": self.epoch,
+                 "history": self.history, "best_loss": self.best_loss, "best_epoch": self.best_epoch,
+                 "best_flows": self.best_flows, "flows": self.model.flows.state_dict(),
+                 "optimiser": self.optimiser.state_dict(), "generator": self.gen.get_state(), "seconds": self.seconds()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # a kill mid-save leaves the previous epoch's state whole
+
+    def restore(self) -> None:
+        """Continue from the saved state (a clear error when there is none, or it is another fit's)."""
+        path = self.model.training_state_path
+        if path is None or not path.is_file():
+            raise ConfigError(f"Nothing to resume: no training state at {path} (a FastFlow fit saves one after each epoch)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("identity") != self._identity():
+            raise ConfigError(f"The training state at {path} is of another fit (other settings or images: it had "
+                               f"{state.get('identity', {}).get('n_images')} images, this fit {self.n_images}); "
+                               "start again with --overwrite")
+        self.model.flows.load_state_dict(state["flows"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.gen.set_state(state["generator"])
+        self.history, self.epoch = list(state["history"]), int(state["epoch"])
+        self.best_loss, self.best_epoch, self.best_flows = float(state["best_loss"]), int(state["best_epoch"]), state["best_flows"]
+        self.resumed_after, self._before = self.epoch, float(state["seconds"])
 
 
 def _layer_norm(f: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 
 from edgeanomaly import __version__
 from edgeanomaly.data import Dataset, PreprocessConfig, load_dataset
+from edgeanomaly.errors import ConfigError
 from edgeanomaly.models._checkpoint import Checkpoint, save_checkpoint
 from edgeanomaly.models._device import resolve_device
 from edgeanomaly.models._fit import fit_model, loader_workers, predict_samples
@@ -78,6 +79,10 @@ def calibrate_and_evaluate(
     return calibration, metrics
 
 
+#: A model trained for epochs saves its state here (inside the run directory) after each epoch.
+TRAINING_STATE = "training-state.pt"
+
+
 def training_split(dataset: Dataset) -> tuple[list, list]:
     """(images to fit on, images held out for calibration) of ``dataset``.
 
@@ -104,6 +109,7 @@ def fit_run(
     calibration_split: str = "from_test",
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     device: str | torch.device | None = "cpu",
+    resume: bool = False,
     **model_kwargs: Any,
 ) -> FitResult:
     """Fit ``model_name`` on ``data`` (normal train split), calibrate and measure on the test split.
@@ -115,6 +121,9 @@ def fit_run(
         calibration_split: ``"from_test"`` or ``"same_as_test"``; see :func:`calibrate_and_evaluate`.
         on_epoch: for a model trained for epochs (FastFlow), called after each epoch with its
             record (``epoch``, ``epochs``, ``train_loss``, ``val_loss``, ``best_epoch``, ``seconds``).
+        resume: a model trained for epochs saves its state in ``out`` after each epoch
+            (``training-state.pt``, removed once the checkpoint is written); ``resume=True``
+            continues an interrupted fit from there.
         device: where the features and the estimators are computed: ``"cpu"``, ``"cuda"``,
             ``"cuda:N"`` or ``"auto"`` (CUDA when torch sees one); see ``resolve_device``.
             The checkpoint is the same whatever the device (its tensors are saved on the CPU;
@@ -141,6 +150,13 @@ def fit_run(
         return step
 
     train, holdout = training_split(dataset)
+    trained = hasattr(model, "training_state_path")  # a model trained for epochs
+    if resume and not (trained and out is not None):
+        raise ConfigError(f"resume continues an interrupted training in its run directory: {model_name} "
+                          + ("fits in one pass" if not trained else "was given no out directory"))
+    if trained and out is not None:
+        model.training_state_path = Path(out) / TRAINING_STATE
+        model.resume_training = resume
     if hasattr(model, "epoch_callback"):  # a model trained for epochs reports each
 
         def report(record: dict[str, Any]) -> None:
@@ -215,4 +231,6 @@ def fit_run(
         info["training"] = {**model.training_summary_, "history": model.training_history_}
     ckpt = Checkpoint(model, preprocessing, calibration_dict, info, metrics)
     out_path = save_checkpoint(out, ckpt) if out is not None else None
+    if out is not None:
+        (Path(out) / TRAINING_STATE).unlink(missing_ok=True)  # the checkpoint holds the history now
     return FitResult(ckpt, out_path, seconds)

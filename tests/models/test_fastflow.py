@@ -119,3 +119,71 @@ def test_epoch_options_are_refused_for_one_pass_models(tmp_path) -> None:
 def test_bad_settings(setting: str, value, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         _model(**{setting: value})
+
+
+def test_an_interrupted_fit_resumes_and_ends_as_the_uninterrupted_one(tmp_path) -> None:
+    train = [_images(4, 1), _images(4, 2)]
+    whole = _model(epochs=4, patience=10).fit(train)
+    state = tmp_path / "training-state.pt"
+    first = _model(epochs=4, patience=10)
+    first.training_state_path = state
+
+    def interrupt(record) -> None:
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt  # as Ctrl-C, after epoch 2's state was saved
+
+    first.epoch_callback = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(train)
+    again = _model(epochs=4, patience=10)
+    again.training_state_path, again.resume_training = state, True
+    again.fit(train)
+    assert again.training_summary_["resumed_after_epoch"] == 2 and whole.training_summary_["resumed_after_epoch"] is None
+    assert [r["train_loss"] for r in again.training_history_] == [r["train_loss"] for r in whole.training_history_]
+    x = _images(2, 9)
+    for key, value in whole.predict(x).items():
+        torch.testing.assert_close(again.predict(x)[key], value, rtol=0, atol=0)
+    other = _model(epochs=4, patience=10, flow_steps=3)  # another fit's settings
+    other.training_state_path, other.resume_training = state, True
+    with pytest.raises(ConfigError, match="of another fit"):
+        other.fit(train)
+    missing = _model()
+    missing.training_state_path, missing.resume_training = tmp_path / "none.pt", True
+    with pytest.raises(ConfigError, match="Nothing to resume"):
+        missing.fit(train)
+
+
+def test_fit_resume_from_the_run_directory(tmp_path) -> None:
+    import edgeanomaly as ea
+    from edgeanomaly.cli import main
+    from edgeanomaly.data import generate_synthetic_dataset
+    from edgeanomaly.frontdoor._run import TRAINING_STATE
+    from edgeanomaly.models._pipeline import TRAINING_STATE as WRITTEN
+
+    assert TRAINING_STATE == WRITTEN
+    generate_synthetic_dataset(tmp_path / "data", ["metal"], n_train=8, n_test=2, seed=0, size=SIZE)
+    run_dir = tmp_path / "ff.run"
+    args = ["--image-size", str(SIZE), "--backbone", "resnet18", "--no-pretrained", "--epochs", "3", "--param", "flow_steps=2"]
+
+    def interrupt(record) -> None:
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ea.fit("fastflow", tmp_path / "data", category="metal", out=run_dir, image_size=SIZE, backbone="resnet18",
+               pretrained=False, epochs=3, flow_steps=2, on_epoch=interrupt)
+    assert (run_dir / "training-state.pt").is_file() and not (run_dir / "checkpoint.json").exists()
+    fit = ["fit", "--model", "fastflow", "--data", str(tmp_path / "data"), "--category", "metal", "--out", str(run_dir), *args]
+    r = CliRunner().invoke(main, fit)
+    assert r.exit_code == 1 and "holds an interrupted training" in r.output and "--resume" in r.output
+    r = CliRunner().invoke(main, [*fit, "--resume"])
+    assert r.exit_code == 0, r.output
+    assert "epoch 1/3" not in r.output and "epoch 2/3" in r.output and "epoch 3/3" in r.output
+    info = json.loads((run_dir / "checkpoint.json").read_text())["info"]["training"]
+    assert info["resumed_after_epoch"] == 1 and info["epochs_run"] == 3
+    assert not (run_dir / "training-state.pt").exists()  # the checkpoint holds the history now
+    r = CliRunner().invoke(main, [*fit, "--resume"])
+    assert r.exit_code == 1 and "Nothing to resume" in r.output
+    r = CliRunner().invoke(main, ["fit", "--model", "padim", "--data", str(tmp_path / "data"), "--category", "metal",
+                                  "--out", str(tmp_path / "p.run"), "--resume"])
+    assert r.exit_code == 1 and "Nothing to resume" in r.output
