@@ -148,7 +148,10 @@ class FastFlow(AnomalyModel):
             run.restore()
         limit = self._settings["max_minutes"]
         stopped = "epochs"
-        for epoch in range(run.epoch + 1, self._settings["epochs"] + 1):
+        epochs = range(run.epoch + 1, self._settings["epochs"] + 1)
+        if run.epoch and run.epoch - run.best_epoch >= self._settings["patience"]:  # interrupted as it stopped
+            stopped, epochs = "early stopping", range(0)
+        for epoch in epochs:
             t0 = time.perf_counter()
             train_loss = self._train_epoch(features, train_idx, run.optimiser, run.gen)
             val_loss = self._loss(features, val_idx) if len(val_idx) else train_loss
