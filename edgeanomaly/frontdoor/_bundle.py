@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import edgeanomaly.serve as serving
 from edgeanomaly import runtime, tooling
-from edgeanomaly.bundle import SigningKey, Signature, describe_bundle, generate_keypair, read_bundle, sign_bundle, verify_bundle
+from edgeanomaly.bundle import (
+    Signature,
+    SigningKey,
+    describe_bundle,
+    generate_keypair,
+    read_bundle,
+    resolve_trust,
+    sign_bundle,
+    verify_bundle,
+)
 from edgeanomaly.errors import BundleError
 from edgeanomaly.frontdoor._detector import Detector
 
@@ -71,8 +80,9 @@ class Bundle:
         """Model, input contract, calibration, artifacts, sizes and signature, as ``edgeanomaly
         info`` prints them; with ``trust`` (key files or folders, or ``TrustedKeys``) the
         signature is checked against those keys."""
+        keys = resolve_trust(trust)  # as load and verify: trust, else $EDGEANOMALY_TRUST
         with read_bundle(self.path, verify=False) as opened:
-            return describe_bundle(opened, trust=trust)
+            return describe_bundle(opened, trust=keys)
 
     def verify(self, trust: TrustLike = None) -> list[str]:
         """Problems with the bundle (empty: intact), as ``edgeanomaly info`` reports them: every

@@ -526,3 +526,22 @@ def test_ir_metadata_read_from_the_end_agrees_with_the_full_parse(seg_bundle: Pa
     assert _openvino_tail(odd) is None
     assert graph_model_info(odd, "openvino") == graph_model_info(xml, "openvino")
     assert graph_model_info(xml, "openvino")["model"] == "toy-segmentation"
+
+
+def test_the_front_door_signs_and_verifies(seg_bundle_copy: Path, keys: dict, tmp_path: Path) -> None:
+    """`ea.keygen`, `ea.sign` / `Bundle.sign`, `Bundle.verify(trust=)` and `ea.load(trust=)`."""
+    import edgeanomaly as ea
+
+    private, public = ea.keygen(tmp_path / "keys", "line3")
+    bundle = ea.Bundle(seg_bundle_copy)
+    assert bundle.verify() == []  # intact, unsigned, no trust asked
+    assert any("not signed" in p for p in bundle.verify(trust=public))
+    signature = bundle.sign(private)
+    assert ea.sign(seg_bundle_copy, private).key_id == signature.key_id
+    assert bundle.verify(trust=public) == []
+    assert any(f"is signed by key {signature.key_id}" in p and "refusing it" in p for p in bundle.verify(trust=keys["stranger"][1]))
+    assert "valid" in bundle.describe(trust=public) and signature.key_id in bundle.describe(trust=public)
+    with ea.load(seg_bundle_copy, backend="openvino", trust=public) as detector:
+        assert detector.predict(np.zeros((64, 80, 3), np.uint8)).anomaly_map.shape == (64, 80)
+    with pytest.raises(UntrustedKeyError):
+        ea.load(seg_bundle_copy, backend="openvino", trust=keys["stranger"][1])
