@@ -12,6 +12,7 @@ level (the graph and its weights are skipped, never read), an IR through its ``.
 
 from __future__ import annotations
 
+import io
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -54,38 +55,21 @@ def _varint(f: BinaryIO) -> int | None:
 
 def _entry(data: bytes) -> tuple[str, str]:
     """(key, value) of a StringStringEntryProto."""
+    f = io.BytesIO(data)
     fields: dict[int, str] = {}
-    pos = 0
-    while pos < len(data):
-        tag = shift = 0
-        while True:
-            if pos >= len(data):
-                raise _Malformed("metadata entry ends inside a tag")
-            b = data[pos]
-            pos += 1
-            tag |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+    while (tag := _varint(f)) is not None:
         if tag & 7 != 2:
             raise _Malformed(f"metadata entry field {tag >> 3} has wire type {tag & 7}, expected a string")
-        length = shift = 0
-        while True:
-            if pos >= len(data):
-                raise _Malformed("metadata entry ends inside a length")
-            b = data[pos]
-            pos += 1
-            length |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        if pos + length > len(data):
+        length = _varint(f)
+        if length is None:
+            raise _Malformed("metadata entry ends inside a length")
+        raw = f.read(length)
+        if len(raw) != length:
             raise _Malformed("metadata entry string runs past its end")
         try:
-            fields[tag >> 3] = data[pos : pos + length].decode("utf-8")
+            fields[tag >> 3] = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise _Malformed(f"metadata entry is not UTF-8 ({exc})") from exc
-        pos += length
     return fields.get(1, ""), fields.get(2, "")
 
 
