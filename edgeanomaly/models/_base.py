@@ -34,7 +34,15 @@ from edgeanomaly.components import FeatureExtractor
 from edgeanomaly.components import DynamicBufferModule
 from edgeanomaly.errors import ConfigError, DatasetError, NotFittedError
 
-__all__ = ["AnomalyModel", "concat_layers"]
+__all__ = ["AnomalyModel", "STRIDE_4_8_16_LAYERS", "concat_layers"]
+
+#: Each backbone's layers at strides 4, 8 and 16: the default of the models that read three
+#: levels of features (PaDiM, FastFlow).
+STRIDE_4_8_16_LAYERS: dict[str, tuple[str, ...]] = {
+    "resnet18": ("layer1", "layer2", "layer3"),
+    "wide_resnet50_2": ("layer1", "layer2", "layer3"),
+    "efficientnet_lite0": ("blocks.2", "blocks.4", "blocks.10"),
+}
 
 #: ``progress(stage, done, total)`` of the steps after the pass over the images.
 StageProgress = Callable[[str, int, int], None]

@@ -34,7 +34,7 @@ from torch import nn
 
 from edgeanomaly.components import fastflow_blocks
 from edgeanomaly.errors import ConfigError
-from edgeanomaly.models._base import AnomalyModel
+from edgeanomaly.models._base import STRIDE_4_8_16_LAYERS, AnomalyModel
 from edgeanomaly.models._registry import register_model
 
 __all__ = ["FastFlow"]
@@ -68,11 +68,7 @@ class FastFlow(AnomalyModel):
     task = "segmentation"
     min_distinct_images = 2
     int8_head_refit = False  # the flows are trained, not statistics of the features
-    default_layers = {
-        "resnet18": ("layer1", "layer2", "layer3"),
-        "wide_resnet50_2": ("layer1", "layer2", "layer3"),
-        "efficientnet_lite0": ("blocks.2", "blocks.4", "blocks.10"),
-    }
+    default_layers = STRIDE_4_8_16_LAYERS
 
     def __init__(
         self,

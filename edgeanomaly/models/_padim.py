@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from edgeanomaly.components import GaussianBlur2d, MultivariateGaussian
 from edgeanomaly.errors import ConfigError
-from edgeanomaly.models._base import AnomalyModel, concat_layers
+from edgeanomaly.models._base import STRIDE_4_8_16_LAYERS, AnomalyModel, concat_layers
 from edgeanomaly.models._registry import register_model
 
 __all__ = ["PaDiM"]
@@ -51,11 +51,7 @@ class PaDiM(AnomalyModel):
     name = "padim"
     task = "segmentation"
     min_distinct_images = 2  # a Gaussian per patch position: a covariance across images
-    default_layers = {
-        "resnet18": ("layer1", "layer2", "layer3"),
-        "wide_resnet50_2": ("layer1", "layer2", "layer3"),
-        "efficientnet_lite0": ("blocks.2", "blocks.4", "blocks.10"),
-    }
+    default_layers = STRIDE_4_8_16_LAYERS
 
     def __init__(
         self,
