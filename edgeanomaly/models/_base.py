@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from edgeanomaly.components import FeatureExtractor
 from edgeanomaly.components import DynamicBufferModule
 from edgeanomaly.errors import ConfigError, DatasetError, NotFittedError
+from edgeanomaly.models._rowstore import RowStore
 
 __all__ = ["AnomalyModel", "STRIDE_4_8_16_LAYERS", "concat_layers"]
 
@@ -120,7 +121,7 @@ class AnomalyModel(DynamicBufferModule, ABC):
         self.random_state = random_state
         self.weights_source = self.feature_extractor.weights_source
         self._settings = dict(settings)
-        self._rows: list[torch.Tensor] = []
+        self._rows = RowStore()
         self.n_train_images_ = 0
 
     # ----------------------------------------------------------------- configuration
@@ -165,23 +166,11 @@ class AnomalyModel(DynamicBufferModule, ABC):
         self._rows.append(embedding)
 
     def _take_rows(self) -> torch.Tensor:
-        """Everything ``_update`` kept, concatenated along the batch; the buffer is emptied."""
-        rows, self._rows = self._rows, []
-        if len(rows) == 1:
-            return rows[0]
-        # Copied into one tensor batch by batch, each batch freed once copied: the peak is the
-        # rows plus one batch, not twice the rows as with torch.cat (issue 22).
-        first = rows[0]
-        out = torch.empty((sum(int(r.shape[0]) for r in rows), *first.shape[1:]), dtype=first.dtype, device=first.device)
-        pos = 0
-        rows.reverse()
-        del first
-        while rows:
-            r = rows.pop()
-            out[pos : pos + r.shape[0]] = r
-            pos += int(r.shape[0])
-            del r
-        return out
+        """Everything ``_update`` kept, concatenated along the batch; the buffer is emptied.
+
+        The rows are kept in 64 MiB blocks (:class:`RowStore`), so joining them costs one
+        block beyond the rows, not a second copy of them (issue 22)."""
+        return self._rows.take()
 
     @abstractmethod
     def _finish(self) -> None:
@@ -271,7 +260,7 @@ class AnomalyModel(DynamicBufferModule, ABC):
 
     def _reset(self) -> None:
         """Forget accumulated fitting state."""
-        self._rows = []
+        self._rows = RowStore()
 
     @property
     def device(self) -> torch.device:

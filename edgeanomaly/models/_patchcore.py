@@ -158,7 +158,7 @@ class PatchCore(AnomalyModel):
         index = torch.arange(self._seen, self._seen + patches.shape[0])
         self._seen += patches.shape[0]
         keep = index % self._stride == 0
-        self._rows.append((patches if self._stride == 1 else patches[keep.to(patches.device)]).contiguous())
+        self._rows.append(patches if self._stride == 1 else patches[keep.to(patches.device)])
         self._index.append(index[keep])
         self._kept += int(keep.sum())
         budget = int(self.max_train_memory_mb * 2**20 // (4 * d))
@@ -167,7 +167,7 @@ class PatchCore(AnomalyModel):
             # seen so far, and the same rule for the images still to come.
             self._stride *= 2
             keeps = [i % self._stride == 0 for i in self._index]
-            self._rows = [r[k.to(r.device)] for r, k in zip(self._rows, keeps)]
+            self._rows.keep(torch.cat(keeps))
             self._index = [i[k] for i, k in zip(self._index, keeps)]
             self._kept = sum(int(k.sum()) for k in keeps)
 

@@ -208,10 +208,9 @@ def test_support_table_in_small_blocks_is_the_brute_force_one(monkeypatch) -> No
 def test_take_rows_is_cat_and_empties_the_buffer() -> None:
     model = create_model("dfm", backbone="resnet18", pretrained=False)
     parts = [torch.randn(n, 3, 2) for n in (4, 1, 5)]
-    model._rows = list(parts)
-    assert torch.equal(model._take_rows(), torch.cat(parts)) and model._rows == []
-    model._rows = [parts[0]]
-    assert model._take_rows() is parts[0]
+    for p in parts:
+        model._update(p)
+    assert torch.equal(model._take_rows(), torch.cat(parts)) and len(model._rows) == 0
 
 
 def test_patchcore_predicts_in_blocks_that_bound_its_distance_matrix(monkeypatch, synthetic_root: Path) -> None:
