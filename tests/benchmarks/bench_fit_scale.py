@@ -22,7 +22,7 @@ scale: for each image count, writes that many synthetic 256 px "metal" training 
     seconds, split into the pass over the images (decode + features) and the coreset
     selection (from the progress callbacks), the child's CPU seconds (user + system, of the
     fit and the small test pass: less sensitive than wall time to other work on the machine)
-    and its peak RSS (``ru_maxrss``).
+    and its own peak RSS (``VmHWM``; ``ru_maxrss`` would carry the parent's peak in).
     Prints a table and the growth exponent ``log(t2 / t1) / log(n2 / n1)`` of the fit
     between consecutive counts.
 
@@ -130,6 +130,9 @@ def _synth(workdir: Path, n: int, largest: int) -> Path:
 _CHILD = """
 import resource, sys, time
 from edgeanomaly.models import fit_run
+def peak_kib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 marks = {}
 def cpu():
     u = resource.getrusage(resource.RUSAGE_SELF)
@@ -146,7 +149,7 @@ r = fit_run("patchcore", sys.argv[1], None, category="metal", coreset_method=sys
 fit_cpu = cpu() - c0  # the whole child after imports: fit, test inference, calibration
 images = marks["images"] - t0 - r.seconds["setup"]
 coreset = marks.get("coreset", marks["images"]) - marks["images"]
-print(f"{r.seconds['fit']:.2f} {images:.2f} {coreset:.2f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} {fit_cpu:.2f}")
+print(f"{r.seconds['fit']:.2f} {images:.2f} {coreset:.2f} {peak_kib()} {fit_cpu:.2f}")
 """
 
 
@@ -210,7 +213,10 @@ def coreset(args: argparse.Namespace) -> None:
 
 
 _PREDICT_CHILD = """
-import resource, sys, torch
+import sys, torch
+def peak_kib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 import edgeanomaly.models._patchcore as pc
 from edgeanomaly.data import PreprocessConfig, load_dataset
 from edgeanomaly.models import create_model
@@ -223,9 +229,9 @@ bank = torch.randn(40000, 152, generator=g)
 m.memory_bank_, m.bank_sq_norm_ = bank, (bank * bank).sum(1)
 m.support_idx_ = torch.randint(40000, (40000, 9), generator=g)
 samples = load_dataset(sys.argv[1]).test
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+before = peak_kib() // 1024
 predict_samples(m, samples, PreprocessConfig(256), batch_size=16)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+after = peak_kib() // 1024
 print(f"{sys.argv[2]}: {len(samples)} test images, peak RSS {before} MB before, {after} MB after")
 """
 
