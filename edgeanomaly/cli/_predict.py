@@ -16,6 +16,10 @@ from edgeanomaly.cli._remote import check_remote, remote_options
 
 #: Exit code when the run finished but some inputs could not be scored (corrupt files...).
 EXIT_SOME_FAILED = 3
+#: From this many image files on, ``predict`` chooses the backend by measurement: it costs
+#: under a second (docs/BENCHMARKS.md, "Backend choice under load"), a small share of a run
+#: of 100 images of 15-40 ms each; for a few files it would cost more than it could save.
+MEASURE_FROM_FILES = 100
 
 _GLOB_CHARS = set("*?[")
 
@@ -360,9 +364,10 @@ def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path],
         artifact=artifact,
         inference_precision=inference_precision,
         exact=exact,
-        # A video, camera or drop folder runs for long: pay the bounded backend timing once
-        # (about a second) for the faster backend; a few files keep the registry order.
-        measure_backends=True if kind in ("video", "camera", "watch") else None,
+        # A video, camera, drop folder or many files run for long: pay the bounded backend
+        # timing once (under a second) for the backend that holds up best; a few files keep
+        # the registry order.
+        measure_backends=kind in ("video", "camera", "watch") or (kind == "files" and len(value) >= MEASURE_FROM_FILES),
         trust=keys,
         **remote,
     )

@@ -6,6 +6,7 @@ import concurrent.futures
 import inspect
 import logging
 import os
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 
 from edgeanomaly._optional import check_choice
 from edgeanomaly.data import PreprocessConfig, preprocess
-from edgeanomaly.errors import BackendUnavailableError, BundleError, ConfigError, InferenceError
+from edgeanomaly.errors import BackendUnavailableError, BundleError, ConfigError, EdgeAnomalyError, InferenceError
 from edgeanomaly.registry import PRECISIONS, BackendSpec, backends, backends_for, get_backend
 from edgeanomaly.runtime._autoselect import contenders, measure_by_default, measure_choice
 from edgeanomaly.runtime._backends import Backend
@@ -211,6 +212,11 @@ class Detector:
         self.selection: str = ""
         #: The execution precision it runs at, why, and its export-measured drift (set by :func:`load`).
         self.execution = ExecutionChoice(None, "", measured=None).loaded(engine)
+        self._lock = threading.Lock()
+        self._uses = 0  # calls that have taken the engine
+        #: Set by :func:`load` for ``backend="auto"`` without a measurement: times the
+        #: backends at the first :meth:`predict_many` or :meth:`stream`, see there.
+        self._measure_later: Any = None
 
     # -- info ----------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -235,9 +241,38 @@ class Detector:
             f"backend={self.backend!r}, device={self.device!r}, precision={self.precision!r})"
         )
 
+    def _measure_first(self) -> None:
+        """Choose the backend by measurement before the first call, when it runs many images.
+
+        A detector loaded with ``backend="auto"`` and ``measure_backends`` left at None runs
+        the registry's choice; the first :meth:`predict_many` or :meth:`stream` (a caller
+        that will run many images) times the contending backends once (under a second, see
+        :func:`~edgeanomaly.runtime._autoselect.measure_choice`) and keeps the best. Only
+        when no call has run yet, so no request is in flight on the engine it may replace;
+        a call from another thread meanwhile waits for the choice.
+        """
+        if self._measure_later is None:
+            return
+        with self._lock:
+            later, self._measure_later = self._measure_later, None
+            if later is None or self._uses or self._engine is None:
+                return
+            try:
+                engine, backend, artifact, why, execution = later(self._engine)
+            except EdgeAnomalyError as exc:  # the loaded engine was never closed: it keeps running
+                self.selection += f"; backend measurement at the first predict_many failed ({exc}), kept"
+                log.warning("backend measurement failed, keeping %s: %s", self.backend, exc)
+                return
+            self._engine, self.backend, self.artifact, self.selection = engine, backend, artifact, why
+            self.device, self.precision = engine.device, engine.precision
+            self.execution = execution.loaded(engine)
+            log.info("backend chosen at the first predict_many: %s on %s (%s)", artifact.name, backend, why)
+
     # -- core steps ----------------------------------------------------------------------------
     def _live(self) -> Backend:
-        engine = self._engine
+        with self._lock:  # waits for a backend measurement in progress (_measure_first)
+            self._uses += 1
+            engine = self._engine
         if engine is None:
             raise InferenceError(f"This Detector ({self.root}) is closed; load the bundle again to predict.")
         return engine
@@ -425,6 +460,7 @@ class Detector:
         """
         if batch_size < 1:
             raise ValueError(f"Expected batch_size >= 1, got {batch_size}")
+        self._measure_first()
         engine = self._live()
         return self._predict_many(
             engine, iter(images), color, None if sources is None else iter(sources), batch_size, jobs, throughput
@@ -478,6 +514,7 @@ class Detector:
         """Predict on a video file, a camera index or a watched folder; see :func:`edgeanomaly.runtime.stream`."""
         from edgeanomaly.runtime._stream import stream
 
+        self._measure_first()
         return stream(self, source, **kwargs)
 
     def close(self) -> None:
@@ -520,6 +557,13 @@ def _prefer_earned_precision(
         if earned:
             return spec, chosen, f"{why}; not {on}: {other.reason}"
     return spec, chosen, why
+
+
+def _speed_settings(given: dict[str, Any], exact: bool) -> dict[str, Any]:
+    """The load settings that change a backend's speed: part of a measured choice's cache key."""
+    speed = {k: given.get(k) for k in ("num_threads", "num_streams", "performance_hint", "inference_precision", "memory_arena")}
+    speed["exact"] = exact or None
+    return speed
 
 
 def load(
@@ -586,12 +630,18 @@ def load(
             names it) and seconds per request. The graph runs on the server; preprocessing and
             calibration stay here, and the artifact is the one the server says it runs.
         measure_backends: with ``backend="auto"`` and no ``artifact``: when several installed
-            backends can run an artifact of the chosen precision on ``device``, time a few warm
-            inferences of each (at most 5 runs, about 3 s) and keep the faster; the timings are
-            in ``Detector.selection`` and the log, and the decision is cached in ``cache_dir``
-            when given. Default ``None``: measure only when ``cache_dir`` is given (the cost,
-            3-4x the load time here, is then paid once; see docs/BENCHMARKS.md, issue 15), else
-            the registry order. Ignored for an explicit backend or artifact.
+            backends can run an artifact of the chosen precision on ``device``, time warm
+            batch-1 inferences of each, idle and with one core kept busy by another process,
+            and keep the backend whose worst slowdown against the fastest is smallest (a
+            backend a little faster idle can be much slower beside another job); measuring
+            costs well under a second beyond the load (the cost, the timings and the reason
+            are in ``Detector.selection`` and the log), and the decision is cached in
+            ``cache_dir`` when given. ``True``: measure now. ``False``: never; the registry
+            order. Default ``None``: measure now when ``cache_dir`` is given, else at the
+            first :meth:`Detector.predict_many` or :meth:`Detector.stream` (a caller that runs
+            many images), if no other call has run before it; a detector used for single
+            :meth:`Detector.predict` calls keeps the registry order and pays nothing. Ignored
+            for an explicit backend or artifact.
 
         trust: trusted public keys: a ``.pub`` file, a folder of them, a list, or
             :class:`edgeanomaly.bundle.TrustedKeys`; default ``$EDGEANOMALY_TRUST`` when set
@@ -676,7 +726,8 @@ def load(
                 opened.path(art), device, artifact_precision=art.precision, static_batch=getattr(art, "static_batch", None), **options
             )
 
-        if backend == "auto" and artifact is None and not measure and not spec.connects:
+        if backend == "auto" and artifact is None and not spec.connects:
+            # What load runs without measuring; a measurement times the others against it.
             spec, chosen, why = _prefer_earned_precision(opened, spec, chosen, device, explicit, why, execution_for)
             backend_name = spec.name
         if spec.connects:
@@ -684,10 +735,8 @@ def load(
             engine, chosen = spec.connect(opened, device, precision=precision, artifact=artifact, **options)
             why = f"{chosen.name}: the artifact the {spec.name} backend reports it runs"
         elif measure:
-            speed = {k: given.get(k) for k in ("num_threads", "num_streams", "performance_hint", "inference_precision", "memory_arena")}
-            speed["exact"] = exact or None
             engine, backend_name, chosen, why = measure_choice(
-                opened, device, (backend_name, chosen, why), explicit, create, settings=speed,
+                opened, device, (backend_name, chosen, why), explicit, create, settings=_speed_settings(given, exact),
                 input_size=PreprocessConfig.from_dict(opened.manifest.preprocessing).input_size, cache_dir=cache_dir,
             )
         else:
@@ -706,6 +755,24 @@ def load(
     detector.backend = backend_name  # the registry row, also when two rows share a backend class
     detector.selection = why
     detector.execution = execution.loaded(engine)
+    if backend == "auto" and artifact is None and measure_backends is None and not measure and not spec.connects:
+        first = (backend_name, chosen, why)
+
+        def measure_later(current: Backend) -> tuple[Backend, str, Any, str, ExecutionChoice]:
+            """Time the contenders of the loaded engine (reused), for the first predict_many."""
+            new, name, art, because = measure_choice(
+                opened, device, first, explicit, create, settings=_speed_settings(given, exact),
+                input_size=detector.input_size, cache_dir=cache_dir, loaded=current,
+            )
+            if new is not current:
+                try:
+                    _check_signature(new, opened.manifest, f"Artifact {art.name} of {opened.root}")
+                except BaseException:
+                    new.close()
+                    raise
+            return new, name, art, because, execution_for(get_backend(name), art)
+
+        detector._measure_later = measure_later
     log.info(
         "loaded %s artifact %s (%s) on %s/%s, precision %s (%s; compiled in %.0f ms)",
         detector.root,
