@@ -191,16 +191,18 @@ def busy_core() -> Iterator[bool]:
     if cores < 2:
         yield False
         return
-    # -I -S: no site, no user paths, nothing read or written; it only spins until killed.
+    # -I -S: no site, no user paths, nothing read or written; it says it runs, then spins
+    # until killed. Waiting for that line keeps the interpreter's start out of the timing.
     spinner = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", "while True: pass"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-I", "-S", "-c", "import sys\nsys.stdout.write('1')\nsys.stdout.flush()\nwhile True: pass"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )
     try:
-        yield True
+        yield spinner.stdout.read(1) == b"1"  # type: ignore[union-attr]  # False: it did not start
     finally:
         spinner.kill()
         spinner.wait()
+        spinner.stdout.close()  # type: ignore[union-attr]
 
 
 def _time_engines(engines: list[tuple[str, Any]], x: np.ndarray, runs: int, budget_s: float) -> dict[str, list[float]]:

@@ -699,6 +699,14 @@ def load(
         explicit = {k for k, v in given.items() if v is not None} - ({"performance_hint"} if hint == "LATENCY" else set())
         measure = backend == "auto" and artifact is None and (measure_by_default(cache_dir) if measure_backends is None else measure_backends)
         rejected = sorted(explicit - set(spec.options) - ({"cache_dir"} if measure else set()))
+        if rejected and backend == "auto" and artifact is None and not spec.connects:
+            # auto: the first contender that takes every setting given (a setting is a choice too)
+            others = contenders(opened, device, (backend_name, chosen), explicit)[1:]
+            taker = next((c for c in others if set(rejected) <= set(c[0].options)), None)
+            if taker is not None:
+                spec, chosen = taker
+                why = f"{why}; on {spec.name} ({chosen.name}): it takes {', '.join(rejected)}, {backend_name} does not"
+                backend_name, rejected = spec.name, []
         if rejected:
             extra = (
                 " It runs the graph's own precision: pick an artifact of the precision you want instead (precision=... or artifact=...)."

@@ -1,6 +1,6 @@
 """Backend choice by measurement, run by hand (not collected by pytest): is it worth its cold start?
 
-    python tests/benchmarks/bench_autoselect.py BUNDLE [--rounds 5] [--runs 40]
+    python tests/benchmarks/bench_autoselect.py BUNDLE [--rounds 5] [--runs 40] [--choices 10]
 
 Prints, interleaved so all variants see the same machine load (issue 15):
 - cold start in a fresh interpreter (import + ``load(BUNDLE)`` + first prediction) with
@@ -8,14 +8,20 @@ Prints, interleaved so all variants see the same machine load (issue 15):
   comparison for that one is "off" with the same warm ``cache_dir``, since OpenVINO then also
   reuses its compiled model), median over ``--rounds`` rounds;
 - warm batch-1 latency of the fp32 artifact on each backend that can run it (``backend=``
-  named, so nothing is measured at load), ``--runs`` runs in turns; median and p95, and the
-  number of inferences after which measuring has paid for its cold start.
+  named, so nothing is measured at load), ``--runs`` runs in turns, idle and with one core
+  kept busy by a spinner process (issue 25); median and p95, and the number of inferences
+  after which measuring has paid for its cold start;
+- with ``--choices N``: N loads with ``measure_backends=True`` in this process (warm), the
+  backend each chose and the measuring cost each reported (``measuring took N ms``): how
+  stable the short in-load measurement is against the long one above.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -48,12 +54,13 @@ def main() -> None:
     ap.add_argument("bundle")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=40)
+    ap.add_argument("--choices", type=int, default=0, help="loads with measure_backends=True to tally")
     args = ap.parse_args()
 
     from edgeanomaly.bundle import read_bundle
     from edgeanomaly.data import PreprocessConfig
     from edgeanomaly.runtime import load
-    from edgeanomaly.runtime._autoselect import contenders, probe_input
+    from edgeanomaly.runtime._autoselect import busy_core, contenders, probe_input
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-autoselect-"))
     try:
@@ -79,22 +86,39 @@ def main() -> None:
             first.close()
             x = probe_input(b, PreprocessConfig.from_dict(b.manifest.preprocessing).input_size)
             dets = [load(b, backend=s.name, artifact=a.name) for s, a in pairs]
+            conditions: dict[str, list[list[float]]] = {}
             try:
                 for d in dets:
                     for _ in range(3):
                         d.predict_tensor(x)
-                times: list[list[float]] = [[] for _ in dets]
-                for i in range(args.runs):
-                    for k in list(range(len(dets)))[i % len(dets):] + list(range(len(dets)))[: i % len(dets)]:
-                        times[k].append(dets[k].predict_tensor(x)[0].timings["infer"])
+                for condition in ("idle", "one core busy"):
+                    with busy_core() if condition != "idle" else contextlib.nullcontext(True) as on:
+                        if not on:
+                            continue
+                        times: list[list[float]] = [[] for _ in dets]
+                        for i in range(args.runs):
+                            for k in list(range(len(dets)))[i % len(dets):] + list(range(len(dets)))[: i % len(dets)]:
+                                times[k].append(dets[k].predict_tensor(x)[0].timings["infer"])
+                        conditions[condition] = times
             finally:
                 for d in dets:
                     d.close()
-        print(f"warm batch-1 graph latency, {args.runs} runs in turns:")
-        med = {}
-        for (s, a), t in zip(pairs, times):
-            med[s.name] = float(np.median(t))
-            print(f"  {s.name:12s} {a.name:14s} median {med[s.name]:6.2f} ms   p95 {np.percentile(t, 95):6.2f} ms")
+            picks: list[tuple[str, float]] = []
+            for _ in range(args.choices):
+                with load(b, measure_backends=True) as d:
+                    picks.append((d.backend, float(re.search(r"measuring took (\d+) ms", d.selection).group(1))))
+                    example = d.selection
+        for condition, times in conditions.items():
+            print(f"warm batch-1 graph latency, {args.runs} runs in turns, {condition}:")
+            for (s, a), t in zip(pairs, times):
+                print(f"  {s.name:12s} {a.name:14s} median {np.median(t):6.2f} ms   p95 {np.percentile(t, 95):6.2f} ms")
+        if picks:
+            tally = {n: sum(1 for p, _ in picks if p == n) for n in sorted({p for p, _ in picks})}
+            print(f"{len(picks)} loads with measure_backends=True chose {tally}; measuring took "
+                  f"median {np.median([c for _, c in picks]):.0f} ms (max {max(c for _, c in picks):.0f} ms)")
+            print("  e.g.:", example)
+        times = conditions["idle"]
+        med = {s.name: float(np.median(t)) for (s, _), t in zip(pairs, times)}
         first_choice = pairs[0][0].name  # what the registry order runs without measuring
         gain = med[first_choice] - min(med.values())
         cost = (np.median([r["load_s"] for r in results["on"]]) - np.median([r["load_s"] for r in results["off"]])) * 1e3

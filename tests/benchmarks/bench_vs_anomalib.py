@@ -7,7 +7,7 @@ PaDiM, each side at its default settings and both forced to f32 execution:
     python tests/benchmarks/bench_vs_anomalib.py [--peer-venv /tmp/peer/anomalib-venv]
         [--work DIR] [--models patchcore,padim] [--settings default,f32]
         [--rounds 20] [--per-round 10] [--warmup 10] [--data DIR --category hazelnut]
-        [--ours-backend auto] [--anomalib-coreset random|greedy]
+        [--ours-backend auto] [--anomalib-coreset random|greedy] [--busy]
 
 Run it with our venv (``PYTHONPATH=<repo>; . /work/venv/bin/activate``). The peer venv is
 built by ``../shared/peers/setup_anomalib_venv.sh /tmp/peer/anomalib-venv``; without it the
@@ -34,6 +34,9 @@ The two sides:
   the same; its scores are meaningless, which a latency comparison does not need. Its PatchCore
   bank is by default a random subset of the size its greedy coreset would keep
   (``--anomalib-coreset greedy``: the real one, about 40 minutes on a loaded 2-core VM).
+
+``--busy``: one core kept busy by a spinner process (``python -c "while True: pass"``) while
+the rounds are timed, as when another job runs on the line PC; both sides see it alike.
 
 Each (side, model, setting) is one long-lived worker process (this file with ``--worker``)
 that loads once, warms up, then times ``--per-round`` predictions of the test images (read
@@ -371,7 +374,8 @@ def _report(rows: list[dict], built: dict, machine: dict, load_before: str, load
     print(f"machine: {machine['cpu']}, {machine['cores']} cores; flags "
           + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in machine.get("flags", {}).items()))
     print(f"OpenVINO CPU OPTIMIZATION_CAPABILITIES: {machine['openvino_capabilities']}")
-    print(f"load average (1/5/15 min) before: {load_before}; after: {load_after}")
+    print(f"load average (1/5/15 min) before: {load_before}; after: {load_after}"
+          + ("; one core kept busy by a spinner process while timing (--busy)" if args.busy else ""))
     print(f"{args.rounds} rounds x {args.per_round} predictions per side per row, after {args.warmup} warm-up predictions")
     for model_name in args.models:
         b = built[model_name]
@@ -416,6 +420,7 @@ def main() -> None:
     parser.add_argument("--anomalib-coreset", choices=("random", "greedy"), default="random",
                         help="anomalib PatchCore bank: its greedy coreset (slow) or a random subset of the same size")
     # internal: worker and builder modes
+    parser.add_argument("--busy", action="store_true", help="one core kept busy by a spinner process while timing")
     parser.add_argument("--worker", choices=("ours", "anomalib"), help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     parser.add_argument("--setting", choices=SETTINGS, help=argparse.SUPPRESS)
@@ -458,7 +463,17 @@ def main() -> None:
         print(f"measuring {len(images)} images from {args.data / args.category / 'test'} (load {load_before}) ...", flush=True)
         run_dir = Path(tmp) / "run"  # workers' cwd: anomalib's inferencer writes ./openvino_cache
         run_dir.mkdir()
-        rows = _measure(args, built, peer_python, images, run_dir)
+        spinner = None
+        if args.busy:
+            spinner = subprocess.Popen([sys.executable, "-I", "-S", "-c", "while True: pass"],
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            print(f"one core kept busy by a spinner process (pid {spinner.pid}) while timing", flush=True)
+        try:
+            rows = _measure(args, built, peer_python, images, run_dir)
+        finally:
+            if spinner is not None:
+                spinner.kill()
+                spinner.wait()
         _report(rows, built, machine, load_before, _load(), args)
 
 

@@ -282,3 +282,25 @@ def test_long_running_cli_inputs_choose_the_backend_by_measurement(seg_bundle: P
     monkeypatch.setattr(cli_predict, "MEASURE_FROM_FILES", 3)  # "many files", without writing 100
     many = summary(folder)
     assert "by measurement" in many["selection"], many["selection"]
+
+
+@both
+def test_auto_takes_a_backend_that_accepts_the_given_settings(seg_bundle: Path, tmp_path: Path) -> None:
+    """An ONNX-only bundle goes to ONNX Runtime first; a setting only OpenVINO takes (its model
+    cache, its execution precision) must then pick OpenVINO, which reads the same file, not
+    refuse the load (found by bench_autoselect.py on the PaDiM recipe's bundle)."""
+    from _bundle_edit import subset
+
+    only = subset(seg_bundle, tmp_path / "onnx-only", {"onnx-fp32"})
+    image = part_image(40, 48, defect=(4, 4, 6, 6))
+    with load(only, measure_backends=False) as plain:
+        assert plain.backend == "onnxruntime"
+        want = plain.predict(image).raw_score
+    for settings in ({"cache_dir": tmp_path / "c"}, {"inference_precision": "f32"}):
+        with load(only, measure_backends=False, **settings) as det:
+            assert det.backend == "openvino" and det.artifact.name == "onnx-fp32", (settings, det.selection)
+            assert "takes " + next(iter(settings)) in det.selection, det.selection
+            assert det.predict(image).raw_score == pytest.approx(want, rel=1e-4)
+    # A named backend that does not take the setting is still refused, saying so.
+    with pytest.raises(Exception, match="not a setting of the onnxruntime backend"):
+        load(only, backend="onnxruntime", inference_precision="f32")
