@@ -6,10 +6,10 @@ Runtime is faster. When more than one installed backend can run an artifact of t
 precision on the device, :func:`measure_choice` loads each and times warm batch-1 inferences
 on a real input of the model's size, interleaved so that all see the same machine, in two
 conditions: as the machine is, and with one core taken by a busy process (another job on the
-line PC). A backend that is a little faster on an idle machine can be much slower when a core
-is taken (on the 2-core CPU of docs/BENCHMARKS.md, ONNX Runtime was 0.79x OpenVINO's time
-idle and 1.41x with one core busy), so the choice is the backend whose worst slowdown against
-the fastest backend of each condition is smallest (the registry's first choice unless another
+line PC). A backend that is faster on an idle machine can be slower when a core is taken (on
+the 2-core CPU of docs/BENCHMARKS.md, ONNX Runtime ran the PatchCore recipe's graph in 0.67x
+OpenVINO's time idle and 1.21x with one core busy), so the choice is the backend whose worst
+slowdown against the fastest backend of each condition is smallest (the registry's first choice unless another
 is more than :data:`MARGIN` better). Warm-up and timed runs are bounded by run counts and a
 time budget, so that measuring costs well under a second beyond the first load; the cost is
 reported in the reason. The decision is cached only when ``cache_dir`` is given, in one JSON
