@@ -33,6 +33,7 @@ from edgeanomaly.errors import BackendUnavailableError, ConfigError
 __all__ = [
     "PRECISIONS",
     "EXECUTION_PRECISIONS",
+    "EXECUTION_CAPABILITIES",
     "BackendSpec",
     "FormatSpec",
     "backend_names",
@@ -53,6 +54,9 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 #: Execution (arithmetic) precisions a backend may run an artifact at, most exact first; what
 #: export measures against torch and ``load`` chooses among (see ``BackendSpec.executions``).
 EXECUTION_PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16")
+#: Execution precision -> the device capability it needs, as a backend's ``device_facts``
+#: report it (OpenVINO's ``OPTIMIZATION_CAPABILITIES`` spelling).
+EXECUTION_CAPABILITIES: dict[str, str] = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
 
 def resolve(ref: Any) -> Any:
     """Load ``"package.module:attribute"`` (anything else is returned as it is).
@@ -141,6 +145,10 @@ class BackendSpec:
             with ``"f32"`` (OpenVINO: CPU bf16 > f32, GPU f16 > f32). Export measures each
             reduced one against torch; ``load`` runs the fastest that passed there and that
             the device supports now. A family not listed runs the backend's own policy.
+        device_facts: ``(device) -> {"capabilities": [...] or None, "device_name": str,
+            "openvino": release}``: what a device can run (:data:`EXECUTION_CAPABILITIES`
+            names) and what it is, for the execution precision a measurement was made at;
+            None for a backend that reports nothing.
     """
 
     name: str
@@ -156,6 +164,7 @@ class BackendSpec:
     auto: bool = True
     connects: bool = False
     executions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    device_facts: Any = None
 
     def installed(self) -> bool:
         """True when :attr:`module` can be imported (checked without importing it)."""
@@ -171,6 +180,13 @@ class BackendSpec:
         """Devices present on this machine, as names ``load(device=...)`` accepts."""
         self.require()
         return list(resolve(self.list_devices)())
+
+    def facts(self, device: str) -> dict[str, Any] | None:
+        """:attr:`device_facts` of ``device`` (None when this backend reports none)."""
+        if self.device_facts is None:
+            return None
+        self.require()
+        return dict(resolve(self.device_facts)(device))
 
     def family(self, device: str) -> str:
         """Device family of a device string: ``"GPU.1"`` -> ``"GPU"``, ``"CUDA,CPU"`` -> ``"CUDA"``."""
@@ -305,7 +321,8 @@ register_backend(
         # OpenVINO reads ONNX too, so a bundle without IR still runs on it.
         formats=("openvino", "onnx"),
         devices={"CPU": "CPU", "GPU": "GPU", "NPU": "NPU", "AUTO": "AUTO"},
-        list_devices="edgeanomaly.runtime._devices:openvino_devices",
+        list_devices="edgeanomaly.runtime._backends._openvino:available_devices",
+        device_facts="edgeanomaly.runtime._backends._openvino:device_facts",
         # NPUs compile static shapes only and run integer kernels best.
         precisions={"NPU": ("int8", "fp16"), "*": PRECISIONS},
         static_devices=("NPU",),
@@ -322,7 +339,7 @@ register_backend(
         module="onnxruntime",
         formats=("onnx",),
         devices={"CPU": "CPUExecutionProvider", "CUDA": "CUDAExecutionProvider", "TensorRT": "TensorrtExecutionProvider"},
-        list_devices="edgeanomaly.runtime._devices:onnxruntime_devices",
+        list_devices="edgeanomaly.runtime._backends._onnxruntime:available_devices",
         options=("num_threads", "memory_arena"),
         install_hint='pip install onnxruntime (or "edgeanomaly[gpu]" for CUDA/TensorRT)',
     )

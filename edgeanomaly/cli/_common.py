@@ -201,3 +201,10 @@ class Activity:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def print_next_steps(title: str, commands: list[str]) -> None:
+    """The commands to run next, after ``title`` (fit, export and quickstart end with them)."""
+    click.echo(title)
+    for command in commands:
+        click.echo(f"  {command}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from edgeanomaly.cli._common import StageBar, check_bundle_out, check_run_dir, friendly_errors, split_csv
+from edgeanomaly.cli._common import StageBar, check_bundle_out, check_run_dir, friendly_errors, print_next_steps, split_csv
 
 
 def _size(n: int | None) -> str:
@@ -76,12 +76,6 @@ def next_commands(bundle: Path, data: str | Path | None, category: str | None) -
         ["edgeanomaly", "validate", str(bundle), *dataset_args(data, category)],
     ]
     return [shlex.join(c) for c in commands]
-
-
-def print_next_steps(title: str, commands: list[str]) -> None:
-    click.echo(title)
-    for command in commands:
-        click.echo(f"  {command}")
 
 
 def export_with_progress(ckpt: Any, out: Path, formats: list[str], precisions: list[str], **kwargs: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, split_csv
+from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, print_next_steps, split_csv
 
 # Static copies of the registries (tests/cli/test_cli_help.py keeps them equal), so that
 # `fit --help` needs no torch import.
@@ -170,8 +170,6 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     warn_thresholds(ckpt.calibration)
     click.echo(f"Checkpoint: {run.out}")
     import shlex
-
-    from edgeanomaly.cli._export import print_next_steps
 
     print_next_steps("Next:", [shlex.join(["edgeanomaly", "export", str(run.out), "--out", str(bundle_beside(run.out))])])
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import StageBar, friendly_errors
+from edgeanomaly.cli._common import StageBar, friendly_errors, print_next_steps
 
 
 def _stage(title: str) -> None:
@@ -35,7 +35,7 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
 
     require("torch", "the quickstart (it fits and exports a model)")
     from edgeanomaly.cli._common import Activity
-    from edgeanomaly.cli._export import export_with_progress, next_commands, print_next_steps, print_parity
+    from edgeanomaly.cli._export import export_with_progress, next_commands, print_parity
     from edgeanomaly.cli._fit import print_metrics
     from edgeanomaly.cli._validate import print_validation
 

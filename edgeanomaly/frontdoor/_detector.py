@@ -4,8 +4,10 @@ next step (``validate``) on it. Torch-free."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
+from edgeanomaly import tooling
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.frontdoor._forward import Forward
 
@@ -103,8 +105,6 @@ class Detector:
             ConfigError: the detector was loaded with an explicit ``inference_precision``
                 other than f32: validation judges the default choice or f32 only.
         """
-        from edgeanomaly.frontdoor._bundle import validate
-
         chosen = self.load_options.get("inference_precision")
         if chosen not in (None, "f32"):
             raise ConfigError(
@@ -116,9 +116,10 @@ class Detector:
         remote = {k: self.load_options[k] for k in ("url", "model_name") if self.load_options.get(k) is not None}
         # a server reports its own device; validation connects with the device load was given
         device = self.load_options.get("device", "CPU") if remote else self.device
-        return validate(self.bundle, data, category=category, backend=self.backend, device=device,
-                        artifacts=[self.artifact.name], tolerance=tolerance, exact=exact,
-                        pixel_resolution=pixel_resolution, progress=progress, **remote)
+        # what edgeanomaly.validate runs (frontdoor._bundle imports this module, not the other way)
+        return tooling.validate_bundle(Path(os.fspath(self.bundle)), data, category=category, backend=self.backend,
+                                       device=device, artifacts=[self.artifact.name], tolerance=tolerance, exact=exact,
+                                       pixel_resolution=pixel_resolution, progress=progress, **remote)
 
     # -- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:

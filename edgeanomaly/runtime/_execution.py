@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from edgeanomaly.errors import ConfigError
+from edgeanomaly.errors import BackendUnavailableError, ConfigError
+from edgeanomaly.registry import EXECUTION_CAPABILITIES, backends
 
 __all__ = [
     "NOT_MEASURED",
@@ -35,9 +36,6 @@ __all__ = [
 #: Outcome of an execution precision that export could not run on its machine.
 NOT_MEASURED = "NOT_MEASURED"
 _PASS = "PASS"  # the verdict's outcome (edgeanomaly.tooling.PASS; the runtime does not import tooling)
-
-#: Execution precision -> the OpenVINO ``OPTIMIZATION_CAPABILITIES`` entry a device needs for it.
-EXECUTION_CAPABILITIES: dict[str, str] = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
 
 #: Key of a ``reference.parity`` entry that holds the export's execution measurements.
 RECORD_KEY = "execution_precisions"
@@ -183,28 +181,26 @@ def _release(version: Any) -> str:
     return str(version or "").split("-")[0]
 
 
-def device_capabilities(device: str) -> list[str] | None:
-    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of ``device`` (e.g. ``['FP32', 'INT8', 'BIN',
-    'EXPORT_IMPORT']``), or None when the device is absent or its plugin does not say."""
-    from edgeanomaly.runtime._backends._openvino import core
+def _facts(device: str) -> dict[str, Any] | None:
+    """What the first installed backend row that reports device facts says of ``device``."""
+    row = next((b for b in backends() if b.device_facts is not None and b.installed() and b.knows(device)), None)
+    return row.facts(device) if row is not None else None
 
-    try:
-        return [str(c) for c in core().get_property(device, "OPTIMIZATION_CAPABILITIES")]
-    except (RuntimeError, TypeError):
-        return None
+
+def device_capabilities(device: str) -> list[str] | None:
+    """The device's capabilities (:data:`~edgeanomaly.registry.EXECUTION_CAPABILITIES` names,
+    e.g. ``['FP32', 'INT8', 'BIN', 'EXPORT_IMPORT']`` from OpenVINO's ``OPTIMIZATION_CAPABILITIES``),
+    or None when the device is absent, its plugin does not say, or no backend reports them."""
+    facts = _facts(device)
+    return None if facts is None else facts.get("capabilities")
 
 
 def device_description(device: str) -> dict[str, str]:
     """``{"device", "device_name", "openvino"}``: what a measurement was made on."""
-    import openvino as ov
-
-    from edgeanomaly.runtime._backends._openvino import core
-
-    try:
-        name = str(core().get_property(device, "FULL_DEVICE_NAME"))
-    except RuntimeError:
-        name = ""
-    return {"device": device, "device_name": name, "openvino": str(ov.get_version())}
+    facts = _facts(device)
+    if facts is None:
+        raise BackendUnavailableError(f"No installed backend describes device {device!r} (OpenVINO does: pip install openvino)")
+    return {"device": device, "device_name": str(facts.get("device_name", "")), "openvino": str(facts.get("openvino", ""))}
 
 
 def execution_record(manifest: Any, artifact_name: str) -> dict[str, Any] | None:
@@ -244,7 +240,7 @@ def resolve_execution(spec: Any, artifact: Any, manifest: Any, device: str, requ
 def _identify(device: str) -> dict[str, str] | None:
     try:
         return device_description(device)
-    except (RuntimeError, ImportError):
+    except (RuntimeError, ImportError, BackendUnavailableError):
         return None
 
 

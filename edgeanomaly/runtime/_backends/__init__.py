@@ -8,6 +8,7 @@ or calibration: the :class:`~edgeanomaly.runtime.Detector` does that once for al
 from __future__ import annotations
 
 import concurrent.futures
+import difflib
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -15,13 +16,25 @@ from typing import Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
-from edgeanomaly.errors import InferenceError
+from edgeanomaly.errors import DeviceUnavailableError, InferenceError
+from edgeanomaly.registry import get_backend
 
-__all__ = ["Backend", "TensorInfo", "TWIN_AFTER", "inference_error", "run_padded", "pipelined"]
+__all__ = ["Backend", "TensorInfo", "TWIN_AFTER", "device_unavailable", "inference_error", "run_padded", "pipelined"]
 
 #: Batches ``run_async_many`` runs on the model loaded for latency before it starts building
 #: the backend's second model for throughput (a short run never pays for it).
 TWIN_AFTER = 8
+
+
+def device_unavailable(backend: str, requested: str, available: list[str], extra: str = "") -> DeviceUnavailableError:
+    """The error for a device that ``backend`` does not have here, with what it has and close names."""
+    known = tuple(get_backend(backend).devices)
+    close = difflib.get_close_matches(requested, [*known, *available], n=2, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close and requested not in close else ""
+    return DeviceUnavailableError(
+        f"Device {requested!r} is not available for the {backend} backend on this machine. "
+        f"Available: {', '.join(available) or 'none'}.{extra}{hint}"
+    )
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from edgeanomaly.errors import BackendUnavailableError, DeviceUnavailableError, InferenceError
-from edgeanomaly.runtime._backends import TWIN_AFTER, TensorInfo, inference_error, pipelined, run_padded
-from edgeanomaly.runtime._devices import resolve_onnxruntime_providers
+from edgeanomaly.registry import get_backend
+from edgeanomaly.runtime._backends import TWIN_AFTER, TensorInfo, device_unavailable, inference_error, pipelined, run_padded
 
 __all__ = ["ONNXRuntimeBackend"]
 
@@ -48,6 +48,53 @@ def physical_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _row() -> Any:
+    return get_backend(ONNXRuntimeBackend.name)
+
+
+def available_devices() -> list[str]:
+    """Devices whose ONNX Runtime execution provider is present, in the row's order: its ``list_devices``."""
+    available = set(_import_ort().get_available_providers())
+    return [dev for dev, prov in _row().devices.items() if prov in available]
+
+
+def resolve_providers(device: str, available_providers: list[str]) -> list[str]:
+    """Map a device (or an explicit fallback list ``"CUDA,CPU"``) to ONNX Runtime providers.
+
+    A single device must be present: ONNX Runtime's own silent fallback to the CPU would turn
+    a missing GPU driver into a missed cycle time nobody notices. A list asks for fallback
+    explicitly: devices of the list that are absent are skipped with a warning, and at least
+    one must be present (the device used is reported by the backend).
+
+    >>> resolve_providers("CPU", ["CPUExecutionProvider"])
+    ['CPUExecutionProvider']
+    """
+    table = _row().devices
+    by_upper = {k.upper(): k for k in table}
+    present = [d for d, p in table.items() if p in available_providers]
+    names = []
+    for part in (p.strip() for p in str(device).split(",") if p.strip()):
+        name = by_upper.get(part.upper())
+        if name is None:
+            raise device_unavailable("onnxruntime", part, present, f" Known devices: {', '.join(table)}.")
+        names.append(name)
+    usable = [n for n in names if table[n] in available_providers]
+    if not names or (len(names) == 1 and not usable) or not usable:
+        missing = next((n for n in names if n not in usable), str(device))
+        raise device_unavailable(
+            "onnxruntime",
+            missing,
+            present,
+            f" ONNX Runtime providers present: {', '.join(available_providers)}."
+            + (" CUDA/TensorRT need onnxruntime-gpu (pip install \"edgeanomaly[gpu]\")." if missing != "CPU" else ""),
+        )
+    skipped = [n for n in names if n not in usable]
+    if skipped:
+        # A list asks for fallback: the absent providers are skipped, and said so.
+        log.warning("%s: %s not present on this machine; using %s as the list allows", device, ", ".join(skipped), ", ".join(usable))
+    return [table[n] for n in usable]
 
 
 class ONNXRuntimeBackend:
@@ -85,7 +132,7 @@ class ONNXRuntimeBackend:
     ) -> None:
         ort = _import_ort()
         available = list(ort.get_available_providers())
-        providers = resolve_onnxruntime_providers(device, available)
+        providers = resolve_providers(device, available)
 
         self._model_path = str(model_path)
         self._memory_arena = bool(memory_arena)

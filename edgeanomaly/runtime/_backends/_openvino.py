@@ -27,9 +27,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from edgeanomaly.errors import BackendUnavailableError, ConfigError, DeviceUnavailableError, InferenceError
-from edgeanomaly.runtime._backends import TWIN_AFTER, TensorInfo, inference_error, run_padded
-from edgeanomaly.runtime._devices import resolve_openvino_device
-from edgeanomaly.runtime._execution import EXECUTION_CAPABILITIES
+from edgeanomaly.registry import EXECUTION_CAPABILITIES, get_backend
+from edgeanomaly.runtime._backends import TWIN_AFTER, TensorInfo, device_unavailable, inference_error, run_padded
 
 __all__ = ["OpenVINOBackend", "core"]
 
@@ -69,6 +68,76 @@ def core() -> Any:
                             "at once for the first time may hang", exc)
             _CORE = ov_core
         return _CORE
+
+
+def _row() -> Any:
+    return get_backend(OpenVINOBackend.name)
+
+
+def available_devices() -> list[str]:
+    """OpenVINO's devices on this machine (``CPU``, ``GPU.0``, ``NPU``...): the row's ``list_devices``."""
+    return list(core().available_devices)
+
+
+def device_facts(device: str) -> dict[str, Any]:
+    """What ``device`` can run and what it is: the row's ``device_facts``.
+
+    ``capabilities``: its ``OPTIMIZATION_CAPABILITIES`` (e.g. ``['FP32', 'BF16', 'INT8']``), or
+    None when the device is absent or its plugin does not say; ``device_name``: its
+    ``FULL_DEVICE_NAME`` ('' when absent); ``openvino``: the release running it.
+    """
+    import openvino as ov
+
+    ov_core = core()
+    try:
+        capabilities: list[str] | None = [str(c) for c in ov_core.get_property(device, "OPTIMIZATION_CAPABILITIES")]
+    except (RuntimeError, TypeError):
+        capabilities = None
+    try:
+        name = str(ov_core.get_property(device, "FULL_DEVICE_NAME"))
+    except RuntimeError:
+        name = ""
+    return {"capabilities": capabilities, "device_name": name, "openvino": str(ov.get_version())}
+
+
+def _family(device: str) -> str:
+    return device.split(".", 1)[0].upper()
+
+
+def resolve_device(device: str, available: list[str]) -> str:
+    """Check an OpenVINO device string against the devices present; return it normalised.
+
+    Accepts ``CPU``, ``GPU``, ``GPU.1``, ``NPU`` and, only when asked for explicitly,
+    ``AUTO`` or ``AUTO:GPU,CPU`` (OpenVINO then picks among the listed devices).
+
+    >>> resolve_device("cpu", ["CPU"])
+    'CPU'
+    """
+    text = str(device).strip()
+    upper = text.upper()
+    if upper == "AUTO" or upper.startswith("AUTO:"):
+        candidates = [c.strip() for c in text.split(":", 1)[1].split(",") if c.strip()] if ":" in text else []
+        present = []
+        for cand in candidates:
+            try:
+                present.append(resolve_device(cand, available))
+            except DeviceUnavailableError:
+                if _family(cand.upper()) not in _row().devices:
+                    raise  # a typo is an error, not a device to skip
+        if not available or (candidates and not present):
+            raise device_unavailable("openvino", text, available)
+        skipped = [c.upper() for c in candidates if c.upper() not in present]
+        if skipped:
+            # An explicit list asks for fallback: the absent devices are skipped, and said so.
+            log.warning("%s: %s not present on this machine; AUTO chooses among %s", text, ", ".join(skipped), ", ".join(present))
+        return "AUTO" + (":" + ",".join(present) if candidates else "")
+    known = _row().devices
+    if _family(upper) not in known:
+        raise device_unavailable("openvino", text, available, f" Known device types: {', '.join(known)}.")
+    # "GPU" is present as "GPU" (one card) or "GPU.0", "GPU.1" (several): both spellings work.
+    if upper in available or any(_family(a) == upper for a in available):
+        return upper
+    raise device_unavailable("openvino", text, available)
 
 
 def _first_use(ov: Any, ov_core: Any) -> None:
@@ -323,7 +392,7 @@ class OpenVINOBackend:
         static_batch: int | None = None,
     ) -> None:
         ov_core = core()
-        self.requested_device = resolve_openvino_device(device, list(ov_core.available_devices))
+        self.requested_device = resolve_device(device, list(ov_core.available_devices))
         auto = self.requested_device.startswith("AUTO")
         if auto:
             families = [c.split(".")[0] for c in self.requested_device.partition(":")[2].split(",") if c]
