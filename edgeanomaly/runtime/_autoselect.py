@@ -273,47 +273,17 @@ def measure_choice(
     if cache is not None:
         key, described = _cache_key(pairs, device, settings, tuple(x.shape))
         hit = _read_cache(cache).get(key)
-        by_name = {s.name: (s, a) for s, a in pairs}
-        if hit and hit.get("backend") in by_name:
-            spec, art = by_name[hit["backend"]]
-            because = f"{why}; {hit['reason']} (cached decision from {hit['measured_at']} in {cache}, not re-timed)"
-            log.info("backend choice: %s", because)
-            if loaded is not None and spec.name == name:
-                return loaded, name, chosen, because
-            engine = create(spec, art)
-            if loaded is not None:
-                loaded.close()
-            return engine, spec.name, art, because
+        if hit and hit.get("backend") in {s.name for s, _ in pairs}:
+            return _from_cache(hit, pairs, first, loaded, create, cache)
 
-    engines: list[tuple[str, Any, Any]] = []
+    engines, first_load_s = _load_contenders(pairs, name, chosen, loaded, create)
+    started += first_load_s  # the first engine's own load is not the measuring's cost
+    if len(engines) < 2:
+        return engines[0][2], name, chosen, why
     try:
-        for spec, art in pairs:
-            if loaded is not None and spec.name == name:
-                engines.append((name, chosen, loaded))
-                continue
-            try:
-                t0 = time.perf_counter()
-                engines.append((spec.name, art, create(spec, art)))
-                if spec.name == name:  # the load itself, not the measuring
-                    started += time.perf_counter() - t0
-            except EdgeAnomalyError as exc:
-                if spec.name == name:
-                    raise
-                log.warning("backend choice: %s could not load %s (%s); not timed", spec.name, art.name, exc)
-        if len(engines) < 2:
-            return engines[0][2], name, chosen, why
-        timed = [(n, e) for n, _, e in engines]
-        for _ in range(WARMUP_RUNS):  # untimed: the first runs allocate and tune kernels
-            for _, engine in timed:
-                engine.run(x)
-        times = {"idle": _time_engines(timed, x, runs, budget_s)}
-        with busy_core() as busy:
-            if busy:
-                for _, engine in timed:  # untimed: the scheduler settles on sharing the cores
-                    engine.run(x)
-                times["one core busy"] = _time_engines(timed, x, runs, budget_s)
+        times = _time_conditions([(n, e) for n, _, e in engines], x, runs, budget_s)
     except BaseException:
-        for n, _, engine in engines:
+        for _, _, engine in engines:
             if engine is not loaded:
                 engine.close()
         raise
@@ -321,15 +291,7 @@ def measure_choice(
     winner, worst = decide(name, medians)
     cost_ms = (time.perf_counter() - started) * 1e3
     n_runs = min(len(t) for ts in times.values() for t in ts.values())
-    order = [winner, *sorted((n for n in worst if n != winner), key=worst.__getitem__)]
-    per = "; ".join(
-        f"{n} " + ", ".join(f"{_ms(medians[c][n])} ms {c}" for c in medians) + f" (worst {worst[n]:.2f}x the fastest)"
-        for n in order
-    )
-    reason = f"{winner} kept: {per}; medians of {n_runs} warm batch-1 runs per condition"
-    fastest = min(worst, key=worst.__getitem__)
-    if winner != fastest:
-        reason += f" (within {MARGIN:.0%}: registry order decides)"
+    reason = _reason(winner, medians, worst, n_runs)
     because = f"{why}; by measurement, {reason}; measuring took {cost_ms:.0f} ms"
     for n, _, engine in engines:
         if n != winner:
@@ -345,3 +307,74 @@ def measure_choice(
         })
     log.info("backend choice: %s", because)
     return engine, winner, art, because
+
+
+def _from_cache(hit: dict[str, Any], pairs: list[tuple[BackendSpec, Any]], first: tuple[str, Any, str], loaded: Any,
+                create: Callable[[BackendSpec, Any], Any], cache: Path) -> tuple[Any, str, Any, str]:
+    """The cached decision ``hit``: its engine (``loaded`` reused when it is the winner)."""
+    name, chosen, why = first
+    spec, art = next((s, a) for s, a in pairs if s.name == hit["backend"])
+    because = f"{why}; {hit['reason']} (cached decision from {hit['measured_at']} in {cache}, not re-timed)"
+    log.info("backend choice: %s", because)
+    if loaded is not None and spec.name == name:
+        return loaded, name, chosen, because
+    engine = create(spec, art)
+    if loaded is not None:
+        loaded.close()
+    return engine, spec.name, art, because
+
+
+def _load_contenders(pairs: list[tuple[BackendSpec, Any]], name: str, chosen: Any, loaded: Any,
+                     create: Callable[[BackendSpec, Any], Any]) -> tuple[list[tuple[str, Any, Any]], float]:
+    """``([(backend, artifact, engine)], seconds the first one's load took)``; ``loaded`` is
+    reused for the first. A contender other than the first that fails to load is dropped
+    with a warning; the first's failure is raised, after closing what was loaded."""
+    engines: list[tuple[str, Any, Any]] = []
+    first_s = 0.0
+    try:
+        for spec, art in pairs:
+            if loaded is not None and spec.name == name:
+                engines.append((name, chosen, loaded))
+                continue
+            try:
+                t0 = time.perf_counter()
+                engines.append((spec.name, art, create(spec, art)))
+                if spec.name == name:
+                    first_s = time.perf_counter() - t0
+            except EdgeAnomalyError as exc:
+                if spec.name == name:
+                    raise
+                log.warning("backend choice: %s could not load %s (%s); not timed", spec.name, art.name, exc)
+    except BaseException:
+        for _, _, engine in engines:
+            if engine is not loaded:
+                engine.close()
+        raise
+    return engines, first_s
+
+
+def _time_conditions(timed: list[tuple[str, Any]], x: np.ndarray, runs: int, budget_s: float) -> dict[str, dict[str, list[float]]]:
+    """``{condition: {backend: [ms]}}``: warm runs as the machine is, then with one core busy."""
+    for _ in range(WARMUP_RUNS):  # untimed: the first runs allocate and tune kernels
+        for _, engine in timed:
+            engine.run(x)
+    times = {"idle": _time_engines(timed, x, runs, budget_s)}
+    with busy_core() as busy:
+        if busy:
+            for _, engine in timed:  # untimed: the scheduler settles on sharing the cores
+                engine.run(x)
+            times["one core busy"] = _time_engines(timed, x, runs, budget_s)
+    return times
+
+
+def _reason(winner: str, medians: dict[str, dict[str, float]], worst: dict[str, float], n_runs: int) -> str:
+    """The measured choice in words: each backend's medians per condition and worst slowdown."""
+    order = [winner, *sorted((n for n in worst if n != winner), key=worst.__getitem__)]
+    per = "; ".join(
+        f"{n} " + ", ".join(f"{_ms(medians[c][n])} ms {c}" for c in medians) + f" (worst {worst[n]:.2f}x the fastest)"
+        for n in order
+    )
+    reason = f"{winner} kept: {per}; medians of {n_runs} warm batch-1 runs per condition"
+    if winner != min(worst, key=worst.__getitem__):
+        reason += f" (within {MARGIN:.0%}: registry order decides)"
+    return reason
