@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -566,6 +566,106 @@ def _speed_settings(given: dict[str, Any], exact: bool) -> dict[str, Any]:
     return speed
 
 
+def _open(bundle: Any, verify: bool, trusted: Any) -> tuple[Any, bool]:
+    """``(opened bundle, whether load owns it)``, its signature checked under ``trusted`` keys."""
+    from edgeanomaly.bundle import read_bundle, verify_signature
+
+    if trusted is not None and not verify:
+        raise ConfigError("verify=False cannot be combined with trusted keys: a signature covers the files through "
+                          "their sha256, which verify=False skips.")
+    if isinstance(bundle, (str, os.PathLike)):
+        return read_bundle(bundle, verify=verify, trust=trusted), True
+    if trusted is not None:
+        if not getattr(bundle, "verified", False):
+            raise ConfigError(f"Bundle {bundle.source} was opened with verify=False; open it with "
+                              "read_bundle(path, trust=...) to load it under trusted keys.")
+        bundle.signature = verify_signature(bundle.root, trusted, str(bundle.source))
+    return bundle, False
+
+
+def _settle_backend(
+    opened: Any, backend: str, precision: str | None, artifact: str | None, device: str, explicit: set[str], measure: bool
+) -> tuple[BackendSpec, Any, str]:
+    """``(backend row, artifact, why)`` before any engine exists: the registry's choice, or under
+    ``auto`` the first contender that takes every setting given; a setting the backend does
+    not take is a :class:`ConfigError` saying what it takes."""
+    if backend != "auto" and get_backend(backend).connects:
+        return get_backend(backend), None, ""  # an inference server: it reports the artifact it runs
+    name, chosen, why = _select(opened, backend, precision, artifact, device)
+    spec = get_backend(name)
+    rejected = sorted(explicit - set(spec.options) - ({"cache_dir"} if measure else set()))
+    if rejected and backend == "auto" and artifact is None:
+        # auto: the first contender that takes every setting given (a setting is a choice too)
+        others = contenders(opened, device, (name, chosen), explicit)[1:]
+        taker = next((c for c in others if set(rejected) <= set(c[0].options)), None)
+        if taker is not None:
+            spec, chosen = taker
+            return spec, chosen, f"{why}; on {spec.name} ({chosen.name}): it takes {', '.join(rejected)}, {name} does not"
+    if rejected:
+        extra = (
+            " It runs the graph's own precision: pick an artifact of the precision you want instead (precision=... or artifact=...)."
+            if "inference_precision" in rejected
+            else ""
+        )
+        raise ConfigError(
+            f"{', '.join(rejected)}: not a setting of the {spec.name} backend "
+            f"(it takes {', '.join(spec.options) or 'none'}).{extra}"
+        )
+    return spec, chosen, why
+
+
+class _Engines:
+    """How :func:`load` makes engines for one opened bundle and device: each (backend row,
+    artifact) at its own execution precision, the graph checked before compiling and the
+    signature after."""
+
+    def __init__(self, opened: Any, device: str, given: dict[str, Any], exact: bool) -> None:
+        self.opened, self.device, self.given, self.exact = opened, device, given, exact
+        self._executions: dict[tuple[str, str], ExecutionChoice] = {}
+
+    def execution_for(self, row: BackendSpec, art: Any) -> ExecutionChoice:
+        """The execution precision ``row`` runs ``art`` at (each contender its own)."""
+        key = (row.name, getattr(art, "name", ""))
+        if key not in self._executions:
+            self._executions[key] = resolve_execution(
+                row, art, self.opened.manifest, self.device, self.given["inference_precision"], self.exact
+            )
+        return self._executions[key]
+
+    def create(self, row: BackendSpec, art: Any) -> Backend:
+        from edgeanomaly.bundle import check_graph
+
+        check_graph(self.opened, art)  # a graph from another model or export is refused before compiling
+        settings = {**self.given, "inference_precision": self.execution_for(row, art).requested}
+        options = {k: v for k, v in settings.items() if k in row.options and v is not None}
+        return row.create(
+            self.opened.path(art), self.device, artifact_precision=art.precision, static_batch=getattr(art, "static_batch", None), **options
+        )
+
+    def check(self, engine: Backend, art: Any) -> None:
+        """The compiled graph's signature against the manifest; the engine is closed if it differs."""
+        try:
+            _check_signature(engine, self.opened.manifest, f"Artifact {art.name} of {self.opened.root}")
+        except BaseException:
+            engine.close()
+            raise
+
+    def measure_later(self, first: tuple[str, Any, str], explicit: set[str], input_size: tuple[int, int],
+                      cache_dir: Any) -> Callable[[Backend], tuple[Backend, str, Any, str, ExecutionChoice]]:
+        """What :meth:`Detector._measure_first` calls: time the contenders of the loaded engine (reused)."""
+
+        def measure(current: Backend) -> tuple[Backend, str, Any, str, ExecutionChoice]:
+            new, name, art, because = measure_choice(
+                self.opened, self.device, first, explicit, self.create, settings=_speed_settings(self.given, self.exact),
+                input_size=input_size, cache_dir=cache_dir, loaded=current,
+            )
+            if new is not current:
+                self.check(new, art)
+            return new, name, art, because, self.execution_for(get_backend(name), art)
+
+        return measure
+
+
 def load(
     bundle: str | os.PathLike[str] | Any,
     backend: str = "auto",
@@ -663,98 +763,45 @@ def load(
     >>> det.precision                                                      # doctest: +SKIP
     'fp32 (f32 execution)'
     """
-    from edgeanomaly.bundle import check_graph, read_bundle, resolve_trust, verify_signature
+    from edgeanomaly.bundle import resolve_trust
 
     inference_precision = check_inference_precision(inference_precision)
     hint = check_performance_hint(performance_hint)
-    trusted = resolve_trust(trust)
-    if trusted is not None and not verify:
-        raise ConfigError("verify=False cannot be combined with trusted keys: a signature covers the files through "
-                          "their sha256, which verify=False skips.")
-    owns = isinstance(bundle, (str, os.PathLike))
-    opened = read_bundle(bundle, verify=verify, trust=trusted) if owns else bundle
+    opened, owns = _open(bundle, verify, resolve_trust(trust))
+    given = {
+        "url": url,
+        "model_name": model_name,
+        "timeout": timeout,
+        "inference_precision": inference_precision,
+        "performance_hint": hint,
+        "cache_dir": cache_dir,
+        "num_streams": num_streams,
+        "num_threads": num_threads,
+        **(backend_options or {}),
+    }
+    explicit = {k for k, v in given.items() if v is not None} - ({"performance_hint"} if hint == "LATENCY" else set())
+    auto = backend == "auto" and artifact is None
+    measure = auto and (measure_by_default(cache_dir) if measure_backends is None else measure_backends)
+    engines = _Engines(opened, device, given, exact)
     try:
-        if not owns and trusted is not None:
-            if not getattr(opened, "verified", False):
-                raise ConfigError(f"Bundle {opened.source} was opened with verify=False; open it with "
-                                  "read_bundle(path, trust=...) to load it under trusted keys.")
-            opened.signature = verify_signature(opened.root, trusted, str(opened.source))
-        if backend != "auto" and get_backend(backend).connects:
-            spec = get_backend(backend)  # an inference server: it reports the artifact it runs
-            backend_name, chosen, why = spec.name, None, ""
-        else:
-            backend_name, chosen, why = _select(opened, backend, precision, artifact, device)
-            spec = get_backend(backend_name)
-        given = {
-            "url": url,
-            "model_name": model_name,
-            "timeout": timeout,
-            "inference_precision": inference_precision,
-            "performance_hint": hint,
-            "cache_dir": cache_dir,
-            "num_streams": num_streams,
-            "num_threads": num_threads,
-            **(backend_options or {}),
-        }
-        explicit = {k for k, v in given.items() if v is not None} - ({"performance_hint"} if hint == "LATENCY" else set())
-        measure = backend == "auto" and artifact is None and (measure_by_default(cache_dir) if measure_backends is None else measure_backends)
-        rejected = sorted(explicit - set(spec.options) - ({"cache_dir"} if measure else set()))
-        if rejected and backend == "auto" and artifact is None and not spec.connects:
-            # auto: the first contender that takes every setting given (a setting is a choice too)
-            others = contenders(opened, device, (backend_name, chosen), explicit)[1:]
-            taker = next((c for c in others if set(rejected) <= set(c[0].options)), None)
-            if taker is not None:
-                spec, chosen = taker
-                why = f"{why}; on {spec.name} ({chosen.name}): it takes {', '.join(rejected)}, {backend_name} does not"
-                backend_name, rejected = spec.name, []
-        if rejected:
-            extra = (
-                " It runs the graph's own precision: pick an artifact of the precision you want instead (precision=... or artifact=...)."
-                if "inference_precision" in rejected
-                else ""
-            )
-            raise ConfigError(
-                f"{', '.join(rejected)}: not a setting of the {spec.name} backend "
-                f"(it takes {', '.join(spec.options) or 'none'}).{extra}"
-            )
-        executions: dict[tuple[str, str], ExecutionChoice] = {}
-
-        def execution_for(row: BackendSpec, art: Any) -> ExecutionChoice:
-            """The execution precision ``row`` runs ``art`` at (each contender its own)."""
-            key = (row.name, getattr(art, "name", ""))
-            if key not in executions:
-                executions[key] = resolve_execution(row, art, opened.manifest, device, inference_precision, exact)
-            return executions[key]
-
-        def create(row: BackendSpec, art: Any) -> Backend:
-            check_graph(opened, art)  # a graph from another model or export is refused before compiling
-            settings = {**given, "inference_precision": execution_for(row, art).requested}
-            options = {k: v for k, v in settings.items() if k in row.options and v is not None}
-            return row.create(
-                opened.path(art), device, artifact_precision=art.precision, static_batch=getattr(art, "static_batch", None), **options
-            )
-
-        if backend == "auto" and artifact is None and not spec.connects:
+        spec, chosen, why = _settle_backend(opened, backend, precision, artifact, device, explicit, measure)
+        if auto and not spec.connects:
             # What load runs without measuring; a measurement times the others against it.
-            spec, chosen, why = _prefer_earned_precision(opened, spec, chosen, device, explicit, why, execution_for)
-            backend_name = spec.name
+            spec, chosen, why = _prefer_earned_precision(opened, spec, chosen, device, explicit, why, engines.execution_for)
+        backend_name = spec.name
         if spec.connects:
             options = {k: v for k, v in given.items() if k in spec.options and v is not None}
             engine, chosen = spec.connect(opened, device, precision=precision, artifact=artifact, **options)
             why = f"{chosen.name}: the artifact the {spec.name} backend reports it runs"
         elif measure:
             engine, backend_name, chosen, why = measure_choice(
-                opened, device, (backend_name, chosen, why), explicit, create, settings=_speed_settings(given, exact),
+                opened, device, (backend_name, chosen, why), explicit, engines.create, settings=_speed_settings(given, exact),
                 input_size=PreprocessConfig.from_dict(opened.manifest.preprocessing).input_size, cache_dir=cache_dir,
             )
         else:
-            engine = create(spec, chosen)
-        execution = execution_for(get_backend(backend_name), chosen)
-        try:
-            _check_signature(engine, opened.manifest, f"Artifact {chosen.name} of {opened.root}")
-        except BaseException:
-            engine.close()
-            raise
+            engine = engines.create(spec, chosen)
+        execution = engines.execution_for(get_backend(backend_name), chosen)
+        engines.check(engine, chosen)
     except BaseException:
         if owns:
             opened.close()
@@ -763,24 +810,8 @@ def load(
     detector.backend = backend_name  # the registry row, also when two rows share a backend class
     detector.selection = why
     detector.execution = execution.loaded(engine)
-    if backend == "auto" and artifact is None and measure_backends is None and not measure and not spec.connects:
-        first = (backend_name, chosen, why)
-
-        def measure_later(current: Backend) -> tuple[Backend, str, Any, str, ExecutionChoice]:
-            """Time the contenders of the loaded engine (reused), for the first predict_many."""
-            new, name, art, because = measure_choice(
-                opened, device, first, explicit, create, settings=_speed_settings(given, exact),
-                input_size=detector.input_size, cache_dir=cache_dir, loaded=current,
-            )
-            if new is not current:
-                try:
-                    _check_signature(new, opened.manifest, f"Artifact {art.name} of {opened.root}")
-                except BaseException:
-                    new.close()
-                    raise
-            return new, name, art, because, execution_for(get_backend(name), art)
-
-        detector._measure_later = measure_later
+    if auto and measure_backends is None and not measure and not spec.connects:
+        detector._measure_later = engines.measure_later((backend_name, chosen, why), explicit, detector.input_size, cache_dir)
     log.info(
         "loaded %s artifact %s (%s) on %s/%s, precision %s (%s; compiled in %.0f ms)",
         detector.root,
