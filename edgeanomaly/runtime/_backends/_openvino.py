@@ -352,6 +352,59 @@ class _RequestPool:
                 return
 
 
+def _compile_config(
+    families: list[str], auto: bool, artifact_precision: str, inference_precision: str | None, performance_hint: str,
+    cache_dir: Any, num_streams: int | None, num_threads: int | None,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``(compile_model config, per-device-family settings)``; AUTO forwards per-device
+    settings only through ``DEVICE_PROPERTIES``."""
+    per_device: dict[str, dict[str, Any]] = {}
+    for fam in families:
+        props: dict[str, Any] = {}
+        hint = _default_precision_hint(fam, artifact_precision, inference_precision)
+        if hint is not None:
+            props["INFERENCE_PRECISION_HINT"] = hint
+        if fam == "CPU":
+            if num_threads is not None:
+                props["INFERENCE_NUM_THREADS"] = int(num_threads)
+            if num_streams is not None:
+                props["NUM_STREAMS"] = int(num_streams)
+        per_device[fam] = props
+    config: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint}
+    if auto:
+        config["DEVICE_PROPERTIES"] = {k: v for k, v in per_device.items() if v}
+    else:
+        config.update(per_device[families[0]])
+    if cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        config["CACHE_DIR"] = str(cache_dir)
+    return config, per_device
+
+
+def _compile(ov_core: Any, model_path: str, device: str, config: dict[str, Any], reduced: str | None, needs_static: bool,
+             auto: bool) -> tuple[Any, Any, int]:
+    """``(compiled model, what a throughput twin compiles, nodes kept f32)``: at a reduced
+    precision with the full-resolution nodes marked precise; for an NPU at a static batch of 1;
+    else from the path, which lets OpenVINO mmap the weights and key its cache on the file."""
+    try:
+        if reduced in ("bf16", "f16") and not needs_static:
+            source, kept = _head_kept_f32(ov_core, model_path)
+            return ov_core.compile_model(source, device, config), source, kept
+        if needs_static:
+            model = ov_core.read_model(model_path)
+            shape = [d.get_length() if d.is_static else 1 for d in model.input(0).get_partial_shape()]
+            model.reshape({0: shape})
+            return ov_core.compile_model(model, device, config), model_path, 0
+        return ov_core.compile_model(model_path, device, config), model_path, 0
+    except RuntimeError as exc:
+        if not auto and device.split(".")[0] != "CPU":
+            raise DeviceUnavailableError(
+                f"OpenVINO could not compile {model_path} for {device}: {exc}. "
+                f"Available devices: {', '.join(ov_core.available_devices)}"
+            ) from exc
+        raise BackendUnavailableError(f"OpenVINO could not compile {model_path}: {exc}") from exc
+
+
 class OpenVINOBackend:
     """Run an OpenVINO IR (``.xml``) or ONNX file with OpenVINO.
 
@@ -402,27 +455,8 @@ class OpenVINOBackend:
 
         if inference_precision is not None and not auto:
             _check_capability(ov_core, self.requested_device, inference_precision)
-        per_device: dict[str, dict[str, Any]] = {}
-        for fam in families:
-            props: dict[str, Any] = {}
-            hint = _default_precision_hint(fam, artifact_precision, inference_precision)
-            if hint is not None:
-                props["INFERENCE_PRECISION_HINT"] = hint
-            if fam == "CPU":
-                if num_threads is not None:
-                    props["INFERENCE_NUM_THREADS"] = int(num_threads)
-                if num_streams is not None:
-                    props["NUM_STREAMS"] = int(num_streams)
-            per_device[fam] = props
-        config: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint}
-        if auto:
-            # AUTO forwards per-device settings only through DEVICE_PROPERTIES.
-            config["DEVICE_PROPERTIES"] = {k: v for k, v in per_device.items() if v}
-        else:
-            config.update(per_device[families[0]])
-        if cache_dir is not None:
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
-            config["CACHE_DIR"] = str(cache_dir)
+        config, per_device = _compile_config(families, auto, artifact_precision, inference_precision, performance_hint,
+                                             cache_dir, num_streams, num_threads)
 
         # NPUs compile static shapes only; a dynamic-batch graph is fixed at batch 1 for them.
         needs_static = static_batch is None and "NPU" in families
@@ -430,28 +464,9 @@ class OpenVINOBackend:
         t0 = time.perf_counter()
         # A reduced precision runs everything but the full-resolution nodes (REDUCED_MIN_STRIDE).
         reduced = None if auto else per_device[families[0]].get("INFERENCE_PRECISION_HINT")
-        self.head_kept_f32 = 0
-        source: Any = str(model_path)  # what the throughput twin compiles too
         self._model_path = str(model_path)
-        try:
-            if reduced in ("bf16", "f16") and not needs_static:
-                source, self.head_kept_f32 = _head_kept_f32(ov_core, str(model_path))
-                self._compiled = ov_core.compile_model(source, self.requested_device, config)
-            elif needs_static:
-                model = ov_core.read_model(str(model_path))
-                shape = [d.get_length() if d.is_static else 1 for d in model.input(0).get_partial_shape()]
-                model.reshape({0: shape})
-                self._compiled = ov_core.compile_model(model, self.requested_device, config)
-            else:
-                # Compiling from the path lets OpenVINO mmap the weights and key its cache on the file.
-                self._compiled = ov_core.compile_model(str(model_path), self.requested_device, config)
-        except RuntimeError as exc:
-            if not auto and self.requested_device.split(".")[0] != "CPU":
-                raise DeviceUnavailableError(
-                    f"OpenVINO could not compile {model_path} for {self.requested_device}: {exc}. "
-                    f"Available devices: {', '.join(ov_core.available_devices)}"
-                ) from exc
-            raise BackendUnavailableError(f"OpenVINO could not compile {model_path}: {exc}") from exc
+        self._compiled, source, self.head_kept_f32 = _compile(ov_core, str(model_path), self.requested_device, config,
+                                                              reduced, needs_static, auto)
         self.compile_ms = (time.perf_counter() - t0) * 1e3
 
         self.inputs = [TensorInfo(p.get_any_name(), _shape(p.get_partial_shape()), _type_name(p.get_element_type())) for p in self._compiled.inputs]
