@@ -73,6 +73,57 @@ def _f1_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     return _between(scores, float(f1_adaptive_threshold(scores, labels).threshold))
 
 
+def _checked_inputs(raw_scores: Any, labels: Any, quantile: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores float64 (N,), labels int64 (N,))``, refusing what cannot be calibrated on."""
+    scores = np.asarray(raw_scores, dtype=np.float64).reshape(-1)
+    n = scores.size
+    if n == 0:
+        raise ValueError("Expected at least one raw score, got none")
+    if not np.isfinite(scores).all():
+        raise ValueError("Expected finite raw scores, got NaN or inf (check the model outputs)")
+    if not 0.0 < float(quantile) <= 1.0:
+        raise ConfigError(f"Expected quantile in (0, 1], got {quantile}")
+    if labels is None:
+        return scores, np.zeros(n, dtype=np.int64)
+    y = np.asarray(labels).reshape(-1).astype(np.int64)
+    if y.size != n:
+        raise ValueError(f"Expected {n} labels (one per score), got {y.size}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"Expected labels of 0 (normal) or 1 (anomalous), got values {np.unique(y).tolist()}")
+    return scores, y
+
+
+def _pixel_threshold(maps: list[np.ndarray], y: np.ndarray, masks: Any, labelled: bool, quantile: float) -> float:
+    """The pixel threshold: adaptive F1 over the masks where there are any; with labels but no
+    masks, the one that best separates images by their map maxima (a mask then appears on an
+    image iff the map "labels" it anomalous); normal images only: the quantile of the maxima."""
+    mask_list = None
+    if labelled and masks is not None:
+        mask_list = list(masks)
+        if len(mask_list) != len(maps):
+            raise ValueError(f"Expected {len(maps)} masks (one per score), got {len(mask_list)}")
+    if mask_list is not None and any(m is not None and np.any(m) for m in mask_list):
+        values, truth = [], []
+        for m, mask, label in zip(maps, mask_list, y):
+            if mask is None:
+                if label:  # an anomalous image without ground truth says nothing about its pixels
+                    continue
+                mask = np.zeros(m.shape, dtype=bool)
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != m.shape:
+                raise ValueError(f"Expected masks at the maps' size {m.shape}, got {mask.shape}")
+            values.append(m)
+            truth.append(mask)
+        from edgeanomaly.metrics import pixel_f1_adaptive_threshold
+
+        stacked = np.stack(values)
+        return _between(stacked, float(pixel_f1_adaptive_threshold(stacked, np.stack(truth)).threshold))
+    if labelled:
+        return _f1_threshold(np.array([float(m.max()) for m in maps]), y)
+    maxima = np.array([float(m.max()) for m, label in zip(maps, y) if label == 0])
+    return float(np.quantile(maxima, quantile))
+
+
 def compute_calibration(
     raw_scores: Sequence[float] | np.ndarray,
     labels: Sequence[int] | np.ndarray | None = None,
@@ -104,22 +155,8 @@ def compute_calibration(
     """
     from edgeanomaly.bundle import Calibration
 
-    scores = np.asarray(raw_scores, dtype=np.float64).reshape(-1)
+    scores, y = _checked_inputs(raw_scores, labels, quantile)
     n = scores.size
-    if n == 0:
-        raise ValueError("Expected at least one raw score, got none")
-    if not np.isfinite(scores).all():
-        raise ValueError("Expected finite raw scores, got NaN or inf (check the model outputs)")
-    if not 0.0 < float(quantile) <= 1.0:
-        raise ConfigError(f"Expected quantile in (0, 1], got {quantile}")
-    if labels is None:
-        y = np.zeros(n, dtype=np.int64)
-    else:
-        y = np.asarray(labels).reshape(-1).astype(np.int64)
-        if y.size != n:
-            raise ValueError(f"Expected {n} labels (one per score), got {y.size}")
-        if not np.isin(y, (0, 1)).all():
-            raise ValueError(f"Expected labels of 0 (normal) or 1 (anomalous), got values {np.unique(y).tolist()}")
     n_anomalous = int(y.sum())
     n_normal = n - n_anomalous
     if n_normal == 0:
@@ -137,38 +174,11 @@ def compute_calibration(
 
     pixel = {"pixel_threshold": None, "pixel_min": None, "pixel_max": None}
     if maps is not None:
-        pixel_min = float(min(float(m.min()) for m in maps))
-        pixel_max = float(max(float(m.max()) for m in maps))
-        mask_list = None
-        if labelled and masks is not None:
-            mask_list = list(masks)
-            if len(mask_list) != n:
-                raise ValueError(f"Expected {n} masks (one per score), got {len(mask_list)}")
-        if mask_list is not None and any(m is not None and np.any(m) for m in mask_list):
-            values, truth = [], []
-            for m, mask, label in zip(maps, mask_list, y):
-                if mask is None:
-                    if label:  # an anomalous image without ground truth says nothing about its pixels
-                        continue
-                    mask = np.zeros(m.shape, dtype=bool)
-                mask = np.asarray(mask, dtype=bool)
-                if mask.shape != m.shape:
-                    raise ValueError(f"Expected masks at the maps' size {m.shape}, got {mask.shape}")
-                values.append(m)
-                truth.append(mask)
-            from edgeanomaly.metrics import pixel_f1_adaptive_threshold
-
-            stacked = np.stack(values)
-            pixel_threshold = _between(stacked, float(pixel_f1_adaptive_threshold(stacked, np.stack(truth)).threshold))
-        elif labelled:
-            # Labels but no masks: the pixel threshold that best separates images by their
-            # map maxima, so a mask appears on an image iff the map "labels" it anomalous.
-            maxima = np.array([float(m.max()) for m in maps])
-            pixel_threshold = _f1_threshold(maxima, y)
-        else:
-            maxima = np.array([float(m.max()) for m, label in zip(maps, y) if label == 0])
-            pixel_threshold = float(np.quantile(maxima, quantile))
-        pixel = {"pixel_threshold": pixel_threshold, "pixel_min": pixel_min, "pixel_max": pixel_max}
+        pixel = {
+            "pixel_threshold": _pixel_threshold(maps, y, masks, labelled, quantile),
+            "pixel_min": float(min(float(m.min()) for m in maps)),
+            "pixel_max": float(max(float(m.max()) for m in maps)),
+        }
 
     src = {"split": "", "data": "", **(source or {})}
     return Calibration(
