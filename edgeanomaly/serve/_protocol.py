@@ -97,19 +97,9 @@ def _json_numbers(data: Any, shape: tuple[int, ...], dtype: Any, name: str, data
     return arr.reshape(shape)
 
 
-def parse_infer_request(body: bytes, header_length: str | None = None) -> InferBody:
-    """Parse a V2 infer request body (JSON, or JSON + binary tensors).
-
-    Returns:
-        :class:`InferBody`; numeric inputs as arrays of their V2 datatype and shape, BYTES
-        inputs as lists of ``bytes``.
-
-    Raises:
-        BadRequest: malformed JSON, missing or mistyped fields, sizes that disagree.
-
-    >>> parse_infer_request(b'{"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]}]}').inputs["x"]
-    array([1., 2.], dtype=float32)
-    """
+def _json_header(body: bytes, header_length: str | None) -> tuple[dict[str, Any], int]:
+    """``(JSON object, its length in bytes)``: the whole body, or its first
+    ``Inference-Header-Content-Length`` bytes when binary tensors follow."""
     if header_length is not None:
         try:
             n = int(header_length)
@@ -127,6 +117,23 @@ def parse_infer_request(body: bytes, header_length: str | None = None) -> InferB
         raise BadRequest("Expected a JSON inference request, got JSON nested too deeply to parse") from None
     if not isinstance(doc, dict):
         raise BadRequest(f"Expected a JSON object with 'inputs', got a JSON {type(doc).__name__}")
+    return doc, n
+
+
+def parse_infer_request(body: bytes, header_length: str | None = None) -> InferBody:
+    """Parse a V2 infer request body (JSON, or JSON + binary tensors).
+
+    Returns:
+        :class:`InferBody`; numeric inputs as arrays of their V2 datatype and shape, BYTES
+        inputs as lists of ``bytes``.
+
+    Raises:
+        BadRequest: malformed JSON, missing or mistyped fields, sizes that disagree.
+
+    >>> parse_infer_request(b'{"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]}]}').inputs["x"]
+    array([1., 2.], dtype=float32)
+    """
+    doc, n = _json_header(body, header_length)
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest(f"Expected 'inputs' to be a non-empty list of tensors, got {inputs!r:.80}")
