@@ -92,6 +92,29 @@ def export_with_progress(ckpt: Any, out: Path, formats: list[str], precisions: l
         return export_checkpoint(ckpt, out, formats, precisions, step=step, begin=activity, **kwargs)
 
 
+def _fit_recipe(r: Any, data: Path, category: str | None, run_dir: Path, seed: int, device: str | None) -> Any:
+    """Fit recipe ``r`` on ``data`` into ``run_dir`` (kept, so a failed export can be retried
+    without fitting), showing progress; the fitted checkpoint."""
+    from edgeanomaly._optional import check_choice
+    from edgeanomaly.cli._fit import EpochLines, without_stage
+    from edgeanomaly.models import fit_run, list_models, resolve_device
+
+    check_choice("model", r.model, list_models())
+    resolve_device(device or r.device)  # a missing GPU is said now, not after the data is read
+    click.echo(f"Fitting {r.model} from recipe {r.path} on {data}; the checkpoint goes to {run_dir} "
+               f"(kept: 'edgeanomaly export {run_dir} --out ...' exports it again without fitting)")
+    bar = StageBar()
+    try:
+        result = fit_run(r.model, data, run_dir, category=category,
+                         image_size=r.image_size, center_crop=r.center_crop, batch_size=r.batch_size,
+                         progress=without_stage(bar, "train"), on_epoch=EpochLines(), random_state=seed,
+                         device=device or r.device, **r.model_kwargs)
+    finally:
+        bar.close()
+    print_step("fit", result.seconds["fit"], None)
+    return result.checkpoint
+
+
 @click.command(epilog="""\b
 Examples:
   edgeanomaly export runs/pc --out pc.bundle --format onnx,openvino --precision fp32,fp16,int8
@@ -168,27 +191,8 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     from edgeanomaly.models import load_checkpoint
 
     if r is not None:
-        from edgeanomaly._optional import check_choice
-        from edgeanomaly.models import list_models
-
-        check_choice("model", r.model, list_models())
         static = static if static is not None else r.static_batch
-        from edgeanomaly.cli._fit import EpochLines, without_stage
-        from edgeanomaly.models import fit_run, resolve_device
-
-        resolve_device(device or r.device)  # a missing GPU is said now, not after the data is read
-        click.echo(f"Fitting {r.model} from recipe {r.path} on {data}; the checkpoint goes to {run_dir} "
-                   f"(kept: 'edgeanomaly export {run_dir} --out ...' exports it again without fitting)")
-        bar = StageBar()
-        try:
-            result = fit_run(r.model, data, run_dir, category=category,  # type: ignore[arg-type]
-                             image_size=r.image_size, center_crop=r.center_crop, batch_size=r.batch_size,
-                             progress=without_stage(bar, "train"), on_epoch=EpochLines(), random_state=seed,
-                             device=device or r.device, **r.model_kwargs)
-        finally:
-            bar.close()
-        print_step("fit", result.seconds["fit"], None)
-        ckpt = result.checkpoint
+        ckpt = _fit_recipe(r, data, category, run_dir, seed, device)  # type: ignore[arg-type]
     else:
         ckpt = load_checkpoint(checkpoint)  # type: ignore[arg-type]
     what = f"artifacts {','.join(only)}" if only else f"formats {','.join(fmt_list)}  precisions {','.join(prec_list)}"
