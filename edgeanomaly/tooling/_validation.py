@@ -141,6 +141,100 @@ def _paired_reference(reference: dict[str, np.ndarray] | None, samples: Sequence
     return np.array([table[k] for k in keys])
 
 
+@dataclass
+class _Run:
+    """What every artifact of one :func:`validate_bundle` call is run and judged with."""
+
+    bundle: Any
+    samples: list[Any]
+    labels: np.ndarray
+    masks: Any
+    reference: dict[str, np.ndarray] | None
+    ref_metrics: dict[str, float]
+    paired: np.ndarray | None
+    backend: str
+    device: str
+    exact: bool
+    remote: dict[str, Any]
+    tolerance: float | None
+    pixel_resolution: str
+    progress: Callable[[str, int, int], None] | None
+    original_masks: list[np.ndarray | None] | None = None  # read once, at each image's size
+    note: str = "pixel metrics at the model input resolution (masks resized to the map)"
+
+
+def _artifact_names(b: Any, artifacts: Sequence[str] | None, backend: str, remote: dict[str, Any]) -> list[str]:
+    """The artifacts to validate: those asked for; the one a server says it runs; or every
+    artifact ``backend`` (every backend under ``auto``) can run."""
+    from edgeanomaly.registry import format_names, get_backend
+    from edgeanomaly.runtime import load
+
+    if artifacts:
+        return list(artifacts)
+    if backend != "auto" and get_backend(backend).connects:
+        # a server runs one graph: judge it once, as the artifact it says it runs
+        with load(b, backend=backend, **remote) as probe:
+            return [probe.artifact.name]
+    runs = get_backend(backend).formats if backend != "auto" else format_names()
+    return [a.name for a in b.manifest.artifacts if a.format in runs]
+
+
+def _validate_artifact(ctx: _Run, name: str) -> ArtifactValidation:
+    """Run artifact ``name`` on the test split and judge it; an error is recorded, not raised."""
+    from edgeanomaly.metrics import evaluate_outputs
+    from edgeanomaly.runtime import load
+    from edgeanomaly.tooling._reproduce import reproduce
+    from edgeanomaly.tooling._resolution import pixel_metrics_at_original_size
+
+    manifest = ctx.bundle.manifest
+    art = next((a for a in manifest.artifacts if a.name == name), None)
+    res = ArtifactValidation(artifact=name, precision=art.precision if art else "?")
+    if art is None:
+        res.error = f"no artifact named {name!r} in the bundle (it has {', '.join(a.name for a in manifest.artifacts)})"
+        return res
+    rep: list[Any] = []
+    try:
+        with load(ctx.bundle, backend=ctx.backend, device=ctx.device, artifact=name, exact=ctx.exact, **ctx.remote) as det:
+            res.backend, res.device, res.execution = det.backend, det.device, det.precision
+            res.execution_choice = det.execution.to_dict()
+            if ctx.reference is not None:
+                outputs, res.reproduction = reproduce(det, ctx.reference["images"], ctx.reference, manifest.calibration)
+                rep = [outputs["pred_score"], outputs["anomaly_map"][:, 0] if "anomaly_map" in outputs else None]
+            scores, maps, lat, sizes = [], [], [], []
+            paths = [smp.path for smp in ctx.samples]
+            for i, p in enumerate(det.predict_many(paths)):
+                scores.append(p.raw_score)
+                if p.raw_anomaly_map is not None:
+                    maps.append(p.raw_anomaly_map)
+                    sizes.append(p.image_size)
+                lat.append(p.timings.get("total", float("nan")))
+                if ctx.progress:
+                    ctx.progress(name, i + 1, len(paths))
+    except EdgeAnomalyError as exc:
+        res.error = str(exc)
+        return res
+    res.n_images = len(scores)
+    res.latency_ms_p50 = float(np.median(lat)) if lat else None
+    s = np.asarray(scores, np.float32)
+    m = np.stack(maps) if maps else None
+    res._scores, res._labels, res._maps, res._masks = s, ctx.labels, m, ctx.masks
+    res.metrics = evaluate_outputs(s, ctx.labels, m, ctx.masks, manifest.calibration)
+    res.deltas = {k: res.metrics[k] - ref for k, ref in ctx.ref_metrics.items()
+                  if k in res.metrics and math.isfinite(ref) and math.isfinite(res.metrics[k])}
+    if ctx.pixel_resolution == "original" and m is not None and ctx.masks is not None:
+        if ctx.original_masks is None:
+            ctx.original_masks = [smp.mask(hw) for smp, hw in zip(ctx.samples, sizes)]
+        res.metrics_original, ctx.note = pixel_metrics_at_original_size(
+            s, ctx.labels, m, sizes, ctx.original_masks, manifest.preprocessing, manifest.calibration)
+    row = tolerance_for(art.precision, res.execution_choice.get("precision"))
+    verdict = _judge_on_device(row, manifest.calibration, s, ctx.labels, ctx.paired, rep, ctx.reference,
+                               res.metrics, ctx.ref_metrics, ctx.tolerance)
+    res.verdict = verdict.to_dict()
+    res.reasons = verdict.reasons
+    res.status = verdict.outcome.lower()
+    return res
+
+
 def validate_bundle(
     bundle: str | Path,
     data: str | Path,
@@ -179,11 +273,7 @@ def validate_bundle(
     from edgeanomaly.bundle import read_bundle, resolve_trust
     from edgeanomaly.data import PreprocessConfig, load_dataset, sample_labels, sample_masks
     from edgeanomaly._optional import check_choice
-    from edgeanomaly.metrics import evaluate_outputs
-    from edgeanomaly.registry import format_names, get_backend
-    from edgeanomaly.runtime import load
-    from edgeanomaly.tooling._reproduce import reproduce
-    from edgeanomaly.tooling._resolution import PIXEL_RESOLUTIONS, pixel_metrics_at_original_size
+    from edgeanomaly.tooling._resolution import PIXEL_RESOLUTIONS
 
     check_choice("pixel_resolution", pixel_resolution, PIXEL_RESOLUTIONS)
     ds = load_dataset(data, category=category).check()
@@ -202,66 +292,12 @@ def validate_bundle(
         reference = b.reference()
         ref_metrics = dict(manifest.reference.get("metrics", {}))
         paired = _paired_reference(reference, samples)
-        original_masks: list[np.ndarray | None] | None = None
-        note = "pixel metrics at the model input resolution (masks resized to the map)"
         remote = {"url": url, "model_name": model_name} if url is not None else {}
-        if artifacts:
-            names = list(artifacts)
-        elif backend != "auto" and get_backend(backend).connects:
-            # a server runs one graph: judge it once, as the artifact it says it runs
-            with load(b, backend=backend, **remote) as probe:
-                names = [probe.artifact.name]
-        else:
-            runs = get_backend(backend).formats if backend != "auto" else format_names()
-            names = [a.name for a in manifest.artifacts if a.format in runs]
-        results: list[ArtifactValidation] = []
-        for name in names:
-            art = next((a for a in manifest.artifacts if a.name == name), None)
-            res = ArtifactValidation(artifact=name, precision=art.precision if art else "?")
-            rep: list[Any] = []
-            results.append(res)
-            if art is None:
-                res.error = f"no artifact named {name!r} in the bundle (it has {', '.join(a.name for a in manifest.artifacts)})"
-                continue
-            try:
-                with load(b, backend=backend, device=device, artifact=name, exact=exact, **remote) as det:
-                    res.backend, res.device, res.execution = det.backend, det.device, det.precision
-                    res.execution_choice = det.execution.to_dict()
-                    if reference is not None:
-                        outputs, res.reproduction = reproduce(det, reference["images"], reference, manifest.calibration)
-                        rep = [outputs["pred_score"], outputs["anomaly_map"][:, 0] if "anomaly_map" in outputs else None]
-                    scores, maps, lat, sizes = [], [], [], []
-                    paths = [s.path for s in samples]
-                    for i, p in enumerate(det.predict_many(paths)):
-                        scores.append(p.raw_score)
-                        if p.raw_anomaly_map is not None:
-                            maps.append(p.raw_anomaly_map)
-                            sizes.append(p.image_size)
-                        lat.append(p.timings.get("total", float("nan")))
-                        if progress:
-                            progress(name, i + 1, len(paths))
-            except EdgeAnomalyError as exc:
-                res.error = str(exc)
-                continue
-            res.n_images = len(scores)
-            res.latency_ms_p50 = float(np.median(lat)) if lat else None
-            s = np.asarray(scores, np.float32)
-            m = np.stack(maps) if maps else None
-            res._scores, res._labels, res._maps, res._masks = s, labels, m, masks
-            res.metrics = evaluate_outputs(s, labels, m, masks, manifest.calibration)
-            res.deltas = {k: res.metrics[k] - ref for k, ref in ref_metrics.items()
-                          if k in res.metrics and math.isfinite(ref) and math.isfinite(res.metrics[k])}
-            if pixel_resolution == "original" and m is not None and masks is not None:
-                if original_masks is None:  # read once, at each image's size
-                    original_masks = [smp.mask(hw) for smp, hw in zip(samples, sizes)]
-                res.metrics_original, note = pixel_metrics_at_original_size(
-                    s, labels, m, sizes, original_masks, manifest.preprocessing, manifest.calibration)
-            row = tolerance_for(art.precision, res.execution_choice.get("precision"))
-            verdict = _judge_on_device(row, manifest.calibration, s, labels, paired, rep, reference,
-                                       res.metrics, ref_metrics, tolerance)
-            res.verdict = verdict.to_dict()
-            res.reasons = verdict.reasons
-            res.status = verdict.outcome.lower()
+        names = _artifact_names(b, artifacts, backend, remote)
+        ctx = _Run(b, samples, labels, masks, reference, ref_metrics, paired, backend, device, exact, remote,
+                   tolerance, pixel_resolution, progress)
+        results = [_validate_artifact(ctx, name) for name in names]
+        note = ctx.note
         return ValidationReport(
             bundle=str(bundle),
             data=str(ds.root),
