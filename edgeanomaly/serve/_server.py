@@ -81,37 +81,10 @@ def check_signed(bundles: Sequence[str], trusted: Any) -> None:
                    "under the trusted keys: " + " | ".join(str(e) for e in refused))
 
 
-def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: str = "127.0.0.1",
-          http_port: int = 8080, grpc_port: int | None = 8081, max_request_bytes: int = 32 << 20,
-          max_batch: int = 64, grpc_threads: int = 4, max_request_pixels: int = MAX_REQUEST_PIXELS,
-          max_response_bytes: int = MAX_RESPONSE_BYTES, trust: Any = None, **load_args: Any) -> None:
-    """Serve bundles until SIGTERM/SIGINT (blocking). See ``edgeanomaly serve --help``.
-
-    ``max_request_pixels`` bounds the decoded pixels of one request and of all requests in
-    flight together (one :class:`PixelBudget` for every model); ``max_response_bytes`` an answer.
-    ``trust`` (trusted public keys; default ``$EDGEANOMALY_TRUST``): every bundle must be
-    signed by one of them; checked for all bundles before anything starts, and a refusal
-    names each bundle refused and why (:class:`~edgeanomaly.errors.SignatureError`).
-    """
-    from edgeanomaly.bundle import resolve_trust
-
-    trusted = resolve_trust(trust)
-    if trusted is not None:
-        check_signed(bundles, trusted)
-    kserve = _import_kserve()
-    from kserve import model_server as ks_server
+def _bundle_model_class(kserve: Any, metrics: Any) -> Any:
+    """KServe's ``Model`` over a :class:`ServedBundle`, counting into ``metrics`` (kserve is an optional extra)."""
     from kserve.errors import InvalidInput
-    from kserve.protocol.grpc.server import GRPCServer
     from kserve.protocol.infer_type import InferOutput, InferResponse
-    from kserve.protocol.rest.server import RESTServer
-
-    budget = PixelBudget(max_request_pixels)
-    models = build_models(bundles, names, max_batch=max_batch, max_pixels=max_request_pixels,
-                          max_response_bytes=max_response_bytes, budget=budget, trust=trusted, **load_args)
-    from edgeanomaly.serve._routes import Metrics, install_routes
-
-    metrics = Metrics()  # REST and gRPC requests alike
-    served_by_name = {m.name: m for m in models}
 
     class BundleModel(kserve.Model):
         """The KServe face of a ServedBundle (the gRPC path goes through ``predict``)."""
@@ -167,6 +140,13 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
                 infer_outputs.append(out)
             return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=infer_outputs)
 
+    return BundleModel
+
+
+def _grpc_server_class(host: str, served_by_name: dict[str, ServedBundle]) -> Any:
+    """KServe's gRPC server bound to ``host``, its model metadata carrying what runs each model."""
+    from kserve.protocol.grpc.server import GRPCServer
+
     class LoopbackGRPCServer(GRPCServer):
         """KServe's gRPC server, bound to ``host`` instead of every interface."""
 
@@ -203,6 +183,14 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
             await self._server.start()
             await self._server.wait_for_termination()
 
+    return LoopbackGRPCServer
+
+
+def _server_class(kserve: Any, host: str, grpc_server: Any) -> Any:
+    """KServe's single-process model server with our routes, bound to ``host``."""
+    from kserve import model_server as ks_server
+    from kserve.protocol.rest.server import RESTServer
+
     class Server(kserve.ModelServer):
         """KServe's single-process model server with our routes and bound to ``host``."""
 
@@ -215,8 +203,8 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
             self._rest_server.config.host = host
             self.servers.append(self._rest_server.start())
             if self.enable_grpc:
-                self._grpc_server = LoopbackGRPCServer(self.grpc_port, self.dataplane, self.model_repository_extension,
-                                                       kwargs={}, grace_period=self.grace_period)
+                self._grpc_server = grpc_server(self.grpc_port, self.dataplane, self.model_repository_extension,
+                                                kwargs={}, grace_period=self.grace_period)
                 self.servers.append(self._grpc_server.start(self.max_threads))
             self.setup_event_loop()
             asyncio.run(self._serve_until_stopped())
@@ -232,6 +220,39 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+    return Server
+
+
+def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: str = "127.0.0.1",
+          http_port: int = 8080, grpc_port: int | None = 8081, max_request_bytes: int = 32 << 20,
+          max_batch: int = 64, grpc_threads: int = 4, max_request_pixels: int = MAX_REQUEST_PIXELS,
+          max_response_bytes: int = MAX_RESPONSE_BYTES, trust: Any = None, **load_args: Any) -> None:
+    """Serve bundles until SIGTERM/SIGINT (blocking). See ``edgeanomaly serve --help``.
+
+    ``max_request_pixels`` bounds the decoded pixels of one request and of all requests in
+    flight together (one :class:`PixelBudget` for every model); ``max_response_bytes`` an answer.
+    ``trust`` (trusted public keys; default ``$EDGEANOMALY_TRUST``): every bundle must be
+    signed by one of them; checked for all bundles before anything starts, and a refusal
+    names each bundle refused and why (:class:`~edgeanomaly.errors.SignatureError`).
+    """
+    from edgeanomaly.bundle import resolve_trust
+
+    trusted = resolve_trust(trust)
+    if trusted is not None:
+        check_signed(bundles, trusted)
+    kserve = _import_kserve()
+    from kserve import model_server as ks_server
+
+    budget = PixelBudget(max_request_pixels)
+    models = build_models(bundles, names, max_batch=max_batch, max_pixels=max_request_pixels,
+                          max_response_bytes=max_response_bytes, budget=budget, trust=trusted, **load_args)
+    from edgeanomaly.serve._routes import Metrics, install_routes
+
+    metrics = Metrics()  # REST and gRPC requests alike
+    served_by_name = {m.name: m for m in models}
+    BundleModel = _bundle_model_class(kserve, metrics)
+    Server = _server_class(kserve, host, _grpc_server_class(host, served_by_name))
 
     kmodels = [BundleModel(m) for m in models]
     for km in kmodels:
