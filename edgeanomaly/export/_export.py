@@ -232,6 +232,207 @@ def _parity(
     return result
 
 
+def _checked_targets(formats: Sequence[str], precisions: Sequence[str], only: Sequence[str] | None,
+                     static_batch: int | None) -> list[tuple[str, str]]:
+    """The (format, precision) pairs to write, ``only`` the named artifacts when given."""
+    targets = check_targets(list(formats), list(precisions))
+    if only is not None:
+        missing = set(only) - {artifact_name(f, p) for f, p in targets}
+        if missing:
+            raise ConfigError(f"Unknown artifact(s) {sorted(missing)}; these formats and precisions give {[artifact_name(f, p) for f, p in targets]}")
+        targets = [t for t in targets if artifact_name(*t) in only]
+    if static_batch is not None and static_batch < 1:
+        raise ConfigError(f"Expected a static batch >= 1, got {static_batch}")
+    return targets
+
+
+class _Steps:
+    """The export's timed steps: ``begin`` before one that may take seconds, ``step`` after
+    each, and the seconds in ``report.seconds``."""
+
+    def __init__(self, report: ExportReport, step: Callable[[str, float, int | None], None] | None,
+                 begin: Callable[[str], None] | None) -> None:
+        self.report, self.step, self.begin = report, step, begin
+
+    def start(self, what: str) -> float:
+        if self.begin is not None:
+            self.begin(what)
+        return time.perf_counter()
+
+    def done(self, what: str, t0: float, nbytes: int | None = None) -> float:
+        secs = time.perf_counter() - t0
+        self.report.seconds[what] = secs
+        if self.step is not None:
+            self.step(what, secs, nbytes)
+        return secs
+
+
+class _Calibrator:
+    """``(outputs, split description) -> Calibration`` on the held-out images: adaptive F1 when
+    they hold both classes, else the quantile of the normal ones."""
+
+    def __init__(self, labels: np.ndarray, masks: np.ndarray | None, data_desc: str) -> None:
+        self.labels, self.masks, self.data_desc = labels, masks, data_desc
+
+    def __call__(self, outputs: dict[str, np.ndarray], split: str) -> Calibration:
+        from edgeanomaly.tooling import compute_calibration
+
+        both = len(np.unique(self.labels)) == 2
+        return compute_calibration(
+            outputs["pred_score"],
+            labels=self.labels if both else None,
+            raw_maps=outputs.get("anomaly_map"),
+            masks=list(self.masks) if (both and self.masks is not None) else None,
+            source={"split": split, "data": self.data_desc},
+        )
+
+
+class _Judge:
+    """What ``validate`` will say about an artifact's outputs on the same held-out images
+    (see ``validate_bundle``): one decision for export and validate."""
+
+    def __init__(self, ref: dict[str, np.ndarray], labels: np.ndarray, masks: np.ndarray | None, cal: Calibration,
+                 int8_tolerance: Any) -> None:
+        from edgeanomaly.tooling import TOLERANCES
+
+        self.ref, self.labels, self.masks, self.cal = ref, labels, masks, cal
+        self.labelled = len(np.unique(labels)) == 2
+        self.maps_ref = ref["anomaly_map"][:, 0] if "anomaly_map" in ref else None
+        self.ref_metrics = evaluate_outputs(ref["pred_score"], labels, self.maps_ref, masks, cal) if self.labelled else {}
+        self.tolerances = TOLERANCES if int8_tolerance is None else {**TOLERANCES, "int8": int8_tolerance}
+
+    def verdict(self, outs: dict[str, np.ndarray], prec: str) -> Any:
+        from edgeanomaly.tooling import judge
+
+        maps = outs["anomaly_map"][:, 0] if "anomaly_map" in outs else None
+        metrics = evaluate_outputs(outs["pred_score"], self.labels, maps, self.masks, self.cal) if self.labelled else {}
+        # Every held-out image's map: the parity table's and the record's numbers are the verdict's.
+        paired_maps = {} if maps is None or self.maps_ref is None else {"maps": maps, "ref_maps": self.maps_ref}
+        n_anomalous = int(self.labels.sum())
+        return judge(prec, self.cal.image_threshold, scores=outs["pred_score"], ref_scores=self.ref["pred_score"],
+                     labels=self.labels, metrics=metrics, ref_metrics=self.ref_metrics,
+                     n_normal=len(self.labels) - n_anomalous, n_anomalous=n_anomalous, tolerances=self.tolerances,
+                     **paired_maps)
+
+    def int8(self, outputs: dict[str, np.ndarray]) -> list[str]:
+        """Why an INT8 candidate fails the verdict (empty: it may be written): one decision with validate."""
+        from edgeanomaly.tooling import FAIL
+
+        return [c.message for c in self.verdict(outputs, "int8").checks if c.outcome == FAIL]
+
+
+def _export_artifact(ctx: ExportContext, judge: _Judge, steps: _Steps, report: ExportReport, fmt: str, prec: str,
+                     ref: dict[str, np.ndarray], n_images: int) -> tuple[list[Path], Artifact, dict[str, Any]] | None:
+    """Write one artifact, check its parity with torch, judge it and measure its execution
+    precisions: ``(files written, manifest entry, parity entry)``, or None when it is left
+    out (rejected or refused, said in ``report``). An FP32 artifact out of tolerance raises."""
+    from edgeanomaly.tooling import FAIL
+
+    spec = get_format(fmt)
+    name, rel = spec.artifact_name(prec), spec.artifact_path(prec)
+    t0 = steps.start(f"{name}: writing" + (" (NNCF quantisation and head refit)" if prec == "int8" else ""))
+    try:
+        written = spec.load_writer()(ctx, prec, ctx.stage / rel)
+    except ArtifactRejected as rejected:
+        report.rejected[name] = rejected.reasons
+        steps.done(f"{name} not written: no quantisation met the criteria", t0)
+        return None
+    nbytes = sum(f.stat().st_size for f in written)
+    secs = steps.done(f"{name} written", t0, nbytes)
+    t0 = steps.start(f"{name}: parity against torch")
+    outs, executed = run_artifact(written[0], fmt, prec, ctx.held_out, static_batch=ctx.static_batch)
+    par = _parity(outs, ref, judge.labels, judge.masks, judge.cal, executed)
+    par["tolerance_rel"] = FP32_RTOL if prec == "fp32" else None
+    worst = max(par["max_rel_score_diff"], par.get("max_rel_map_diff", 0.0))
+    par["status"] = "ok" if prec != "fp32" or worst <= FP32_RTOL else "failed"
+    if prec == "int8":
+        par["quantization"] = ctx.int8.method
+        if ctx.int8.notes:
+            par["rejected_attempts"] = ctx.int8.notes
+        if not ctx.int8.passed:
+            par["status"] = "degraded"
+    steps.done(f"{name} parity", t0)
+    if par["status"] == "failed":
+        raise ParityError(
+            f"{name} differs from the torch model by {worst:.3g} (relative; tolerance {FP32_RTOL:g}) "
+            f"on {n_images} held-out images: score {par['max_abs_score_diff']:.3g} abs, "
+            f"map {par.get('max_abs_map_diff', 0.0):.3g} abs. No bundle was written."
+        )
+    v = judge.verdict(outs, prec)
+    par["verdict"] = v.to_dict()
+    if v.outcome == FAIL and not ctx.allow_degraded:
+        report.refused[name] = v.reasons
+        log.warning("%s left out of the bundle: validate would fail it on these images: %s", name, "; ".join(v.reasons))
+        return None
+    par["status"] = {"PASS": "ok", "INCONCLUSIVE": "inconclusive", "FAIL": "degraded"}[v.outcome]
+    t0 = steps.start(f"{name}: execution precisions against torch") if measuring_backend(fmt) else 0.0
+    executions = measure_executions(
+        written[0], fmt, prec, outs,
+        # In a child process: a reduced-precision kernel that crashes (issue 13) is a
+        # measurement that did not finish, not the end of the export.
+        run=lambda path, device, execution, backend: run_isolated(
+            path, fmt, prec, ctx.held_out, static_batch=ctx.static_batch, device=device,
+            options={"inference_precision": execution}, backend=backend, workdir=ctx.stage),
+        assess=lambda o, key, where: execution_entry(judge.verdict(o, key), key, where))
+    if executions is not None:
+        par["execution_precisions"] = executions
+        steps.done(f"{name} execution precisions: " + ", ".join(f"{p} {e['outcome']}" for p, e in executions.items()), t0)
+    report.artifacts.append(ArtifactReport(name, fmt, prec, nbytes, secs, par))
+    return written, Artifact(name=name, format=fmt, precision=prec, path=rel, static_batch=ctx.static_batch), par
+
+
+def _write_reference(path: Path, images: list[np.ndarray], samples: list[Any], labels: np.ndarray,
+                     ref: dict[str, np.ndarray], pp: PreprocessConfig, ckpt: Any) -> Path:
+    """reference.npz: the first held-out inputs at model size (uint8) with the torch outputs,
+    for reproduction on the device; the torch scores of every held-out image (by
+    split/defect/name and file checksum) for validate's pairing."""
+    from edgeanomaly.data import file_sha256
+    from edgeanomaly.tooling import sample_key
+
+    k = min(REFERENCE_SAMPLES, len(samples))
+    arrays: dict[str, np.ndarray] = {
+        "images": np.stack([resize_and_crop(im, pp) for im in images[:k]]),
+        "pred_score": ref["pred_score"][:k],
+        "names": np.array([str(s.path.name) for s in samples[:k]]),
+        "labels": labels[:k],
+        "eval_keys": np.array([sample_key(s.split, s.defect_type, s.path.name) for s in samples]),
+        "eval_sha256": np.array([file_sha256(s.path) for s in samples], dtype="U64"),
+        "eval_pred_score": ref["pred_score"],
+        "eval_labels": labels,
+    }
+    if ckpt.info.get("train_sha256"):
+        arrays["train_sha256"] = np.array(ckpt.info["train_sha256"], dtype="U64")
+    if "anomaly_map" in ref:
+        arrays["anomaly_map"] = ref["anomaly_map"][:k]
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def _manifest(info: dict[str, str], pp: PreprocessConfig, task: str, static_batch: int | None, cal: Calibration,
+              artifacts: list[Artifact], reference: dict[str, Any]) -> Manifest:
+    h, w = pp.input_size
+    return Manifest(model_info=info, preprocessing=pp.to_dict(), input=input_spec(h, w, static_batch),
+                    outputs=output_specs(task, h, w, static_batch), calibration=cal, artifacts=artifacts, reference=reference)
+
+
+def _nothing_kept(report: ExportReport) -> ExportError:
+    why = {**{n: " / ".join(r) for n, r in report.rejected.items()}, **{n: " ".join(r) for n, r in report.refused.items()}}
+    return ExportError(
+        "Every artifact fails the verdict on the held-out images, so no bundle was written: "
+        + "; ".join(f"{n}: {r}" for n, r in why.items())
+        + ". Pass --allow-degraded to keep them, marked."
+    )
+
+
+def _out_of_space(out: Path, stage: Path, space: _Space) -> OutOfSpaceError:
+    return OutOfSpaceError(
+        f"The disk ran out of space while exporting to {out}: {format_size(free_bytes(out))} free there, "
+        f"{format_size(free_bytes(stage))} free in the temporary folder {stage.parent} (the export needs about "
+        f"{format_size(space.bundle)} for the bundle and {format_size(space.work)} of temporary files). "
+        f"Nothing was written to {out}. Free some space, choose another --out, or set TMPDIR to a larger disk."
+    )
+
+
 def export_checkpoint(
     ckpt: Any,
     out: str | Path,
@@ -278,17 +479,7 @@ def export_checkpoint(
         ParityError: an FP32 artifact differs from torch by more than ``FP32_RTOL``.
         ExportError: every artifact was refused, or none met its criteria.
     """
-    from edgeanomaly.data import file_sha256
-    from edgeanomaly.tooling import FAIL, TOLERANCES, compute_calibration, judge, sample_key
-
-    targets = check_targets(list(formats), list(precisions))
-    if only is not None:
-        missing = set(only) - {artifact_name(f, p) for f, p in targets}
-        if missing:
-            raise ConfigError(f"Unknown artifact(s) {sorted(missing)}; these formats and precisions give {[artifact_name(f, p) for f, p in targets]}")
-        targets = [t for t in targets if artifact_name(*t) in only]
-    if static_batch is not None and static_batch < 1:
-        raise ConfigError(f"Expected a static batch >= 1, got {static_batch}")
+    targets = _checked_targets(formats, precisions, only, static_batch)
     out = Path(out)
     if sign_key is not None and not isinstance(sign_key, SigningKey):
         sign_key = SigningKey.load(sign_key)
@@ -298,66 +489,25 @@ def export_checkpoint(
     space = _space_needed(model, pp, targets)
     check_free_space(space.needs(out), "Choose another --out (or set TMPDIR to a folder on a larger disk), or free some space.")
     report = ExportReport(out=out)
-
-    def start(what: str) -> float:
-        if begin is not None:
-            begin(what)
-        return time.perf_counter()
-
-    def done(what: str, t0: float, nbytes: int | None = None) -> float:
-        secs = time.perf_counter() - t0
-        report.seconds[what] = secs
-        if step is not None:
-            step(what, secs, nbytes)
-        return secs
+    steps = _Steps(report, step, begin)
 
     # 1. held-out images and the torch reference
-    t0 = start("torch reference on held-out images")
+    t0 = steps.start("torch reference on held-out images")
     ds, samples, data_desc = _held_out(ckpt, Path(calibration_data) if calibration_data else None)
     images = [s.image() for s in samples]
     batch = np.stack([preprocess(im, pp) for im in images])
     ref = _torch_outputs(model, batch)
     labels = np.array([s.label for s in samples], np.int64)
     masks = sample_masks(samples, pp) if "anomaly_map" in ref else None
-
-    def calibrate(outputs: dict[str, np.ndarray], split: str) -> Calibration:
-        both = len(np.unique(labels)) == 2
-        return compute_calibration(
-            outputs["pred_score"],
-            labels=labels if both else None,
-            raw_maps=outputs.get("anomaly_map"),
-            masks=list(masks) if (both and masks is not None) else None,
-            source={"split": split, "data": data_desc},
-        )
-
+    calibrate = _Calibrator(labels, masks, data_desc)
     if calibration_data is not None or ckpt.calibration is None:
         cal = calibrate(ref, "calibration data" if calibration_data else "held-out")
     else:
         cal = Calibration.from_dict(ckpt.calibration)
-    done(f"torch reference on {len(samples)} held-out images", t0)
-
+    steps.done(f"torch reference on {len(samples)} held-out images", t0)
     # Reference metrics: the torch model on the same held-out images with this bundle's
     # calibration, so validate compares like with like.
-    labelled = len(np.unique(labels)) == 2
-    maps_ref = ref["anomaly_map"][:, 0] if "anomaly_map" in ref else None
-    ref_metrics = evaluate_outputs(ref["pred_score"], labels, maps_ref, masks, cal) if labelled else {}
-    k = min(REFERENCE_SAMPLES, len(samples))
-    n_anomalous = int(labels.sum())
-
-    def verdict(outs: dict[str, np.ndarray], prec: str):
-        """What validate will say about these outputs on the same images (see validate_bundle)."""
-        maps = outs["anomaly_map"][:, 0] if "anomaly_map" in outs else None
-        metrics = evaluate_outputs(outs["pred_score"], labels, maps, masks, cal) if labelled else {}
-        # Every held-out image's map: the parity table's and the record's numbers are the verdict's.
-        paired_maps = {} if maps is None or maps_ref is None else {"maps": maps, "ref_maps": maps_ref}
-        tolerances = TOLERANCES if int8_tolerance is None else {**TOLERANCES, "int8": int8_tolerance}
-        return judge(prec, cal.image_threshold, scores=outs["pred_score"], ref_scores=ref["pred_score"], labels=labels,
-                     metrics=metrics, ref_metrics=ref_metrics, n_normal=len(labels) - n_anomalous, n_anomalous=n_anomalous,
-                     tolerances=tolerances, **paired_maps)
-
-    def int8_judge(outputs: dict[str, np.ndarray]) -> list[str]:
-        """Why an INT8 candidate fails the verdict (empty: it may be written): one decision with validate."""
-        return [c.message for c in verdict(outputs, "int8").checks if c.outcome == FAIL]
+    judge = _Judge(ref, labels, masks, cal, int8_tolerance)
 
     info = model_info(model, pp, static_batch)
     stage = Path(tempfile.mkdtemp(prefix="edgeanomaly-export-"))
@@ -365,119 +515,32 @@ def export_checkpoint(
         files: dict[str, Path] = {}
         artifacts: list[Artifact] = []
         parity: dict[str, Any] = {}
-        ctx = ExportContext(model, pp, info, static_batch, stage, ds, batch, calibrate, cal, done,
-                            int8_judge, labels, masks, allow_degraded, int8_tolerance)
+        ctx = ExportContext(model, pp, info, static_batch, stage, ds, batch, calibrate, cal, steps.done,
+                            judge.int8, labels, masks, allow_degraded, int8_tolerance)
         for fmt, prec in targets:
-            spec = get_format(fmt)
-            name = spec.artifact_name(prec)
-            rel = spec.artifact_path(prec)
-            t0 = start(f"{name}: writing" + (" (NNCF quantisation and head refit)" if prec == "int8" else ""))
-            try:
-                written = spec.load_writer()(ctx, prec, stage / rel)
-            except ArtifactRejected as rejected:
-                report.rejected[name] = rejected.reasons
-                done(f"{name} not written: no quantisation met the criteria", t0)
+            kept = _export_artifact(ctx, judge, steps, report, fmt, prec, ref, len(samples))
+            if kept is None:
                 continue
-            nbytes = sum(f.stat().st_size for f in written)
-            secs = done(f"{name} written", t0, nbytes)
-            t0 = start(f"{name}: parity against torch")
-            outs, executed = run_artifact(written[0], fmt, prec, batch, static_batch=static_batch)
-            par = _parity(outs, ref, labels, masks, cal, executed)
-            par["tolerance_rel"] = FP32_RTOL if prec == "fp32" else None
-            worst = max(par["max_rel_score_diff"], par.get("max_rel_map_diff", 0.0))
-            par["status"] = "ok" if prec != "fp32" or worst <= FP32_RTOL else "failed"
-            if prec == "int8":
-                int8 = ctx.int8
-                par["quantization"] = int8.method
-                if int8.notes:
-                    par["rejected_attempts"] = int8.notes
-                if not int8.passed:
-                    par["status"] = "degraded"
-            done(f"{name} parity", t0)
-            if par["status"] == "failed":
-                raise ParityError(
-                    f"{name} differs from the torch model by {worst:.3g} (relative; tolerance {FP32_RTOL:g}) "
-                    f"on {len(samples)} held-out images: score {par['max_abs_score_diff']:.3g} abs, "
-                    f"map {par.get('max_abs_map_diff', 0.0):.3g} abs. No bundle was written."
-                )
-            v = verdict(outs, prec)
-            par["verdict"] = v.to_dict()
-            if v.outcome == FAIL and not allow_degraded:
-                report.refused[name] = v.reasons
-                log.warning("%s left out of the bundle: validate would fail it on these images: %s", name, "; ".join(v.reasons))
-                continue
-            par["status"] = {"PASS": "ok", "INCONCLUSIVE": "inconclusive", "FAIL": "degraded"}[v.outcome]
-            t0 = start(f"{name}: execution precisions against torch") if measuring_backend(fmt) else 0.0
-            executions = measure_executions(
-                written[0], fmt, prec, outs,
-                # In a child process: a reduced-precision kernel that crashes (issue 13) is a
-                # measurement that did not finish, not the end of the export.
-                run=lambda path, device, execution, backend: run_isolated(
-                    path, fmt, prec, batch, static_batch=static_batch, device=device,
-                    options={"inference_precision": execution}, backend=backend, workdir=stage),
-                assess=lambda o, key, where: execution_entry(verdict(o, key), key, where))
-            if executions is not None:
-                par["execution_precisions"] = executions
-                done(f"{name} execution precisions: " + ", ".join(f"{p} {e['outcome']}" for p, e in executions.items()), t0)
-            parity[name] = par
+            written, artifact, par = kept
+            parity[artifact.name] = par
             for f in written:
                 files[f.relative_to(stage).as_posix()] = f
-            artifacts.append(Artifact(name=name, format=fmt, precision=prec, path=rel, static_batch=static_batch))
-            report.artifacts.append(ArtifactReport(name, fmt, prec, nbytes, secs, par))
-
+            artifacts.append(artifact)
         if not artifacts:
-            why = {**{n: " / ".join(r) for n, r in report.rejected.items()}, **{n: " ".join(r) for n, r in report.refused.items()}}
-            raise ExportError(
-                "Every artifact fails the verdict on the held-out images, so no bundle was written: "
-                + "; ".join(f"{n}: {r}" for n, r in why.items())
-                + ". Pass --allow-degraded to keep them, marked."
-            )
-        # reference.npz: inputs at model size (uint8) and torch outputs, for device reproduction;
-        # the torch scores of every held-out image (by split/defect/name) for validate's pairing
-        small = [resize_and_crop(im, pp) for im in images[:k]]
-        ref_npz = stage / "reference.npz"
-        arrays: dict[str, np.ndarray] = {
-            "images": np.stack(small),
-            "pred_score": ref["pred_score"][:k],
-            "names": np.array([str(s.path.name) for s in samples[:k]]),
-            "labels": labels[:k],
-            "eval_keys": np.array([sample_key(s.split, s.defect_type, s.path.name) for s in samples]),
-            "eval_sha256": np.array([file_sha256(s.path) for s in samples], dtype="U64"),
-            "eval_pred_score": ref["pred_score"],
-            "eval_labels": labels,
-        }
-        if ckpt.info.get("train_sha256"):
-            arrays["train_sha256"] = np.array(ckpt.info["train_sha256"], dtype="U64")
-        if "anomaly_map" in ref:
-            arrays["anomaly_map"] = ref["anomaly_map"][:k]
-        np.savez_compressed(ref_npz, **arrays)
-        files["reference.npz"] = ref_npz
-
-        h, w = pp.input_size
-        manifest = Manifest(
-            model_info=info,
-            preprocessing=pp.to_dict(),
-            input=input_spec(h, w, static_batch),
-            outputs=output_specs(model.task, h, w, static_batch),
-            calibration=cal,
-            artifacts=artifacts,
-            reference={"file": None, "metrics": ref_metrics, "parity": parity, "data": data_desc,
-                       # the category fitted on (MVTec layout): validate names a mismatch
-                       **({"category": str(ckpt.info["category"])} if ckpt.info.get("layout") == "mvtec" and ckpt.info.get("category") else {})},
-        )
-        t0 = start("writing the bundle")
+            raise _nothing_kept(report)
+        files["reference.npz"] = _write_reference(stage / "reference.npz", images, samples, labels, ref, pp, ckpt)
+        reference = {"file": None, "metrics": judge.ref_metrics, "parity": parity, "data": data_desc,
+                     # the category fitted on (MVTec layout): validate names a mismatch
+                     **({"category": str(ckpt.info["category"])} if ckpt.info.get("layout") == "mvtec" and ckpt.info.get("category") else {})}
+        manifest = _manifest(info, pp, model.task, static_batch, cal, artifacts, reference)
+        t0 = steps.start("writing the bundle")
         write_bundle(out, manifest, files, overwrite=overwrite, sign_key=sign_key)
-        done("bundle written", t0)
+        steps.done("bundle written", t0)
     except (OSError, RuntimeError) as exc:
         # Measured before the temporary files go: the graph writers of torch and OpenVINO do
         # not all say ENOSPC, but a disk with nothing left says it for them.
         if is_out_of_space(exc) or (not isinstance(exc, EdgeAnomalyError) and nearly_full(stage, out)):
-            raise OutOfSpaceError(
-                f"The disk ran out of space while exporting to {out}: {format_size(free_bytes(out))} free there, "
-                f"{format_size(free_bytes(stage))} free in the temporary folder {stage.parent} (the export needs about "
-                f"{format_size(space.bundle)} for the bundle and {format_size(space.work)} of temporary files). "
-                f"Nothing was written to {out}. Free some space, choose another --out, or set TMPDIR to a larger disk."
-            ) from exc
+            raise _out_of_space(out, stage, space) from exc
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
