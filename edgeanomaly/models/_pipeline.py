@@ -97,6 +97,69 @@ def training_split(dataset: Dataset) -> tuple[list, list]:
     return [s for s in train if s not in holdout] or train, holdout
 
 
+def _calibrate(model: Any, dataset: Any, holdout: list[Any], preprocessing: PreprocessConfig, batch_size: int,
+               calibration_split: str, seed: Any, seconds: dict[str, float],
+               tick: Callable[[str, int], Callable[[int], None]]) -> tuple[dict[str, Any] | None, dict[str, float]]:
+    """``(calibration dict or None, test metrics)``: from the train holdout when there is one,
+    else from the test split (calibrated and evaluated when labelled, normal images only when not)."""
+    calibration_dict = None
+    metrics: dict[str, float] = {}
+    if holdout:
+        from edgeanomaly.tooling import compute_calibration
+
+        t0 = time.perf_counter()
+        outputs = predict_samples(model, holdout, preprocessing, batch_size)
+        calibration = compute_calibration(
+            outputs.scores,
+            raw_maps=outputs.maps,
+            source={"split": f"train holdout (every 10th image, {len(holdout)})", "data": str(dataset.root)},
+        )
+        calibration_dict = calibration.to_dict()
+        seconds["calibrate"] = time.perf_counter() - t0
+    elif dataset.test:
+        t0 = time.perf_counter()
+        outputs = predict_samples(model, dataset.test, preprocessing, batch_size, tick("test", len(dataset.test)))
+        seconds["test_inference"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if dataset.is_labelled:
+            calibration, metrics = calibrate_and_evaluate(outputs.scores, outputs.maps, dataset, preprocessing,
+                                                          calibration_split, seed if isinstance(seed, int) else 0)
+        else:
+            from edgeanomaly.tooling import compute_calibration
+
+            normal = np.array([s.label == 0 for s in dataset.test])
+            calibration = compute_calibration(
+                outputs.scores[normal],
+                raw_maps=None if outputs.maps is None else outputs.maps[normal],
+                source={"split": "test (normal only)", "data": str(dataset.root)},
+            )
+        calibration_dict = calibration.to_dict()
+        seconds["calibrate_evaluate"] = time.perf_counter() - t0
+    return calibration_dict, metrics
+
+
+def _training_hooks(model: Any, model_name: str, out: Any, resume: bool, progress: Progress | None,
+                    on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
+    """A model trained for epochs: where it saves its state (and whether it resumes), and who
+    hears of each epoch. ``resume`` for a one-pass model, or without ``out``, is refused."""
+    trained = hasattr(model, "training_state_path")
+    if resume and not (trained and out is not None):
+        raise ConfigError(f"resume continues an interrupted training in its run directory: {model_name} "
+                          + ("fits in one pass" if not trained else "was given no out directory"))
+    if trained and out is not None:
+        model.training_state_path = Path(out) / TRAINING_STATE
+        model.resume_training = resume
+    if hasattr(model, "epoch_callback"):  # a model trained for epochs reports each
+
+        def report(record: dict[str, Any]) -> None:
+            if progress is not None:
+                progress("train", record["epoch"], record["epochs"])
+            if on_epoch is not None:
+                on_epoch(record)
+
+        model.epoch_callback = report
+
+
 def fit_run(
     model_name: str,
     data: str | os.PathLike[str],
@@ -150,61 +213,14 @@ def fit_run(
         return step
 
     train, holdout = training_split(dataset)
-    trained = hasattr(model, "training_state_path")  # a model trained for epochs
-    if resume and not (trained and out is not None):
-        raise ConfigError(f"resume continues an interrupted training in its run directory: {model_name} "
-                          + ("fits in one pass" if not trained else "was given no out directory"))
-    if trained and out is not None:
-        model.training_state_path = Path(out) / TRAINING_STATE
-        model.resume_training = resume
-    if hasattr(model, "epoch_callback"):  # a model trained for epochs reports each
-
-        def report(record: dict[str, Any]) -> None:
-            if progress is not None:
-                progress("train", record["epoch"], record["epochs"])
-            if on_epoch is not None:
-                on_epoch(record)
-
-        model.epoch_callback = report
+    _training_hooks(model, model_name, out, resume, progress, on_epoch)
     t0 = time.perf_counter()
     workers = loader_workers(torch_device)
     fit_model(model, train, preprocessing, batch_size, tick("fit", len(train)), progress, workers)
     seconds["fit"] = time.perf_counter() - t0
 
-    calibration_dict = None
-    metrics: dict[str, float] = {}
-    if holdout:
-        from edgeanomaly.tooling import compute_calibration
-
-        t0 = time.perf_counter()
-        outputs = predict_samples(model, holdout, preprocessing, batch_size)
-        calibration = compute_calibration(
-            outputs.scores,
-            raw_maps=outputs.maps,
-            source={"split": f"train holdout (every 10th image, {len(holdout)})", "data": str(dataset.root)},
-        )
-        calibration_dict = calibration.to_dict()
-        seconds["calibrate"] = time.perf_counter() - t0
-    elif dataset.test:
-        t0 = time.perf_counter()
-        outputs = predict_samples(model, dataset.test, preprocessing, batch_size, tick("test", len(dataset.test)))
-        seconds["test_inference"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        if dataset.is_labelled:
-            seed = model_kwargs.get("random_state")
-            calibration, metrics = calibrate_and_evaluate(outputs.scores, outputs.maps, dataset, preprocessing,
-                                                          calibration_split, seed if isinstance(seed, int) else 0)
-        else:
-            from edgeanomaly.tooling import compute_calibration
-
-            normal = np.array([s.label == 0 for s in dataset.test])
-            calibration = compute_calibration(
-                outputs.scores[normal],
-                raw_maps=None if outputs.maps is None else outputs.maps[normal],
-                source={"split": "test (normal only)", "data": str(dataset.root)},
-            )
-        calibration_dict = calibration.to_dict()
-        seconds["calibrate_evaluate"] = time.perf_counter() - t0
+    calibration_dict, metrics = _calibrate(model, dataset, holdout, preprocessing, batch_size, calibration_split,
+                                           model_kwargs.get("random_state"), seconds, tick)
     model.to("cpu")  # the checkpoint's model is the same whatever fitted it
 
     from edgeanomaly.data import file_sha256
