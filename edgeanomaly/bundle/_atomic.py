@@ -6,11 +6,13 @@ filesystem, so the final rename is atomic), flushed to disk, then renamed into p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 __all__ = ["current_umask", "fsync_dir", "temp_dir_beside", "temp_file_beside", "replace_dir", "replace_file", "write_bytes_atomic"]
 
@@ -97,15 +99,23 @@ def replace_file(new: Path, dest: Path) -> None:
     fsync_dir(dest.parent)
 
 
-def write_bytes_atomic(dest: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling, fsync it, then atomically replace ``dest``."""
+@contextlib.contextmanager
+def atomic_file(dest: Path) -> Iterator[BinaryIO]:
+    """A file open for writing in place of ``dest``: a temporary sibling, fsynced and moved onto
+    ``dest`` when the block ends, removed (``dest`` untouched) when it raises."""
     tmp = temp_file_beside(dest)
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         replace_file(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(dest: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling, fsync it, then atomically replace ``dest``."""
+    with atomic_file(dest) as f:
+        f.write(data)

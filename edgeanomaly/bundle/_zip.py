@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import zipfile
@@ -10,7 +9,7 @@ import zlib
 from pathlib import Path
 from typing import Callable, Iterable
 
-from edgeanomaly.bundle._atomic import replace_file, temp_file_beside
+from edgeanomaly.bundle._atomic import atomic_file
 from edgeanomaly.bundle._hashing import CHUNK
 from edgeanomaly.bundle._paths import unsafe_reason
 from edgeanomaly.bundle._schema import MANIFEST_NAME, SIGNATURE_NAME
@@ -29,24 +28,15 @@ def write_zip(root: Path, paths: Iterable[str], dest: Path) -> None:
     ``dest`` is replaced if it exists; the caller decides whether that is allowed.
     Members are stored at the top level of the zip, deflated, with a fixed timestamp.
     """
-    tmp = temp_file_beside(dest)
-    try:
-        with open(tmp, "wb") as raw:
-            with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for rel in paths:
-                    source = root / rel
-                    info = zipfile.ZipInfo(rel, date_time=_EPOCH)
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    info.external_attr = (stat.S_IFREG | 0o644) << 16
-                    info.file_size = source.stat().st_size  # lets zipfile choose ZIP64 for > 2 GB
-                    with open(source, "rb") as src, zf.open(info, "w") as dst:
-                        shutil.copyfileobj(src, dst, CHUNK)
-            raw.flush()
-            os.fsync(raw.fileno())
-        replace_file(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(dest) as raw, zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for rel in paths:
+            source = root / rel
+            info = zipfile.ZipInfo(rel, date_time=_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            info.file_size = source.stat().st_size  # lets zipfile choose ZIP64 for > 2 GB
+            with open(source, "rb") as src, zf.open(info, "w") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
 
 
 #: Largest ``manifest.json`` read from a zip (real ones are a few KB).

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -126,36 +127,25 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _tiff_size(data: bytes) -> tuple[int, int] | None:
+def _ifd_size(data: bytes, big: bool) -> tuple[int, int] | None:
+    """ImageWidth and ImageLength (tags 256, 257) from the first IFD of a TIFF or a BigTIFF
+    (8-byte offsets and counts, 20-byte entries whose value field holds 8 bytes)."""
     order = "<" if data[:2] == b"II" else ">"
+    offset, count_fmt, entry_size, value_at = ("Q", "Q", 20, 12) if big else ("I", "H", 12, 8)
+    types = {3: "H", 4: "I", 16: "Q"} if big else {3: "H", 4: "I"}  # SHORT, LONG (, LONG8)
     try:
-        (ifd,) = struct.unpack(order + "I", data[4:8])
-        (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
-        found: dict[int, int] = {}
-        for k in range(count):
-            entry = data[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
-            tag, kind = struct.unpack(order + "HH", entry[:4])
-            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
-                found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), entry[8:10] if kind == 3 else entry[8:12])[0]
-    except struct.error:
-        return None
-    return (found[256], found[257]) if len(found) == 2 else None
-
-
-def _bigtiff_size(data: bytes) -> tuple[int, int] | None:
-    order = "<" if data[:2] == b"II" else ">"
-    try:
-        (ifd,) = struct.unpack(order + "Q", data[8:16])
-        (count,) = struct.unpack(order + "Q", data[ifd : ifd + 8])
+        (ifd,) = struct.unpack(order + offset, data[8:16] if big else data[4:8])
+        head = struct.calcsize(count_fmt)
+        (count,) = struct.unpack(order + count_fmt, data[ifd : ifd + head])
         found: dict[int, int] = {}
         for k in range(min(count, 4096)):
-            entry = data[ifd + 8 + 20 * k : ifd + 28 + 20 * k]
+            entry = data[ifd + head + entry_size * k : ifd + head + entry_size * (k + 1)]
             tag, kind = struct.unpack(order + "HH", entry[:4])
-            if tag in (256, 257):  # SHORT (3), LONG (4) or LONG8 (16), stored in the 8-byte value field
-                fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
+            if tag in (256, 257):
+                fmt = types.get(kind)
                 if fmt is None:
                     return None
-                found[tag] = struct.unpack(order + fmt, entry[12 : 12 + struct.calcsize(fmt)])[0]
+                found[tag] = struct.unpack(order + fmt, entry[value_at : value_at + struct.calcsize(fmt)])[0]
     except struct.error:
         return None
     return (found[256], found[257]) if len(found) == 2 else None
@@ -302,41 +292,42 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     >>> header_size(b"\x89PNG\r\n\x1a\n" + bytes(4) + b"IHDR" + bytes.fromhex("0000000500000003"))
     (5, 3)
     """
-    kind = _sniff(data)
+    reader = _SIZE_READERS.get(_sniff(data) or "")
     try:
-        if kind == "png" and data[12:16] == b"IHDR":
-            return struct.unpack(">II", data[16:24])
-        if kind == "jpeg":
-            return _jpeg_size(data)
-        if kind == "bmp":
-            (header,) = struct.unpack("<I", data[14:18])
-            if header == 12:  # BITMAPCOREHEADER: 16-bit sizes
-                return struct.unpack("<HH", data[18:22])
-            width, height = struct.unpack("<ii", data[18:26])
-            return abs(width), abs(height)  # a negative height means top-down rows
-        if kind == "tiff":
-            return _tiff_size(data)
-        if kind == "bigtiff":
-            return _bigtiff_size(data)
-        if kind == "webp":
-            return _webp_size(data)
-        if kind == "gif":
-            return _gif_size(data)
-        if kind == "avif":
-            return _avif_size(data)
-        if kind == "jp2":
-            return _jp2_size(data)
-        if kind == "j2k":
-            return _j2k_size(data)
-        if kind in ("pnm", "pfm"):
-            return _pnm_size(data)
-        if kind == "hdr":
-            return _hdr_size(data)
-        if kind == "sunraster":
-            return struct.unpack(">II", data[4:12])
+        return reader(data) if reader is not None else None
     except (struct.error, IndexError):
         return None
-    return None
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    return struct.unpack(">II", data[16:24]) if data[12:16] == b"IHDR" else None
+
+
+def _bmp_size(data: bytes) -> tuple[int, int]:
+    (header,) = struct.unpack("<I", data[14:18])
+    if header == 12:  # BITMAPCOREHEADER: 16-bit sizes
+        return struct.unpack("<HH", data[18:22])
+    width, height = struct.unpack("<ii", data[18:26])
+    return abs(width), abs(height)  # a negative height means top-down rows
+
+
+#: format (what ``_sniff`` says) -> ``bytes -> (width, height) or None``
+_SIZE_READERS: dict[str, Callable[[bytes], tuple[int, int] | None]] = {
+    "png": _png_size,
+    "jpeg": _jpeg_size,
+    "bmp": _bmp_size,
+    "tiff": lambda data: _ifd_size(data, big=False),
+    "bigtiff": lambda data: _ifd_size(data, big=True),
+    "webp": _webp_size,
+    "gif": _gif_size,
+    "avif": _avif_size,
+    "jp2": _jp2_size,
+    "j2k": _j2k_size,
+    "pnm": _pnm_size,
+    "pfm": _pnm_size,
+    "hdr": _hdr_size,
+    "sunraster": lambda data: struct.unpack(">II", data[4:12]),
+}
 
 
 def _check_pixels(data: bytes, name: str, max_pixels: int | None) -> None:

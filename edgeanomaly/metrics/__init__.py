@@ -56,6 +56,7 @@ from edgeanomaly.metrics._stats import (
     min_max,
 )
 from edgeanomaly.metrics._validate import MetricInputError, MetricTypeError, UndefinedMetricWarning
+from edgeanomaly.metrics import _results, _stats  # their __all__ are part of ours
 
 __all__ = [
     # image level
@@ -94,24 +95,12 @@ __all__ = [
     "AUPIMO",
     "DEFAULT_FPR_BOUNDS",
     # normalisation
-    "manual_threshold",
-    "min_max",
-    "anomaly_score_distribution",
-    "ManualThreshold",
-    "MinMax",
-    "AnomalyScoreDistribution",
+    *_stats.__all__,
     # PatchCore-style dicts
     "compute_imagewise_retrieval_metrics",
     "compute_pixelwise_retrieval_metrics",
     # results
-    "ROCResult",
-    "PRResult",
-    "PROResult",
-    "PIMOResult",
-    "AUPIMOResult",
-    "AdaptiveThresholdResult",
-    "MinMaxResult",
-    "ScoreDistributionResult",
+    *_results.__all__,
     # evaluation of raw model outputs (fit, export, validate)
     "evaluate_outputs",
     "relative_diff",

@@ -25,6 +25,15 @@ def _axes(ax: Any, purpose: str) -> tuple[Any, Any]:
     return fig, fig.add_subplot()
 
 
+def _finish(fig: Any, ax: Any, title: str, label: str | None, legend_at: str, **axis: Any) -> Any:
+    """Limits and labels (``ax.set(**axis)``), the title, and a legend when the curve is labelled."""
+    ax.set(**axis)
+    ax.set_title(title)
+    if label:
+        ax.legend(loc=legend_at)
+    return fig
+
+
 def plot_roc(curve: ROCResult, ax: Any = None, label: str | None = None) -> Any:
     """Draw a :class:`ROCResult`; the title gives the AUROC. Returns the Figure.
 
@@ -35,33 +44,24 @@ def plot_roc(curve: ROCResult, ax: Any = None, label: str | None = None) -> Any:
     fig, ax = _axes(ax, "plotting a ROC curve")
     ax.plot(curve.fpr, curve.tpr, label=label)
     ax.plot([0, 1], [0, 1], linestyle=":", color="gray", linewidth=0.8)
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate")
-    ax.set_title(f"ROC (AUROC = {curve.auc:.4f})")
-    if label:
-        ax.legend(loc="lower right")
-    return fig
+    return _finish(fig, ax, f"ROC (AUROC = {curve.auc:.4f})", label, "lower right",
+                   xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate")
 
 
 def plot_pr(curve: PRResult, ax: Any = None, label: str | None = None) -> Any:
     """Draw a :class:`PRResult` as steps; the title gives the average precision."""
     fig, ax = _axes(ax, "plotting a precision-recall curve")
     ax.step(curve.recall, curve.precision, where="pre", label=label)
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="Recall", ylabel="Precision")
-    ax.set_title(f"Precision-recall (AUPR = {curve.average_precision:.4f})")
-    if label:
-        ax.legend(loc="lower left")
-    return fig
+    return _finish(fig, ax, f"Precision-recall (AUPR = {curve.average_precision:.4f})", label, "lower left",
+                   xlim=(0, 1), ylim=(0, 1.01), xlabel="Recall", ylabel="Precision")
 
 
 def plot_pro(curve: PROResult, ax: Any = None, label: str | None = None) -> Any:
     """Draw a :class:`PROResult` up to its ``fpr_limit``; the title gives the AUPRO."""
     fig, ax = _axes(ax, "plotting a PRO curve")
     ax.plot(curve.fpr, curve.pro, label=label)
-    ax.set(xlim=(0, curve.fpr_limit), ylim=(0, 1.01), xlabel="False positive rate", ylabel="Per-region overlap")
-    ax.set_title(f"PRO (AUPRO@{curve.fpr_limit:g} = {curve.area:.4f})")
-    if label:
-        ax.legend(loc="lower right")
-    return fig
+    return _finish(fig, ax, f"PRO (AUPRO@{curve.fpr_limit:g} = {curve.area:.4f})", label, "lower right",
+                   xlim=(0, curve.fpr_limit), ylim=(0, 1.01), xlabel="False positive rate", ylabel="Per-region overlap")
 
 
 def plot_pimo(curves: PIMOResult, scores: AUPIMOResult | None = None, ax: Any = None) -> Any:

@@ -42,6 +42,12 @@ def _encode_float(v: float) -> float | str:
     return v
 
 
+def _as_floats(result: Any, *names: str) -> None:
+    """Make the named fields of a frozen result plain Python floats (from NumPy scalars, ints)."""
+    for name in names:
+        object.__setattr__(result, name, float(getattr(result, name)))
+
+
 def _decode_float(v: Any) -> float:
     return _NONFINITE[v] if isinstance(v, str) else float(v)
 
@@ -192,7 +198,7 @@ class PROResult(_Result):
         _check_thresholds(type(self), self.thresholds)
         _check_rate(type(self), "fpr", self.fpr)
         _check_rate(type(self), "pro", self.pro)
-        object.__setattr__(self, "fpr_limit", float(self.fpr_limit))
+        _as_floats(self, "fpr_limit")
         if not 0.0 < self.fpr_limit <= 1.0:
             _fail(type(self), f"fpr_limit must be in (0, 1], got {self.fpr_limit}")
         if not np.isnan(self.fpr).all() and self.fpr[-1] < self.fpr_limit:
@@ -303,8 +309,7 @@ class AdaptiveThresholdResult(_Result):
     f1: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "threshold", float(self.threshold))
-        object.__setattr__(self, "f1", float(self.f1))
+        _as_floats(self, "threshold", "f1")
         if math.isnan(self.threshold) != math.isnan(self.f1) or not (math.isnan(self.f1) or 0 <= self.f1 <= 1):
             _fail(type(self), f"expected f1 in [0, 1] (both NaN when undefined), got {self}")
 
@@ -317,8 +322,7 @@ class MinMaxResult(_Result):
     max: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "min", float(self.min))
-        object.__setattr__(self, "max", float(self.max))
+        _as_floats(self, "min", "max")
         if not self.min <= self.max:
             _fail(type(self), f"min must be <= max, got {self.min} > {self.max}")
 
@@ -333,7 +337,6 @@ class ScoreDistributionResult(_Result):
     pixel_std: float
 
     def __post_init__(self) -> None:
-        for name in ("image_mean", "image_std", "pixel_mean", "pixel_std"):
-            object.__setattr__(self, name, float(getattr(self, name)))
+        _as_floats(self, "image_mean", "image_std", "pixel_mean", "pixel_std")
         if self.image_std < 0 or self.pixel_std < 0:
             _fail(type(self), "standard deviations must be >= 0")

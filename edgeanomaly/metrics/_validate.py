@@ -129,22 +129,23 @@ def _nonempty(arr: np.ndarray, name: str) -> None:
         raise MetricInputError(f"Expected non-empty {name}, got shape {arr.shape}")
 
 
-def scores(x: Any, name: str = "scores") -> np.ndarray:
-    """(N,) real scores -> (N,) float32/float64, finite, N >= 1."""
+def _vector(x: Any, name: str) -> np.ndarray:
+    """(N,) array, N >= 1."""
     arr = _as_array(x, name)
     if arr.ndim != 1:
         raise MetricInputError(f"Expected {name} of shape (N,), got {arr.shape}")
     _nonempty(arr, name)
-    return _real(arr, name)
+    return arr
+
+
+def scores(x: Any, name: str = "scores") -> np.ndarray:
+    """(N,) real scores -> (N,) float32/float64, finite, N >= 1."""
+    return _real(_vector(x, name), name)
 
 
 def labels(x: Any, name: str = "labels") -> np.ndarray:
     """(N,) bool or {0, 1} labels -> (N,) bool (True = anomalous)."""
-    arr = _as_array(x, name)
-    if arr.ndim != 1:
-        raise MetricInputError(f"Expected {name} of shape (N,), got {arr.shape}")
-    _nonempty(arr, name)
-    return _binary(arr, name)
+    return _binary(_vector(x, name), name)
 
 
 def _image_stack(arr: np.ndarray, name: str) -> np.ndarray:
