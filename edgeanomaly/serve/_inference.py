@@ -51,7 +51,7 @@ _ELEMENT_BYTES = {"anomaly_map": (4, 24), "pred_mask": (1, 7), "raw_anomaly_map"
 
 
 #: Peak resident bytes per pixel of the pixel budget: decoded image, its RGB copy, the
-#: full-size map and mask (measured 8-25 B by format: tests/benchmarks/bench_serve_pixel_cost.py).
+#: full-size map and mask (measured 8-25 B by format: benchmarks/bench_serve_pixel_cost.py).
 BYTES_PER_PIXEL = 32
 
 

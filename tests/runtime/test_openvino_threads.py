@@ -53,7 +53,7 @@ def test_every_openvino_binding_is_first_called_inside_core_set_up(seg_bundle: P
 @pytest.mark.slow
 def test_mixed_backends_first_used_from_threads_never_hang(seg_bundle: Path) -> None:
     """Bounded repeat of both stress workers (the reported rate was 1 run in 39; 100 runs are in
-    tests/benchmarks/bench_mixed_threads.py): any run that does not end is a failure."""
+    benchmarks/bench_mixed_threads.py): any run that does not end is a failure."""
     for attempt in range(4):
         run = _run("_first_use_worker.py", str(seg_bundle), timeout=120)
         assert run.returncode == 0, (attempt, run.stdout[-2000:], run.stderr[-2000:])

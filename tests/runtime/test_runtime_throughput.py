@@ -1,6 +1,6 @@
 """predict_many, the throughput path (issue 15): same numbers and order as predict, lazy, errors in place.
 
-The speed itself is measured by hand (tests/benchmarks/bench_runtime.py --compare-loop); here
+The speed itself is measured by hand (benchmarks/bench_runtime.py --compare-loop); here
 only what must hold whatever the machine: results equal to a predict loop, input order,
 bounded read-ahead, errors surfacing, and the throughput-compiled model running f32.
 """

@@ -1,4 +1,4 @@
-"""A short run of the loopback load test (tests/benchmarks/bench_serve.py): no errors, answers equal predict."""
+"""A short run of the loopback load test (benchmarks/bench_serve.py): no errors, answers equal predict."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_serve.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_serve.py"
 
 
 def test_short_load_run_has_no_errors(server, serve_bundle, serve_data):
@@ -35,7 +35,7 @@ def test_short_load_run_has_no_errors(server, serve_bundle, serve_data):
     assert 0 < float(counts[0].split()[-1]) <= answered, (counts, answered)
 
 
-HOSTILE = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_serve_hostile.py"
+HOSTILE = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_serve_hostile.py"
 
 
 def test_eight_clients_with_hostile_requests_mixed_in(serve_bundle, serve_data):

@@ -200,7 +200,7 @@ def _default_precision_hint(family: str, artifact_precision: str, requested: str
 
 #: Under a reduced execution precision (bf16, f16), nodes whose output is finer than this stride
 #: keep f32: the backbone's stem and first stage on the full-resolution input, and the map's own
-#: full-resolution resize and blur. Measured on hazelnut at bf16 (tests/benchmarks/bench_bf16_drift.py):
+#: full-resolution resize and blur. Measured on hazelnut at bf16 (benchmarks/bench_bf16_drift.py):
 #: those nodes carried nearly all the drift (PatchCore 99th-percentile map difference 0.054 with
 #: every node at bf16, 0.0068 with them at f32; PaDiM 0.039 -> 0.0048); keeping the heads
 #: (distances, Mahalanobis forms) at f32 as well changed nothing measurable and cost PaDiM 1.6x.

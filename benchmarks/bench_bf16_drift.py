@@ -1,7 +1,7 @@
 """Drift and latency of each execution precision of a bundle's OpenVINO-run artifacts, against
 the torch reference stored in the bundle (its reference images), judged as export judges.
 
-    python tests/benchmarks/bench_bf16_drift.py BUNDLE [--repeats 30] [--artifact NAME] [--whole-graph]
+    python benchmarks/bench_bf16_drift.py BUNDLE [--repeats 30] [--artifact NAME] [--whole-graph]
 
 For every artifact OpenVINO runs (IR, and the ONNX file read by OpenVINO) and every execution
 precision this CPU supports (f32, and bf16 where OPTIMIZATION_CAPABILITIES lists BF16): the

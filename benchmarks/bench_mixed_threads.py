@@ -2,9 +2,9 @@
 
 Run by hand (not collected by pytest), niced, on a bundle with an ONNX and an OpenVINO artifact:
 
-    nice -n 5 python tests/benchmarks/bench_mixed_threads.py BUNDLE [--worker mixed|first-use]
+    nice -n 5 python benchmarks/bench_mixed_threads.py BUNDLE [--worker mixed|first-use]
         [--runs 100] [--rounds 15] [--timeout 60] [--stacks DIR] [--without-first-use]
-    nice -n 5 python tests/benchmarks/bench_mixed_threads.py BUNDLE --cold-start 10
+    nice -n 5 python benchmarks/bench_mixed_threads.py BUNDLE --cold-start 10
 
 Each run is a fresh process of a worker (see ``WORKERS``): ONNX Runtime and OpenVINO detectors
 of BUNDLE, predicting from four threads at once. A run that has not ended after ``--timeout``
@@ -37,10 +37,10 @@ from pathlib import Path
 WORKERS = {
     # ONNX Runtime + OpenVINO (throughput, bf16 where the CPU has it) loaded and warmed in the main
     # thread, then four threads of predict_many.
-    "mixed": Path(__file__).parents[1] / "runtime" / "_mixed_stress_worker.py",
+    "mixed": Path(__file__).parents[1] / "tests" / "runtime" / "_mixed_stress_worker.py",
     # Four threads each load their detector (two per backend) and use it at once: OpenVINO's
     # first use is made from several threads together.
-    "first-use": Path(__file__).parents[1] / "runtime" / "_first_use_worker.py",
+    "first-use": Path(__file__).parents[1] / "tests" / "runtime" / "_first_use_worker.py",
 }
 
 
@@ -70,7 +70,7 @@ def one_run(
 ) -> tuple[str, float, str]:
     """(outcome, seconds, detail) of one worker process; outcome is ok/hang/crash/failure, or
     for the first-use worker "outside": it finished, and bindings were first called outside core()."""
-    root = str(Path(__file__).parents[2])
+    root = str(Path(__file__).parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]), "PYTHONFAULTHANDLER": "1"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -116,7 +116,7 @@ COLD_START = (
 def cold_start(bundle: str, pairs: int) -> None:
     """Milliseconds from ``load`` to the first prediction of an OpenVINO detector in a fresh
     process, with and without core()'s first use, alternated ``pairs`` times: its cost."""
-    root = str(Path(__file__).parents[2])
+    root = str(Path(__file__).parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     ms: dict[str, list[float]] = {"with": [], "without": []}
     for _ in range(pairs):

@@ -1,6 +1,6 @@
 """Backend choice by measurement, run by hand (not collected by pytest): is it worth its cold start?
 
-    python tests/benchmarks/bench_autoselect.py BUNDLE [--rounds 5] [--runs 40] [--choices 10]
+    python benchmarks/bench_autoselect.py BUNDLE [--rounds 5] [--runs 40] [--choices 10]
 
 Prints, interleaved so all variants see the same machine load (issue 15):
 - cold start in a fresh interpreter (import + ``load(BUNDLE)`` + first prediction) with

@@ -1,7 +1,7 @@
 """One ONNX file on ONNX Runtime and on OpenVINO (and the OpenVINO IR where the bundle has
 one), batch-1 infer time per image, interleaved; run by hand (not collected by pytest):
 
-    python tests/benchmarks/bench_same_onnx.py BUNDLE [BUNDLE ...] [--rounds 8] [--images DIR] [--no-arena-too]
+    python benchmarks/bench_same_onnx.py BUNDLE [BUNDLE ...] [--rounds 8] [--images DIR] [--no-arena-too]
 
 Prints per bundle the median ``Prediction.timings["infer"]`` of each contender and the
 precision each read back. Images: ``--images DIR`` or the MVTec AD hazelnut test images beside
@@ -19,7 +19,7 @@ import numpy as np
 
 from edgeanomaly.runtime import load
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 HAZELNUT = Path(os.environ.get("EDGEANOMALY_SHARED", REPO.parent / "shared")) / "data" / "mvtec_ad_reduced" / "hazelnut" / "test"
 
 

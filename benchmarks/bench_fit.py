@@ -1,6 +1,6 @@
 """Fit speed of PatchCore in the configuration of issue 4 (run by hand, prints a table).
 
-    .venv/bin/python tests/benchmarks/bench_fit.py [--repeats 3]
+    .venv/bin/python benchmarks/bench_fit.py [--repeats 3]
 
 PatchCore, resnet18 layers 2+3 (random init), coreset ratio 0.1, 32 training images of
 256x256 from the synthetic metal set. Reports the median over repeats of the whole fit

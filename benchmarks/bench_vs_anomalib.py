@@ -4,7 +4,7 @@ Measures the latency per decoded image at batch 1 (decode + preprocess + infer +
 what a user gets from one image file) of both tools in ONE interleaved run, for PatchCore and
 PaDiM, each side at its default settings and both forced to f32 execution:
 
-    python tests/benchmarks/bench_vs_anomalib.py [--peer-venv /tmp/peer/anomalib-venv]
+    python benchmarks/bench_vs_anomalib.py [--peer-venv /tmp/peer/anomalib-venv]
         [--work DIR] [--models patchcore,padim] [--settings default,f32]
         [--rounds 20] [--per-round 10] [--warmup 10] [--data DIR --category hazelnut]
         [--ours-backend auto] [--anomalib-coreset random|greedy] [--busy]
@@ -67,7 +67,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEANOMALY_SHARED", REPO.parent / "shared"))
 DEFAULT_PEER = Path(os.environ.get("EDGEANOMALY_PEER_VENV", "/tmp/peer/anomalib-venv"))
 MODELS = ("patchcore", "padim")

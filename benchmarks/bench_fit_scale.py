@@ -1,10 +1,10 @@
 """PatchCore fit at scale, and the chunked coreset against the exact greedy (run by hand).
 
-    PYTHONPATH=$PWD python tests/benchmarks/bench_fit_scale.py quality --data DIR [--category C] \
+    PYTHONPATH=$PWD python benchmarks/bench_fit_scale.py quality --data DIR [--category C] \
         [--chunks 8192,16384,32768]
-    PYTHONPATH=$PWD python tests/benchmarks/bench_fit_scale.py scale [--counts 50,200,1000,2000] \
+    PYTHONPATH=$PWD python benchmarks/bench_fit_scale.py scale [--counts 50,200,1000,2000] \
         [--method chunked] [--workdir /tmp/fitscale] [--largest 2000]
-    PYTHONPATH=$PWD python tests/benchmarks/bench_fit_scale.py coreset --data DIR [--rows 2048000] [--picks 40000]
+    PYTHONPATH=$PWD python benchmarks/bench_fit_scale.py coreset --data DIR [--rows 2048000] [--picks 40000]
 
 quality: fits PatchCore (default recipe, 256 px) once per coreset selection on the same
     training embeddings (computed once): the exact greedy (``coreset_method="greedy"``, the

@@ -1,8 +1,8 @@
 """Load test of `edgeanomaly serve`, run by hand (not collected by pytest); a short run is in tests/serve.
 
-    python tests/benchmarks/bench_serve.py BUNDLE --images DIR [--clients 8] [--requests 10000]
+    python benchmarks/bench_serve.py BUNDLE --images DIR [--clients 8] [--requests 10000]
         [--max-seconds 1800] [--backend onnxruntime] [--json]
-    python tests/benchmarks/bench_serve.py BUNDLE --images DIR --url http://127.0.0.1:8080 --model-name NAME
+    python benchmarks/bench_serve.py BUNDLE --images DIR --url http://127.0.0.1:8080 --model-name NAME
 
 A bounded loopback client: ``--clients`` asyncio connections (HTTP/1.1 keep-alive, standard
 library only) send ``--requests`` V2 infer requests in total, each one encoded image as a BYTES

@@ -2,8 +2,8 @@
 
 Run by hand (not collected by pytest), once per setting, each in a fresh process:
 
-    python tests/benchmarks/bench_ort_arena.py BUNDLE/model.onnx on
-    python tests/benchmarks/bench_ort_arena.py BUNDLE/model.onnx off [--runs 20]
+    python benchmarks/bench_ort_arena.py BUNDLE/model.onnx on
+    python benchmarks/bench_ort_arena.py BUNDLE/model.onnx off [--runs 20]
 
 Prints the wall time per batch-1 run, the minor page faults and the kernel CPU time per run
 (``getrusage`` of this process around ``--runs`` warm runs of a random 256x256 input; the

@@ -1,6 +1,6 @@
 """What signed bundles and the graph check cost at load time; run by hand (not collected by pytest):
 
-    python tests/benchmarks/bench_signing.py BUNDLE [--rounds 9]
+    python benchmarks/bench_signing.py BUNDLE [--rounds 9]
 
 Copies BUNDLE into a temporary folder, signs the copy with a fresh key, then interleaves per
 round: ``read_bundle`` without and with trusted keys, ``check_graph`` of every artifact, and

@@ -1,6 +1,6 @@
 """Size and latency of PaDiM's Mahalanobis head exported whole vs as the upper block triangle.
 
-    .venv/bin/python tests/benchmarks/bench_padim_head.py [--locations 4096] [--channels 100] [--repeats 30]
+    .venv/bin/python benchmarks/bench_padim_head.py [--locations 4096] [--channels 100] [--repeats 30]
 
 Exports ``MultivariateGaussian`` fitted on random data (the shape PaDiM has at 256 px with
 EfficientNet-Lite0: 64 x 64 locations, 100 channels) once with ``UPPER_BLOCKS = 1`` (the

@@ -1,6 +1,6 @@
 """Artifact x execution precision on OpenVINO's CPU plugin, run by hand (not collected by pytest).
 
-    python tests/benchmarks/bench_mixed_precision.py BUNDLE [--runs 60]
+    python benchmarks/bench_mixed_precision.py BUNDLE [--runs 60]
 
 Issue 25 item 4: is an INT8 backbone with a bf16 or f32 head (the INT8 artifact, whose head
 is not quantised, run at each execution precision) faster than the FP32 graph at bf16? Loads

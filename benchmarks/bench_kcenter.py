@@ -1,6 +1,6 @@
 """Benchmark of KCenterGreedy coreset selection (run by hand, not a test).
 
-    .venv/bin/python tests/benchmarks/bench_kcenter.py [--data random|features|both] [--repeats 5]
+    .venv/bin/python benchmarks/bench_kcenter.py [--data random|features|both] [--repeats 5]
 
 The PatchCore case of issue 4: 32 images of 256x256, resnet18 layers 2+3 -> 32 x 32 x 32 =
 32,768 patch embeddings of 384 dimensions, coreset ratio 0.1 (3,276 rows).

@@ -1,7 +1,7 @@
 """`edgeanomaly serve` under 8 clients with hostile requests mixed in (issue 20), run by hand or
 by tests/serve/test_load.py (short). Not collected by pytest.
 
-    python tests/benchmarks/bench_serve_hostile.py BUNDLE --images DIR [--clients 8] [--rounds 4]
+    python benchmarks/bench_serve_hostile.py BUNDLE --images DIR [--clients 8] [--rounds 4]
         [--max-request-mp 16] [--max-request-mb 16] [--max-response-mb 4] [--memory-cap-gb 3] [--json]
 
 Starts `edgeanomaly serve` on 127.0.0.1 (free ports; loopback only) under RLIMIT_DATA of

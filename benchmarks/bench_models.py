@@ -1,6 +1,6 @@
 """Quality, fit time, export sizes and parity of every registered model (run by hand).
 
-    .venv/bin/python tests/benchmarks/bench_models.py DATA_DIR CATEGORY [--models patchcore,padim,...]
+    .venv/bin/python benchmarks/bench_models.py DATA_DIR CATEGORY [--models patchcore,padim,...]
                                                       [--no-export] [--out DIR] [--size 256]
                                                       [--param MODEL:KEY=VALUE ...] [--before]
                                                       [--formats onnx,openvino] [--precisions fp32,fp16,int8]

@@ -1,8 +1,8 @@
 """Runtime benchmark, run by hand (not collected by pytest): latency, cold start, throughput.
 
-    .venv/bin/python tests/benchmarks/bench_runtime.py BUNDLE [--images DIR] [--backend openvino]
+    .venv/bin/python benchmarks/bench_runtime.py BUNDLE [--images DIR] [--backend openvino]
         [--device CPU] [--precision fp32] [--inference-precision f32] [-n 200]
-    .venv/bin/python tests/benchmarks/bench_runtime.py BUNDLE --compare-loop [--repeats 7] [--images DIR]
+    .venv/bin/python benchmarks/bench_runtime.py BUNDLE --compare-loop [--repeats 7] [--images DIR]
 
 Prints, for the chosen artifact and backend:
 - the verified execution precision (read back from the compiled model);
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 HAZELNUT = Path(os.environ.get("EDGEANOMALY_SHARED", REPO.parent / "shared")) / "data" / "mvtec_ad_reduced" / "hazelnut" / "test"
 
 

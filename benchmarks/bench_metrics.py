@@ -1,6 +1,6 @@
 """Benchmark of the pixel-level metrics on synthetic anomaly maps (run by hand, not a test).
 
-    .venv/bin/python tests/benchmarks/bench_metrics.py [--repeats 7] [--sizes 100 500]
+    .venv/bin/python benchmarks/bench_metrics.py [--repeats 7] [--sizes 100 500]
 
 Data: N anomaly maps of 256x256 float32, half of the images normal; anomalous images carry
 blob-shaped defect regions (about 1.5 % of all pixels) whose values are higher than the

@@ -1,6 +1,6 @@
 """Where INT8 time goes on this CPU, run by hand (not collected by pytest): OpenVINO per-layer counters.
 
-    python tests/benchmarks/bench_int8_layers.py BUNDLE [--runs 30] [--artifacts openvino-fp32,openvino-int8] [--top 12]
+    python benchmarks/bench_int8_layers.py BUNDLE [--runs 30] [--artifacts openvino-fp32,openvino-int8] [--top 12]
         [--also LABEL=OTHER/model.xml ...] [--speed-only]
 
 ``--also`` adds IR files from elsewhere (e.g. the INT8 artifact of another export) to the same

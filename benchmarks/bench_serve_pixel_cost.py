@@ -1,6 +1,6 @@
 """Peak memory of `edgeanomaly serve` per decoded pixel, by image format (issue 20); by hand.
 
-    python tests/benchmarks/bench_serve_pixel_cost.py BUNDLE
+    python benchmarks/bench_serve_pixel_cost.py BUNDLE
 
 For each format, a fresh server (127.0.0.1, RLIMIT_DATA 3 GiB, `--max-request-mp 16
 --max-response-mb 80`) scores one 4000x4000 image (16 MP), then the same image asking for
@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "serve"))
 from _serving import start_server, stop_server  # noqa: E402
 from test_hostile_requests import _binary_bytes_request  # noqa: E402
 

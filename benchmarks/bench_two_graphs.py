@@ -2,7 +2,7 @@
 
 Run by hand (not collected by pytest):
 
-    python tests/benchmarks/bench_two_graphs.py A.onnx B.onnx [--backend onnxruntime|openvino] [--runs 30]
+    python benchmarks/bench_two_graphs.py A.onnx B.onnx [--backend onnxruntime|openvino] [--runs 30]
 
 Both graphs are loaded in this process with the project's backend (default settings), fed
 the same random 1x3x256x256 input (or the graphs' fixed size), and their outputs compared

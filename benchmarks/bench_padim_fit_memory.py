@@ -1,7 +1,7 @@
 """Peak RSS of a PaDiM fit: ours against anomalib 2.7's, each in a fresh process, in turns.
 
 Usage:
-    python tests/benchmarks/bench_padim_fit_memory.py --data ../shared/data/mvtec_ad_reduced \
+    python benchmarks/bench_padim_fit_memory.py --data ../shared/data/mvtec_ad_reduced \
         --category hazelnut --peer-python /tmp/peer/anomalib-venv/bin/python --rounds 3
 
 Both fit PaDiM on EfficientNet-Lite0 (strides 4, 8, 16; 100 random channels) at 256 px on
@@ -30,7 +30,7 @@ ANOMALIB = textwrap.dedent("""
     logging.getLogger("lightning").setLevel(logging.ERROR)
     torch.manual_seed(0)
     root, category, out = sys.argv[1:4]
-    # timm's blocks.1/2/4 are our blocks.2/4/10 (strides 4, 8, 16; tests/benchmarks/bench_vs_anomalib.py)
+    # timm's blocks.1/2/4 are our blocks.2/4/10 (strides 4, 8, 16; benchmarks/bench_vs_anomalib.py)
     model = Padim(backbone="efficientnet_lite0", layers=["blocks.1", "blocks.2", "blocks.4"], pre_trained=False,
                   n_features=100)
     data = MVTecAD(root=root, category=category, train_batch_size=16, eval_batch_size=16, num_workers=0)
