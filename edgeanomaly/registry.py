@@ -45,6 +45,7 @@ __all__ = [
     "get_format",
     "register_backend",
     "register_format",
+    "server_backend",
     "resolve",
     "unregister_backend",
 ]
@@ -92,6 +93,9 @@ class FormatSpec:
         precisions: precisions written in this format, most exact first.
         path: precision -> the artifact's path inside a bundle (default ``<name>[-<precision>]/model<suffix>``).
         companions: suffixes of files that must come with the loadable one (OpenVINO's ``.bin``).
+        model_info_reader: ``(path) -> {key: value}``: the ``model_info`` written into a graph
+            file of this format, read without loading it (None: graphs of this format are not
+            checked against the manifest before compiling).
         writer: ``(ExportContext, precision, dest) -> [files written]``, the loadable file first;
             an import path, so the torch-free table never imports the training side.
         notes: one line for help texts and docs.
@@ -104,6 +108,7 @@ class FormatSpec:
     companions: tuple[str, ...] = ()
     writer: Any = None
     notes: str = ""
+    model_info_reader: Any = None
 
     def artifact_name(self, precision: str) -> str:
         """Bundle artifact name, e.g. ``openvino-int8``."""
@@ -270,6 +275,11 @@ def backends() -> tuple[BackendSpec, ...]:
     return tuple(_BACKENDS.values())
 
 
+def server_backend() -> str:
+    """The name of the backend row that connects to an inference server (``connects=True``)."""
+    return next(b.name for b in _BACKENDS.values() if b.connects)
+
+
 def backend_names() -> tuple[str, ...]:
     return tuple(_BACKENDS)
 
@@ -300,6 +310,7 @@ register_format(
         precisions=("fp32",),
         path=lambda precision: "model.onnx" if precision == "fp32" else f"model-{precision}.onnx",
         writer="edgeanomaly.export._export:write_onnx",
+        model_info_reader="edgeanomaly.bundle._graphinfo:_onnx_metadata",
         notes="opset 17, dynamic batch unless --static; external data beyond 2 GB",
     )
 )
@@ -310,6 +321,7 @@ register_format(
         precisions=("fp32", "fp16", "int8"),
         companions=(".bin",),
         writer="edgeanomaly.export._export:write_openvino",
+        model_info_reader="edgeanomaly.bundle._graphinfo:_openvino_metadata",
         notes="IR v11; fp16 = compressed weights; int8 = NNCF post-training quantisation of the backbone",
     )
 )

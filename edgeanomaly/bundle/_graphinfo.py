@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from edgeanomaly.errors import BundleError, GraphMismatchError
+from edgeanomaly.registry import formats, resolve
 
 __all__ = ["graph_model_info", "check_graph", "COMPARED_FIRST"]
 
@@ -169,15 +170,12 @@ def _openvino_metadata(path: Path) -> dict[str, str]:
     return props
 
 
-_READERS = {"onnx": _onnx_metadata, "openvino": _openvino_metadata}
-
-
 def graph_model_info(path: str | os.PathLike[str], fmt: str) -> dict[str, str] | None:
     """The ``model_info`` written into a graph file, or None for a format without a reader.
 
     Args:
         path: the file a backend loads (``model.onnx``, ``openvino/model.xml``).
-        fmt: the artifact format, ``"onnx"`` or ``"openvino"``.
+        fmt: the artifact format; its registry row names the reader (``model_info_reader``).
 
     Raises:
         BundleError: the file cannot be parsed as that format.
@@ -185,9 +183,10 @@ def graph_model_info(path: str | os.PathLike[str], fmt: str) -> dict[str, str] |
     >>> graph_model_info("pc.bundle/model.onnx", "onnx")["model"]      # doctest: +SKIP
     'patchcore'
     """
-    reader = _READERS.get(fmt)
-    if reader is None:
+    spec = next((f for f in formats() if f.name == fmt), None)
+    if spec is None or spec.model_info_reader is None:
         return None
+    reader = resolve(spec.model_info_reader)
     path = Path(path)
     try:
         return reader(path)
@@ -219,7 +218,7 @@ def check_graph(bundle: Any, artifact: Any) -> None:
     declared = dict(bundle.manifest.model_info)
     if not found:
         raise GraphMismatchError(
-            f"{where} carries no model_info ({'metadata_props' if artifact.format == 'onnx' else 'rt_info'}), "
+            f"{where} carries no model_info in its graph metadata (ONNX metadata_props, OpenVINO rt_info), "
             "so it cannot be matched with the manifest's model; it was not exported by edgeanomaly, or was "
             "replaced. Re-export the bundle."
         )

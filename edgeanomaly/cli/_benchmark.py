@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import exact_option, friendly_errors, trust_option, trusted_keys
+from edgeanomaly.cli._common import _LiveChoice, exact_option, friendly_errors, trust_option, trusted_keys
 from edgeanomaly.cli._remote import check_remote, remote_options
+from edgeanomaly.registry import server_backend
 
 
 @click.command(epilog="""\b
@@ -21,7 +22,7 @@ Examples:
 @click.option("--throughput-images", default=64, show_default=True, type=click.IntRange(min=1), help="Images streamed through the async path.")
 @click.option("--cold-start/--no-cold-start", default=True, show_default=True, help="Measure import + load + first prediction in a fresh process.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder to save benchmark.json and benchmark.md in (default: print only, write nothing); never overwrites an earlier benchmark.")
-@click.option("--backend", type=click.Choice(["all", "remote"]), default="all", show_default=True,
+@click.option("--backend", type=_LiveChoice(lambda: ["all", server_backend()]), default="all", show_default=True,
               help="all: every local backend and device; remote: only the server at --url.")
 @exact_option
 @remote_options

@@ -36,6 +36,12 @@ def backend_choice() -> click.Choice:
     return _LiveChoice(lambda: ["auto", *registry.backend_names()])
 
 
+def local_backend_choice() -> click.Choice:
+    """``--backend`` values of a command that runs the graph here (``serve``): ``auto`` and
+    every backend row that runs a local file (not an inference server)."""
+    return _LiveChoice(lambda: ["auto", *(b.name for b in registry.backends() if not b.connects)])
+
+
 def precision_choice() -> click.Choice:
     """``--precision`` values: the registry's artifact precisions."""
     return _LiveChoice(lambda: list(registry.PRECISIONS))

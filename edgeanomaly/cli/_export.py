@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from edgeanomaly.cli._common import StageBar, check_bundle_out, check_run_dir, friendly_errors, print_next_steps, split_csv
+from edgeanomaly.registry import format_names
 
 
 def _size(n: int | None) -> str:
@@ -168,7 +169,7 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     # Everything that can be wrong is checked here, before minutes of fitting and exporting,
     # and before torch is imported (seconds): a mistyped option is answered at once.
     r = load_recipe(recipe) if recipe is not None else None
-    fmt_list = split_csv(formats, lower=True) or (r.formats if r else ["onnx", "openvino"])
+    fmt_list = split_csv(formats, lower=True) or (r.formats if r else list(format_names()))
     prec_list = split_csv(precisions, lower=True) or (r.precisions if r else ["fp32"])
     # A recipe's exact artifact list holds unless --format or --precision say otherwise.
     only = r.artifacts if (r is not None and not formats and not precisions) else None

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from edgeanomaly.cli._common import StageBar, friendly_errors, print_next_steps
+from edgeanomaly.registry import PRECISIONS, format_names
 
 
 def _stage(title: str) -> None:
@@ -74,7 +75,7 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
 
     _stage("3/5 export ONNX + OpenVINO at FP32, FP16, INT8")
     bundle = out / "bundle"
-    report = export_with_progress(ckpt, bundle, ["onnx", "openvino"], ["fp32", "fp16", "int8"], overwrite=True)
+    report = export_with_progress(ckpt, bundle, list(format_names()), list(PRECISIONS), overwrite=True)
     print_parity(report)
 
     from edgeanomaly.tooling import validate_bundle, write_validation_report

@@ -6,6 +6,8 @@ from typing import Any, Callable, TypeVar
 
 import click
 
+from edgeanomaly.registry import server_backend
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -20,8 +22,9 @@ def remote_options(func: F) -> F:
 
 def check_remote(backend: str, url: str | None, model_name: str | None) -> dict[str, Any]:
     """Keyword arguments for ``load``; ``--url`` and ``--backend remote`` only come together."""
-    if backend == "remote" and not url:
-        raise click.BadParameter("--backend remote needs --url (e.g. http://127.0.0.1:8080)", param_hint="--url")
-    if backend != "remote" and (url or model_name):
-        raise click.BadParameter(f"--url and --model-name go with --backend remote, not --backend {backend}", param_hint="--url")
-    return {"url": url, "model_name": model_name} if backend == "remote" else {}
+    server = server_backend()
+    if backend == server and not url:
+        raise click.BadParameter(f"--backend {server} needs --url (e.g. http://127.0.0.1:8080)", param_hint="--url")
+    if backend != server and (url or model_name):
+        raise click.BadParameter(f"--url and --model-name go with --backend {server}, not --backend {backend}", param_hint="--url")
+    return {"url": url, "model_name": model_name} if backend == server else {}

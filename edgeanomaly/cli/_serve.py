@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import exact_option, friendly_errors, trust_option, trusted_keys
+from edgeanomaly.cli._common import exact_option, friendly_errors, local_backend_choice, precision_choice, trust_option, trusted_keys
 
 
 @click.command()
@@ -15,9 +15,9 @@ from edgeanomaly.cli._common import exact_option, friendly_errors, trust_option,
 @click.option("--http-port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="REST port.")
 @click.option("--grpc-port", default=8081, show_default=True, type=click.IntRange(0, 65535), help="gRPC port (0: no gRPC).")
 @click.option("--model-name", "model_names", multiple=True, help="Served name, once per bundle (default: the bundle folder name).")
-@click.option("--backend", type=click.Choice(["auto", "openvino", "onnxruntime"]), default="auto", show_default=True)
+@click.option("--backend", type=local_backend_choice(), default="auto", show_default=True)
 @click.option("--device", default="CPU", show_default=True, help="CPU, GPU, NPU, AUTO (OpenVINO); CPU, CUDA (ONNX Runtime).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--precision", type=precision_choice(), default="fp32", show_default=True)
 @click.option("--artifact", default=None, help="Artifact name (e.g. openvino-int8); overrides --precision.")
 @exact_option
 @click.option("--max-request-mb", default=32.0, show_default=True, type=click.FloatRange(min=0.001), help="Largest request body; bigger ones get 413.")

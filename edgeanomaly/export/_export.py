@@ -46,7 +46,7 @@ from edgeanomaly.export._execution import execution_entry, measure_executions, m
 from edgeanomaly.export._formats import artifact_name, check_targets
 from edgeanomaly.export._graphs import ONNX_OPSET, export_onnx, onnx_to_openvino, quantize_openvino_int8
 from edgeanomaly.metrics import evaluate_outputs
-from edgeanomaly.registry import get_format
+from edgeanomaly.registry import format_names, get_format
 from edgeanomaly.tooling import compare_outputs, run_artifact, run_isolated
 
 __all__ = ["ExportContext", "ExportReport", "ArtifactReport", "export_checkpoint", "write_onnx", "write_openvino", "FP32_RTOL", "REFERENCE_SAMPLES"]
@@ -436,7 +436,7 @@ def _out_of_space(out: Path, stage: Path, space: _Space) -> OutOfSpaceError:
 def export_checkpoint(
     ckpt: Any,
     out: str | Path,
-    formats: Sequence[str] = ("onnx", "openvino"),
+    formats: Sequence[str] | None = None,
     precisions: Sequence[str] = ("fp32",),
     static_batch: int | None = None,
     calibration_data: str | Path | None = None,
@@ -451,7 +451,8 @@ def export_checkpoint(
     """Export a fitted :class:`~edgeanomaly.models.Checkpoint` to a bundle at ``out``.
 
     Args:
-        formats, precisions: targets (see ``edgeanomaly.export.FORMATS``).
+        formats, precisions: targets (see ``edgeanomaly.export.FORMATS``); formats default to every
+            registered format.
         static_batch: fix the batch dimension (NPU); None = dynamic.
         calibration_data: dataset folder to recompute calibration and run parity on
             (default: the checkpoint's own dataset test split).
@@ -479,7 +480,7 @@ def export_checkpoint(
         ParityError: an FP32 artifact differs from torch by more than ``FP32_RTOL``.
         ExportError: every artifact was refused, or none met its criteria.
     """
-    targets = _checked_targets(formats, precisions, only, static_batch)
+    targets = _checked_targets(format_names() if formats is None else formats, precisions, only, static_batch)
     out = Path(out)
     if sign_key is not None and not isinstance(sign_key, SigningKey):
         sign_key = SigningKey.load(sign_key)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeanomaly.errors import ConfigError
+from edgeanomaly.registry import format_names
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,7 +53,7 @@ class Recipe:
     image_size: int | list[int] = 256
     center_crop: int | list[int] | None = None
     batch_size: int = 16
-    formats: list[str] = field(default_factory=lambda: ["onnx", "openvino"])
+    formats: list[str] = field(default_factory=lambda: list(format_names()))
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     static_batch: int | None = None
     path: Path | None = None
@@ -107,7 +108,7 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
         image_size=d.get("image_size", 256),
         center_crop=d.get("center_crop"),
         batch_size=int(d.get("batch_size", 16)),
-        formats=list(e.get("formats", ["onnx", "openvino"])),
+        formats=list(e.get("formats", format_names())),
         precisions=list(e.get("precisions", ["fp32"])),
         static_batch=static or None,
         path=p,

@@ -151,7 +151,7 @@ def export(
     run: Run | Checkpoint | str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    formats: Sequence[str] = ("onnx", "openvino"),
+    formats: Sequence[str] | None = None,
     precisions: Sequence[str] = ("fp32",),
     static_batch: int | None = None,
     calibration_data: str | os.PathLike[str] | None = None,
@@ -167,7 +167,7 @@ def export(
     Args:
         run: a :class:`Run`, a :class:`edgeanomaly.models.Checkpoint`, or a run directory.
         out: bundle directory, or a path ending in ``.zip``; replaced only with ``overwrite``.
-        formats, precisions: ``onnx``, ``openvino`` x ``fp32``, ``fp16``, ``int8``.
+        formats, precisions: registered formats (default: every one) x ``fp32``, ``fp16``, ``int8``.
         static_batch: fix the batch dimension (NPUs); None: dynamic.
         calibration_data: dataset to recompute the calibration and run parity on.
         allow_degraded: keep artifacts that fail the verdict, marked ``degraded``.

@@ -11,7 +11,7 @@ Fallback to another device happens only when the user asks for it (OpenVINO ``AU
 from __future__ import annotations
 
 from edgeanomaly._optional import check_choice
-from edgeanomaly.registry import EXECUTION_PRECISIONS, get_backend
+from edgeanomaly.registry import EXECUTION_PRECISIONS, backends, get_backend
 
 __all__ = [
     "INFERENCE_PRECISIONS",
@@ -35,13 +35,14 @@ def backend_installed(name: str) -> bool:
     return get_backend(name).installed()
 
 
-def list_devices(backend: str = "openvino") -> list[str]:
-    """Devices present for ``backend``, as names ``load(device=...)`` accepts.
+def list_devices(backend: str | None = None) -> list[str]:
+    """Devices present for ``backend`` (default: the registry's first backend), as names
+    ``load(device=...)`` accepts.
 
     >>> "CPU" in list_devices("onnxruntime")
     True
     """
-    return get_backend(backend).available_devices()
+    return (get_backend(backend) if backend is not None else backends()[0]).available_devices()
 
 
 def check_inference_precision(value: str | None) -> str | None:

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeanomaly.errors import EdgeAnomalyError
+from edgeanomaly.registry import server_backend
 from edgeanomaly.tooling._reproduce import reproduce
 
 __all__ = ["BenchmarkRow", "benchmark_bundle", "benchmark_markdown", "write_benchmark"]
@@ -160,8 +161,8 @@ def benchmark_bundle(
         masks = sample_masks(samples, pp) if samples and manifest.task == "segmentation" else None
         remote = {"url": url, "model_name": model_name} if url else {}
         if remote:
-            with load(b, backend="remote", **remote) as probe:  # the artifact the server says it runs
-                combos = [(probe.artifact, "remote", url)]
+            with load(b, backend=server_backend(), **remote) as probe:  # the artifact the server says it runs
+                combos = [(probe.artifact, server_backend(), url)]
             cold_start = False
         else:
             combos = [(art, be, dev) for art in manifest.artifacts
