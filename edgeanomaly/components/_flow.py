@@ -79,8 +79,10 @@ class AffineCouplingBlock(nn.Module):
 
     Forward, with ``x = [x1, x2]`` split on channels (``C // 2`` and the rest):
 
-    - coupling: ``[s_raw, t] = subnet(x1)``, ``s = clamp * tanh(s_raw / clamp)`` (soft clamping
-      keeps ``|s| < clamp``, so ``exp(s)`` cannot overflow), ``y2 = x2 * exp(s) + t``;
+    - coupling: ``[a_s, a_t] = 0.1 * subnet(x1)``, ``s = clamp * tanh(a_s)``, ``t = a_t`` (as
+      FrEIA's ``AllInOneBlock``, which anomalib's FastFlow uses: the factor 0.1 starts the
+      coupling near identity; soft clamping keeps ``|s| < clamp``, so ``exp(s)`` cannot
+      overflow), ``y2 = x2 * exp(s) + t``;
     - global affine (actnorm): ``y = [x1, y2] * exp(log_scale) + offset``, per channel;
     - permutation: ``y = y[:, perm]``, a fixed random permutation drawn from ``random_state``.
 
@@ -135,10 +137,10 @@ class AffineCouplingBlock(nn.Module):
             raise ValueError(f"Expected x of shape (N, {self.channels}, H, W), got {tuple(x.shape)}")
 
     def _scale_shift(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raw = self.subnet(kept)
+        a = 0.1 * self.subnet(kept)  # FrEIA's AllInOneBlock: the coefficients start small
         changed = self.channels - self.split
-        s = self.clamp * torch.tanh(raw[:, :changed] / self.clamp)
-        return s, raw[:, changed:]
+        s = self.clamp * torch.tanh(a[:, :changed])
+        return s, a[:, changed:]
 
     def _affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.log_scale.view(1, -1, 1, 1), self.offset.view(1, -1, 1, 1)

@@ -140,3 +140,21 @@ def test_bad_inputs() -> None:
         block.inverse(torch.zeros(4, 5, 5))
     with pytest.raises(TypeError, match="torch.Tensor"):
         block(np.zeros((1, 4, 2, 2)))  # type: ignore[arg-type]
+
+
+def test_coupling_scales_the_subnet_output_by_a_tenth_as_freia() -> None:
+    """FrEIA's AllInOneBlock (anomalib's FastFlow) multiplies the subnet's output ``a`` by 0.1
+    before use: ``s = clamp * tanh(0.1 a_s)``, ``t = 0.1 a_t``. Without it the coupling starts
+    ten times steeper and FastFlow over-fits (held-out loss rose after ~60 epochs on hazelnut)."""
+    block = _randomise(AffineCouplingBlock(6, clamp=2.0, random_state=0), seed=3, scale=1.0)
+    x = torch.randn(2, 6, 3, 3, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        y, logdet = block(x)
+        x1, x2 = x[:, :3], x[:, 3:]
+        a = 0.1 * block.subnet(x1)
+        s = 2.0 * torch.tanh(a[:, :3])
+        coupled = torch.cat([x1, x2 * torch.exp(s) + a[:, 3:]], dim=1)
+        expected = (coupled * torch.exp(block.log_scale).view(1, -1, 1, 1) + block.offset.view(1, -1, 1, 1))[:, block.perm]
+        expected_logdet = s.sum(dim=(1, 2, 3)) + 9 * block.log_scale.sum()
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logdet, expected_logdet, rtol=1e-5, atol=1e-5)
