@@ -184,11 +184,7 @@ def probe_input(bundle: Any, input_size: tuple[int, int]) -> np.ndarray:
 def busy_core() -> Iterator[bool]:
     """One core kept busy by a separate process while the block runs (another job on the
     machine); yields False, and starts nothing, where fewer than 2 cores are available."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
-    if cores < 2:
+    if physical_cores() < 2:
         yield False
         return
     # -I -S: no site, no user paths, nothing read or written; it says it runs, then spins
