@@ -297,6 +297,7 @@ class _Judge:
 
         self.ref, self.labels, self.masks, self.cal = ref, labels, masks, cal
         self.labelled = len(np.unique(labels)) == 2
+        self.n_anomalous = int(labels.sum())
         self.maps_ref = ref["anomaly_map"][:, 0] if "anomaly_map" in ref else None
         self.ref_metrics = evaluate_outputs(ref["pred_score"], labels, self.maps_ref, masks, cal) if self.labelled else {}
         self.tolerances = TOLERANCES if int8_tolerance is None else {**TOLERANCES, "int8": int8_tolerance}
@@ -308,10 +309,9 @@ class _Judge:
         metrics = evaluate_outputs(outs["pred_score"], self.labels, maps, self.masks, self.cal) if self.labelled else {}
         # Every held-out image's map: the parity table's and the record's numbers are the verdict's.
         paired_maps = {} if maps is None or self.maps_ref is None else {"maps": maps, "ref_maps": self.maps_ref}
-        n_anomalous = int(self.labels.sum())
         return judge(prec, self.cal.image_threshold, scores=outs["pred_score"], ref_scores=self.ref["pred_score"],
                      labels=self.labels, metrics=metrics, ref_metrics=self.ref_metrics,
-                     n_normal=len(self.labels) - n_anomalous, n_anomalous=n_anomalous, tolerances=self.tolerances,
+                     n_normal=len(self.labels) - self.n_anomalous, n_anomalous=self.n_anomalous, tolerances=self.tolerances,
                      **paired_maps)
 
     def int8(self, outputs: dict[str, np.ndarray]) -> list[str]:
