@@ -38,7 +38,8 @@ def _load(load, bundle, artifact: str, precision: str):
 def main() -> None:
     from edgeanomaly.bundle import read_bundle
     from edgeanomaly.runtime import device_capabilities, load
-    from edgeanomaly.tooling import judge, raw_outputs, tolerance_for
+    from edgeanomaly.tooling import raw_outputs
+    from edgeanomaly.judging import judge, tolerance_for
 
     ap = argparse.ArgumentParser()
     ap.add_argument("bundle")

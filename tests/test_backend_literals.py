@@ -29,7 +29,7 @@ KNOWN: dict[str, tuple[int, str]] = {
     # export/BUNDLE.md): a field name of the manifest, not a backend choice.
     "edgeanomaly/bundle/_manifest.py": (2, "the execution record's required 'openvino' release key"),
     "edgeanomaly/runtime/_execution.py": (9, "reads the 'openvino' release key of execution records"),
-    "edgeanomaly/tooling/_validation.py": (2, "prints the 'openvino' release key of execution records"),
+    "edgeanomaly/reports/_validation.py": (2, "prints the 'openvino' release key of execution records"),
     # Deploy targets and the formats each server runs: a second table, to become row fields.
     "edgeanomaly/serve/_deploy.py": (10, "deploy targets' formats and Triton's backend names"),
     # The INT8 artifact is quantised by OpenVINO from the ONNX graph: export's INT8 path.

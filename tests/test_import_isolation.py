@@ -29,7 +29,7 @@ def run_blocked(code: str, blocked: tuple[str, ...] = ("torch",)) -> subprocess.
 @pytest.mark.parametrize(
     "module",
     ["edgeanomaly", "edgeanomaly.errors", "edgeanomaly.registry", "edgeanomaly.data", "edgeanomaly.metrics", "edgeanomaly.bundle",
-     "edgeanomaly.runtime", "edgeanomaly.tooling", "edgeanomaly.cli", "edgeanomaly.frontdoor",
+     "edgeanomaly.judging", "edgeanomaly.runtime", "edgeanomaly.tooling", "edgeanomaly.reports", "edgeanomaly.cli", "edgeanomaly.frontdoor",
      "edgeanomaly.serve._deploy", "edgeanomaly.serve._inference", "edgeanomaly.runtime._backends._remote"],
 )
 def test_torch_free_layers_import_without_torch(module: str) -> None:

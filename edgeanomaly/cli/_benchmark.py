@@ -32,7 +32,8 @@ def benchmark(bundle: Path, data: Path | None, category: str | None, repeats: in
               out: Path | None, backend: str, exact: bool, url: str | None, model_name: str | None,
               trust: tuple[Path, ...]) -> None:
     """Latency, throughput, accuracy and drift of every artifact x backend x device."""
-    from edgeanomaly.tooling import benchmark_bundle, benchmark_markdown, write_benchmark
+    from edgeanomaly.tooling import benchmark_bundle
+    from edgeanomaly.reports import benchmark_markdown, write_benchmark
 
     if out is not None:
         taken = [n for n in ("benchmark.json", "benchmark.md") if (out / n).exists()]

@@ -87,7 +87,7 @@ def warn_thresholds(calibration: Any) -> None:
     if not calibration:
         return
     from edgeanomaly.bundle import Calibration
-    from edgeanomaly.tooling import threshold_sample_warnings
+    from edgeanomaly.judging import threshold_sample_warnings
 
     cal = Calibration.from_dict(calibration) if isinstance(calibration, dict) else calibration
     for reason in threshold_sample_warnings(cal):

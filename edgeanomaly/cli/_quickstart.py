@@ -78,7 +78,8 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     report = export_with_progress(ckpt, bundle, list(format_names()), list(PRECISIONS), overwrite=True)
     print_parity(report)
 
-    from edgeanomaly.tooling import validate_bundle, write_validation_report
+    from edgeanomaly.tooling import validate_bundle
+    from edgeanomaly.reports import write_validation_report
 
     _stage("4/5 validate every artifact against ground truth (torch-free runtime)")
     vbar = StageBar()
@@ -89,7 +90,8 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     print_validation(vreport)
     write_validation_report(vreport, out / "validation")
 
-    from edgeanomaly.tooling import benchmark_bundle, benchmark_markdown, write_benchmark
+    from edgeanomaly.tooling import benchmark_bundle
+    from edgeanomaly.reports import benchmark_markdown, write_benchmark
 
     _stage("5/5 benchmark (batch-1 latency per decoded image, async throughput, cold start)")
     with Activity() as activity:

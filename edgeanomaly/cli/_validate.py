@@ -11,7 +11,7 @@ from edgeanomaly.cli._remote import check_remote, remote_options
 
 
 def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, imported lazily
-    from edgeanomaly.tooling import validation_markdown
+    from edgeanomaly.reports import validation_markdown
 
     # The Markdown table reads well in a terminal too, and is what the report file holds.
     for line in validation_markdown(report).splitlines()[2:]:
@@ -47,7 +47,7 @@ def validate(bundle: Path, data: Path, category: str | None, backend: str, devic
     writes validation.json, validation.md and a self-contained validation.html.
     """
     from edgeanomaly import frontdoor
-    from edgeanomaly.tooling import write_validation_report
+    from edgeanomaly.reports import write_validation_report
 
     bar = StageBar()
     try:

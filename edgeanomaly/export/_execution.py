@@ -2,7 +2,7 @@
 ONNX file, which OpenVINO reads too) is run on OpenVINO at every execution precision the export
 machine's devices support (bf16 on a CPU with ``BF16`` among its ``OPTIMIZATION_CAPABILITIES``,
 f16 on a GPU) and judged against the torch reference on the held-out images with the verdict
-``validate`` uses (``edgeanomaly.tooling.judge``, row ``tolerance_for(artifact precision,
+``validate`` uses (``edgeanomaly.judging.judge``, row ``tolerance_for(artifact precision,
 execution precision)``). For an ONNX file the record is OpenVINO's: ONNX Runtime's CPU provider
 runs the graph's own types, so OpenVINO is the backend that can earn a faster precision for it.
 
@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from edgeanomaly.judging import tolerance_for
 
 log = logging.getLogger("edgeanomaly.export")
 
@@ -94,8 +96,6 @@ def measure_executions(
     from edgeanomaly.registry import backends_for
     from edgeanomaly.runtime import device_capabilities, device_description
     from edgeanomaly.runtime import EXECUTION_CAPABILITIES, NOT_MEASURED
-    from edgeanomaly.tooling import tolerance_for
-
     spec = measuring_backend(fmt)
     if spec is None:
         return None

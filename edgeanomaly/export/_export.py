@@ -17,7 +17,7 @@ entry's ``execution_precisions`` records which passed and their drift, a precisi
 machine cannot run as ``NOT_MEASURED`` with the reason (see :mod:`edgeanomaly.export._execution`),
 and ``load`` runs the fastest that passed on a device that supports it.
 
-Every artifact is judged by the verdict validate uses (``edgeanomaly.tooling.judge``) on the
+Every artifact is judged by the verdict validate uses (``edgeanomaly.judging.judge``) on the
 held-out images; one that FAILs is left out (``report.refused``) unless ``allow_degraded``.
 An INT8 candidate is written only when the same verdict does not fail it: plain post-training quantisation first,
 then NNCF's accuracy-aware quantisation; when neither passes, the report's ``rejected`` says
@@ -45,6 +45,7 @@ from edgeanomaly.errors import ConfigError, EdgeAnomalyError, ExportError, OutOf
 from edgeanomaly.export._execution import execution_entry, measure_executions, measuring_backend
 from edgeanomaly.export._formats import artifact_name, check_targets
 from edgeanomaly.export._graphs import ONNX_OPSET, export_onnx, onnx_to_openvino, quantize_openvino_int8
+from edgeanomaly.judging import FAIL, TOLERANCES, compute_calibration, judge, sample_key
 from edgeanomaly.metrics import evaluate_outputs
 from edgeanomaly.registry import format_names, get_format
 from edgeanomaly.tooling import compare_outputs, run_artifact, run_isolated
@@ -275,8 +276,6 @@ class _Calibrator:
         self.labels, self.masks, self.data_desc = labels, masks, data_desc
 
     def __call__(self, outputs: dict[str, np.ndarray], split: str) -> Calibration:
-        from edgeanomaly.tooling import compute_calibration
-
         both = len(np.unique(self.labels)) == 2
         return compute_calibration(
             outputs["pred_score"],
@@ -293,8 +292,6 @@ class _Judge:
 
     def __init__(self, ref: dict[str, np.ndarray], labels: np.ndarray, masks: np.ndarray | None, cal: Calibration,
                  int8_tolerance: Any) -> None:
-        from edgeanomaly.tooling import TOLERANCES
-
         self.ref, self.labels, self.masks, self.cal = ref, labels, masks, cal
         self.labelled = len(np.unique(labels)) == 2
         self.n_anomalous = int(labels.sum())
@@ -303,8 +300,6 @@ class _Judge:
         self.tolerances = TOLERANCES if int8_tolerance is None else {**TOLERANCES, "int8": int8_tolerance}
 
     def verdict(self, outs: dict[str, np.ndarray], prec: str) -> Any:
-        from edgeanomaly.tooling import judge
-
         maps = outs["anomaly_map"][:, 0] if "anomaly_map" in outs else None
         metrics = evaluate_outputs(outs["pred_score"], self.labels, maps, self.masks, self.cal) if self.labelled else {}
         # Every held-out image's map: the parity table's and the record's numbers are the verdict's.
@@ -316,8 +311,6 @@ class _Judge:
 
     def int8(self, outputs: dict[str, np.ndarray]) -> list[str]:
         """Why an INT8 candidate fails the verdict (empty: it may be written): one decision with validate."""
-        from edgeanomaly.tooling import FAIL
-
         return [c.message for c in self.verdict(outputs, "int8").checks if c.outcome == FAIL]
 
 
@@ -326,8 +319,6 @@ def _export_artifact(ctx: ExportContext, judge: _Judge, steps: _Steps, report: E
     """Write one artifact, check its parity with torch, judge it and measure its execution
     precisions: ``(files written, manifest entry, parity entry)``, or None when it is left
     out (rejected or refused, said in ``report``). An FP32 artifact out of tolerance raises."""
-    from edgeanomaly.tooling import FAIL
-
     spec = get_format(fmt)
     name, rel = spec.artifact_name(prec), spec.artifact_path(prec)
     t0 = steps.start(f"{name}: writing" + (" (NNCF quantisation and head refit)" if prec == "int8" else ""))
@@ -387,8 +378,6 @@ def _write_reference(path: Path, images: list[np.ndarray], samples: list[Any], l
     for reproduction on the device; the torch scores of every held-out image (by
     split/defect/name and file checksum) for validate's pairing."""
     from edgeanomaly.data import file_sha256
-    from edgeanomaly.tooling import sample_key
-
     k = min(REFERENCE_SAMPLES, len(samples))
     arrays: dict[str, np.ndarray] = {
         "images": np.stack([resize_and_crop(im, pp) for im in images[:k]]),
@@ -471,7 +460,7 @@ def export_checkpoint(
             keygen``): the bundle is written with ``signature.json`` (read first, so a bad
             key fails before the export starts).
 
-    Each artifact is judged with :func:`edgeanomaly.tooling.judge` on the held-out images,
+    Each artifact is judged with :func:`edgeanomaly.judging.judge` on the held-out images,
     exactly as ``validate`` judges it on the same data; the verdict is stored in its parity
     entry, the torch scores of every held-out image in ``reference.npz`` (so ``validate`` can
     pair them).
@@ -612,8 +601,6 @@ def _int8_artifact(model: Any, ds: Dataset | None, pp: PreprocessConfig, info: d
     """
     from edgeanomaly.export._graphs import AccuracyControl
     from edgeanomaly.export._int8 import affine_to, append_output_affine, refit_on_int8_features
-    from edgeanomaly.tooling import TOLERANCES
-
     train = _train_samples(ds)
     step = max(1, len(train) // INT8_CALIBRATION_IMAGES)
     calib = [preprocess(s.image(), pp)[None] for s in train[::step][:INT8_CALIBRATION_IMAGES]]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import edgeanomaly.serve as serving
-from edgeanomaly import runtime, tooling
+from edgeanomaly import judging, runtime, tooling
 from edgeanomaly.bundle import (
     Signature,
     SigningKey,
@@ -178,7 +178,7 @@ def validate(
     ground truth and the torch reference stored at export (PASS, FAIL or INCONCLUSIVE).
 
     This is :func:`edgeanomaly.tooling.validate_bundle`; the arguments mean the same there.
-    ``report.ok`` is False when an artifact failed; ``edgeanomaly.tooling.write_validation_report``
+    ``report.ok`` is False when an artifact failed; ``edgeanomaly.reports.write_validation_report``
     writes it as JSON, Markdown and HTML.
     """
     return tooling.validate_bundle(_path(bundle), data, category=category, backend=backend, device=device,
@@ -202,7 +202,7 @@ def benchmark(
 ) -> list[BenchmarkRow]:
     """Latency p50/p95, throughput, accuracy (with ``data``) and drift of every artifact x
     backend x device: :func:`edgeanomaly.tooling.benchmark_bundle`. A combination that fails is
-    a row with its status, never an exception. ``edgeanomaly.tooling.benchmark_markdown``
+    a row with its status, never an exception. ``edgeanomaly.reports.benchmark_markdown``
     renders the rows as the CLI's table.
     """
     return tooling.benchmark_bundle(_path(bundle), data, category=category, repeats=repeats,
@@ -216,7 +216,7 @@ def calibrate(
     *,
     category: str | None = None,
     split: str = "auto",
-    quantile: float = tooling.DEFAULT_QUANTILE,
+    quantile: float = judging.DEFAULT_QUANTILE,
     backend: str = "auto",
     device: str = "CPU",
     precision: str | None = None,

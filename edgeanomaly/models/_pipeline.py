@@ -19,6 +19,7 @@ import torch
 from edgeanomaly import __version__
 from edgeanomaly.data import Dataset, PreprocessConfig, load_dataset
 from edgeanomaly.errors import ConfigError
+from edgeanomaly.judging import calibration_split, compute_calibration
 from edgeanomaly.models._checkpoint import Checkpoint, save_checkpoint
 from edgeanomaly.models._device import resolve_device
 from edgeanomaly.models._fit import fit_model, loader_workers, predict_samples
@@ -50,15 +51,13 @@ def calibrate_and_evaluate(
         split: ``"from_test"``: thresholds from a stratified half of the test images (seeded),
             metrics from the other half, so F1 and PRO at the threshold are not measured on
             the images that set it; ``"same_as_test"``: both on every test image (anomalib's
-            default; optimistic). See ``edgeanomaly.tooling._split``.
+            default; optimistic). See ``edgeanomaly.judging._split``.
 
     Returns ``(Calibration, metrics)``; ``calibration.source["split"]`` says which images
     calibrated and which measured.
     """
     from edgeanomaly.data import sample_labels, sample_masks
     from edgeanomaly.metrics import evaluate_outputs
-    from edgeanomaly.tooling import calibration_split, compute_calibration
-
     labels = sample_labels(dataset.test)
     masks = sample_masks(dataset.test, preprocessing) if maps is not None else None
     cal_idx, eval_idx = calibration_split(labels, split, seed=seed)
@@ -105,8 +104,6 @@ def _calibrate(model: Any, dataset: Any, holdout: list[Any], preprocessing: Prep
     calibration_dict = None
     metrics: dict[str, float] = {}
     if holdout:
-        from edgeanomaly.tooling import compute_calibration
-
         t0 = time.perf_counter()
         outputs = predict_samples(model, holdout, preprocessing, batch_size)
         calibration = compute_calibration(
@@ -125,8 +122,6 @@ def _calibrate(model: Any, dataset: Any, holdout: list[Any], preprocessing: Prep
             calibration, metrics = calibrate_and_evaluate(outputs.scores, outputs.maps, dataset, preprocessing,
                                                           calibration_split, seed if isinstance(seed, int) else 0)
         else:
-            from edgeanomaly.tooling import compute_calibration
-
             normal = np.array([s.label == 0 for s in dataset.test])
             calibration = compute_calibration(
                 outputs.scores[normal],

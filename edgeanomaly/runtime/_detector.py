@@ -21,7 +21,8 @@ from edgeanomaly.registry import PRECISIONS, BackendSpec, backends, backends_for
 from edgeanomaly.runtime._autoselect import contenders, measure_by_default, measure_choice
 from edgeanomaly.runtime._backends import Backend
 from edgeanomaly.runtime._devices import check_inference_precision, check_performance_hint
-from edgeanomaly.runtime._execution import _PASS, ExecutionChoice, resolve_execution
+from edgeanomaly.judging import PASS
+from edgeanomaly.runtime._execution import ExecutionChoice, resolve_execution
 from edgeanomaly.runtime._inputs import as_rgb, check_image_size
 from edgeanomaly.runtime._postprocess import postprocess
 from edgeanomaly.runtime._prediction import Prediction
@@ -553,7 +554,7 @@ def _prefer_earned_precision(
         on = row.name if art is chosen else f"{row.name} ({art.name})"
         if other.requested not in (None, "f32"):
             return row, art, f"{why}; on {on} rather than {spec.name}: {other.reason}"
-        earned = [p for p in row.execution_order(device) if p != "f32" and ((other.measured or {}).get(p) or {}).get("outcome") == _PASS]
+        earned = [p for p in row.execution_order(device) if p != "f32" and ((other.measured or {}).get(p) or {}).get("outcome") == PASS]
         if earned:
             return spec, chosen, f"{why}; not {on}: {other.reason}"
     return spec, chosen, why

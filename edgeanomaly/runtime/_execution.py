@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from edgeanomaly.errors import BackendUnavailableError, ConfigError
+from edgeanomaly.judging import PASS
 from edgeanomaly.registry import EXECUTION_CAPABILITIES, backends
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
 
 #: Outcome of an execution precision that export could not run on its machine.
 NOT_MEASURED = "NOT_MEASURED"
-_PASS = "PASS"  # the verdict's outcome (edgeanomaly.tooling.PASS; the runtime does not import tooling)
 
 #: Key of a ``reference.parity`` entry that holds the export's execution measurements.
 RECORD_KEY = "execution_precisions"
@@ -143,7 +143,7 @@ def choose_execution(
         if precision == "f32":
             break
         entry = record.get(precision)
-        if not entry or entry.get("outcome") != _PASS:
+        if not entry or entry.get("outcome") != PASS:
             notes.append(f"{precision} {_describe(entry)}")
             continue
         needed = EXECUTION_CAPABILITIES[precision]
@@ -225,7 +225,7 @@ def resolve_execution(spec: Any, artifact: Any, manifest: Any, device: str, requ
     measured = execution_record(manifest, artifact.name) if artifact is not None else None
     family = spec.family(device)
     needs_capabilities = requested is None and not exact and measured is not None and any(
-        p != "f32" and (measured.get(p) or {}).get("outcome") == _PASS for p in order)
+        p != "f32" and (measured.get(p) or {}).get("outcome") == PASS for p in order)
     capabilities = device_capabilities(device.upper()) if needs_capabilities else None
     here = _identify(device.upper()) if needs_capabilities else None
     choice = choose_execution(order, capabilities, measured, family=family, requested=requested, exact=exact, here=here)

@@ -12,7 +12,7 @@ import numpy as np
 from edgeanomaly._optional import check_choice
 from edgeanomaly.data import preprocess_mask
 from edgeanomaly.errors import DatasetError
-from edgeanomaly.tooling._calibration import DEFAULT_QUANTILE, compute_calibration
+from edgeanomaly.judging import DEFAULT_QUANTILE, compute_calibration
 
 __all__ = ["SPLITS", "recalibrate"]
 
@@ -56,7 +56,7 @@ def recalibrate(
             ``reference.history``), so ``validate`` afterwards compares like with like.
         on_image: called as ``on_image(done, total)`` after each image (progress bars).
         on_warning: called with each reason not to trust the new calibration (see
-            ``edgeanomaly.tooling._calibration_checks``); default: logged as warnings.
+            ``edgeanomaly.judging._calibration_checks``); default: logged as warnings.
         sign_key: with ``write``, sign the new manifest with this key (an
             ``edgeanomaly.bundle.SigningKey`` or its path); without one, the signature of a
             signed bundle no longer holds and is removed (see ``update_calibration``).
@@ -113,7 +113,7 @@ def recalibrate(
     )
     from edgeanomaly.bundle import read_bundle
     from edgeanomaly.data import file_sha256
-    from edgeanomaly.tooling._calibration_checks import calibration_warnings, refreshed_reference_metrics
+    from edgeanomaly.judging import calibration_warnings, refreshed_reference_metrics
 
     with read_bundle(bundle) as opened:
         reference = opened.reference() or {}

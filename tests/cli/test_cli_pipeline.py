@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from _cpu import expected_execution
 from edgeanomaly.bundle import read_bundle, update_calibration, write_bundle
 from edgeanomaly.cli import main
-from edgeanomaly.tooling import TOLERANCES
+from edgeanomaly.judging import TOLERANCES
 
 pytestmark = pytest.mark.slow
 

@@ -114,7 +114,8 @@ def test_openvino_reading_the_onnx_file_reports_its_own_export_drift(small_bundl
 
 
 def test_validate_judges_and_reports_the_execution_it_ran(small_bundle: Path) -> None:
-    from edgeanomaly.tooling import validate_bundle, validation_markdown
+    from edgeanomaly.tooling import validate_bundle
+    from edgeanomaly.reports import validation_markdown
 
     data = small_bundle.parent / "data"
     report = validate_bundle(small_bundle, data, category="metal", artifacts=["openvino-fp32"], exact=True, pixel_resolution="model")

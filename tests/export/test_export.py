@@ -43,7 +43,7 @@ def test_bundle_has_every_artifact_with_parity(model: str, exported) -> None:
 
 # DFM was an expected failure here while its image score was the NLL, which weighs
 # tiny-variance PCA directions that INT8 noise moves; its FRE score passes, and export now
-# writes an INT8 artifact only when the verdict validate uses (tooling.judge) does not fail it.
+# writes an INT8 artifact only when the verdict validate uses (judging.judge) does not fail it.
 @pytest.mark.parametrize("model", list_models())
 def test_lossy_auroc_within_002_of_fp32(model: str, exported) -> None:
     _, report = exported[model]

@@ -1,4 +1,4 @@
-"""Whether an INT8 artifact ships is decided by the verdict validate uses (edgeanomaly.tooling.judge),
+"""Whether an INT8 artifact ships is decided by the verdict validate uses (edgeanomaly.judging.judge),
 and export says why when no quantisation meets it, writing the rest."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgeanomaly.bundle import read_bundle
-from edgeanomaly.tooling import FAIL, PASS, TOLERANCES, Tolerance, judge
+from edgeanomaly.judging import FAIL, PASS, TOLERANCES, Tolerance, judge
 
 REFERENCE = {"image_auroc": 0.9, "pixel_auroc": 0.95, "pixel_pro": 0.7, "image_f1": 0.8}
 

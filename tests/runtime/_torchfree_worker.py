@@ -112,7 +112,7 @@ def check_cli(path: str) -> dict:
 
 
 def main(paths: list[str]) -> None:
-    from edgeanomaly.tooling import compute_calibration
+    from edgeanomaly.judging import compute_calibration
 
     for path in paths:
         for rec in check_bundle(path):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeanomaly.tooling import benchmark_bundle, benchmark_markdown
+from edgeanomaly.tooling import benchmark_bundle
+from edgeanomaly.reports import benchmark_markdown
 
 
 def test_speedup_is_relative_to_the_backends_fp32_artifact(seg_bundle: Path) -> None:

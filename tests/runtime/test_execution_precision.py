@@ -259,7 +259,8 @@ def test_predict_json_reports_the_execution_and_exact(bf16_claim: Path, tmp_path
 
 
 def test_benchmark_reports_the_execution_and_its_export_drift(bf16_claim: Path) -> None:
-    from edgeanomaly.tooling import benchmark_bundle, benchmark_markdown
+    from edgeanomaly.tooling import benchmark_bundle
+    from edgeanomaly.reports import benchmark_markdown
 
     rows = benchmark_bundle(bf16_claim, repeats=3, throughput_images=2, cold_start=False, exact=True)
     row = next(r for r in rows if r.artifact == "openvino-fp32" and r.backend == "openvino")
@@ -271,7 +272,8 @@ def test_benchmark_reports_the_execution_and_its_export_drift(bf16_claim: Path) 
 @pytest.mark.skipif(not _has_bf16(), reason="this CPU lacks BF16 (OpenVINO OPTIMIZATION_CAPABILITIES has no BF16): "
                                             "bf16 execution cannot be run here")
 def test_real_bf16_execution_stays_within_the_reduced_precision_tolerance(seg_bundle: Path) -> None:
-    from edgeanomaly.tooling import TOLERANCES, map_difference, raw_outputs
+    from edgeanomaly.tooling import raw_outputs
+    from edgeanomaly.judging import TOLERANCES, map_difference
 
     with read_bundle(seg_bundle) as b:
         images = b.reference()["images"]

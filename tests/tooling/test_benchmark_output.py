@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgeanomaly.tooling import BenchmarkRow, benchmark_markdown, write_benchmark
+from edgeanomaly.tooling import BenchmarkRow
+from edgeanomaly.reports import benchmark_markdown, write_benchmark
 
 
 def _rows() -> list[BenchmarkRow]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from test_import_isolation import run_blocked
 
-MODULES = ["edgeanomaly.tooling", "edgeanomaly.tooling._calibration_checks", "edgeanomaly.tooling._split",
-           "edgeanomaly.tooling._resolution", "edgeanomaly.tooling._html_report", "edgeanomaly.tooling._svg"]
+MODULES = ["edgeanomaly.tooling", "edgeanomaly.judging", "edgeanomaly.tooling._validation", "edgeanomaly.tooling._benchmark",
+           "edgeanomaly.tooling._resolution", "edgeanomaly.reports._html", "edgeanomaly.reports._validation",
+           "edgeanomaly.reports._benchmark"]
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -30,8 +31,8 @@ def test_html_report_draws_its_figures_without_matplotlib(tmp_path) -> None:
         from pathlib import Path
         from edgeanomaly.bundle import Calibration
         from edgeanomaly.tooling._validation import ArtifactValidation, ValidationReport
-        from edgeanomaly.tooling._html_report import write_html_report
-        from edgeanomaly.tooling import judge
+        from edgeanomaly.reports._html import write_html_report
+        from edgeanomaly.judging import judge
 
         rng = np.random.default_rng(0)
         root = Path({str(tmp_path)!r})

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgeanomaly.errors import ConfigError
-from edgeanomaly.tooling import DEFAULT_QUANTILE, compute_calibration
+from edgeanomaly.judging import DEFAULT_QUANTILE, compute_calibration
 
 
 def test_normal_only_uses_quantile_of_scores_and_map_maxima() -> None:

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgeanomaly.bundle import Calibration
-from edgeanomaly.tooling import compute_calibration, threshold_sample_warnings
-from edgeanomaly.tooling._calibration_checks import MIN_IMAGES_PER_CLASS, calibration_warnings
+from edgeanomaly.judging import compute_calibration, threshold_sample_warnings
+from edgeanomaly.judging._calibration_checks import MIN_IMAGES_PER_CLASS, calibration_warnings
 
 
 def test_rule_hand_computed() -> None:

@@ -7,8 +7,8 @@ import pytest
 
 from edgeanomaly.bundle import Calibration
 from edgeanomaly.data import file_sha256
-from edgeanomaly.tooling._calibration_checks import calibration_warnings, refreshed_reference_metrics
-from edgeanomaly.tooling._split import calibration_split
+from edgeanomaly.judging._calibration_checks import calibration_warnings, refreshed_reference_metrics
+from edgeanomaly.judging._split import calibration_split
 
 
 def test_split_is_stratified_disjoint_seeded_and_covers_everything() -> None:
@@ -67,7 +67,7 @@ def test_refreshed_reference_keeps_threshold_free_and_recomputes_f1() -> None:
 def test_no_calibration_image_sits_on_the_threshold_when_all_are_flagged() -> None:
     """An F1-optimal threshold at the lowest score (every image flagged: a weak model, 2 normal
     of 10) used to be that score itself: FP32 noise of 1e-7 then flipped the image in validate."""
-    from edgeanomaly.tooling._calibration import compute_calibration
+    from edgeanomaly.judging._calibration import compute_calibration
 
     scores = np.array([5.0, 6.0, 1.0, 2.0, 3.0, 4.0, 7.0, 8.0, 9.0, 10.0])
     labels = np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 1])  # normals in the middle: best F1 flags everything

@@ -26,7 +26,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgeanomaly.bundle import Calibration
 from edgeanomaly.errors import ConfigError
+from edgeanomaly.metrics import f1_adaptive_threshold, pixel_f1_adaptive_threshold
 
 __all__ = ["DEFAULT_QUANTILE", "compute_calibration"]
 
@@ -68,8 +70,6 @@ def _between(values: np.ndarray, threshold: float) -> float:
 
 
 def _f1_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    from edgeanomaly.metrics import f1_adaptive_threshold
-
     return _between(scores, float(f1_adaptive_threshold(scores, labels).threshold))
 
 
@@ -114,8 +114,6 @@ def _pixel_threshold(maps: list[np.ndarray], y: np.ndarray, masks: Any, labelled
                 raise ValueError(f"Expected masks at the maps' size {m.shape}, got {mask.shape}")
             values.append(m)
             truth.append(mask)
-        from edgeanomaly.metrics import pixel_f1_adaptive_threshold
-
         stacked = np.stack(values)
         return _between(stacked, float(pixel_f1_adaptive_threshold(stacked, np.stack(truth)).threshold))
     if labelled:
@@ -153,8 +151,6 @@ def compute_calibration(
     >>> cal.method, round(cal.image_threshold, 3)                            # doctest: +SKIP
     ('quantile', 1.194)
     """
-    from edgeanomaly.bundle import Calibration
-
     scores, y = _checked_inputs(raw_scores, labels, quantile)
     n = scores.size
     n_anomalous = int(y.sum())

@@ -38,6 +38,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from edgeanomaly.metrics import relative_diff
+
 __all__ = ["PASS", "FAIL", "INCONCLUSIVE", "Tolerance", "TOLERANCES", "Check", "Verdict", "judge",
            "one_image_share", "sample_key", "tolerance_for", "worst", "map_difference", "UNIT_ROUNDOFF", "MAP_PERCENTILE"]
 
@@ -198,8 +200,6 @@ def one_image_share(n_normal: int, n_anomalous: int) -> float:
 
 
 def _relative(a: np.ndarray, ref: np.ndarray) -> float:
-    from edgeanomaly.metrics import relative_diff
-
     return relative_diff(a, ref)[1]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeanomaly.tooling import _verdict
+from edgeanomaly.judging import _verdict
 
 pytestmark = pytest.mark.slow
 

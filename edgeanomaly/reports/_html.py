@@ -11,15 +11,16 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from edgeanomaly.tooling._svg import histogram, line_chart, png_data_uri
-from edgeanomaly.tooling._verdict import TOLERANCES
-
-if TYPE_CHECKING:
-    from edgeanomaly.tooling._validation import ArtifactValidation, ValidationReport
+from edgeanomaly.data import read_image
+from edgeanomaly.judging import TOLERANCES
+from edgeanomaly.metrics import REPORT_METRICS, aupimo, pimo, pr_curve, pro_curve, roc_curve
+from edgeanomaly.reports._svg import histogram, line_chart, png_data_uri
+from edgeanomaly.runtime import Prediction, overlay, postprocess
+from edgeanomaly.tooling import ArtifactValidation, ValidationReport
 
 __all__ = ["render_html", "write_html_report", "COLUMN_NOTES"]
 
@@ -64,8 +65,6 @@ def _fmt(v: Any, nd: int = 4) -> str:
 
 
 def _curves(a: ArtifactValidation) -> list[str]:
-    from edgeanomaly.metrics import aupimo, pimo, pr_curve, pro_curve, roc_curve
-
     s, y = a._scores, a._labels
     figs: list[str] = []
     if s is None or y is None or len(np.unique(y)) < 2:
@@ -95,9 +94,6 @@ def _curves(a: ArtifactValidation) -> list[str]:
 
 def _gallery(a: ArtifactValidation, report: ValidationReport, per_kind: int = 3) -> str:
     """The worst false positives (normal, highest scores) and false negatives (anomalous, lowest)."""
-    from edgeanomaly.data import read_image
-    from edgeanomaly.runtime import Prediction, overlay, postprocess
-
     cal, paths, s, y = report._calibration, report._paths, a._scores, a._labels
     if cal is None or not paths or s is None or y is None:
         return ""
@@ -130,8 +126,6 @@ def _gallery(a: ArtifactValidation, report: ValidationReport, per_kind: int = 3)
 
 def render_html(report: ValidationReport) -> str:
     """The report as one HTML string (no external resources)."""
-    from edgeanomaly.metrics import REPORT_METRICS
-
     outcome = report.outcome
     keys = [k for k in REPORT_METRICS if any(k in a.metrics for a in report.artifacts)]
     why = {"PASS": "every artifact reproduces the torch model on this data.",

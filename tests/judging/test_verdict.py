@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from edgeanomaly.tooling import FAIL, INCONCLUSIVE, PASS, TOLERANCES, Tolerance, judge, one_image_share
-from edgeanomaly.tooling._verdict import _spearman, _swapped_pairs, worst
+from edgeanomaly.judging import FAIL, INCONCLUSIVE, PASS, TOLERANCES, Tolerance, judge, one_image_share
+from edgeanomaly.judging._verdict import _spearman, _swapped_pairs, worst
 
 # 2 normal + 8 anomalous, as the hazelnut subset: the reference ranks them perfectly.
 REF = np.array([0.1, 0.2] + [0.5 + 0.05 * i for i in range(8)])
@@ -139,7 +139,7 @@ def test_spearman_matches_scipy() -> None:
 
 
 def test_verdict_round_trips_and_orders_outcomes() -> None:
-    from edgeanomaly.tooling import Verdict
+    from edgeanomaly.judging import Verdict
 
     v = judge("fp16", 0.3, scores=REF * 1.2, ref_scores=REF)
     assert Verdict.from_dict(v.to_dict()) == v
@@ -160,7 +160,7 @@ def test_bf16_has_its_own_row_from_its_unit_roundoff() -> None:
     """The issue's case: bf16 judged with FP16's row (0.05 on one pixel's maximum) although it keeps
     8 bits of mantissa against FP16's 11; the map differed by 0.071 at a few near-zero pixels and
     0.048 at the 99th percentile, with no decision flip and no metric moved."""
-    from edgeanomaly.tooling import UNIT_ROUNDOFF, tolerance_for
+    from edgeanomaly.judging import UNIT_ROUNDOFF, tolerance_for
 
     assert tolerance_for("fp32", "bf16") == "bf16" and tolerance_for("fp16", "bf16") == "bf16"
     assert tolerance_for("fp32", "f16") == "fp16" and tolerance_for("fp32", "f32") == "fp32"

@@ -24,6 +24,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from edgeanomaly.metrics import f1_score
+
 __all__ = ["MIN_IMAGES_PER_CLASS", "calibration_warnings", "refreshed_reference_metrics",
            "THRESHOLD_METRICS", "threshold_sample_warnings"]
 
@@ -136,8 +138,6 @@ def refreshed_reference_metrics(
     and F1 need the torch maps of every reference image, which a bundle does not store: they
     are dropped (no longer judged) rather than compared with numbers from other thresholds.
     """
-    from edgeanomaly.metrics import f1_score
-
     out = {k: float(v) for k, v in metrics.items() if k not in THRESHOLD_METRICS}
     dropped = [k for k in THRESHOLD_METRICS if k in metrics]
     if "image_f1" in metrics and eval_scores is not None and eval_labels is not None and len(np.unique(eval_labels)) == 2:
