@@ -11,6 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from edgeanomaly.metrics._f1 import f1_score
+from edgeanomaly.metrics._pimo import aupimo
+from edgeanomaly.metrics._pr import aupr
+from edgeanomaly.metrics._pro import aupro, pro
+from edgeanomaly.metrics._roc import auroc, pixel_auroc
+
 __all__ = ["evaluate_outputs", "relative_diff", "REPORT_METRICS"]
 
 #: Keys of :func:`evaluate_outputs`, in report order; "higher is better" for all of them.
@@ -49,8 +55,6 @@ def evaluate_outputs(
         pixel_pro, pixel_f1]}``. Pixel metrics are computed at model input resolution with
         masks resized by nearest neighbour; undefined values (one class only) are NaN.
     """
-    from edgeanomaly.metrics import aupimo, aupr, aupro, auroc, f1_score, pixel_auroc, pro
-
     scores = np.asarray(scores, np.float64)
     labels = np.asarray(labels)
     out: dict[str, float] = {}

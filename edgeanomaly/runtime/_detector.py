@@ -15,17 +15,19 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from edgeanomaly._optional import check_choice
+from edgeanomaly.bundle import check_graph, read_bundle, resolve_trust, verify_signature
 from edgeanomaly.data import PreprocessConfig, preprocess
 from edgeanomaly.errors import BackendUnavailableError, BundleError, ConfigError, EdgeAnomalyError, InferenceError
+from edgeanomaly.judging import PASS
 from edgeanomaly.registry import PRECISIONS, BackendSpec, backends, backends_for, get_backend
 from edgeanomaly.runtime._autoselect import contenders, measure_by_default, measure_choice
 from edgeanomaly.runtime._backends import Backend
 from edgeanomaly.runtime._devices import check_inference_precision, check_performance_hint
-from edgeanomaly.judging import PASS
 from edgeanomaly.runtime._execution import ExecutionChoice, resolve_execution
 from edgeanomaly.runtime._inputs import as_rgb, check_image_size
 from edgeanomaly.runtime._postprocess import postprocess
 from edgeanomaly.runtime._prediction import Prediction
+from edgeanomaly.runtime._stream import stream
 
 __all__ = ["Detector", "load", "select_artifact"]
 
@@ -513,8 +515,6 @@ class Detector:
 
     def stream(self, source: Any, **kwargs: Any) -> Iterator[tuple[Any, Prediction]]:
         """Predict on a video file, a camera index or a watched folder; see :func:`edgeanomaly.runtime.stream`."""
-        from edgeanomaly.runtime._stream import stream
-
         self._measure_first()
         return stream(self, source, **kwargs)
 
@@ -569,8 +569,6 @@ def _speed_settings(given: dict[str, Any], exact: bool) -> dict[str, Any]:
 
 def _open(bundle: Any, verify: bool, trusted: Any) -> tuple[Any, bool]:
     """``(opened bundle, whether load owns it)``, its signature checked under ``trusted`` keys."""
-    from edgeanomaly.bundle import read_bundle, verify_signature
-
     if trusted is not None and not verify:
         raise ConfigError("verify=False cannot be combined with trusted keys: a signature covers the files through "
                           "their sha256, which verify=False skips.")
@@ -634,8 +632,6 @@ class _Engines:
         return self._executions[key]
 
     def create(self, row: BackendSpec, art: Any) -> Backend:
-        from edgeanomaly.bundle import check_graph
-
         check_graph(self.opened, art)  # a graph from another model or export is refused before compiling
         settings = {**self.given, "inference_precision": self.execution_for(row, art).requested}
         options = {k: v for k, v in settings.items() if k in row.options and v is not None}
@@ -764,8 +760,6 @@ def load(
     >>> det.precision                                                      # doctest: +SKIP
     'fp32 (f32 execution)'
     """
-    from edgeanomaly.bundle import resolve_trust
-
     inference_precision = check_inference_precision(inference_precision)
     hint = check_performance_hint(performance_hint)
     opened, owns = _open(bundle, verify, resolve_trust(trust))
