@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 import edgeanomaly as ea
-from edgeanomaly.data import generate_synthetic_dataset
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "serve"))
@@ -55,10 +54,8 @@ def plugin() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("recipes-data")
-    generate_synthetic_dataset(root, ["metal"], n_train=12, n_test=8, seed=5, size=64)
-    return root
+def data(synthetic_root: Path) -> Path:
+    return synthetic_root
 
 
 @pytest.fixture(scope="module")
