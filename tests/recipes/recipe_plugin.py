@@ -9,7 +9,7 @@ with one registration each and no file of the package changed.
 - a backend (``ort-external``: ONNX Runtime running that format),
 - a report metric (``image_balanced_accuracy`` at the bundle's image threshold).
 
-``tests/recipes/test_recipes.py`` imports it and names it in ``$EDGEANOMALY_PLUGINS`` so the
+``tests/recipes/test_plugin_recipes.py`` imports it and names it in ``$EDGEANOMALY_PLUGINS`` so the
 child processes of export, benchmark and ``edgeanomaly serve`` import it too.
 """
 
