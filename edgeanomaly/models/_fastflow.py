@@ -97,7 +97,8 @@ class FastFlow(AnomalyModel):
         score_top_fraction: float = 0.0,
     ) -> None:
         _check_settings(epochs, learning_rate, weight_decay, train_batch_size, validation_fraction, patience, max_minutes)
-        if isinstance(score_top_fraction, bool) or not (isinstance(score_top_fraction, (int, float)) and 0 <= score_top_fraction <= 1):
+        fraction_ok = isinstance(score_top_fraction, (int, float)) and 0 <= score_top_fraction <= 1
+        if isinstance(score_top_fraction, bool) or not fraction_ok:
             raise ConfigError(f"Expected score_top_fraction in [0, 1] (0: the map's maximum), got {score_top_fraction!r}")
         settings = {
             "flow_steps": int(flow_steps), "hidden_ratio": float(hidden_ratio), "conv3x3_only": bool(conv3x3_only),

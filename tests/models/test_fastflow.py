@@ -69,7 +69,10 @@ def test_score_top_fraction_is_the_mean_of_the_highest_map_values(fitted, fracti
     expected = values[:, :count].mean(axis=1)
     np.testing.assert_allclose(out["pred_score"].numpy(), expected, rtol=1e-6)
     # below the maximum whenever the top values differ, so the option is not the maximum
-    assert (out["pred_score"] < reference["pred_score"]).all() if count > 1 else torch.equal(out["pred_score"], reference["pred_score"])
+    if count > 1:
+        assert (out["pred_score"] < reference["pred_score"]).all()
+    else:
+        assert torch.equal(out["pred_score"], reference["pred_score"])
 
 
 def test_training_lowers_the_loss_and_keeps_the_best_epoch(fitted) -> None:
