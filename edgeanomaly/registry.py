@@ -265,10 +265,11 @@ def unregister_backend(name: str) -> None:
 def unregister_format(name: str) -> None:
     """Remove a format row (for plugins and tests that registered one); refused while a
     registered backend still runs it."""
-    users = [b.name for b in _BACKENDS.values() if get_format(name).name in b.formats]
+    spec = get_format(name)  # an unknown name is a ConfigError with close matches, not a KeyError
+    users = [b.name for b in _BACKENDS.values() if spec.name in b.formats]
     if users:
         raise ConfigError(f"Format {name!r} is run by backend(s) {users}: unregister them first")
-    _FORMATS.pop(name)
+    _FORMATS.pop(spec.name)
 
 
 def formats() -> tuple[FormatSpec, ...]:
