@@ -24,17 +24,13 @@ from edgeanomaly.bundle import (
     sign_bundle,
     verify_bundle,
 )
-from edgeanomaly.errors import BundleError
 from edgeanomaly.frontdoor._detector import Detector
+from edgeanomaly.frontdoor._validate import TrustLike, _path, validate
 
 if TYPE_CHECKING:
     from edgeanomaly.bundle import Calibration, Manifest, TrustedKeys
     from edgeanomaly.export import ExportReport
     from edgeanomaly.tooling import BenchmarkRow, ValidationReport
-
-
-#: what ``trust=`` takes: key files or folders of ``.pub`` keys, or :class:`TrustedKeys`
-TrustLike = Any
 
 
 class Bundle:
@@ -116,14 +112,6 @@ class Bundle:
         serve([self], **options)
 
 
-def _path(bundle: str | os.PathLike[str]) -> Path:
-    """The bundle's path, checked to exist (a clear error before any backend starts)."""
-    path = Path(os.fspath(bundle))
-    if not path.exists():
-        raise BundleError(f"Expected a bundle directory or .zip file at {path}, but nothing is there")
-    return path
-
-
 def load(
     bundle: str | os.PathLike[str],
     backend: str = "auto",
@@ -156,35 +144,6 @@ def load(
     handle = bundle if isinstance(bundle, Bundle) else Bundle(path)
     detector = runtime.load(path, backend, device, exact=exact, **options)
     return Detector(detector, handle, {"backend": backend, "device": device, "exact": exact, **options})
-
-
-def validate(
-    bundle: str | os.PathLike[str],
-    data: str | os.PathLike[str],
-    *,
-    category: str | None = None,
-    backend: str = "auto",
-    device: str = "CPU",
-    artifacts: Sequence[str] | None = None,
-    tolerance: float | None = None,
-    exact: bool = False,
-    pixel_resolution: str = "original",
-    progress: Callable[[str, int, int], None] | None = None,
-    url: str | None = None,
-    model_name: str | None = None,
-    trust: TrustLike = None,
-) -> ValidationReport:
-    """Run the bundle's artifacts on the labelled test split of ``data``; judge each against the
-    ground truth and the torch reference stored at export (PASS, FAIL or INCONCLUSIVE).
-
-    This is :func:`edgeanomaly.tooling.validate_bundle`; the arguments mean the same there.
-    ``report.ok`` is False when an artifact failed; ``edgeanomaly.reports.write_validation_report``
-    writes it as JSON, Markdown and HTML.
-    """
-    return tooling.validate_bundle(_path(bundle), data, category=category, backend=backend, device=device,
-                                   artifacts=artifacts, tolerance=tolerance, progress=progress,
-                                   pixel_resolution=pixel_resolution, url=url, model_name=model_name, exact=exact,
-                                   trust=trust)
 
 
 def benchmark(

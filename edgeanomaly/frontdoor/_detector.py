@@ -4,12 +4,11 @@ next step (``validate``) on it. Torch-free."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
-from edgeanomaly import tooling
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.frontdoor._forward import Forward
+from edgeanomaly.frontdoor._validate import validate
 
 if TYPE_CHECKING:
     from edgeanomaly.bundle import Manifest
@@ -116,10 +115,10 @@ class Detector:
         remote = {k: self.load_options[k] for k in ("url", "model_name") if self.load_options.get(k) is not None}
         # a server reports its own device; validation connects with the device load was given
         device = self.load_options.get("device", "CPU") if remote else self.device
-        # what edgeanomaly.validate runs (frontdoor._bundle imports this module, not the other way)
-        return tooling.validate_bundle(Path(os.fspath(self.bundle)), data, category=category, backend=self.backend,
-                                       device=device, artifacts=[self.artifact.name], tolerance=tolerance, exact=exact,
-                                       pixel_resolution=pixel_resolution, progress=progress, **remote)
+        trust = self.load_options.get("trust")
+        return validate(self.bundle, data, category=category, backend=self.backend, device=device,
+                        artifacts=[self.artifact.name], tolerance=tolerance, exact=exact,
+                        pixel_resolution=pixel_resolution, progress=progress, trust=trust, **remote)
 
     # -- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:
