@@ -35,10 +35,17 @@ __all__ = [
     "EXECUTION_PRECISIONS",
     "EXECUTION_CAPABILITIES",
     "BackendSpec",
+    "DeployTargetSpec",
     "FormatSpec",
+    "SOURCE_FORMAT",
     "backend_names",
     "backends",
     "backends_for",
+    "deploy_target_names",
+    "deploy_targets",
+    "get_deploy_target",
+    "measured_release",
+    "register_deploy_target",
     "format_names",
     "formats",
     "get_backend",
@@ -48,6 +55,7 @@ __all__ = [
     "server_backend",
     "resolve",
     "unregister_backend",
+    "unregister_deploy_target",
     "unregister_format",
 ]
 
@@ -152,9 +160,11 @@ class BackendSpec:
             reduced one against torch; ``load`` runs the fastest that passed there and that
             the device supports now. A family not listed runs the backend's own policy.
         device_facts: ``(device) -> {"capabilities": [...] or None, "device_name": str,
-            "openvino": release}``: what a device can run (:data:`EXECUTION_CAPABILITIES`
-            names) and what it is, for the execution precision a measurement was made at;
-            None for a backend that reports nothing.
+            "release": str}``: what a device can run (:data:`EXECUTION_CAPABILITIES` names),
+            what it is and the backend release running it, for the execution precision a
+            measurement was made at; None for a backend that reports nothing. A measurement
+            record stores that release under the row's :attr:`name` (see :func:`measured_release`).
+        title: the backend's name in messages (``"OpenVINO"``); default :attr:`name`.
     """
 
     name: str
@@ -171,6 +181,12 @@ class BackendSpec:
     connects: bool = False
     executions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     device_facts: Any = None
+    title: str = ""
+
+    @property
+    def label(self) -> str:
+        """:attr:`title`, or :attr:`name` when the row has none."""
+        return self.title or self.name
 
     def installed(self) -> bool:
         """True when :attr:`module` can be imported (checked without importing it)."""
@@ -229,8 +245,38 @@ class BackendSpec:
         return resolve(self.factory)(bundle, device, **kwargs)
 
 
+@dataclass(frozen=True)
+class DeployTargetSpec:
+    """A server ``edgeanomaly deploy`` writes a model repository for.
+
+    Attributes:
+        name: ``--target`` value.
+        formats: artifact formats the server runs, preferred first (the default artifact is
+            the first of them the bundle has at fp32).
+        writer: ``(bundle, chosen artifact, model name, folder, DeployResult, settings) -> None``,
+            an import path: writes the repository's files into the folder.
+        server_backends: format -> the server's own name for the backend that runs it
+            (Triton's ``backend:`` field); empty where the server does not ask.
+        notes: one line for help texts and docs.
+    """
+
+    name: str
+    formats: tuple[str, ...]
+    writer: Any
+    server_backends: dict[str, str] = field(default_factory=dict)
+    notes: str = ""
+
+    def server_backend(self, fmt: str) -> str:
+        """The server's backend name for artifact format ``fmt``."""
+        return self.server_backends[check_choice(f"artifact format served by {self.name}", fmt, self.server_backends)]
+
+
+#: The format export writes first, from torch; every other format is converted from it.
+SOURCE_FORMAT = "onnx"
+
 _FORMATS: dict[str, FormatSpec] = {}
 _BACKENDS: dict[str, BackendSpec] = {}
+_TARGETS: dict[str, DeployTargetSpec] = {}
 
 
 def register_format(spec: FormatSpec, *, replace: bool = False) -> FormatSpec:
@@ -266,10 +312,54 @@ def unregister_format(name: str) -> None:
     """Remove a format row (for plugins and tests that registered one); refused while a
     registered backend still runs it."""
     spec = get_format(name)  # an unknown name is a ConfigError with close matches, not a KeyError
-    users = [b.name for b in _BACKENDS.values() if spec.name in b.formats]
+    users = [b.name for b in _BACKENDS.values() if spec.name in b.formats] + [t.name for t in _TARGETS.values() if spec.name in t.formats]
     if users:
-        raise ConfigError(f"Format {name!r} is run by backend(s) {users}: unregister them first")
+        raise ConfigError(f"Format {name!r} is run by backend(s) or deploy target(s) {users}: unregister them first")
     _FORMATS.pop(spec.name)
+
+
+def register_deploy_target(spec: DeployTargetSpec, *, replace: bool = False) -> DeployTargetSpec:
+    """Add a deploy target row (``replace=True`` to redefine an existing one)."""
+    if spec.name in _TARGETS and not replace:
+        raise ConfigError(f"Deploy target {spec.name!r} is already registered")
+    unknown = [f for f in spec.formats if f not in _FORMATS]
+    if unknown or not spec.formats:
+        raise ConfigError(f"Deploy target {spec.name!r}: expected formats among {', '.join(_FORMATS)}, got {list(spec.formats)}")
+    _TARGETS[spec.name] = spec
+    return spec
+
+
+def unregister_deploy_target(name: str) -> None:
+    """Remove a deploy target row (for plugins and tests that registered one)."""
+    _TARGETS.pop(get_deploy_target(name).name)
+
+
+def deploy_targets() -> tuple[DeployTargetSpec, ...]:
+    """Every deploy target row, in registration order."""
+    return tuple(_TARGETS.values())
+
+
+def deploy_target_names() -> tuple[str, ...]:
+    return tuple(_TARGETS)
+
+
+def get_deploy_target(name: str) -> DeployTargetSpec:
+    return _TARGETS[check_choice("deploy target", name, _TARGETS)]
+
+
+def measured_release(entry: Any) -> tuple[str, str] | None:
+    """``(backend title, release)`` recorded in a measurement entry, or None.
+
+    A measurement (an execution record entry, a device description) stores the release of the
+    backend that made it under that backend row's name, e.g. ``{"openvino": "2026.4.1-..."}``.
+
+    >>> measured_release({"device": "CPU", "openvino": "2026.4.1"})
+    ('OpenVINO', '2026.4.1')
+    """
+    for b in _BACKENDS.values():
+        if b.device_facts is not None and entry.get(b.name):
+            return b.label, str(entry[b.name])
+    return None
 
 
 def formats() -> tuple[FormatSpec, ...]:
@@ -353,6 +443,7 @@ register_backend(
         install_hint="pip install openvino",
         # bf16 needs AMX or AVX512-BF16 (OPTIMIZATION_CAPABILITIES lists BF16); GPUs run f16.
         executions={"CPU": ("bf16", "f32"), "GPU": ("f16", "f32")},
+        title="OpenVINO",
     )
 )
 register_backend(
@@ -365,6 +456,7 @@ register_backend(
         list_devices="edgeanomaly.runtime._backends._onnxruntime:available_devices",
         options=("num_threads", "memory_arena"),
         install_hint='pip install onnxruntime (or "edgeanomaly[gpu]" for CUDA/TensorRT)',
+        title="ONNX Runtime",
     )
 )
 
@@ -385,3 +477,16 @@ register_backend(
         connects=True,
     )
 )
+
+
+# The servers `edgeanomaly deploy` writes for; each row's writer is serve._deploy.write_<name>.
+for _name, _formats, _server_backends, _notes in (
+    ("triton", ("onnx", "openvino"), {"onnx": "onnxruntime", "openvino": "openvino"},
+     "NVIDIA Triton: <model>/config.pbtxt + <model>/1/ graph; serves the raw graph"),
+    ("ovms", ("openvino", "onnx"), {}, "OpenVINO Model Server: config.json + <model>/1/ graph; serves the raw graph"),
+    ("kserve", ("onnx", "openvino"), {}, "KServe: InferenceService YAML + Dockerfile running `edgeanomaly serve` on the bundle"),
+):
+    register_deploy_target(DeployTargetSpec(name=_name, formats=_formats, writer=f"edgeanomaly.serve._deploy:write_{_name}",
+                                            server_backends=_server_backends, notes=_notes))
+
+del _name, _formats, _server_backends, _notes

@@ -24,17 +24,9 @@ OWNERS = {
 OWNER_DIRS = ("edgeanomaly/runtime/_backends/",)
 
 #: What is left, each with why; the scan fails if any other place appears, or one of these grows.
-KNOWN: dict[str, tuple[int, str]] = {
-    # A measurement's record keeps the OpenVINO release under the key "openvino" (bundle format,
-    # export/BUNDLE.md): a field name of the manifest, not a backend choice.
-    "edgeanomaly/bundle/_manifest.py": (2, "the execution record's required 'openvino' release key"),
-    "edgeanomaly/runtime/_execution.py": (9, "reads the 'openvino' release key of execution records"),
-    "edgeanomaly/reports/_validation.py": (2, "prints the 'openvino' release key of execution records"),
-    # Deploy targets and the formats each server runs: a second table, to become row fields.
-    "edgeanomaly/serve/_deploy.py": (10, "deploy targets' formats and Triton's backend names"),
-    # The INT8 artifact is quantised by OpenVINO from the ONNX graph: export's INT8 path.
-    "edgeanomaly/export/_export.py": (3, "the INT8 writer runs its candidates on OpenVINO, from the ONNX graph"),
-}
+#: Empty since the deploy targets became registry rows, a measurement's backend release is read
+#: through ``registry.measured_release`` and export's INT8 backend is named by its writer module.
+KNOWN: dict[str, tuple[int, str]] = {}
 
 
 def literals(path: Path, names: set[str]) -> list[int]:

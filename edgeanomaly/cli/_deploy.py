@@ -7,14 +7,16 @@ from pathlib import Path
 import click
 
 from edgeanomaly.cli._common import friendly_errors
+from edgeanomaly.registry import deploy_target_names, deploy_targets
 
 
 @click.command()
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
-@click.option("--target", required=True, type=click.Choice(["triton", "ovms", "kserve"]), help="Server to deploy to.")
+@click.option("--target", required=True, type=click.Choice(deploy_target_names()), help="Server to deploy to.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="New (or empty) folder to write.")
 @click.option("--model-name", default=None, help="Served model name (default: the bundle's folder name).")
-@click.option("--artifact", default=None, help="Artifact to serve (default: fp32 ONNX for triton/kserve, fp32 OpenVINO IR for ovms).")
+@click.option("--artifact", default=None, help="Artifact to serve (default: the first of the target's formats the bundle has at fp32: "
+                   + "; ".join(f"{t.name} {', '.join(t.formats)}" for t in deploy_targets()) + ").")
 @click.option("--max-batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Triton: largest dynamic batch.")
 @click.option("--instances", default=1, show_default=True, type=click.IntRange(min=1), help="Triton: model instances.")
 @click.option("--image", default="edgeanomaly-serve:latest", show_default=True, help="KServe: container image name.")

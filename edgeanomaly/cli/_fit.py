@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,34 @@ from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, pr
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.judging import threshold_sample_warnings
 
-# Static copies of the registries (tests/cli/test_cli_help.py keeps them equal), so that
-# `fit --help` needs no torch import.
+# Static copies of the built-in rows of the registries (tests/cli/test_cli_help.py keeps them
+# equal), so that `fit --help` needs no torch import; model_names() and backbone_names() add
+# what plugins registered.
 MODEL_NAMES = ("patchcore", "padim", "dfkde", "dfm", "fastflow")
 BACKBONE_NAMES = ("efficientnet_lite0", "resnet18", "wide_resnet50_2")
+
+
+def _registered(package: str, lister: str, builtin: tuple[str, ...]) -> tuple[str, ...]:
+    """The names in ``package``'s registry when it is loaded, else the built-in ones.
+
+    The registries live in torch modules. A plugin that adds a row imports its registry (at
+    ``import edgeanomaly``, from ``$EDGEANOMALY_PLUGINS``); when none did, the registry holds
+    the built-in rows only, which ``builtin`` copies, and help stays free of torch."""
+    loaded = sys.modules.get(package)
+    if loaded is None:
+        return builtin
+    names = list(getattr(loaded, lister)())
+    return tuple([n for n in builtin if n in names] + [n for n in names if n not in builtin])
+
+
+def model_names() -> tuple[str, ...]:
+    """Registered model names: the built-in ones first, then those plugins added."""
+    return _registered("edgeanomaly.models", "list_models", MODEL_NAMES)
+
+
+def backbone_names() -> tuple[str, ...]:
+    """Registered backbone names: the built-in ones first, then those plugins added."""
+    return _registered("edgeanomaly.components", "list_backbones", BACKBONE_NAMES)
 #: backbone -> feature layer names (shallow to deep) as the help shows them.
 LAYER_NAMES = {
     "efficientnet_lite0": ("stem",) + tuple(f"blocks.{i}" for i in range(16)) + ("head",),
@@ -53,7 +78,7 @@ def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
 def model_options(func: Any) -> Any:
     """Options shared by ``fit`` and ``export --recipe``/``quickstart`` overrides."""
     options = [
-        click.option("--backbone", default=None, help=f"Backbone ({', '.join(BACKBONE_NAMES)}). Default: efficientnet_lite0."),
+        click.option("--backbone", default=None, help=f"Backbone ({', '.join(backbone_names())}). Default: efficientnet_lite0."),
         click.option("--layers", default=None, help=f"Comma-separated feature layers of the backbone. Default: the model's. Names: {LAYER_HELP}."),
         click.option("--image-size", default=256, show_default=True, type=int, help="Input side in pixels (divisible by the deepest layer's stride)."),
         click.option("--center-crop", default=None, type=int, help="Centre crop after resizing (model input = crop)."),
@@ -116,7 +141,7 @@ Examples:
   edgeanomaly fit --model padim --data parts/good --backbone resnet18 --layers layer1,layer2,layer3 --out padim.run
   edgeanomaly fit --model dfm --data data --category metal --param pca_level=0.99 --out dfm.run
   edgeanomaly fit --model fastflow --data data --category metal --epochs 50 --max-minutes 10 --out ff.run""")
-@click.option("--model", "model_name", default="patchcore", show_default=True, help=f"Registered model: {', '.join(MODEL_NAMES)}.")
+@click.option("--model", "model_name", default="patchcore", show_default=True, help=f"Registered model: {', '.join(model_names())}.")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Dataset folder (MVTec layout or a folder of normal images).")
 @click.option("--category", default=None, help="Category inside DATA (MVTec layout).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory for checkpoint.json + model.pt.")

@@ -15,7 +15,7 @@ import click
 from edgeanomaly._optional import check_choice, require
 from edgeanomaly.cli._common import Activity, StageBar, friendly_errors, print_next_steps
 from edgeanomaly.cli._export import export_with_progress, next_commands, print_parity
-from edgeanomaly.cli._fit import MODEL_NAMES, print_metrics
+from edgeanomaly.cli._fit import model_names, print_metrics
 from edgeanomaly.cli._validate import print_validation
 from edgeanomaly.data import generate_synthetic_dataset, load_dataset
 from edgeanomaly.registry import PRECISIONS, format_names
@@ -34,14 +34,14 @@ Examples:
 @click.option("--out", default="edgeanomaly-quickstart", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for data, checkpoint, bundle and reports.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Your own MVTec-style dataset instead of the synthetic one.")
 @click.option("--category", default=None, help="Category inside --data (MVTec layout).")
-@click.option("--model", "model_name", default="patchcore", show_default=True, help="Model to fit: patchcore, padim, dfkde, dfm.")
+@click.option("--model", "model_name", default="patchcore", show_default=True, help=f"Model to fit: {', '.join(model_names())}.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @friendly_errors
 def quickstart(out: Path, data: Path | None, category: str | None, model_name: str, seed: int) -> None:
     """Fit, export, validate and benchmark on an embedded default (synthetic data unless --data)."""
     require("torch", "the quickstart (it fits and exports a model)")
 
-    model_name = check_choice("model", model_name.lower(), MODEL_NAMES)
+    model_name = check_choice("model", model_name.lower(), model_names())
     if data is not None:  # a wrong folder or category fails now, not after the synthetic data
 
         load_dataset(data, category=category).check()

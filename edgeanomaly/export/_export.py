@@ -55,6 +55,7 @@ from edgeanomaly.errors import ConfigError, EdgeAnomalyError, ExportError, OutOf
 from edgeanomaly.export._execution import execution_entry, measure_executions, measuring_backend
 from edgeanomaly.export._formats import artifact_name, check_targets
 from edgeanomaly.export._graphs import (
+    INT8_BACKEND,
     ONNX_OPSET,
     AccuracyControl,
     export_onnx,
@@ -63,7 +64,7 @@ from edgeanomaly.export._graphs import (
 )
 from edgeanomaly.judging import FAIL, TOLERANCES, compute_calibration, judge, sample_key
 from edgeanomaly.metrics import auroc, evaluate_outputs, pixel_auroc
-from edgeanomaly.registry import format_names, get_format
+from edgeanomaly.registry import SOURCE_FORMAT, format_names, get_format
 from edgeanomaly.tooling import compare_outputs, run_artifact, run_isolated
 
 __all__ = ["ExportContext", "ExportReport", "ArtifactReport", "export_checkpoint", "write_onnx", "write_openvino", "FP32_RTOL", "REFERENCE_SAMPLES"]
@@ -143,7 +144,7 @@ class ExportContext:
         """The FP32 ONNX graph (written once; other formats convert from it), external data after it."""
         if self._onnx is None:
             t0 = time.perf_counter()
-            path = self.stage / get_format("onnx").artifact_path("fp32")
+            path = self.stage / get_format(SOURCE_FORMAT).artifact_path("fp32")
             export_onnx(self.model, path, self.preprocessing.input_size, self.info, self.static_batch)
             data = path.with_name(path.name + ".data")
             self._onnx = [path] + ([data] if data.exists() else [])
@@ -642,13 +643,13 @@ def _int8_artifact(model: Any, ds: Dataset | None, pp: PreprocessConfig, info: d
     for method, control in attempts:
         quantized = work / method / "model.xml"
         quantize_openvino_int8(fp16_xml, quantized, calib, info, accuracy_control=control, max_stride=model.int8_max_stride)
-        outs, _ = run_artifact(quantized, "openvino", "int8", held_out, static_batch=static_batch)
+        outs, _ = run_artifact(quantized, INT8_BACKEND, "int8", held_out, static_batch=static_batch)
         own = calibrate(outs, f"held-out (INT8 artifact, {method})")
         coefficients = {"pred_score": affine_to(own, cal, pixel=False)}
         if "anomaly_map" in outs and cal.pixel_threshold is not None:
             coefficients["anomaly_map"] = affine_to(own, cal, pixel=True)
         candidate = append_output_affine(quantized, work / method / "aligned" / "model.xml", coefficients, info)
-        reasons = judge(run_artifact(candidate[0], "openvino", "int8", held_out, static_batch=static_batch)[0])
+        reasons = judge(run_artifact(candidate[0], INT8_BACKEND, "int8", held_out, static_batch=static_batch)[0])
         if not reasons:
             return _Int8Result(_move(candidate, dest), method, notes, True)
         notes.append(f"{method} quantisation: " + "; ".join(reasons))

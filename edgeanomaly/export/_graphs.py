@@ -22,7 +22,10 @@ import numpy as np
 from edgeanomaly._optional import require
 from edgeanomaly.errors import ExportError
 
-__all__ = ["ONNX_OPSET", "AccuracyControl", "export_onnx", "fold_zero_pads", "onnx_to_openvino", "quantize_openvino_int8"]
+__all__ = ["INT8_BACKEND", "ONNX_OPSET", "AccuracyControl", "export_onnx", "fold_zero_pads", "onnx_to_openvino", "quantize_openvino_int8"]
+
+#: The backend that runs what :func:`quantize_openvino_int8` writes (NNCF quantises OpenVINO IR).
+INT8_BACKEND = "openvino"
 
 #: Chosen explicitly: supported by ONNX Runtime >= 1.14 and OpenVINO >= 2023.0.
 ONNX_OPSET = 17

@@ -11,6 +11,7 @@ import numpy as np
 
 from edgeanomaly._telemetry import keep_matplotlib_out_of_home
 from edgeanomaly.metrics import aupimo, pimo, plot_pimo, plot_pro, plot_roc, pro_curve, report_metrics, roc_curve
+from edgeanomaly.registry import measured_release
 from edgeanomaly.reports._html import write_html_report
 from edgeanomaly.tooling import ValidationReport
 
@@ -65,7 +66,7 @@ def validation_markdown(report: ValidationReport) -> str:
             d = c.get("export_drift")
             drift = ("not recorded in the bundle" if not d else
                      f"{d.get('outcome')}, max rel diff {_num(d.get('max_rel_diff'))}, {d.get('decision_flips', '-')} decision flips"
-                     + (f" on {d['device']}" if d.get("device") else "") + (f", OpenVINO {d['openvino']}" if d.get("openvino") else ""))
+                     + (f" on {d['device']}" if d.get("device") else "") + _release_text(d))
             lines.append(f"- `{a.artifact}`: {c.get('precision') or '-'} ({c.get('reason')}); export drift: {drift}")
     problems = [(a.artifact, r) for a in report.artifacts for r in (a.reasons + ([f"FAIL: {a.error}"] if a.error else []))]
     if problems:
@@ -128,3 +129,9 @@ def _figures(report: ValidationReport, out: Path) -> list[Path]:
         fig.savefig(f"{stem}.png", dpi=90)
         paths.append(Path(f"{stem}.png"))
     return paths
+
+
+def _release_text(entry: Any) -> str:
+    """``", OpenVINO 2026.4.1-..."``: the release a measurement was made with, or ''."""
+    release = measured_release(entry)
+    return f", {release[0]} {release[1]}" if release else ""

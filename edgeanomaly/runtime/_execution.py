@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from edgeanomaly.errors import BackendUnavailableError, ConfigError
 from edgeanomaly.judging import PASS
-from edgeanomaly.registry import EXECUTION_CAPABILITIES, backends
+from edgeanomaly.registry import EXECUTION_CAPABILITIES, backends, measured_release
 
 __all__ = [
     "NOT_MEASURED",
@@ -74,7 +74,7 @@ class ExecutionChoice:
         """``{"precision", "requested", "reason", "export_drift"}`` for ``info()``, JSON and reports."""
         drift = self.drift
         keep = ("outcome", "max_rel_diff", "max_rel_score_diff", "max_rel_map_diff", "p99_rel_map_diff", "decision_flips", "swapped_pairs",
-                "metric_deltas", "tolerance", "device", "device_name", "openvino", "reason")
+                "metric_deltas", "tolerance", "device", "device_name", *_release_keys(), "reason")
         return {
             "precision": self.precision,
             "requested": self.requested,
@@ -113,7 +113,7 @@ def choose_execution(
         family: device family, for the messages.
         requested: an explicit ``inference_precision`` (honoured as asked).
         exact: force f32.
-        here: :func:`device_description` of the device now (``device_name``, ``openvino``),
+        here: :func:`device_description` of the device now (``device_name``, the release),
             or None when it cannot be told. A reduced precision is trusted only where it was
             measured: the same device name and the same OpenVINO release. bf16 kernels differ
             between CPU kinds (AMX, AVX512-BF16) and releases; a PASS on one says nothing about
@@ -154,7 +154,8 @@ def choose_execution(
             notes.append(f"{precision} passed at export, but this {family} lacks {needed} (capabilities {', '.join(capabilities)})")
             continue
         where = " ".join(str(entry[k]) for k in ("device", "device_name") if entry.get(k))
-        on = f" on {where}" + (f", OpenVINO {entry['openvino']}" if entry.get("openvino") else "") if where else ""
+        release = measured_release(entry)
+        on = f" on {where}" + (f", {release[0]} {release[1]}" if release else "") if where else ""
         mismatch = _elsewhere(entry, here, family)
         if mismatch:
             notes.append(f"{precision} passed at export{on}, not on {mismatch}: measure it on this device kind")
@@ -165,14 +166,16 @@ def choose_execution(
 
 
 def _elsewhere(entry: Mapping[str, Any], here: Mapping[str, str] | None, family: str) -> str:
-    """'' when ``entry`` was measured on this device kind and OpenVINO release, else what differs."""
-    if not here or not here.get("device_name") or not here.get("openvino"):
+    """'' when ``entry`` was measured on this device kind and backend release, else what differs."""
+    now = measured_release(here) if here else None
+    if not here or not here.get("device_name") or now is None:
         return f"this {family} (this {family} could not be identified)"
     differs = []
     if str(entry.get("device_name", "")) != str(here["device_name"]):
         differs.append(str(here["device_name"]))
-    if _release(entry.get("openvino")) != _release(here["openvino"]):
-        differs.append(f"OpenVINO {_release(here['openvino'])}")
+    then = measured_release(entry)
+    if then is None or then[0] != now[0] or _release(then[1]) != _release(now[1]):
+        differs.append(f"{now[0]} {_release(now[1])}")
     return ", ".join(differs)
 
 
@@ -181,9 +184,19 @@ def _release(version: Any) -> str:
     return str(version or "").split("-")[0]
 
 
+def _release_keys() -> tuple[str, ...]:
+    """Keys a measurement may store a backend release under: the rows that describe devices."""
+    return tuple(b.name for b in backends() if b.device_facts is not None)
+
+
+def _describer(device: str) -> Any:
+    """The first installed backend row that reports device facts of ``device`` (None: none)."""
+    return next((b for b in backends() if b.device_facts is not None and b.installed() and b.knows(device)), None)
+
+
 def _facts(device: str) -> dict[str, Any] | None:
     """What the first installed backend row that reports device facts says of ``device``."""
-    row = next((b for b in backends() if b.device_facts is not None and b.installed() and b.knows(device)), None)
+    row = _describer(device)
     return row.facts(device) if row is not None else None
 
 
@@ -196,11 +209,14 @@ def device_capabilities(device: str) -> list[str] | None:
 
 
 def device_description(device: str) -> dict[str, str]:
-    """``{"device", "device_name", "openvino"}``: what a measurement was made on."""
-    facts = _facts(device)
-    if facts is None:
-        raise BackendUnavailableError(f"No installed backend describes device {device!r} (OpenVINO does: pip install openvino)")
-    return {"device": device, "device_name": str(facts.get("device_name", "")), "openvino": str(facts.get("openvino", ""))}
+    """``{"device", "device_name", <backend row name>: release}``: what a measurement was made on,
+    e.g. ``{"device": "CPU", "device_name": "AMD EPYC ...", "openvino": "2026.4.1-..."}``."""
+    row = _describer(device)
+    if row is None:
+        names = [b.name for b in backends() if b.device_facts is not None]
+        raise BackendUnavailableError(f"No installed backend describes device {device!r} (these can, once installed: {', '.join(names) or 'none registered'})")
+    facts = row.facts(device)
+    return {"device": device, "device_name": str(facts.get("device_name", "")), row.name: str(facts.get("release", ""))}
 
 
 def execution_record(manifest: Any, artifact_name: str) -> dict[str, Any] | None:

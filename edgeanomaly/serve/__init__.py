@@ -2,7 +2,8 @@
 
 - ``edgeanomaly serve BUNDLE``: KServe's model server around :func:`edgeanomaly.runtime.load`
   (:func:`serve`), with the inspection page at ``/``.
-- ``edgeanomaly deploy BUNDLE --target triton|ovms|kserve``: model repositories (:func:`deploy`).
+- ``edgeanomaly deploy BUNDLE --target triton|ovms|kserve``: model repositories (:func:`deploy`;
+  the targets are registry rows, :func:`edgeanomaly.registry.register_deploy_target`).
 - The runtime's ``remote`` backend is the client: ``load(bundle, backend="remote", url=...)``.
 
 This package never imports torch; kserve is imported only when a server starts.
@@ -16,7 +17,7 @@ _EXPORTS = {
     "serve": "edgeanomaly.serve._server",
     "deploy": "edgeanomaly.serve._deploy",
     "DeployResult": "edgeanomaly.serve._deploy",
-    "TARGETS": "edgeanomaly.serve._deploy",
+    "DeploySettings": "edgeanomaly.serve._deploy",
     "ServedBundle": "edgeanomaly.serve._inference",
     "memory_bound": "edgeanomaly.serve._inference",
 }

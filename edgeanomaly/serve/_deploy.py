@@ -26,22 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeanomaly._optional import check_choice
 from edgeanomaly.bundle import SIGNATURE_NAME, read_bundle, resolve_trust, temp_dir_beside
 from edgeanomaly.errors import BundleError, ConfigError
+from edgeanomaly.registry import get_deploy_target, resolve
 from edgeanomaly.runtime import served_model_name
 
-__all__ = ["TARGETS", "DeployResult", "deploy", "triton_config", "ovms_config", "kserve_manifest", "dockerfile"]
+__all__ = ["DeployResult", "DeploySettings", "deploy", "triton_config", "ovms_config", "kserve_manifest", "dockerfile",
+           "write_triton", "write_ovms", "write_kserve"]
 
-#: Deployment target -> artifact formats it serves, preferred first.
-TARGETS: dict[str, tuple[str, ...]] = {
-    "triton": ("onnx", "openvino"),
-    "ovms": ("openvino", "onnx"),
-    "kserve": ("onnx", "openvino"),
-}
-
-#: Triton backend per artifact format.
-_TRITON_BACKENDS = {"onnx": "onnxruntime", "openvino": "openvino"}
+# The targets, the formats each serves and Triton's backend names are registry rows
+# (edgeanomaly.registry.register_deploy_target); the writers below are their ``writer``s.
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -55,6 +49,17 @@ class DeployResult:
     out: Path
     files: list[Path] = field(default_factory=list)
     next_steps: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """What a target's writer may use besides the bundle: Triton's batching and instances, the
+    KServe image name and the trusted keys (None: the bundle need not be signed)."""
+
+    max_batch_size: int = 8
+    instances: int = 1
+    image: str = "edgeanomaly-serve:latest"
+    trusted: Any = None
 
 
 def _pbtxt_value(value: Any) -> str:
@@ -79,7 +84,7 @@ def triton_config(manifest: Any, model_name: str, artifact_format: str, *, max_b
     A static-batch graph gets ``max_batch_size: 0`` and its full shapes. The bundle's
     ``model_info`` goes into ``parameters`` so the served model describes itself.
     """
-    backend = _TRITON_BACKENDS[artifact_format]
+    backend = get_deploy_target("triton").server_backend(artifact_format)
     inp = manifest.input
     static = inp["shape"][0] != -1
     lines = [f"name: {_pbtxt_value(model_name)}", f"backend: {_pbtxt_value(backend)}"]
@@ -213,37 +218,25 @@ def deploy(bundle: str | os.PathLike[str], target: str, out: str | os.PathLike[s
     >>> deploy("pc.bundle", "triton", "repo")        # doctest: +SKIP
     DeployResult(target='triton', model_name='pc', ...)
     """
-    check_choice("deploy target", target, TARGETS)
+    spec = get_deploy_target(target)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"Expected --out to be a new or empty folder, got {out} which already has content")
     if max_batch_size < 1 or instances < 1:
         raise ConfigError(f"Expected max_batch_size >= 1 and instances >= 1, got {max_batch_size} and {instances}")
     trusted = resolve_trust(trust, env=False)
+    settings = DeploySettings(max_batch_size, instances, image, trusted)
     with read_bundle(bundle, trust=trusted) as b:
         name = model_name or served_model_name(b.source)
         if not _MODEL_NAME.match(name):
             raise ConfigError(f"Expected a model name of letters, digits, '_', '.', '-', got {name!r}")
-        if artifact is not None:
-            chosen = b.artifact(name=artifact)
-            if chosen.format not in TARGETS[target]:
-                raise ConfigError(f"Target {target} serves {', '.join(TARGETS[target])} artifacts; {artifact} is {chosen.format}")
-        else:
-            chosen = None
-            for fmt in TARGETS[target]:
-                try:
-                    chosen = b.artifact(format=fmt, precision="fp32")
-                    break
-                except BundleError:
-                    continue
-            if chosen is None:
-                chosen = b.artifact(format=TARGETS[target][0])  # raises, listing what the bundle has
+        chosen = _served_artifact(b, spec, artifact)
         out.parent.mkdir(parents=True, exist_ok=True)
 
         tmp = temp_dir_beside(out, "deploy")  # 0777 less the umask: OVMS runs as a non-root user
         try:
-            result = DeployResult(target, name, chosen.name, out)
-            _write(b, chosen, target, name, tmp, result, max_batch_size, instances, image, trusted)
+            result = DeployResult(spec.name, name, chosen.name, out)
+            resolve(spec.writer)(b, chosen, name, tmp, result, settings)
             if out.exists():
                 out.rmdir()
             os.replace(tmp, out)
@@ -252,6 +245,22 @@ def deploy(bundle: str | os.PathLike[str], target: str, out: str | os.PathLike[s
             raise
     result.files = [out / p.relative_to(tmp) for p in result.files]
     return result
+
+
+def _served_artifact(b: Any, spec: Any, artifact: str | None) -> Any:
+    """The artifact asked for (checked against what ``spec`` serves), else the first of the
+    target's formats the bundle has at fp32, else the first format at any precision."""
+    if artifact is not None:
+        chosen = b.artifact(name=artifact)
+        if chosen.format not in spec.formats:
+            raise ConfigError(f"Target {spec.name} serves {', '.join(spec.formats)} artifacts; {artifact} is {chosen.format}")
+        return chosen
+    for fmt in spec.formats:
+        try:
+            return b.artifact(format=fmt, precision="fp32")
+        except BundleError:
+            continue
+    return b.artifact(format=spec.formats[0])  # raises, listing what the bundle has
 
 
 def _graph_files(b: Any, chosen: Any) -> list[tuple[Path, str]]:
@@ -271,53 +280,68 @@ def _graph_files(b: Any, chosen: Any) -> list[tuple[Path, str]]:
     return out
 
 
-def _write(b: Any, chosen: Any, target: str, name: str, tmp: Path, result: DeployResult,
-           max_batch_size: int, instances: int, image: str, trusted: Any = None) -> None:
-    written = result.files
-    manifest_src = b.root / "manifest.json"
-    signature_src = b.root / SIGNATURE_NAME
-    if target in ("triton", "ovms"):
-        model_dir = tmp / name
-        for src, dst in _graph_files(b, chosen):
-            _copy(src, model_dir / "1" / dst, written)
-        _copy(manifest_src, model_dir / "manifest.json", written)
-        if signature_src.is_file():
-            _copy(signature_src, model_dir / SIGNATURE_NAME, written)
-        if target == "triton":
-            cfg = model_dir / "config.pbtxt"
-            cfg.write_text(triton_config(b.manifest, name, chosen.format, max_batch_size=max_batch_size, instances=instances))
-            written.append(cfg)
-            result.next_steps = [
-                f"docker run --rm -p 8000:8000 -p 8001:8001 -v $PWD/{result.out}:/models "
-                "nvcr.io/nvidia/tritonserver:<tag>-py3 tritonserver --model-repository=/models",
-                f"edgeanomaly predict {b.source} IMAGE --backend remote --url http://127.0.0.1:8000 --model-name {name}",
-            ]
-        else:
-            cfg = tmp / "config.json"
-            cfg.write_text(json.dumps(ovms_config(name, f"/models/{name}", static_batch=chosen.static_batch), indent=2) + "\n")
-            written.append(cfg)
-            result.next_steps = [
-                f"docker run --rm -p 8000:8000 -v $PWD/{result.out}:/models openvino/model_server:latest "
-                "--config_path /models/config.json --rest_port 8000",
-                f"edgeanomaly predict {b.source} IMAGE --backend remote --url http://127.0.0.1:8000 --model-name {name}",
-            ]
-    else:
-        import yaml  # from the [serve] extra
+def _model_folder(b: Any, chosen: Any, name: str, tmp: Path, written: list[Path]) -> Path:
+    """``<name>/1/`` with the chosen graph, and the bundle's manifest (and signature) beside it."""
+    model_dir = tmp / name
+    for src, dst in _graph_files(b, chosen):
+        _copy(src, model_dir / "1" / dst, written)
+    _copy(b.root / "manifest.json", model_dir / "manifest.json", written)
+    if (b.root / SIGNATURE_NAME).is_file():
+        _copy(b.root / SIGNATURE_NAME, model_dir / SIGNATURE_NAME, written)
+    return model_dir
 
-        in_image = "/opt/edgeanomaly/bundle"
-        # The whole bundle (already verified by read_bundle), so `serve` picks the artifact itself.
-        shutil.copytree(b.root, tmp / "bundle")
-        written += sorted(p for p in (tmp / "bundle").rglob("*") if p.is_file())
-        docker = tmp / "Dockerfile"
-        trust_dir = None
-        if trusted is not None:
-            trust_dir = "/opt/edgeanomaly/trust"
-            for i, key in enumerate(trusted.keys.values()):
-                _copy(key.source, tmp / "trust" / f"{i:02d}-{key.source.name}", written)
-        docker.write_text(dockerfile(in_image, model_name=name, trust_dir=trust_dir))
-        isvc = tmp / "inferenceservice.yaml"
-        isvc.write_text(yaml.safe_dump(kserve_manifest(name, image, in_image, trust_dir=trust_dir), sort_keys=False))
-        written += [docker, isvc]
-        result.next_steps = [
-            f"docker build -t {image} {result.out} && kubectl apply -f {result.out}/inferenceservice.yaml",
-        ]
+
+def _raw_graph_repository(b: Any, chosen: Any, name: str, tmp: Path, result: DeployResult, config: tuple[Path, str],
+                          server: str) -> None:
+    """A model folder, the server's configuration file and the next steps: the server command
+    line, then ``predict`` through the ``remote`` backend (the raw graph needs the bundle's
+    pre- and postprocessing, which the client applies)."""
+    _model_folder(b, chosen, name, tmp, result.files)
+    path, text = config
+    path.write_text(text)
+    result.files.append(path)
+    result.next_steps = [
+        server,
+        f"edgeanomaly predict {b.source} IMAGE --backend remote --url http://127.0.0.1:8000 --model-name {name}",
+    ]
+
+
+def write_triton(b: Any, chosen: Any, name: str, tmp: Path, result: DeployResult, settings: DeploySettings) -> None:
+    """The ``triton`` row's writer: a model folder and its ``config.pbtxt``."""
+    config = triton_config(b.manifest, name, chosen.format, max_batch_size=settings.max_batch_size, instances=settings.instances)
+    _raw_graph_repository(b, chosen, name, tmp, result, (tmp / name / "config.pbtxt", config),
+                          f"docker run --rm -p 8000:8000 -p 8001:8001 -v $PWD/{result.out}:/models "
+                          "nvcr.io/nvidia/tritonserver:<tag>-py3 tritonserver --model-repository=/models")
+
+
+def write_ovms(b: Any, chosen: Any, name: str, tmp: Path, result: DeployResult, settings: DeploySettings) -> None:
+    """The ``ovms`` row's writer: a model folder and the server's ``config.json``."""
+    config = json.dumps(ovms_config(name, f"/models/{name}", static_batch=chosen.static_batch), indent=2) + "\n"
+    _raw_graph_repository(b, chosen, name, tmp, result, (tmp / "config.json", config),
+                          f"docker run --rm -p 8000:8000 -v $PWD/{result.out}:/models openvino/model_server:latest "
+                          "--config_path /models/config.json --rest_port 8000")
+
+
+def write_kserve(b: Any, chosen: Any, name: str, tmp: Path, result: DeployResult, settings: DeploySettings) -> None:
+    """The ``kserve`` row's writer: the whole bundle, a Dockerfile running ``edgeanomaly serve``
+    on it and the ``InferenceService`` YAML (the trusted keys too, when given)."""
+    import yaml  # from the [serve] extra
+
+    written = result.files
+    in_image = "/opt/edgeanomaly/bundle"
+    # The whole bundle (already verified by read_bundle), so `serve` picks the artifact itself.
+    shutil.copytree(b.root, tmp / "bundle")
+    written += sorted(p for p in (tmp / "bundle").rglob("*") if p.is_file())
+    docker = tmp / "Dockerfile"
+    trust_dir = None
+    if settings.trusted is not None:
+        trust_dir = "/opt/edgeanomaly/trust"
+        for i, key in enumerate(settings.trusted.keys.values()):
+            _copy(key.source, tmp / "trust" / f"{i:02d}-{key.source.name}", written)
+    docker.write_text(dockerfile(in_image, model_name=name, trust_dir=trust_dir))
+    isvc = tmp / "inferenceservice.yaml"
+    isvc.write_text(yaml.safe_dump(kserve_manifest(name, image=settings.image, bundle_dir=in_image, trust_dir=trust_dir), sort_keys=False))
+    written += [docker, isvc]
+    result.next_steps = [
+        f"docker build -t {settings.image} {result.out} && kubectl apply -f {result.out}/inferenceservice.yaml",
+    ]

@@ -7,7 +7,9 @@ with one registration each and no file of the package changed.
 - a format (``onnx-external``: the ONNX graph with its weights in a separate ``model.data``
   file, as graphs beyond protobuf's 2 GB limit are stored),
 - a backend (``ort-external``: ONNX Runtime running that format),
-- a report metric (``image_balanced_accuracy`` at the bundle's image threshold).
+- a report metric (``image_balanced_accuracy`` at the bundle's image threshold),
+- a deploy target (``folder``: the graph of that format and the bundle's manifest in
+  ``<model>/``, for a server that loads ONNX files from a folder).
 
 ``tests/recipes/test_plugin_recipes.py`` imports it and names it in ``$EDGEANOMALY_PLUGINS`` so the
 child processes of export, benchmark and ``edgeanomaly serve`` import it too.
@@ -26,9 +28,18 @@ from torch import nn
 from edgeanomaly.components import Backbone, FeatureInfo, register_backbone
 from edgeanomaly.metrics import ReportMetric, register_report_metric
 from edgeanomaly.models import AnomalyModel, register_model
-from edgeanomaly.registry import BackendSpec, FormatSpec, get_format, register_backend, register_format
+from edgeanomaly.registry import (
+    BackendSpec,
+    DeployTargetSpec,
+    FormatSpec,
+    get_format,
+    register_backend,
+    register_deploy_target,
+    register_format,
+)
 
 BACKBONE, MODEL, FORMAT, BACKEND, METRIC = "tinynet", "meandist", "onnx-external", "ort-external", "image_balanced_accuracy"
+TARGET = "folder"
 
 
 # -- a backbone -----------------------------------------------------------------------------
@@ -115,3 +126,20 @@ def balanced_accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float |
 
 
 register_report_metric(ReportMetric(METRIC, balanced_accuracy, thresholded=True))
+
+
+# -- a deploy target --------------------------------------------------------------------------
+def write_folder(bundle: Any, chosen: Any, name: str, folder: Path, result: Any, settings: Any) -> None:
+    """``<name>/`` with the chosen artifact's files (graph and weights) and ``manifest.json``."""
+    import shutil
+
+    (folder / name).mkdir(parents=True)
+    for path in [f.path for f in chosen.files] + ["manifest.json"]:
+        dst = folder / name / Path(path).name
+        shutil.copyfile(bundle.root / path, dst)
+        result.files.append(dst)
+    result.next_steps = [f"point the server at {result.out}/{name}"]
+
+
+register_deploy_target(DeployTargetSpec(name=TARGET, formats=(FORMAT,), writer=f"{__name__}:write_folder",
+                                        notes="a folder holding the graph and the manifest"))

@@ -38,8 +38,9 @@ def plugin() -> Iterator[object]:
         from edgeanomaly.components import unregister_backbone
         from edgeanomaly.metrics import unregister_report_metric
         from edgeanomaly.models import unregister_model
-        from edgeanomaly.registry import unregister_backend, unregister_format
+        from edgeanomaly.registry import unregister_backend, unregister_deploy_target, unregister_format
 
+        unregister_deploy_target(module.TARGET)
         unregister_backend(module.BACKEND)
         unregister_format(module.FORMAT)
         unregister_model(module.MODEL)
@@ -124,6 +125,39 @@ def test_edgeanomaly_serve_runs_the_new_backend(plugin: object, bundle: ea.Bundl
             assert remote.predict(image).score == pytest.approx(local.predict(image).score, rel=1e-4, abs=1e-6)
     finally:
         stop_server(server)
+
+
+def test_edgeanomaly_deploy_writes_the_new_target(plugin: object, bundle: ea.Bundle, data: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    import onnxruntime as ort
+
+    from edgeanomaly.bundle import read_bundle
+
+    out = tmp_path / "repo"
+    r = subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "deploy", str(bundle.path), "--target", plugin.TARGET,  # type: ignore[attr-defined]
+                        "--out", str(out), "--model-name", "md"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / "md").iterdir()) == ["manifest.json", "model.data", "model.onnx"]
+    # The deployed graph runs from the folder (its external weights beside it) as the bundle's does.
+    session = ort.InferenceSession(str(out / "md" / "model.onnx"), providers=["CPUExecutionProvider"])
+    with read_bundle(Path(bundle)) as b:
+        reference = ort.InferenceSession(str(b.root / b.artifact(format=plugin.FORMAT).path), providers=["CPUExecutionProvider"])  # type: ignore[attr-defined]
+    x = np.random.default_rng(0).random((1, *session.get_inputs()[0].shape[1:]), dtype=np.float32)
+    np.testing.assert_array_equal(session.run(None, {session.get_inputs()[0].name: x})[0],
+                                  reference.run(None, {reference.get_inputs()[0].name: x})[0])
+    help_text = subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "deploy", "--help"], capture_output=True, text=True, timeout=120).stdout
+    assert plugin.TARGET in help_text  # type: ignore[attr-defined]
+
+
+def test_fit_help_lists_the_new_model_and_backbone(plugin: object) -> None:
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "fit", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert f"patchcore, padim, dfkde, dfm, fastflow, {plugin.MODEL}" in text  # type: ignore[attr-defined]
+    assert f"wide_resnet50_2, {plugin.BACKBONE}" in text  # type: ignore[attr-defined]
 
 
 def test_a_plugin_that_cannot_be_imported_is_named(tmp_path: Path) -> None:

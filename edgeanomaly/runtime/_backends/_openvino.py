@@ -84,7 +84,7 @@ def device_facts(device: str) -> dict[str, Any]:
 
     ``capabilities``: its ``OPTIMIZATION_CAPABILITIES`` (e.g. ``['FP32', 'BF16', 'INT8']``), or
     None when the device is absent or its plugin does not say; ``device_name``: its
-    ``FULL_DEVICE_NAME`` ('' when absent); ``openvino``: the release running it.
+    ``FULL_DEVICE_NAME`` ('' when absent); ``release``: the OpenVINO release running it.
     """
     import openvino as ov
 
@@ -97,7 +97,7 @@ def device_facts(device: str) -> dict[str, Any]:
         name = str(ov_core.get_property(device, "FULL_DEVICE_NAME"))
     except RuntimeError:
         name = ""
-    return {"capabilities": capabilities, "device_name": name, "openvino": str(ov.get_version())}
+    return {"capabilities": capabilities, "device_name": name, "release": str(ov.get_version())}
 
 
 def _family(device: str) -> str:
