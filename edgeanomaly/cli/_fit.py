@@ -12,7 +12,7 @@ from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, pr
 
 # Static copies of the registries (tests/cli/test_cli_help.py keeps them equal), so that
 # `fit --help` needs no torch import.
-MODEL_NAMES = ("patchcore", "padim", "dfkde", "dfm", "fastflow")
+MODEL_NAMES = ("patchcore", "padim", "dfkde", "dfm", "fastflow", "efficientad")
 BACKBONE_NAMES = ("efficientnet_lite0", "resnet18", "wide_resnet50_2")
 #: backbone -> feature layer names (shallow to deep) as the help shows them.
 LAYER_NAMES = {
