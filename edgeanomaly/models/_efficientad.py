@@ -264,12 +264,19 @@ class EfficientAD(AnomalyModel):
         self._build()
         self.to(images.device)
         train_idx, val_idx = self._split(n)
-        run = _Training(self, n)
-        if self.resume_training:
-            run.restore()
-        stopped = self._distil(images, run)
-        if stopped is None:
-            stopped = self._train(images, train_idx, val_idx, run)
+        # the autoencoder's dropout draws from torch's global generator: seeded for the fit (and
+        # saved with the training state), then given back as it was
+        global_rng = torch.random.get_rng_state()
+        torch.manual_seed(self._seed() + 2)
+        try:
+            run = _Training(self, n)
+            if self.resume_training:
+                run.restore()
+            stopped = self._distil(images, run)
+            if stopped is None:
+                stopped = self._train(images, train_idx, val_idx, run)
+        finally:
+            torch.random.set_rng_state(global_rng)
         self.student.load_state_dict(run.best["student"])
         self.autoencoder.load_state_dict(run.best["autoencoder"])
         self.eval()
@@ -349,7 +356,8 @@ class EfficientAD(AnomalyModel):
                 record = {"stage": "teacher", "epoch": epoch, "train_loss": total / len(views),
                           "seconds": round(time.perf_counter() - t0, 3)}
                 run.finished(record)
-                self._callback(record, s["teacher_epochs"])
+                # the teacher is distilled on all the images: its "held-out" loss is its training loss
+                self._callback({**record, "val_loss": record["train_loss"], "best_epoch": epoch}, s["teacher_epochs"])
                 if self._out_of_time(run):
                     stopped = "max_minutes"
                     break
@@ -492,7 +500,8 @@ class _Training:
                  "best_epoch": self.best_epoch, "best": self.best, "teacher": m.teacher.state_dict(),
                  "student": m.student.state_dict(), "autoencoder": m.autoencoder.state_dict(),
                  "teacher_optimiser": self.teacher_optimiser.state_dict(), "optimiser": self.optimiser.state_dict(),
-                 "generator": self.gen.get_state(), "seconds": self.seconds()}
+                 "generator": self.gen.get_state(), "global_generator": torch.random.get_rng_state(),
+                 "seconds": self.seconds()}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         torch.save(state, tmp)
@@ -513,6 +522,7 @@ class _Training:
         self.teacher_optimiser.load_state_dict(state["teacher_optimiser"])
         self.optimiser.load_state_dict(state["optimiser"])
         self.gen.set_state(state["generator"])
+        torch.random.set_rng_state(state["global_generator"])
         self.stage, self.epoch = state["stage"], int(state["epoch"])
         self.history = list(state["history"])
         self.best_loss, self.best_epoch, self.best = float(state["best_loss"]), int(state["best_epoch"]), state["best"]
