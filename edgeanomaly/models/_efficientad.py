@@ -39,24 +39,21 @@ PDN's border and resized to the input. Image score: the map's maximum.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
-from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from edgeanomaly.errors import ConfigError
-from edgeanomaly.models._base import AnomalyModel
 from edgeanomaly.models._registry import register_model
+from edgeanomaly.models._trained import (TrainedModel, TrainingRun, check_number, check_positive_int,
+                                         training_settings)
 
-__all__ = ["EfficientAD", "hard_feature_loss", "quantile", "normalise_map"]
-
-EpochCallback = Callable[[dict[str, Any]], None]
+__all__ = ["EfficientAD", "hard_feature_loss", "quantile", "normalise_map", "principal_axes"]
 
 #: Distillation targets: stride 8 and 16 of each backbone (the paper distils WideResNet's
 #: layer2 and layer3).
@@ -93,8 +90,27 @@ def normalise_map(m: torch.Tensor, q_a: torch.Tensor, q_b: torch.Tensor) -> torc
     return 0.1 * (m - q_a) / (q_b - q_a)
 
 
-def _pdn(out_channels: int, width: float) -> nn.Sequential:
+def principal_axes(maps: torch.Tensor, k: int) -> tuple[torch.Tensor, float]:
+    """The ``k`` leading principal axes (C, k) of the channel vectors of ``maps`` (N, C, h, w)
+    about zero (the maps are standardised), largest first, and the share of the total second
+    moment they keep."""
+    rows = maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1]).double()
+    values, vectors = torch.linalg.eigh(rows.T @ rows)  # ascending
+    kept = float(values[-k:].sum() / values.sum())
+    return vectors[:, -k:].flip(-1).to(maps.dtype), kept
+
+
+def _pdn(out_channels: int, width: float, strided: bool = False) -> nn.Sequential:
+    """PDN-small; ``strided``: each "conv 4x4, ReLU, avgpool 2" pair as one conv 4x4 of stride 2
+    (a quarter of the work of the two widest layers, the same depth)."""
     a, b = max(1, int(round(128 * width))), max(1, int(round(256 * width)))
+    if strided:
+        return nn.Sequential(
+            nn.Conv2d(3, a, 4, 2), nn.ReLU(inplace=True),
+            nn.Conv2d(a, b, 4, 2), nn.ReLU(inplace=True),
+            nn.Conv2d(b, b, 3), nn.ReLU(inplace=True),
+            nn.Conv2d(b, out_channels, 4),
+        )
     return nn.Sequential(
         nn.Conv2d(3, a, 4), nn.ReLU(inplace=True), nn.AvgPool2d(2, 2),
         nn.Conv2d(a, b, 4), nn.ReLU(inplace=True), nn.AvgPool2d(2, 2),
@@ -103,23 +119,30 @@ def _pdn(out_channels: int, width: float) -> nn.Sequential:
     )
 
 
-def pdn_size(n: int) -> int:
+def pdn_size(n: int, strided: bool = False) -> int:
     """The PDN's map size for an input side of ``n`` pixels."""
+    if strided:
+        return ((n - 4) // 2 + 1 - 4) // 2 + 1 - 2 - 3
     return ((n - 3) // 2 - 3) // 2 - 2 - 3
 
 
 class _AutoEncoder(nn.Module):
     """The paper's autoencoder: 6 strided convolutions to a 1x1 code (the last with an 8x8
-    kernel; inputs other than 256 px are resized to 8x8 before it), then 7 upsample-conv blocks
-    (dropout 0.2) and a 3x3 convolution to the teacher's channels at its map size."""
+    kernel; inputs other than 256 px are resized to 8x8 before it), then 6 upsample-conv blocks
+    (dropout 0.2), an upsampling to the teacher's map size, a 3x3 convolution and a 3x3
+    convolution to the teacher's channels. The paper's decoder upsamples to 127 px (at 256 px)
+    before coming down to the map size (56); ``light`` stops at the last stage below the map
+    size and goes to the map from there (at 256 px: stages 3, 8, 15, 32, then 56; the 63 and
+    127 px stages, most of the autoencoder's work, are left out)."""
 
-    def __init__(self, out_channels: int) -> None:
+    def __init__(self, out_channels: int, light: bool = False) -> None:
         super().__init__()
         enc = [nn.Conv2d(3, 32, 4, 2, 1), nn.Conv2d(32, 32, 4, 2, 1), nn.Conv2d(32, 64, 4, 2, 1),
                nn.Conv2d(64, 64, 4, 2, 1), nn.Conv2d(64, 64, 4, 2, 1)]
         self.encoder = nn.ModuleList(enc)
         self.code = nn.Conv2d(64, 64, 8)
-        self.decoder = nn.ModuleList(nn.Conv2d(64, 64, 4, 1, 2) for _ in range(7))
+        self.light = light
+        self.decoder = nn.ModuleList(nn.Conv2d(64, 64, 4, 1, 2) for _ in range(4 if light else 6))
         self.dropout = nn.Dropout(0.2)
         self.head = nn.Conv2d(64, 64, 3, 1, 1)
         self.out = nn.Conv2d(64, out_channels, 3, 1, 1)
@@ -133,8 +156,8 @@ class _AutoEncoder(nn.Module):
         x = self.code(x)
         # the paper's sizes at 256 px: 3, 8, 15, 32, 63, 127, then the map size (56)
         sizes = [max(1, h // 64 - 1), h // 32, h // 16 - 1, h // 8, h // 4 - 1, h // 2 - 1]
-        for i, conv in enumerate(self.decoder[:6]):
-            x = F.interpolate(x, size=(sizes[i], sizes[i]), mode="bilinear", align_corners=False)
+        for size, conv in zip(sizes, self.decoder):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
             x = self.dropout(F.relu(conv(x)))
         x = F.interpolate(x, size=(out_size, out_size), mode="bilinear", align_corners=False)
         x = F.relu(self.head(x))
@@ -142,7 +165,7 @@ class _AutoEncoder(nn.Module):
 
 
 @register_model
-class EfficientAD(AnomalyModel):
+class EfficientAD(TrainedModel):
     """EfficientAD-S: teacher (distilled from ``backbone`` here), student and autoencoder.
 
     Args:
@@ -161,8 +184,6 @@ class EfficientAD(AnomalyModel):
 
     name = "efficientad"
     task = "segmentation"
-    min_distinct_images = 2
-    int8_head_refit = False  # teacher, student and autoencoder are trained
     default_layers = TEACHER_LAYERS
 
     def __init__(
@@ -170,15 +191,18 @@ class EfficientAD(AnomalyModel):
         backbone: str = "efficientnet_lite0",
         layers: Sequence[str] | None = None,
         width: float = 1.0,
+        teacher_channels: int | None = None,
+        strided: bool = False,
+        light_decoder: bool = False,
         teacher_epochs: int = 20,
         teacher_learning_rate: float = 1e-3,
+        hard_quantile: float = 0.999,
+        q_a: float = 0.9,
+        q_b: float = 0.995,
         epochs: int = 100,
         learning_rate: float = 1e-4,
         weight_decay: float = 1e-5,
         train_batch_size: int = 4,
-        hard_quantile: float = 0.999,
-        q_a: float = 0.9,
-        q_b: float = 0.995,
         validation_fraction: float = 0.1,
         patience: int = 10,
         max_minutes: float | None = None,
@@ -187,40 +211,36 @@ class EfficientAD(AnomalyModel):
         cache_dir: str | os.PathLike[str] | None = None,
         random_state: int | None = 0,
     ) -> None:
-        _check_settings(width, teacher_epochs, teacher_learning_rate, epochs, learning_rate, weight_decay,
-                        train_batch_size, hard_quantile, q_a, q_b, validation_fraction, patience, max_minutes)
+        _check_settings(width, teacher_channels, teacher_epochs, teacher_learning_rate, hard_quantile, q_a, q_b)
         settings = {
-            "width": float(width), "teacher_epochs": int(teacher_epochs),
-            "teacher_learning_rate": float(teacher_learning_rate), "epochs": int(epochs),
-            "learning_rate": float(learning_rate), "weight_decay": float(weight_decay),
-            "train_batch_size": int(train_batch_size), "hard_quantile": float(hard_quantile),
-            "q_a": float(q_a), "q_b": float(q_b), "validation_fraction": float(validation_fraction),
-            "patience": int(patience), "max_minutes": None if max_minutes is None else float(max_minutes),
+            "width": float(width), "teacher_channels": None if teacher_channels is None else int(teacher_channels),
+            "strided": bool(strided), "light_decoder": bool(light_decoder), "teacher_epochs": int(teacher_epochs),
+            "teacher_learning_rate": float(teacher_learning_rate), "hard_quantile": float(hard_quantile),
+            "q_a": float(q_a), "q_b": float(q_b),
+            **training_settings(epochs, learning_rate, weight_decay, train_batch_size, validation_fraction, patience,
+                                max_minutes),
         }
         super().__init__(backbone, layers, pretrained, weights, cache_dir, random_state, settings)
-        self.channels = sum(self.feature_extractor.channels[layer] for layer in self.layers)
+        target_channels = sum(self.feature_extractor.channels[layer] for layer in self.layers)
+        if teacher_channels is not None and teacher_channels > target_channels:
+            raise ConfigError(f"Expected teacher_channels <= {target_channels} (the channels of {', '.join(self.layers)} "
+                              f"of {backbone}), got {teacher_channels}")
+        self.channels = target_channels if teacher_channels is None else int(teacher_channels)
         self._build()
         c = self.channels
         self.register_buffer("teacher_mean", torch.zeros(1, c, 1, 1))
         self.register_buffer("teacher_std", torch.ones(1, c, 1, 1))
         # the quantiles (q_st_a, q_st_b, q_ae_a, q_ae_b): empty until fitted
         self.register_buffer("map_quantiles", torch.zeros(0))
-        self.training_history_: list[dict[str, Any]] = []
-        self.epoch_callback: EpochCallback | None = None
-        self.training_state_path: Path | None = None
-        self.resume_training = False
-
-    def _seed(self) -> int:
-        return 0 if self.random_state is None else int(self.random_state)
 
     def _build(self) -> None:
         state = torch.random.get_rng_state()
         try:
             torch.manual_seed(self._seed())  # the global generator is restored below
-            c, w = self.channels, self._settings["width"]
-            self.teacher = _pdn(c, w)
-            self.student = _pdn(2 * c, w)
-            self.autoencoder = _AutoEncoder(c)
+            c, w, strided = self.channels, self._settings["width"], self._settings["strided"]
+            self.teacher = _pdn(c, w, strided)
+            self.student = _pdn(2 * c, w, strided)
+            self.autoencoder = _AutoEncoder(c, self._settings["light_decoder"])
         finally:
             torch.random.set_rng_state(state)
 
@@ -296,7 +316,9 @@ class EfficientAD(AnomalyModel):
         self.training_summary_ = {"teacher_epochs_run": sum(r["stage"] == "teacher" for r in run.history),
                                   "epochs_run": len(student), "best_epoch": best, "best_val_loss": run.best_loss,
                                   "stopped_by": stopped, "n_train": len(train_idx), "n_validation": len(val_idx),
-                                  "seconds": round(run.seconds(), 3), "resumed_after_epoch": run.resumed_after}
+                                  "seconds": round(run.seconds(), 3), "resumed_after_epoch": run.resumed_after,
+                                  # None when the distillation ran before a resume
+                                  "teacher_target_variance": getattr(self, "teacher_target_variance_", None)}
         self.n_train_images_ = n
         return self
 
@@ -310,16 +332,15 @@ class EfficientAD(AnomalyModel):
         self._check_distinct(n, distinct)
         return torch.cat(kept)
 
-    def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self._seed()))
-        n_val = 0 if n < 4 else max(1, int(round(n * self._settings["validation_fraction"])))
-        return order[n_val:], order[:n_val]
-
     @torch.no_grad()
     def _targets(self, images: torch.Tensor) -> torch.Tensor:
         """The backbone's layers resampled to the PDN's map, concatenated, per-channel
-        standardised over the given images (the teacher's distillation target)."""
-        size = pdn_size(int(images.shape[-2])), pdn_size(int(images.shape[-1]))
+        standardised over the given images; with ``teacher_channels``, projected on that many
+        leading principal components of those standardised features (the teacher's
+        distillation target). Sets ``teacher_target_variance_`` (the share of the variance the
+        target keeps)."""
+        strided = self._settings["strided"]
+        size = pdn_size(int(images.shape[-2]), strided), pdn_size(int(images.shape[-1]), strided)
         out = []
         for i in range(0, len(images), 8):
             feats = self.feature_extractor(images[i : i + 8])
@@ -328,7 +349,13 @@ class EfficientAD(AnomalyModel):
         t = torch.cat(out)
         mean = t.mean(dim=(0, 2, 3), keepdim=True)
         std = t.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-        return (t - mean) / std
+        t = (t - mean) / std
+        self.teacher_target_variance_ = 1.0
+        if self.channels < t.shape[1]:
+            basis, kept = principal_axes(t, self.channels)
+            t = torch.einsum("nchw,ck->nkhw", t, basis)
+            self.teacher_target_variance_ = kept
+        return t
 
     def _distil(self, images: torch.Tensor, run: "_Training") -> str | None:
         """Train the teacher on the images and their flips; then set its output statistics.
@@ -348,16 +375,16 @@ class EfficientAD(AnomalyModel):
                     chunk = order[start : start + s["train_batch_size"]]
                     with torch.enable_grad():
                         loss = (self.teacher(x[chunk]) - targets[chunk]).pow(2).mean()
-                        run.teacher_optimiser.zero_grad(set_to_none=True)
+                        run.optimisers["teacher"].zero_grad(set_to_none=True)
                         loss.backward()
-                    run.teacher_optimiser.step()
+                    run.optimisers["teacher"].step()
                     total += float(loss.detach()) * len(chunk)
                 self.teacher.eval()
                 record = {"stage": "teacher", "epoch": epoch, "train_loss": total / len(views),
                           "seconds": round(time.perf_counter() - t0, 3)}
                 run.finished(record)
                 # the teacher is distilled on all the images: its "held-out" loss is its training loss
-                self._callback({**record, "val_loss": record["train_loss"], "best_epoch": epoch}, s["teacher_epochs"])
+                self._report({**record, "val_loss": record["train_loss"], "best_epoch": epoch}, s["teacher_epochs"])
                 if self._out_of_time(run):
                     stopped = "max_minutes"
                     break
@@ -397,9 +424,9 @@ class EfficientAD(AnomalyModel):
                 chunk = images[order[start : start + s["train_batch_size"]]]
                 with torch.enable_grad():
                     loss = self._losses(chunk, _augment(chunk, run.gen))
-                    run.optimiser.zero_grad(set_to_none=True)
+                    run.optimisers["student"].zero_grad(set_to_none=True)
                     loss.backward()
-                run.optimiser.step()
+                run.optimisers["student"].step()
                 total += float(loss.detach()) * len(chunk)
             self.student.eval()
             self.autoencoder.eval()
@@ -414,23 +441,12 @@ class EfficientAD(AnomalyModel):
             record = {"stage": "student", "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                       "seconds": round(time.perf_counter() - t0, 3)}
             run.finished(record)
-            self._callback({**record, "best_epoch": run.best_epoch}, s["epochs"])
+            self._report({**record, "best_epoch": run.best_epoch}, s["epochs"])
             if epoch - run.best_epoch >= s["patience"]:
                 return "early stopping"
             if self._out_of_time(run):
                 return "max_minutes"
         return stopped
-
-    def _callback(self, record: dict[str, Any], epochs: int) -> None:
-        if self.epoch_callback is not None:
-            self.epoch_callback({**record, "epochs": epochs})
-
-    def _out_of_time(self, run: "_Training") -> bool:
-        limit = self._settings["max_minutes"]
-        return limit is not None and run.seconds() >= 60 * limit
-
-    def _finish(self) -> None:  # pragma: no cover - fit() is overridden
-        raise TypeError("EfficientAD trains its networks in fit()")
 
     def _fitted_tensors(self) -> Sequence[torch.Tensor]:
         return (self.map_quantiles,)
@@ -451,107 +467,44 @@ def _augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out.clamp(0, 1)
 
 
-class _Training:
-    """One EfficientAD training run: stage ("teacher" then "student"), optimisers, shuffling
-    generator, history, best student epoch; saved after each whole epoch to
-    ``training_state_path`` and restored from it."""
+class _Training(TrainingRun):
+    """One EfficientAD training run: stage ("teacher" then "student"), the teacher's and the
+    student/autoencoder's Adam, the best student epoch's student and autoencoder; the global
+    generator (the autoencoder's dropout draws from it) saved and restored with the state."""
 
     def __init__(self, model: EfficientAD, n_images: int) -> None:
         s = model._settings
-        self.model, self.n_images = model, n_images
-        self.gen = torch.Generator().manual_seed(model._seed() + 1)
-        self.teacher_optimiser = torch.optim.Adam(model.teacher.parameters(), lr=s["teacher_learning_rate"])
-        self.optimiser = torch.optim.Adam(list(model.student.parameters()) + list(model.autoencoder.parameters()),
-                                          lr=s["learning_rate"], weight_decay=s["weight_decay"])
+        teacher = torch.optim.Adam(model.teacher.parameters(), lr=s["teacher_learning_rate"])
+        student = torch.optim.Adam(list(model.student.parameters()) + list(model.autoencoder.parameters()),
+                                   lr=s["learning_rate"], weight_decay=s["weight_decay"])
+        modules = {"teacher": model.teacher, "student": model.student, "autoencoder": model.autoencoder}
+        super().__init__(model, n_images, modules, {"teacher": teacher, "student": student},
+                         kept=("student", "autoencoder"))
         self.stage = "teacher"
-        self.history: list[dict[str, Any]] = []
-        self.best_loss, self.best_epoch = math.inf, 0
-        self.best = self._weights()
-        self.epoch = 0
-        self.resumed_after: int | None = None
-        self._before = 0.0
-        self._start = time.perf_counter()
-
-    def _weights(self) -> dict[str, Any]:
-        return {"student": copy.deepcopy(self.model.student.state_dict()),
-                "autoencoder": copy.deepcopy(self.model.autoencoder.state_dict())}
-
-    def seconds(self) -> float:
-        return self._before + time.perf_counter() - self._start
 
     def begin_student(self) -> None:
         self.stage, self.epoch = "student", 0
 
-    def _identity(self) -> dict[str, Any]:
-        return {"params": self.model.get_config()["params"], "n_images": self.n_images}
+    def improves(self, record: dict[str, Any]) -> bool:
+        return record["stage"] == "student" and super().improves(record)
 
-    def finished(self, record: dict[str, Any]) -> None:
-        self.history.append(record)
-        self.epoch = record["epoch"]
-        if record["stage"] == "student" and record["val_loss"] < self.best_loss:
-            self.best_loss, self.best_epoch = record["val_loss"], record["epoch"]
-            self.best = self._weights()
-        path = self.model.training_state_path
-        if path is None:
-            return
-        m = self.model
-        state = {"format": "edgeanomaly-efficientad-training", "identity": self._identity(), "stage": self.stage,
-                 "epoch": self.epoch, "history": self.history, "best_loss": self.best_loss,
-                 "best_epoch": self.best_epoch, "best": self.best, "teacher": m.teacher.state_dict(),
-                 "student": m.student.state_dict(), "autoencoder": m.autoencoder.state_dict(),
-                 "teacher_optimiser": self.teacher_optimiser.state_dict(), "optimiser": self.optimiser.state_dict(),
-                 "generator": self.gen.get_state(), "global_generator": torch.random.get_rng_state(),
-                 "seconds": self.seconds()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+    def extra_state(self) -> dict[str, Any]:
+        return {"stage": self.stage, "global_generator": torch.random.get_rng_state()}
 
-    def restore(self) -> None:
-        path = self.model.training_state_path
-        if path is None or not path.is_file():
-            raise ConfigError(f"Nothing to resume: no training state at {path} (an EfficientAD fit saves one after each epoch)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("identity") != self._identity():
-            raise ConfigError(f"The training state at {path} is of another fit (other settings or images); "
-                              "start again with --overwrite")
-        m = self.model
-        m.teacher.load_state_dict(state["teacher"])
-        m.student.load_state_dict(state["student"])
-        m.autoencoder.load_state_dict(state["autoencoder"])
-        self.teacher_optimiser.load_state_dict(state["teacher_optimiser"])
-        self.optimiser.load_state_dict(state["optimiser"])
-        self.gen.set_state(state["generator"])
+    def restore_extra(self, state: dict[str, Any]) -> None:
+        self.stage = state["stage"]
         torch.random.set_rng_state(state["global_generator"])
-        self.stage, self.epoch = state["stage"], int(state["epoch"])
-        self.history = list(state["history"])
-        self.best_loss, self.best_epoch, self.best = float(state["best_loss"]), int(state["best_epoch"]), state["best"]
-        self.resumed_after, self._before = self.epoch, float(state["seconds"])
 
 
-def _check_settings(width: Any, teacher_epochs: Any, teacher_lr: Any, epochs: Any, lr: Any, wd: Any, batch: Any,
-                    hard_q: Any, q_a: Any, q_b: Any, fraction: Any, patience: Any, minutes: Any) -> None:
-    def positive_int(name: str, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"Expected {name} as an integer >= 1, got {value!r}")
-
-    def number(name: str, value: Any, ok: Callable[[float], bool], what: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
-            raise ConfigError(f"Expected {name} {what}, got {value!r}")
-
-    positive_int("teacher_epochs", teacher_epochs)
-    positive_int("epochs", epochs)
-    positive_int("train_batch_size", batch)
-    positive_int("patience", patience)
-    number("width", width, lambda v: v > 0, "> 0")
-    number("teacher_learning_rate", teacher_lr, lambda v: v > 0, "> 0")
-    number("learning_rate", lr, lambda v: v > 0, "> 0")
-    number("weight_decay", wd, lambda v: v >= 0, ">= 0")
-    number("hard_quantile", hard_q, lambda v: 0 <= v < 1, "in [0, 1)")
-    number("q_a", q_a, lambda v: 0 <= v < 1, "in [0, 1)")
-    number("q_b", q_b, lambda v: 0 < v <= 1, "in (0, 1]")
+def _check_settings(width: Any, teacher_channels: Any, teacher_epochs: Any, teacher_lr: Any, hard_q: Any, q_a: Any,
+                    q_b: Any) -> None:
+    check_number("width", width, lambda v: v > 0, "> 0")
+    if teacher_channels is not None:
+        check_positive_int("teacher_channels", teacher_channels)
+    check_positive_int("teacher_epochs", teacher_epochs)
+    check_number("teacher_learning_rate", teacher_lr, lambda v: v > 0, "> 0")
+    check_number("hard_quantile", hard_q, lambda v: 0 <= v < 1, "in [0, 1)")
+    check_number("q_a", q_a, lambda v: 0 <= v < 1, "in [0, 1)")
+    check_number("q_b", q_b, lambda v: 0 < v <= 1, "in (0, 1]")
     if isinstance(q_a, (int, float)) and isinstance(q_b, (int, float)) and not q_a < q_b:
         raise ConfigError(f"Expected q_a < q_b, got q_a={q_a!r}, q_b={q_b!r}")
-    number("validation_fraction", fraction, lambda v: 0 <= v < 1, "in [0, 1)")
-    if minutes is not None:
-        number("max_minutes", minutes, lambda v: v > 0, "> 0 or None")

@@ -10,7 +10,8 @@ import torch
 
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.models import create_model
-from edgeanomaly.models._efficientad import _pdn, hard_feature_loss, normalise_map, pdn_size, quantile
+from edgeanomaly.models._efficientad import (_AutoEncoder, _pdn, hard_feature_loss, normalise_map, pdn_size,
+                                            principal_axes, quantile)
 
 SIZE = 64
 TINY = {"width": 0.125, "teacher_epochs": 2, "epochs": 3, "train_batch_size": 4}
@@ -57,10 +58,54 @@ def test_normalise_map_sends_the_quantiles_to_0_and_0_1() -> None:
     torch.testing.assert_close(normalise_map(m, torch.tensor(1.0), torch.tensor(3.0)), torch.tensor([0.0, 0.05, 0.1]))
 
 
-@pytest.mark.parametrize("n", [64, 96, 256])
-def test_pdn_size_matches_the_network(n: int) -> None:
-    assert _pdn(3, 0.125)(torch.zeros(1, 3, n, n)).shape[-1] == pdn_size(n)
+@pytest.mark.parametrize("n", [64, 96, 193, 256])
+@pytest.mark.parametrize("strided", [False, True])
+def test_pdn_size_matches_the_network(n: int, strided: bool) -> None:
+    assert _pdn(3, 0.125, strided)(torch.zeros(1, 3, n, n)).shape[-1] == pdn_size(n, strided)
     assert pdn_size(256) == 56  # the paper's 56x56 map
+
+
+def test_strided_pdn_keeps_the_depth_and_receptive_field_at_a_quarter_of_the_work() -> None:
+    paper, strided = _pdn(8, 0.25), _pdn(8, 0.25, strided=True)
+    convs = [[m for m in net if isinstance(m, torch.nn.Conv2d)] for net in (paper, strided)]
+    assert [c.weight.shape for c in convs[0]] == [c.weight.shape for c in convs[1]]  # same parameters
+    # receptive field by hand: 4, +3x2, +2x4, +3x4 = 30 px (the paper's: 33)
+    x = torch.zeros(1, 3, 64, 64, requires_grad=True)
+    strided(x)[0, :, 0, 0].sum().backward()
+    rows = x.grad.abs().sum(dim=(0, 1, 3)).nonzero().flatten()
+    assert int(rows.max()) + 1 == 30
+
+
+@pytest.mark.parametrize("n", [64, 256])
+def test_light_decoder_reaches_the_map_size_without_the_stages_above_it(n: int) -> None:
+    paper, light = _AutoEncoder(5), _AutoEncoder(5, light=True)
+    assert len(paper.decoder) == 6 and len(light.decoder) == 4
+    x = torch.rand(1, 3, n, n)
+    for ae in (paper, light):
+        assert ae.eval()(x, pdn_size(n, True)).shape == (1, 5, pdn_size(n, True), pdn_size(n, True))
+
+
+def test_principal_axes_against_numpys_svd() -> None:
+    g = torch.Generator().manual_seed(3)
+    maps = torch.randn(4, 6, 5, 7, generator=g) * torch.tensor([5.0, 3.0, 2.0, 1.0, 0.5, 0.1]).view(1, 6, 1, 1)
+    basis, kept = principal_axes(maps, 3)
+    rows = maps.permute(0, 2, 3, 1).reshape(-1, 6).numpy().astype(np.float64)
+    _, sv, vt = np.linalg.svd(rows, full_matrices=False)
+    # the same axes up to sign, largest first, and the share of the second moment
+    np.testing.assert_allclose(np.abs(basis.numpy().T @ vt[:3].T), np.eye(3), atol=1e-5)
+    assert kept == pytest.approx((sv[:3] ** 2).sum() / (sv ** 2).sum(), rel=1e-9)
+
+
+def test_teacher_channels_set_the_teacher_the_student_and_the_autoencoder() -> None:
+    m = tiny(teacher_channels=7, strided=True, light_decoder=True).fit(batches())
+    x = torch.cat(batches())[:2]
+    with torch.no_grad():
+        assert m.teacher(x).shape[1] == 7 and m.student(x).shape[1] == 14
+        score, amap = m(x)
+    assert amap.shape == (2, 1, SIZE, SIZE) and torch.isfinite(score).all()
+    assert 0 < m.training_summary_["teacher_target_variance"] < 1
+    with pytest.raises(ConfigError, match="teacher_channels <= 384"):
+        tiny(teacher_channels=385)  # resnet18's layer2 + layer3: 128 + 256
 
 
 def test_fit_sets_quantiles_from_held_out_maps_and_records_history() -> None:
@@ -133,7 +178,8 @@ def test_resume_without_state_or_of_another_fit_is_a_clear_error(tmp_path) -> No
 
 
 @pytest.mark.parametrize("bad", [{"width": 0}, {"epochs": 0}, {"hard_quantile": 1.0}, {"q_a": 0.99, "q_b": 0.9},
-                                 {"max_minutes": -1}, {"teacher_epochs": 1.5}])
+                                 {"max_minutes": -1}, {"teacher_epochs": 1.5}, {"teacher_channels": 0},
+                                 {"learning_rate": float("nan")}])
 def test_bad_settings_are_clear_errors(bad) -> None:
     with pytest.raises(ConfigError, match="Expected"):
         tiny(**bad)
