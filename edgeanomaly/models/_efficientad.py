@@ -50,7 +50,7 @@ from torch import nn
 
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.models._registry import register_model
-from edgeanomaly.models._trained import (TrainedModel, TrainingRun, check_number, check_positive_int,
+from edgeanomaly.models._trained import (TrainedModel, TrainingRun, check_number, check_positive_int, train_epoch,
                                          training_settings)
 
 __all__ = ["EfficientAD", "hard_feature_loss", "quantile", "normalise_map", "principal_axes"]
@@ -370,17 +370,11 @@ class EfficientAD(TrainedModel):
                 t0 = time.perf_counter()
                 self.teacher.train()
                 order = torch.randperm(len(views), generator=run.gen)
-                total = 0.0
-                for start in range(0, len(order), s["train_batch_size"]):
-                    chunk = order[start : start + s["train_batch_size"]]
-                    with torch.enable_grad():
-                        loss = (self.teacher(x[chunk]) - targets[chunk]).pow(2).mean()
-                        run.optimisers["teacher"].zero_grad(set_to_none=True)
-                        loss.backward()
-                    run.optimisers["teacher"].step()
-                    total += float(loss.detach()) * len(chunk)
+                loss = train_epoch(order, s["train_batch_size"],
+                                   lambda chunk: (self.teacher(x[chunk]) - targets[chunk]).pow(2).mean(),
+                                   run.optimisers["teacher"])
                 self.teacher.eval()
-                record = {"stage": "teacher", "epoch": epoch, "train_loss": total / len(views),
+                record = {"stage": "teacher", "epoch": epoch, "train_loss": loss,
                           "seconds": round(time.perf_counter() - t0, 3)}
                 run.finished(record)
                 # the teacher is distilled on all the images: its "held-out" loss is its training loss
@@ -419,18 +413,11 @@ class EfficientAD(TrainedModel):
             self.student.train()
             self.autoencoder.train()
             order = train_idx[torch.randperm(len(train_idx), generator=run.gen)]
-            total = 0.0
-            for start in range(0, len(order), s["train_batch_size"]):
-                chunk = images[order[start : start + s["train_batch_size"]]]
-                with torch.enable_grad():
-                    loss = self._losses(chunk, _augment(chunk, run.gen))
-                    run.optimisers["student"].zero_grad(set_to_none=True)
-                    loss.backward()
-                run.optimisers["student"].step()
-                total += float(loss.detach()) * len(chunk)
+            train_loss = train_epoch(order, s["train_batch_size"],
+                                     lambda chunk: self._losses(images[chunk], _augment(images[chunk], run.gen)),
+                                     run.optimisers["student"])
             self.student.eval()
             self.autoencoder.eval()
-            train_loss = total / max(1, len(order))
             if len(val_idx):
                 with torch.no_grad():
                     held = images[val_idx]

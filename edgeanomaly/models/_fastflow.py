@@ -32,7 +32,7 @@ from torch import nn
 from edgeanomaly.components import fastflow_blocks
 from edgeanomaly.models._base import STRIDE_4_8_16_LAYERS
 from edgeanomaly.models._registry import register_model
-from edgeanomaly.models._trained import TrainedModel, TrainingRun, training_settings
+from edgeanomaly.models._trained import TrainedModel, TrainingRun, train_epoch, training_settings
 
 __all__ = ["FastFlow"]
 
@@ -188,18 +188,10 @@ class FastFlow(TrainedModel):
                      gen: torch.Generator) -> float:
         self.flows.train()
         order = idx[torch.randperm(len(idx), generator=gen)]
-        size = self._settings["train_batch_size"]
-        total = 0.0
-        for start in range(0, len(order), size):
-            chunk = order[start : start + size]
-            with torch.enable_grad():
-                loss = self._objective([f[chunk] for f in features]) / len(chunk)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(chunk)
+        loss = train_epoch(order, self._settings["train_batch_size"],
+                           lambda chunk: self._objective([f[chunk] for f in features]) / len(chunk), optimiser)
         self.flows.eval()
-        return total / max(1, len(order))
+        return loss
 
     @torch.no_grad()
     def _loss(self, features: list[torch.Tensor], idx: torch.Tensor) -> float:

@@ -20,7 +20,7 @@ from torch import nn
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.models._base import AnomalyModel
 
-__all__ = ["TrainedModel", "TrainingRun", "training_settings", "check_number", "check_positive_int"]
+__all__ = ["TrainedModel", "TrainingRun", "train_epoch", "training_settings", "check_number", "check_positive_int"]
 
 #: ``epoch_callback(record)``: called after each epoch with that epoch's history record.
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -146,6 +146,22 @@ class TrainingRun:
         self.best_loss, self.best_epoch, self.best = float(state["best_loss"]), int(state["best_epoch"]), state["best"]
         self.resumed_after, self._before = self.epoch, float(state["seconds"])
         self.restore_extra(state)
+
+
+def train_epoch(order: torch.Tensor, batch_size: int, loss_of: Callable[[torch.Tensor], torch.Tensor],
+                optimiser: torch.optim.Optimizer) -> float:
+    """One pass over the indices ``order`` in chunks of ``batch_size``, one optimiser step per
+    chunk on ``loss_of(chunk)`` (the chunk's mean loss); returns the mean loss per index."""
+    total = 0.0
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        with torch.enable_grad():
+            loss = loss_of(chunk)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+        optimiser.step()
+        total += float(loss.detach()) * len(chunk)
+    return total / max(1, len(order))
 
 
 def check_positive_int(name: str, value: Any) -> None:
