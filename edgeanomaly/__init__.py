@@ -12,12 +12,13 @@ The front door (:mod:`edgeanomaly.frontdoor`)::
 
 Importing the package is cheap and torch-free: the front door's names and the subpackages are
 imported on first use. It turns off the telemetry of OpenVINO, NNCF and ONNX Runtime
-(``EDGEANOMALY_TELEMETRY=1`` opts in; see :mod:`edgeanomaly._telemetry`).
+(``EDGEANOMALY_TELEMETRY=1`` opts in; see :mod:`edgeanomaly._telemetry`). It imports the
+plugin modules named in ``$EDGEANOMALY_PLUGINS`` (:mod:`edgeanomaly._plugins`), none by default.
 """
 
 from __future__ import annotations
 
-from edgeanomaly import _telemetry
+from edgeanomaly import _plugins, _telemetry
 from edgeanomaly._lazy import lazy_exports
 
 _telemetry.disable()
@@ -35,3 +36,7 @@ __getattr__, _front_door_names = lazy_exports(__name__, _FRONT_DOOR)
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_front_door_names()} - {"annotations", "lazy_exports"})
+
+
+# Last: a plugin module imports edgeanomaly's layers, which need the names above.
+_plugins.load_plugins()

@@ -48,6 +48,7 @@ __all__ = [
     "server_backend",
     "resolve",
     "unregister_backend",
+    "unregister_format",
 ]
 
 #: Storage precisions of artifacts, most exact first.
@@ -259,6 +260,16 @@ def register_backend(spec: BackendSpec, *, replace: bool = False) -> BackendSpec
 def unregister_backend(name: str) -> None:
     """Remove a backend row (for plugins and tests that registered one)."""
     _BACKENDS.pop(get_backend(name).name)
+
+
+def unregister_format(name: str) -> None:
+    """Remove a format row (for plugins and tests that registered one); refused while a
+    registered backend still runs it."""
+    spec = get_format(name)  # an unknown name is a ConfigError with close matches, not a KeyError
+    users = [b.name for b in _BACKENDS.values() if spec.name in b.formats]
+    if users:
+        raise ConfigError(f"Format {name!r} is run by backend(s) {users}: unregister them first")
+    _FORMATS.pop(spec.name)
 
 
 def formats() -> tuple[FormatSpec, ...]:

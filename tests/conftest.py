@@ -50,7 +50,7 @@ def synthetic_metal_256(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 #: Models trained for epochs train briefly in the shared fixtures (the suite checks export,
 #: runtime and tooling on them; their quality is measured in docs/BENCHMARKS.md).
-SHORT_TRAINING = {"fastflow": {"epochs": 4, "flow_steps": 4, "layers": ("blocks.4", "blocks.10")},
+SHORT_TRAINING = {"fastflow": {"epochs": 4, "flow_steps": 4, "layers": ("blocks.4", "blocks.10"), "score_top_fraction": 0.1},
                   "efficientad": {"width": 0.25, "teacher_epochs": 2, "epochs": 4}}
 
 

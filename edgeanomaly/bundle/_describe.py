@@ -12,7 +12,9 @@ from edgeanomaly.bundle._bundle import Bundle
 from edgeanomaly.bundle._hashing import MANIFEST_SHA256_KEY, content_sha256
 from edgeanomaly.bundle._manifest import Manifest
 from edgeanomaly.bundle._schema import MANIFEST_NAME
+from edgeanomaly.bundle._signing import verify_signature
 from edgeanomaly.bundle._verify import FileStatus, check_files
+from edgeanomaly.errors import SignatureError
 from edgeanomaly.registry import backends_for
 
 __all__ = ["describe_bundle", "format_bytes"]
@@ -170,9 +172,6 @@ def _reference_lines(bundle: Bundle, statuses: dict[str, FileStatus]) -> list[st
 
 
 def _signature_line(bundle: Bundle, trust: Any) -> str:
-    from edgeanomaly.bundle._signing import verify_signature
-    from edgeanomaly.errors import SignatureError
-
     if bundle.signature_problem is not None:
         return f"Signature    UNREADABLE: {bundle.signature_problem}"
     sig = bundle.signature

@@ -19,6 +19,7 @@ from edgeanomaly.bundle._atomic import fsync_dir, replace_dir, temp_dir_beside, 
 from edgeanomaly.bundle._bundle import Bundle
 from edgeanomaly.bundle._calibration import Calibration, utc_now
 from edgeanomaly.bundle._fields import ManifestFieldError
+from edgeanomaly.bundle._graphinfo import check_graph
 from edgeanomaly.bundle._hashing import MANIFEST_SHA256_KEY, copy_and_hash, content_sha256
 from edgeanomaly.bundle._manifest import Artifact, ArtifactFile, Manifest
 from edgeanomaly.bundle._migrate import check_schema_version
@@ -33,10 +34,10 @@ from edgeanomaly.bundle._signing import (
     verify_signature,
     write_signature,
 )
-from edgeanomaly.registry import get_format
 from edgeanomaly.bundle._verify import check_files, incomplete
 from edgeanomaly.bundle._zip import extract_zip, write_zip
 from edgeanomaly.errors import BundleError, BundleIntegrityError, ConfigError, SignatureError
+from edgeanomaly.registry import get_format
 
 __all__ = ["read_bundle", "write_bundle", "pack_bundle", "update_calibration", "verify_bundle", "load_manifest",
            "sign_bundle"]
@@ -235,8 +236,6 @@ def verify_bundle(path: str | os.PathLike[str], *, trust: TrustLike = None, grap
     >>> verify_bundle("out/patchcore")          # doctest: +SKIP
     []
     """
-    from edgeanomaly.bundle._graphinfo import check_graph
-
     problems: list[str] = []
     trusted = resolve_trust(trust, env=False)
     try:
@@ -547,8 +546,6 @@ def sign_bundle(path: str | os.PathLike[str], key: SigningKey | str | os.PathLik
     >>> sign_bundle("out/patchcore", "keys/signing.key").key_id        # doctest: +SKIP
     '3f9a0c2b7d1e4a55'
     """
-    from edgeanomaly.bundle._graphinfo import check_graph
-
     signing_key = _signing_key(key)
     assert signing_key is not None
     source = Path(path).expanduser()

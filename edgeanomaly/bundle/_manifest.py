@@ -35,8 +35,8 @@ from edgeanomaly.bundle._schema import (
     SCHEMA_VERSION,
     TASKS,
 )
-from edgeanomaly.registry import get_format
 from edgeanomaly.errors import ConfigError
+from edgeanomaly.registry import get_format
 
 __all__ = ["ArtifactFile", "Artifact", "Manifest", "input_spec", "output_specs"]
 
@@ -248,8 +248,7 @@ def _check_model_info(value: Any) -> dict[str, str]:
 
 
 def _check_preprocessing(value: Any) -> dict[str, Any]:
-    # Imported here: the data layer pulls in OpenCV, which importing the bundle package should not.
-    from edgeanomaly.data import PreprocessConfig
+    from edgeanomaly.data import PreprocessConfig  # lazy: the data layer pulls in OpenCV, which importing the bundle package should not
 
     if not isinstance(value, Mapping):
         F.fail("preprocessing", f"expected a JSON object, got {type(value).__name__}")

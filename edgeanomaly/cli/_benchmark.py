@@ -9,6 +9,8 @@ import click
 from edgeanomaly.cli._common import _LiveChoice, exact_option, friendly_errors, trust_option, trusted_keys
 from edgeanomaly.cli._remote import check_remote, remote_options
 from edgeanomaly.registry import server_backend
+from edgeanomaly.reports import benchmark_markdown, write_benchmark
+from edgeanomaly.tooling import benchmark_bundle
 
 
 @click.command(epilog="""\b
@@ -32,9 +34,6 @@ def benchmark(bundle: Path, data: Path | None, category: str | None, repeats: in
               out: Path | None, backend: str, exact: bool, url: str | None, model_name: str | None,
               trust: tuple[Path, ...]) -> None:
     """Latency, throughput, accuracy and drift of every artifact x backend x device."""
-    from edgeanomaly.tooling import benchmark_bundle
-    from edgeanomaly.reports import benchmark_markdown, write_benchmark
-
     if out is not None:
         taken = [n for n in ("benchmark.json", "benchmark.md") if (out / n).exists()]
         if taken:  # before minutes of measuring, not after

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgeanomaly import frontdoor
+from edgeanomaly.bundle import SigningKey, read_bundle
 from edgeanomaly.cli._common import backend_choice, friendly_errors, precision_choice, progress
 
 
@@ -54,9 +56,6 @@ def calibrate(
     Example:
       edgeanomaly calibrate bundles/fabric --data /data/line3/fabric
     """
-    from edgeanomaly import frontdoor
-    from edgeanomaly.bundle import SigningKey, read_bundle
-
     key = SigningKey.load(sign_key) if sign_key is not None else None  # a wrong key fails before the work
     with read_bundle(bundle) as opened:
         before = opened.manifest.calibration

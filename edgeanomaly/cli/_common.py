@@ -9,7 +9,8 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import click
 
-from edgeanomaly import registry
+from edgeanomaly import frontdoor, registry
+from edgeanomaly.bundle import check_destination, resolve_trust
 from edgeanomaly.errors import EdgeAnomalyError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,8 +66,6 @@ trust_option = click.option(
 
 def trusted_keys(trust: Sequence[Path]) -> Any:
     """The :class:`~edgeanomaly.bundle.TrustedKeys` of ``--trust`` (else ``$EDGEANOMALY_TRUST``), or None."""
-    from edgeanomaly.bundle import resolve_trust
-
     return resolve_trust(list(trust) or None)
 
 
@@ -107,8 +106,6 @@ def split_csv(value: str | None, lower: bool = False) -> list[str]:
 
 def check_bundle_out(out: Path, overwrite: bool) -> None:
     """Fail now, not after minutes of work, when a bundle cannot be written at ``out``."""
-    from edgeanomaly.bundle import check_destination
-
     check_destination(out, overwrite, flag="--overwrite")
 
 
@@ -119,8 +116,6 @@ def check_run_dir(out: Path, overwrite: bool, resume: bool = False) -> None:
     with ``--overwrite``; an interrupted training is continued only with ``--resume``; any other
     non-empty folder is never written into.
     """
-    from edgeanomaly import frontdoor
-
     frontdoor.check_run_dir(out, overwrite, flag="--overwrite", option="--out", resume=resume, resume_flag="--resume")
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from edgeanomaly.cli._common import friendly_errors, progress
+from edgeanomaly.data import CATEGORIES, DEFECTS, generate_synthetic_dataset, load_dataset, mask_size_problem
+from edgeanomaly.errors import ImageReadError
 
 
 @click.group(epilog="""\b
@@ -30,8 +32,6 @@ Examples:
 @friendly_errors
 def synth(out: Path, categories: tuple[str, ...], n_train: int, n_test: int, size: int, seed: int) -> None:
     """Write a deterministic synthetic inspection dataset in the MVTec AD layout."""
-    from edgeanomaly.data import CATEGORIES, DEFECTS, generate_synthetic_dataset
-
     cats = categories or CATEGORIES
     total = sum(n_train + n_test * (1 + len(DEFECTS[c])) for c in cats)
     with progress(length=total, label="Generating") as bar:
@@ -61,10 +61,6 @@ Examples:
 @friendly_errors
 def check(path: Path, category: str | None, abnormal_dir: Path | None, mask_dir: Path | None, decode: bool) -> None:
     """Validate a dataset folder: counts per split and defect type, and every problem found."""
-    from edgeanomaly.data import load_dataset
-    from edgeanomaly.data import mask_size_problem
-    from edgeanomaly.errors import ImageReadError
-
     ds = load_dataset(path, category=category, abnormal_dir=abnormal_dir, mask_dir=mask_dir)
     problems = list(ds.problems)
     if decode:

@@ -36,9 +36,9 @@ def deploy(bundle: Path, target: str, out: Path, model_name: str | None, artifac
     `edgeanomaly predict BUNDLE IMG --backend remote --url http://HOST:PORT`, which applies
     the bundle's preprocessing and calibration locally.
     """
-    from edgeanomaly.serve import deploy as run
+    from edgeanomaly.serve import deploy as deploy_bundle  # [serve] extra: loads only when deploying
 
-    result = run(bundle, target, out, model_name=model_name, artifact=artifact, max_batch_size=max_batch_size,
+    result = deploy_bundle(bundle, target, out, model_name=model_name, artifact=artifact, max_batch_size=max_batch_size,
                  instances=instances, image=image, trust=list(trust) or None)
     click.echo(f"wrote {target} repository {result.out} (model {result.model_name!r}, artifact {result.artifact}, "
                f"{len(result.files)} files)")

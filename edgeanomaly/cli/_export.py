@@ -7,13 +7,25 @@ from typing import Any
 
 import click
 
-from edgeanomaly.cli._common import StageBar, check_bundle_out, check_run_dir, friendly_errors, print_next_steps, split_csv
+from edgeanomaly.cli._common import (
+    Activity,
+    StageBar,
+    check_bundle_out,
+    check_run_dir,
+    friendly_errors,
+    print_next_steps,
+    split_csv,
+)
+from edgeanomaly._optional import check_choice, require
+from edgeanomaly.bundle import SigningKey, format_bytes
+from edgeanomaly.cli._fit import EpochLines, warn_thresholds, without_stage
+from edgeanomaly.data import load_dataset
+from edgeanomaly.errors import ConfigError, EdgeAnomalyError
+from edgeanomaly.recipes import list_recipes as packaged_recipes
 from edgeanomaly.registry import format_names
 
 
 def _size(n: int | None) -> str:
-    from edgeanomaly.bundle import format_bytes
-
     return "" if n is None else format_bytes(n)
 
 
@@ -81,8 +93,7 @@ def next_commands(bundle: Path, data: str | Path | None, category: str | None) -
 
 def export_with_progress(ckpt: Any, out: Path, formats: list[str], precisions: list[str], **kwargs: Any) -> Any:
     """``export_checkpoint`` printing one line per finished step and showing the running one."""
-    from edgeanomaly.cli._common import Activity
-    from edgeanomaly.export import export_checkpoint
+    from edgeanomaly.export import export_checkpoint  # torch: the training side
 
     with Activity() as activity:
 
@@ -96,9 +107,7 @@ def export_with_progress(ckpt: Any, out: Path, formats: list[str], precisions: l
 def _fit_recipe(r: Any, data: Path, category: str | None, run_dir: Path, seed: int, device: str | None) -> Any:
     """Fit recipe ``r`` on ``data`` into ``run_dir`` (kept, so a failed export can be retried
     without fitting), showing progress; the fitted checkpoint."""
-    from edgeanomaly._optional import check_choice
-    from edgeanomaly.cli._fit import EpochLines, without_stage
-    from edgeanomaly.models import fit_run, list_models, resolve_device
+    from edgeanomaly.models import fit_run, list_models, resolve_device  # torch: the training side
 
     check_choice("model", r.model, list_models())
     resolve_device(device or r.device)  # a missing GPU is said now, not after the data is read
@@ -147,13 +156,9 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     before the fit or export starts.
     """
     if list_recipes:
-        from edgeanomaly.recipes import list_recipes as packaged
-
-        for name, about in packaged().items():
+        for name, about in packaged_recipes().items():
             click.echo(f"{name:<16} {about}")
         return
-    from edgeanomaly._optional import require
-    from edgeanomaly.errors import ConfigError, EdgeAnomalyError
 
     if out is None:
         raise click.UsageError("Missing option '--out' (the bundle to write).")
@@ -163,8 +168,7 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
         raise ConfigError("--recipe needs --data DIR (the dataset to fit on)")
     if device is not None and recipe is None:
         raise ConfigError("--device is where a --recipe fit runs; a CHECKPOINT is already fitted (export runs on the CPU)")
-    from edgeanomaly.data import load_dataset
-    from edgeanomaly.export import artifact_name, check_targets, load_recipe
+    from edgeanomaly.export import artifact_name, check_targets, load_recipe  # torch: the training side
 
     # Everything that can be wrong is checked here, before minutes of fitting and exporting,
     # and before torch is imported (seconds): a mistyped option is answered at once.
@@ -179,8 +183,6 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     check_bundle_out(out, overwrite)
     key = None
     if sign_key is not None:
-        from edgeanomaly.bundle import SigningKey
-
         key = SigningKey.load(sign_key)  # a wrong key fails now, not after the export
     if calibration_data is not None:
         load_dataset(calibration_data).check()
@@ -189,7 +191,7 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
         run_dir = out.with_name(out.name.removesuffix(".zip") + ".run")
         check_run_dir(run_dir, overwrite)
     require("torch", "exporting models")
-    from edgeanomaly.models import load_checkpoint
+    from edgeanomaly.models import load_checkpoint  # torch: the training side
 
     if r is not None:
         static = static if static is not None else r.static_batch
@@ -214,7 +216,6 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
             "delete that folder if you do not need it."
         ) from exc
     print_parity(report)
-    from edgeanomaly.cli._fit import warn_thresholds
 
     warn_thresholds(report.manifest.calibration if report.manifest is not None else None)
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.is_dir() else out.stat().st_size

@@ -8,7 +8,12 @@ from typing import Any
 
 import click
 
+from edgeanomaly import frontdoor
+from edgeanomaly._optional import require
+from edgeanomaly.bundle import Calibration
 from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, print_next_steps, split_csv
+from edgeanomaly.errors import ConfigError
+from edgeanomaly.judging import threshold_sample_warnings
 
 # Static copies of the registries (tests/cli/test_cli_help.py keeps them equal), so that
 # `fit --help` needs no torch import.
@@ -28,8 +33,6 @@ LAYER_HELP = "efficientnet_lite0: stem, blocks.0 ... blocks.15, head (e.g. block
 
 def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
     """``("coreset_ratio=0.05", "max_bank_size=none")`` -> ``{"coreset_ratio": 0.05, "max_bank_size": None}``."""
-    from edgeanomaly.errors import ConfigError
-
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -89,8 +92,6 @@ def warn_thresholds(calibration: Any) -> None:
     """The rule ``calibrate`` warns with: thresholds set on too few images (a dict or a Calibration)."""
     if not calibration:
         return
-    from edgeanomaly.bundle import Calibration
-    from edgeanomaly.judging import threshold_sample_warnings
 
     cal = Calibration.from_dict(calibration) if isinstance(calibration, dict) else calibration
     for reason in threshold_sample_warnings(cal):
@@ -146,9 +147,6 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     One-pass models (patchcore, padim, dfkde, dfm) fit in one pass over the images; fastflow
     and efficientad train for epochs (one line per epoch: losses, best epoch, ETA) with early
     stopping on held-out normal images."""
-    from edgeanomaly._optional import require
-    from edgeanomaly import frontdoor
-
     check_run_dir(out, overwrite, resume)
     require("torch", "fitting models")
     model_name = model_name.lower()
@@ -187,7 +185,7 @@ def _training_options(model_name: str, **options: Any) -> dict[str, Any]:
     """``--epochs``/``--max-minutes`` as model settings; an error for a model that fits in one pass."""
     import inspect
 
-    from edgeanomaly.models import model_class
+    from edgeanomaly.models import model_class  # torch: the training side
 
     given = {k: v for k, v in options.items() if v is not None}
     if not given:

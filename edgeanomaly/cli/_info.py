@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgeanomaly import frontdoor
 from edgeanomaly.cli._common import friendly_errors, trust_option, trusted_keys
 
 
@@ -26,8 +27,6 @@ def info(bundle: Path, as_json: bool, trust: tuple[Path, ...]) -> None:
     the signature is checked against those keys. A damaged bundle is still described, file
     by file; the exit code is then 1.
     """
-    from edgeanomaly import frontdoor
-
     # Describe without hashing first so a damaged bundle can still be inspected; then verify fully.
     keys = trusted_keys(trust)
     handle = frontdoor.Bundle(bundle)

@@ -11,8 +11,13 @@ from typing import Any, Iterator
 import click
 
 from edgeanomaly import registry
+from edgeanomaly.bundle import write_bytes_atomic
 from edgeanomaly.cli._common import backend_choice, exact_option, friendly_errors, precision_choice, progress, trust_option, trusted_keys
+from edgeanomaly.cli._outdir import FolderLock, completed_lines
 from edgeanomaly.cli._remote import check_remote, remote_options
+from edgeanomaly.data import IMAGE_EXTENSIONS, is_image_file, read_image
+from edgeanomaly.errors import ImageReadError
+from edgeanomaly.runtime import check_image_size, load, overlay
 
 #: Exit code when the run finished but some inputs could not be scored (corrupt files...).
 EXIT_SOME_FAILED = 3
@@ -41,8 +46,6 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 def _resolve_source(source: str, watch: bool) -> tuple[str, Any]:
     """-> (kind, value): ("camera", 0), ("watch", dir), ("files", [paths]), ("video", path)."""
-    from edgeanomaly.data import is_image_file
-
     if source.strip().isdigit() and not Path(source).exists():
         return "camera", int(source)
     path = Path(source)
@@ -70,8 +73,6 @@ def _resolve_source(source: str, watch: bool) -> tuple[str, Any]:
 
 def _not_images(source: str, kind: str) -> list[Path]:
     """The files of a folder (or glob) that are not images: reported, never skipped in silence."""
-    from edgeanomaly.data import is_image_file
-
     if kind != "files":
         return []
     path = Path(source)
@@ -88,8 +89,6 @@ def _not_images(source: str, kind: str) -> list[Path]:
 
 def _no_images_message(source: str) -> str:
     """What was looked for, and a glob to try instead."""
-    from edgeanomaly.data import IMAGE_EXTENSIONS
-
     looked = ", ".join(IMAGE_EXTENSIONS)
     if Path(source).is_dir():
         return (f"No image files found in {source} or its subfolders (looked for {looked}). "
@@ -147,8 +146,6 @@ class _Report:
             out.mkdir(parents=True, exist_ok=True)
             target = out / "predictions.jsonl"
             if done:
-                from edgeanomaly.bundle import write_bytes_atomic
-
                 write_bytes_atomic(target, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done).encode("utf-8"))
             self.file = target.open("a" if done else "w", encoding="utf-8")
         if self.overlay_dir is not None:
@@ -181,8 +178,6 @@ class _Report:
             self.stages.setdefault(stage, []).append(ms)
         if self.overlay_dir is not None and image is not None:
             import cv2
-
-            from edgeanomaly.runtime import overlay
 
             target = self._overlay_target(key, name)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -328,8 +323,6 @@ def predict(
         raise click.BadParameter("--resume works with images, folders and globs (a video, camera or drop folder has no fixed list of inputs)", param_hint="--resume")
     lock = None
     if out_dir is not None:
-        from edgeanomaly.cli._outdir import FolderLock
-
         lock = FolderLock(out_dir, "edgeanomaly predict")  # a second run into the folder fails here
     try:
         _predict_locked(bundle, kind, value, _not_images(source, kind), backend, device, precision, artifact, inference_precision, exact, batch_size,
@@ -343,14 +336,10 @@ def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path],
                     inference_precision: str | None, exact: bool, batch_size: int, out_dir: Path | None, save_overlays: bool,
                     overwrite: bool, resume: bool, as_json: bool, max_frames: int | None, timeout: float | None,
                     remote: dict[str, Any], keys: Any) -> None:
-    from edgeanomaly.runtime import load
-
     _check_outputs(out_dir, overwrite, resume)
     root = _overlay_root(kind, value)
     done: list[dict[str, Any]] = []
     if resume:
-        from edgeanomaly.cli._outdir import completed_lines
-
         wanted = {str(Path(p).resolve()): str(p) for p in value}
         done = [r for r in completed_lines(out_dir / "predictions.jsonl") if str(Path(r["path"]).resolve()) in wanted]  # type: ignore[operator]
         finished = {str(Path(r["path"]).resolve()) for r in done}
@@ -409,10 +398,6 @@ def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path],
 def _run_files(detector: Any, paths: list[Path], batch_size: int, report: _Report, keep_images: bool) -> None:
     """Decode in this thread, infer pipelined; every line (result or error) in input order."""
     from collections import deque
-
-    from edgeanomaly.data import read_image
-    from edgeanomaly.errors import ImageReadError
-    from edgeanomaly.runtime import check_image_size
 
     # (path, decode_ms, rgb) for decoded files, (path, None, error) for unreadable ones.
     queue: deque[tuple[Path, float | None, Any]] = deque()

@@ -12,8 +12,15 @@ from pathlib import Path
 
 import click
 
-from edgeanomaly.cli._common import StageBar, friendly_errors, print_next_steps
+from edgeanomaly._optional import check_choice, require
+from edgeanomaly.cli._common import Activity, StageBar, friendly_errors, print_next_steps
+from edgeanomaly.cli._export import export_with_progress, next_commands, print_parity
+from edgeanomaly.cli._fit import MODEL_NAMES, print_metrics
+from edgeanomaly.cli._validate import print_validation
+from edgeanomaly.data import generate_synthetic_dataset, load_dataset
 from edgeanomaly.registry import PRECISIONS, format_names
+from edgeanomaly.reports import benchmark_markdown, write_benchmark, write_validation_report
+from edgeanomaly.tooling import benchmark_bundle, validate_bundle
 
 
 def _stage(title: str) -> None:
@@ -32,27 +39,15 @@ Examples:
 @friendly_errors
 def quickstart(out: Path, data: Path | None, category: str | None, model_name: str, seed: int) -> None:
     """Fit, export, validate and benchmark on an embedded default (synthetic data unless --data)."""
-    from edgeanomaly._optional import require
-
     require("torch", "the quickstart (it fits and exports a model)")
-    from edgeanomaly.cli._common import Activity
-    from edgeanomaly.cli._export import export_with_progress, next_commands, print_parity
-    from edgeanomaly.cli._fit import print_metrics
-    from edgeanomaly.cli._validate import print_validation
-
-    from edgeanomaly._optional import check_choice
-    from edgeanomaly.cli._fit import MODEL_NAMES
 
     model_name = check_choice("model", model_name.lower(), MODEL_NAMES)
     if data is not None:  # a wrong folder or category fails now, not after the synthetic data
-        from edgeanomaly.data import load_dataset
 
         load_dataset(data, category=category).check()
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     if data is None:
-        from edgeanomaly.data import generate_synthetic_dataset
-
         _stage("1/5 synthetic dataset (brushed metal: scratch, dent, stain, crack)")
         t0 = time.perf_counter()
         generate_synthetic_dataset(out / "data", ["metal"], n_train=40, n_test=8, seed=seed)
@@ -61,7 +56,7 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     else:
         _stage(f"1/5 dataset {data}")
 
-    from edgeanomaly.models import fit_run
+    from edgeanomaly.models import fit_run  # torch: the training side
 
     _stage(f"2/5 fit {model_name} (efficientnet_lite0, ImageNet weights)")
     bar = StageBar()
@@ -78,9 +73,6 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
     report = export_with_progress(ckpt, bundle, list(format_names()), list(PRECISIONS), overwrite=True)
     print_parity(report)
 
-    from edgeanomaly.tooling import validate_bundle
-    from edgeanomaly.reports import write_validation_report
-
     _stage("4/5 validate every artifact against ground truth (torch-free runtime)")
     vbar = StageBar()
     try:
@@ -89,9 +81,6 @@ def quickstart(out: Path, data: Path | None, category: str | None, model_name: s
         vbar.close()
     print_validation(vreport)
     write_validation_report(vreport, out / "validation")
-
-    from edgeanomaly.tooling import benchmark_bundle
-    from edgeanomaly.reports import benchmark_markdown, write_benchmark
 
     _stage("5/5 benchmark (batch-1 latency per decoded image, async throughput, cold start)")
     with Activity() as activity:

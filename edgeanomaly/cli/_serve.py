@@ -52,9 +52,9 @@ def serve(bundles: tuple[Path, ...], host: str, http_port: int, grpc_port: int, 
     the server refuses to start otherwise, naming the bundle and why.
     Needs the [serve] extra: pip install "edgeanomaly[serve]".
     """
-    from edgeanomaly.serve import serve as run
+    from edgeanomaly.serve import serve as serve_bundles  # [serve] extra: the server's modules load when it starts
 
-    run([str(b) for b in bundles], names=list(model_names) or None, host=host, http_port=http_port,
+    serve_bundles([str(b) for b in bundles], names=list(model_names) or None, host=host, http_port=http_port,
         grpc_port=grpc_port or None, max_request_bytes=int(max_request_mb * (1 << 20)), max_batch=max_batch,
         grpc_threads=grpc_threads, max_request_pixels=max(1, int(max_request_mp * 1e6)),
         max_response_bytes=int(max_response_mb * (1 << 20)), backend=backend, device=device, precision=precision, artifact=artifact,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from edgeanomaly.bundle import SigningKey, generate_keypair, read_bundle, sign_bundle, verify_bundle
 from edgeanomaly.cli._common import friendly_errors, trust_option, trusted_keys
 
 
@@ -28,8 +29,6 @@ def keygen(out: Path, name: str, overwrite: bool) -> None:
     exports, never on a device. NAME.pub is the public key: copy it into the trust folder of
     each device (--trust DIR, $EDGEANOMALY_TRUST).
     """
-    from edgeanomaly.bundle import SigningKey, generate_keypair
-
     key_path, pub_path = generate_keypair(out, name, overwrite=overwrite)
     click.echo(f"wrote {key_path} (private: keep it secret) and {pub_path} (public: give it to devices)")
     click.echo(f"key id {SigningKey.load(key_path).key_id}")
@@ -52,8 +51,6 @@ def sign(bundle: Path, key: Path) -> None:
     damaged or mixed-up bundle is not signed. The signature covers the manifest, which
     covers every file by sha256. An existing signature is replaced.
     """
-    from edgeanomaly.bundle import sign_bundle
-
     signature = sign_bundle(bundle, key)
     click.echo(f"signed {bundle} with key {signature.key_id} at {signature.signed_utc} "
                f"(manifest sha256 {signature.manifest_sha256[:12]}…)")
@@ -72,8 +69,6 @@ def verify(bundle: Path, trust: tuple[Path, ...]) -> None:
     Prints VERIFIED (exit 0) or REFUSED with every reason (exit 1). Without --trust (and
     $EDGEANOMALY_TRUST) only checksums and graphs are checked, and the verdict says so.
     """
-    from edgeanomaly.bundle import read_bundle, verify_bundle
-
     keys = trusted_keys(trust)
     problems = verify_bundle(bundle, trust=keys, graphs=True)
     if problems:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
+from edgeanomaly import frontdoor
 from edgeanomaly.cli._common import StageBar, backend_choice, exact_option, friendly_errors, split_csv, trust_option, trusted_keys
 from edgeanomaly.cli._remote import check_remote, remote_options
+from edgeanomaly.reports import validation_markdown, write_validation_report
 
 
 def print_validation(report) -> None:  # noqa: ANN001 - ValidationReport, imported lazily
-    from edgeanomaly.reports import validation_markdown
 
     # The Markdown table reads well in a terminal too, and is what the report file holds.
     for line in validation_markdown(report).splitlines()[2:]:
@@ -46,9 +47,6 @@ def validate(bundle: Path, data: Path, category: str | None, backend: str, devic
     too small to judge a metric difference; the report says how many images would). --out
     writes validation.json, validation.md and a self-contained validation.html.
     """
-    from edgeanomaly import frontdoor
-    from edgeanomaly.reports import write_validation_report
-
     bar = StageBar()
     try:
         report = frontdoor.validate(bundle, data, category=category, backend=backend, device=device,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 
 from edgeanomaly.data._io import header_size, is_image_file, read_image, read_mask
+from edgeanomaly.data._preprocess import preprocess_mask
 from edgeanomaly.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -309,8 +310,6 @@ def sample_masks(samples: Sequence[Sample], config: "PreprocessConfig") -> np.nd
     Normal images get empty masks. None when an anomalous image has no mask (pixel metrics
     are then undefined for the set).
     """
-    from edgeanomaly.data._preprocess import preprocess_mask
-
     h, w = config.input_size
     out = np.zeros((len(samples), h, w), dtype=bool)
     for i, s in enumerate(samples):

@@ -25,6 +25,8 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeanomaly.judging import tolerance_for
+from edgeanomaly.registry import backends_for
+from edgeanomaly.runtime import EXECUTION_CAPABILITIES, NOT_MEASURED, device_capabilities, device_description
 
 log = logging.getLogger("edgeanomaly.export")
 
@@ -69,8 +71,6 @@ def execution_entry(verdict: Any, tolerance: str, where: dict[str, str]) -> dict
 def measuring_backend(fmt: str) -> Any:
     """The backend row whose execution precisions export measures for format ``fmt``: the first
     installed one that has a choice to make (OpenVINO, also for ONNX), or None."""
-    from edgeanomaly.registry import backends_for
-
     return next((b for b in backends_for(fmt) if b.executions and b.installed()), None)
 
 
@@ -93,9 +93,6 @@ def measure_executions(
         run: ``(path, device, inference_precision, backend) -> raw outputs`` on the held-out images.
         assess: ``(outputs, tolerance row, device description) -> entry`` (:func:`execution_entry`).
     """
-    from edgeanomaly.registry import backends_for
-    from edgeanomaly.runtime import device_capabilities, device_description
-    from edgeanomaly.runtime import EXECUTION_CAPABILITIES, NOT_MEASURED
     spec = measuring_backend(fmt)
     if spec is None:
         return None

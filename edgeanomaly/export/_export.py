@@ -38,15 +38,31 @@ import numpy as np
 
 from edgeanomaly import __version__
 from edgeanomaly._diskspace import check_free_space, format_size, free_bytes, is_out_of_space, nearly_full
-from edgeanomaly.bundle import Artifact, Calibration, Manifest, SigningKey, input_spec, output_specs, utc_now, write_bundle
-from edgeanomaly.data import Dataset, PreprocessConfig, Sample, load_dataset, preprocess, sample_masks
+from edgeanomaly.bundle import (
+    Artifact,
+    Calibration,
+    Manifest,
+    SigningKey,
+    input_spec,
+    output_specs,
+    read_bundle,
+    utc_now,
+    write_bundle,
+)
+from edgeanomaly.data import Dataset, PreprocessConfig, Sample, file_sha256, load_dataset, preprocess, sample_masks
 from edgeanomaly.data import resize_and_crop
 from edgeanomaly.errors import ConfigError, EdgeAnomalyError, ExportError, OutOfSpaceError, ParityError
 from edgeanomaly.export._execution import execution_entry, measure_executions, measuring_backend
 from edgeanomaly.export._formats import artifact_name, check_targets
-from edgeanomaly.export._graphs import ONNX_OPSET, export_onnx, onnx_to_openvino, quantize_openvino_int8
+from edgeanomaly.export._graphs import (
+    ONNX_OPSET,
+    AccuracyControl,
+    export_onnx,
+    onnx_to_openvino,
+    quantize_openvino_int8,
+)
 from edgeanomaly.judging import FAIL, TOLERANCES, compute_calibration, judge, sample_key
-from edgeanomaly.metrics import evaluate_outputs
+from edgeanomaly.metrics import auroc, evaluate_outputs, pixel_auroc
 from edgeanomaly.registry import format_names, get_format
 from edgeanomaly.tooling import compare_outputs, run_artifact, run_isolated
 
@@ -194,7 +210,7 @@ def _held_out(ckpt: Any, calibration_data: Path | None) -> tuple[Dataset | None,
             raise ExportError(f"The dataset the checkpoint was fitted on ({data}) cannot be used for parity: {exc}") from exc
         if ds.test:
             return ds, ds.test, str(data)
-        from edgeanomaly.models import training_split
+        from edgeanomaly.models import training_split  # torch: argument errors are answered before torch loads
 
         return ds, training_split(ds)[1], f"{data} (train holdout)"
     raise ConfigError(
@@ -223,8 +239,6 @@ def _parity(
     calibration: Calibration,
     executed: str,
 ) -> dict[str, Any]:
-    from edgeanomaly.metrics import auroc, pixel_auroc
-
     result: dict[str, Any] = {"execution": executed, **compare_outputs(outs, ref, calibration)}
     if labels is not None and len(np.unique(labels)) == 2:
         result["image_auroc"] = float(auroc(outs["pred_score"], labels))
@@ -377,7 +391,6 @@ def _write_reference(path: Path, images: list[np.ndarray], samples: list[Any], l
     """reference.npz: the first held-out inputs at model size (uint8) with the torch outputs,
     for reproduction on the device; the torch scores of every held-out image (by
     split/defect/name and file checksum) for validate's pairing."""
-    from edgeanomaly.data import file_sha256
     k = min(REFERENCE_SAMPLES, len(samples))
     arrays: dict[str, np.ndarray] = {
         "images": np.stack([resize_and_crop(im, pp) for im in images[:k]]),
@@ -534,7 +547,6 @@ def export_checkpoint(
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    from edgeanomaly.bundle import read_bundle
 
     with read_bundle(out, verify=False) as written:  # a directory or a .zip
         report.manifest = written.manifest
@@ -569,7 +581,7 @@ def _space_needed(model: Any, pp: PreprocessConfig, targets: Sequence[tuple[str,
 
 def _train_samples(ds: Dataset | None) -> list[Sample]:
     """The images the model was fitted on (see ``training_split``)."""
-    from edgeanomaly.models import training_split
+    from edgeanomaly.models import training_split  # torch: argument errors are answered before torch loads
 
     if ds is None or not ds.train:
         raise ExportError("INT8 export needs the normal training images (to calibrate and refit); none were found")
@@ -599,8 +611,8 @@ def _int8_artifact(model: Any, ds: Dataset | None, pp: PreprocessConfig, info: d
     accuracy-aware quantisation of the same scope, which returns the most harmful layers to
     floating point. The first that ``judge`` passes is written.
     """
-    from edgeanomaly.export._graphs import AccuracyControl
-    from edgeanomaly.export._int8 import affine_to, append_output_affine, refit_on_int8_features
+    from edgeanomaly.export._int8 import affine_to, append_output_affine, refit_on_int8_features  # torch: INT8 only
+
     train = _train_samples(ds)
     step = max(1, len(train) // INT8_CALIBRATION_IMAGES)
     calib = [preprocess(s.image(), pp)[None] for s in train[::step][:INT8_CALIBRATION_IMAGES]]
@@ -649,8 +661,6 @@ def _int8_artifact(model: Any, ds: Dataset | None, pp: PreprocessConfig, info: d
 def _quality(compiled: Any, items: Sequence[tuple[np.ndarray, int]], labels: np.ndarray, masks: np.ndarray | None) -> float:
     """What accuracy-aware quantisation keeps: image AUROC, averaged with pixel AUROC for
     segmentation models (an affine output map, added later, changes neither)."""
-    from edgeanomaly.metrics import auroc, pixel_auroc
-
     index = [i for _, i in items]
     outs = [{port.get_any_name(): value for port, value in compiled(x).items()} for x, _ in items]
     value = float(auroc(np.concatenate([o["pred_score"] for o in outs]), labels[index]))

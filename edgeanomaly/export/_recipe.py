@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeanomaly.errors import ConfigError
+from edgeanomaly.recipes import resolve_recipe
 from edgeanomaly.registry import format_names
 
 if sys.version_info >= (3, 11):
@@ -68,8 +69,6 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
 
     Unknown sections or keys are errors naming the file.
     """
-    from edgeanomaly.recipes import resolve_recipe
-
     p = resolve_recipe(path)
     try:
         doc = tomllib.loads(p.read_text())

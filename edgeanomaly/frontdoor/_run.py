@@ -183,7 +183,7 @@ def export(
     check_destination(out, overwrite)
     require("torch", "exporting models")
     from edgeanomaly.export import export_checkpoint  # torch: the training side
-    from edgeanomaly.models import Checkpoint
+    from edgeanomaly.models import Checkpoint  # torch: the training side
 
     if isinstance(run, Run):
         checkpoint = run.checkpoint

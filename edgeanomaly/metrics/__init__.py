@@ -34,7 +34,15 @@ from edgeanomaly.metrics._pimo import AUPIMO, DEFAULT_FPR_BOUNDS, PIMO, aupimo, 
 from edgeanomaly.metrics._plot import plot_pimo, plot_pr, plot_pro, plot_roc
 from edgeanomaly.metrics._pr import AUPR, PR, PixelAUPR, PixelPR, aupr, pixel_aupr, pixel_pr_curve, pr_curve
 from edgeanomaly.metrics._pro import AUPRO, PRO, PROCurve, aupro, pro, pro_curve
-from edgeanomaly.metrics._report import REPORT_METRICS, evaluate_outputs, relative_diff
+from edgeanomaly.metrics._report import (
+    REPORT_METRICS,
+    ReportMetric,
+    evaluate_outputs,
+    register_report_metric,
+    relative_diff,
+    report_metrics,
+    unregister_report_metric,
+)
 from edgeanomaly.metrics._results import (
     AdaptiveThresholdResult,
     AUPIMOResult,
@@ -105,6 +113,10 @@ __all__ = [
     "evaluate_outputs",
     "relative_diff",
     "REPORT_METRICS",
+    "ReportMetric",
+    "register_report_metric",
+    "report_metrics",
+    "unregister_report_metric",
     # figures
     "plot_roc",
     "plot_pr",

@@ -26,7 +26,7 @@ from edgeanomaly.models._fastflow import FastFlow
 from edgeanomaly.models._padim import PaDiM
 from edgeanomaly.models._patchcore import PatchCore
 from edgeanomaly.models._pipeline import FitResult, fit_run, training_split
-from edgeanomaly.models._registry import create_model, list_models, model_class, register_model
+from edgeanomaly.models._registry import create_model, list_models, model_class, register_model, unregister_model
 
 __all__ = [
     "resolve_device",
@@ -47,4 +47,5 @@ __all__ = [
     "register_model",
     "save_checkpoint",
     "training_split",
+    "unregister_model",
 ]

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from edgeanomaly import __version__
+from edgeanomaly._diskspace import check_free_space, existing_parent, is_out_of_space, nearly_full
 from edgeanomaly.data import PreprocessConfig
-from edgeanomaly.errors import ConfigError
+from edgeanomaly.errors import ConfigError, OutOfSpaceError
 from edgeanomaly.models._base import AnomalyModel
 from edgeanomaly.models._registry import create_model, model_class
 
@@ -51,9 +52,6 @@ class Checkpoint:
 
 def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:
     """Write ``path/checkpoint.json`` and ``path/model.pt`` (atomically replaces the pair)."""
-    from edgeanomaly._diskspace import check_free_space, existing_parent, is_out_of_space, nearly_full
-    from edgeanomaly.errors import OutOfSpaceError
-
     ckpt.model.check_is_fitted()
     out = Path(path)
     doc = {

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from edgeanomaly import __version__
-from edgeanomaly.data import Dataset, PreprocessConfig, load_dataset
+from edgeanomaly.data import Dataset, PreprocessConfig, file_sha256, load_dataset, sample_labels, sample_masks
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.judging import calibration_split, compute_calibration
+from edgeanomaly.metrics import evaluate_outputs
 from edgeanomaly.models._checkpoint import Checkpoint, save_checkpoint
 from edgeanomaly.models._device import resolve_device
 from edgeanomaly.models._fit import fit_model, loader_workers, predict_samples
@@ -56,8 +57,6 @@ def calibrate_and_evaluate(
     Returns ``(Calibration, metrics)``; ``calibration.source["split"]`` says which images
     calibrated and which measured.
     """
-    from edgeanomaly.data import sample_labels, sample_masks
-    from edgeanomaly.metrics import evaluate_outputs
     labels = sample_labels(dataset.test)
     masks = sample_masks(dataset.test, preprocessing) if maps is not None else None
     cal_idx, eval_idx = calibration_split(labels, split, seed=seed)
@@ -217,8 +216,6 @@ def fit_run(
     calibration_dict, metrics = _calibrate(model, dataset, holdout, preprocessing, batch_size, calibration_split,
                                            model_kwargs.get("random_state"), seconds, tick)
     model.to("cpu")  # the checkpoint's model is the same whatever fitted it
-
-    from edgeanomaly.data import file_sha256
 
     info = {
         "data": str(Path(data)),

@@ -10,7 +10,7 @@ from typing import Any, Callable, TypeVar
 
 from edgeanomaly._optional import check_choice
 
-__all__ = ["register_model", "create_model", "list_models", "model_class"]
+__all__ = ["register_model", "unregister_model", "create_model", "list_models", "model_class"]
 
 _MODELS: dict[str, type] = {}
 T = TypeVar("T", bound=type)
@@ -25,6 +25,11 @@ def register_model(cls: T) -> T:
         raise ValueError(f"A model named {name!r} is already registered ({_MODELS[name].__name__})")
     _MODELS[name] = cls
     return cls
+
+
+def unregister_model(name: str) -> None:
+    """Remove a registered model (for plugins and tests that registered one)."""
+    _MODELS.pop(model_class(name).name)
 
 
 def list_models() -> list[str]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeanomaly.data import read_image
 from edgeanomaly.judging import TOLERANCES
-from edgeanomaly.metrics import REPORT_METRICS, aupimo, pimo, pr_curve, pro_curve, roc_curve
+from edgeanomaly.metrics import aupimo, pimo, pr_curve, pro_curve, report_metrics, roc_curve
 from edgeanomaly.reports._svg import histogram, line_chart, png_data_uri
 from edgeanomaly.runtime import Prediction, overlay, postprocess
 from edgeanomaly.tooling import ArtifactValidation, ValidationReport
@@ -127,7 +127,7 @@ def _gallery(a: ArtifactValidation, report: ValidationReport, per_kind: int = 3)
 def render_html(report: ValidationReport) -> str:
     """The report as one HTML string (no external resources)."""
     outcome = report.outcome
-    keys = [k for k in REPORT_METRICS if any(k in a.metrics for a in report.artifacts)]
+    keys = [k for k in report_metrics() if any(k in a.metrics for a in report.artifacts)]
     why = {"PASS": "every artifact reproduces the torch model on this data.",
            "FAIL": "at least one artifact does not reproduce the torch model: do not put it on the line.",
            "INCONCLUSIVE": "no artifact failed, but this data is too small to judge some differences (see below)."}[outcome]

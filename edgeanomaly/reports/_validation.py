@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgeanomaly._telemetry import keep_matplotlib_out_of_home
-from edgeanomaly.metrics import aupimo, pimo, plot_pimo, plot_pro, plot_roc, pro_curve, roc_curve
+from edgeanomaly.metrics import aupimo, pimo, plot_pimo, plot_pro, plot_roc, pro_curve, report_metrics, roc_curve
 from edgeanomaly.reports._html import write_html_report
 from edgeanomaly.tooling import ValidationReport
 
@@ -19,8 +19,7 @@ __all__ = ["validation_markdown", "write_validation_report"]
 
 def validation_markdown(report: ValidationReport) -> str:
     """The report as a Markdown table (what ``validation.md`` holds and the CLI prints)."""
-    keys = [k for k in ("image_auroc", "image_aupr", "image_f1", "pixel_auroc", "pixel_aupro", "pixel_aupimo", "pixel_pro", "pixel_f1")
-            if any(k in a.metrics for a in report.artifacts)]
+    keys = [k for k in report_metrics() if any(k in a.metrics for a in report.artifacts)]
     lines = [
         f"# Validation of `{report.bundle}`",
         "",

@@ -21,6 +21,7 @@ from edgeanomaly._lazy import lazy_exports
 # Names resolve lazily so `import edgeanomaly.runtime` stays cheap (cold start on a device).
 _EXPORTS = {
     "load": "edgeanomaly.runtime._detector",
+    "LoadOptions": "edgeanomaly.runtime._options",
     "Detector": "edgeanomaly.runtime._detector",
     "select_artifact": "edgeanomaly.runtime._detector",
     "Prediction": "edgeanomaly.runtime._prediction",

@@ -37,6 +37,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from edgeanomaly.bundle import write_bytes_atomic
+from edgeanomaly.data import PreprocessConfig, preprocess
 from edgeanomaly.errors import EdgeAnomalyError
 from edgeanomaly.registry import BackendSpec, backends, get_backend
 from edgeanomaly.runtime._backends._onnxruntime import physical_cores
@@ -157,8 +159,6 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 
 def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
-    from edgeanomaly.bundle import write_bytes_atomic
-
     decisions = _read_cache(path)
     decisions[key] = entry
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,8 +169,6 @@ def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
 
 def probe_input(bundle: Any, input_size: tuple[int, int]) -> np.ndarray:
     """(1, 3, H, W) float32: the bundle's first reference image, preprocessed; noise in [0, 1] without one."""
-    from edgeanomaly.data import PreprocessConfig, preprocess
-
     try:
         ref = bundle.reference()
     except (EdgeAnomalyError, OSError, ValueError, KeyError):

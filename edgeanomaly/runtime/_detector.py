@@ -15,17 +15,19 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from edgeanomaly._optional import check_choice
+from edgeanomaly.bundle import check_graph, read_bundle, resolve_trust, verify_signature
 from edgeanomaly.data import PreprocessConfig, preprocess
 from edgeanomaly.errors import BackendUnavailableError, BundleError, ConfigError, EdgeAnomalyError, InferenceError
+from edgeanomaly.judging import PASS
 from edgeanomaly.registry import PRECISIONS, BackendSpec, backends, backends_for, get_backend
 from edgeanomaly.runtime._autoselect import contenders, measure_by_default, measure_choice
 from edgeanomaly.runtime._backends import Backend
-from edgeanomaly.runtime._devices import check_inference_precision, check_performance_hint
-from edgeanomaly.judging import PASS
 from edgeanomaly.runtime._execution import ExecutionChoice, resolve_execution
+from edgeanomaly.runtime._options import LoadOptions
 from edgeanomaly.runtime._inputs import as_rgb, check_image_size
 from edgeanomaly.runtime._postprocess import postprocess
 from edgeanomaly.runtime._prediction import Prediction
+from edgeanomaly.runtime._stream import stream
 
 __all__ = ["Detector", "load", "select_artifact"]
 
@@ -211,6 +213,8 @@ class Detector:
         self.root = Path(bundle.root)
         #: Why this artifact was chosen (set by :func:`load`).
         self.selection: str = ""
+        #: the settings ``load`` ran with (:class:`LoadOptions`)
+        self.options = LoadOptions()
         #: The execution precision it runs at, why, and its export-measured drift (set by :func:`load`).
         self.execution = ExecutionChoice(None, "", measured=None).loaded(engine)
         self._lock = threading.Lock()
@@ -513,8 +517,6 @@ class Detector:
 
     def stream(self, source: Any, **kwargs: Any) -> Iterator[tuple[Any, Prediction]]:
         """Predict on a video file, a camera index or a watched folder; see :func:`edgeanomaly.runtime.stream`."""
-        from edgeanomaly.runtime._stream import stream
-
         self._measure_first()
         return stream(self, source, **kwargs)
 
@@ -569,8 +571,6 @@ def _speed_settings(given: dict[str, Any], exact: bool) -> dict[str, Any]:
 
 def _open(bundle: Any, verify: bool, trusted: Any) -> tuple[Any, bool]:
     """``(opened bundle, whether load owns it)``, its signature checked under ``trusted`` keys."""
-    from edgeanomaly.bundle import read_bundle, verify_signature
-
     if trusted is not None and not verify:
         raise ConfigError("verify=False cannot be combined with trusted keys: a signature covers the files through "
                           "their sha256, which verify=False skips.")
@@ -634,8 +634,6 @@ class _Engines:
         return self._executions[key]
 
     def create(self, row: BackendSpec, art: Any) -> Backend:
-        from edgeanomaly.bundle import check_graph
-
         check_graph(self.opened, art)  # a graph from another model or export is refused before compiling
         settings = {**self.given, "inference_precision": self.execution_for(row, art).requested}
         options = {k: v for k, v in settings.items() if k in row.options and v is not None}
@@ -671,22 +669,8 @@ def load(
     bundle: str | os.PathLike[str] | Any,
     backend: str = "auto",
     device: str = "CPU",
-    *,
-    precision: str | None = None,
-    artifact: str | None = None,
-    inference_precision: str | None = None,
-    performance_hint: str = "latency",
-    cache_dir: str | os.PathLike[str] | None = None,
-    num_streams: int | None = None,
-    num_threads: int | None = None,
-    verify: bool = True,
-    backend_options: dict[str, Any] | None = None,
-    url: str | None = None,
-    model_name: str | None = None,
-    timeout: float | None = None,
-    exact: bool = False,
-    measure_backends: bool | None = None,
-    trust: Any = None,
+    options: LoadOptions | None = None,
+    **settings: Any,
 ) -> Detector:
     """Load a bundle for inference, without torch.
 
@@ -703,55 +687,12 @@ def load(
             :class:`~edgeanomaly.errors.DeviceUnavailableError` listing those that are; in a
             list (``AUTO:GPU,CPU``, ``CUDA,CPU``) absent devices are skipped with a warning and
             at least one must be present. ``Detector.device`` says which one runs.
-        precision: artifact precision to pick (``fp32``, ``fp16``, ``int8``). Default: the best
-            the device can run (CPU: fp32 > fp16 > int8; NPU: static int8 > fp16); the
-            choice and its reason are in ``Detector.selection`` and the log.
-        artifact: artifact name (``"openvino-int8"``); overrides ``precision``.
-        inference_precision: OpenVINO execution precision ``"f32"``, ``"bf16"`` or ``"f16"``.
-            Default: the fastest execution precision that passed the verdict when the bundle
-            was exported (recorded per artifact in its manifest), measured on this device kind
-            (same device name and OpenVINO release), and that this device supports
-            (CPU bf16 > f32, GPU f16 > f32), else f32; ``Detector.execution`` says which and
-            why. A bundle exported before these measurements keeps the old default (f32 on
-            CPU; on GPU f32 unless the artifact is FP16). A precision the device lacks (f16 on
-            most CPUs, bf16 without AVX512-BF16/AMX) is refused with
-            :class:`~edgeanomaly.errors.ConfigError` instead of running another one.
-        exact: force f32 execution (as ``inference_precision="f32"``): exact to the torch
-            model within 1e-4 relative for an FP32 artifact.
-        performance_hint: ``"latency"`` (one image at a time) or ``"throughput"`` (OpenVINO).
-        cache_dir: OpenVINO compiled-model cache (faster second load), and where
-            ``measure_backends`` keeps its decision; none by default.
-        num_streams, num_threads: override OpenVINO streams / threads (both backends: threads).
-        verify: check the bundle's checksums while reading it.
-        backend_options: settings of a backend beyond those above; each must be among its
-            registry row's ``options``.
-        url, model_name, timeout: ``backend="remote"`` only: the Open Inference Protocol server
-            (``http://host:8080`` or ``grpc://host:8081``), the model's name there (default:
-            the bundle's folder name without ``.bundle``/``.zip``, as ``edgeanomaly serve``
-            names it) and seconds per request. The graph runs on the server; preprocessing and
-            calibration stay here, and the artifact is the one the server says it runs.
-        measure_backends: with ``backend="auto"`` and no ``artifact``: when several installed
-            backends can run an artifact of the chosen precision on ``device``, time warm
-            batch-1 inferences of each, idle and with one core kept busy by another process,
-            and keep the backend whose worst slowdown against the fastest is smallest (a
-            backend a little faster idle can be much slower beside another job); measuring
-            costs well under a second beyond the load (the cost, the timings and the reason
-            are in ``Detector.selection`` and the log), and the decision is cached in
-            ``cache_dir`` when given. ``True``: measure now. ``False``: never; the registry
-            order. Default ``None``: measure now when ``cache_dir`` is given, else at the
-            first :meth:`Detector.predict_many` or :meth:`Detector.stream` (a caller that runs
-            many images), if no other call has run before it; a detector used for single
-            :meth:`Detector.predict` calls keeps the registry order and pays nothing. Ignored
-            for an explicit backend or artifact.
-
-        trust: trusted public keys: a ``.pub`` file, a folder of them, a list, or
-            :class:`edgeanomaly.bundle.TrustedKeys`; default ``$EDGEANOMALY_TRUST`` when set
-            (paths separated by ``os.pathsep``), else none. When set, a bundle that is
-            unsigned, signed by another key, or whose signature does not verify or covers
-            another manifest is refused before any graph is compiled
-            (:class:`~edgeanomaly.errors.UnsignedBundleError`,
-            :class:`~edgeanomaly.errors.UntrustedKeyError`,
-            :class:`~edgeanomaly.errors.BadSignatureError`); ``verify`` must then be True.
+        options: every other setting, one :class:`~edgeanomaly.runtime.LoadOptions` (the
+            artifact precision, the execution precision, threads and streams, the compiled-model
+            cache, the backend measurement, the trusted keys, a server's address; documented
+            there). Default: its defaults.
+        **settings: the same settings as keywords (``load(b, exact=True)``); they override
+            those of ``options``. An unknown one is a :class:`~edgeanomaly.errors.ConfigError`.
 
     Before a graph is compiled, its own ``model_info`` (ONNX ``metadata_props``, OpenVINO
     ``rt_info``) is compared with the manifest's: a graph from another model or export is a
@@ -764,25 +705,23 @@ def load(
     >>> det.precision                                                      # doctest: +SKIP
     'fp32 (f32 execution)'
     """
-    from edgeanomaly.bundle import resolve_trust
-
-    inference_precision = check_inference_precision(inference_precision)
-    hint = check_performance_hint(performance_hint)
-    opened, owns = _open(bundle, verify, resolve_trust(trust))
+    opts = LoadOptions.of(options, settings)
+    precision, artifact, exact, cache_dir, hint = opts.precision, opts.artifact, opts.exact, opts.cache_dir, opts.openvino_hint
+    opened, owns = _open(bundle, opts.verify, resolve_trust(opts.trust))
     given = {
-        "url": url,
-        "model_name": model_name,
-        "timeout": timeout,
-        "inference_precision": inference_precision,
+        "url": opts.url,
+        "model_name": opts.model_name,
+        "timeout": opts.timeout,
+        "inference_precision": opts.inference_precision,
         "performance_hint": hint,
         "cache_dir": cache_dir,
-        "num_streams": num_streams,
-        "num_threads": num_threads,
-        **(backend_options or {}),
+        "num_streams": opts.num_streams,
+        "num_threads": opts.num_threads,
+        **(opts.backend_options or {}),
     }
     explicit = {k for k, v in given.items() if v is not None} - ({"performance_hint"} if hint == "LATENCY" else set())
     auto = backend == "auto" and artifact is None
-    measure = auto and (measure_by_default(cache_dir) if measure_backends is None else measure_backends)
+    measure = auto and (measure_by_default(cache_dir) if opts.measure_backends is None else opts.measure_backends)
     engines = _Engines(opened, device, given, exact)
     try:
         spec, chosen, why = _settle_backend(opened, backend, precision, artifact, device, explicit, measure)
@@ -810,8 +749,9 @@ def load(
     detector = Detector(engine, opened, chosen, owns_bundle=owns)
     detector.backend = backend_name  # the registry row, also when two rows share a backend class
     detector.selection = why
+    detector.options = opts
     detector.execution = execution.loaded(engine)
-    if auto and measure_backends is None and not measure and not spec.connects:
+    if auto and opts.measure_backends is None and not measure and not spec.connects:
         detector._measure_later = engines.measure_later((backend_name, chosen, why), explicit, detector.input_size, cache_dir)
     log.info(
         "loaded %s artifact %s (%s) on %s/%s, precision %s (%s; compiled in %.0f ms)",

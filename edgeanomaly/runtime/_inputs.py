@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeanomaly.data import COLORS, to_rgb_uint8
+from edgeanomaly.data import COLORS, read_image, to_rgb_uint8
+from edgeanomaly.errors import ImageReadError
 
 __all__ = ["COLORS", "MIN_IMAGE_SIDE", "as_rgb", "check_image_size", "min_image_side"]
 
@@ -33,8 +34,6 @@ def min_image_side(input_hw: tuple[int, int]) -> int:
 
 def check_image_size(hw: tuple[int, int], input_hw: tuple[int, int], name: str | None = None) -> None:
     """Raise ImageReadError when an image of ``(h, w)`` is too small to score (see :func:`min_image_side`)."""
-    from edgeanomaly.errors import ImageReadError
-
     need = min_image_side(input_hw)
     h, w = int(hw[0]), int(hw[1])
     if min(h, w) < need:
@@ -53,8 +52,6 @@ def as_rgb(image: Any, color: str = "RGB") -> tuple[np.ndarray, str | None, floa
     follow :func:`edgeanomaly.data.to_rgb_uint8`.
     """
     if isinstance(image, (str, os.PathLike)):
-        from edgeanomaly.data import read_image
-
         t0 = time.perf_counter()
         rgb = read_image(image)
         return rgb, str(Path(image)), (time.perf_counter() - t0) * 1e3

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from edgeanomaly.data import to_rgb_uint8
+from edgeanomaly.data import read_image, to_rgb_uint8
 
 if TYPE_CHECKING:
     from edgeanomaly.runtime._prediction import Prediction
@@ -47,8 +47,6 @@ def overlay(
     if isinstance(image, np.ndarray):
         rgb = to_rgb_uint8(image, color)
     else:
-        from edgeanomaly.data import read_image
-
         rgb = read_image(image)
     out = rgb.copy()
     h, w = out.shape[:2]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
+from edgeanomaly.data import is_image_file
 from edgeanomaly.errors import DeviceUnavailableError, ImageReadError
 
 if TYPE_CHECKING:
@@ -246,8 +247,6 @@ class FolderWatcher:
         return True
 
     def __iter__(self) -> Iterator[Path]:
-        from edgeanomaly.data import is_image_file
-
         last_new = time.monotonic()
         while True:
             ready: list[tuple[float, str]] = []

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeanomaly._optional import check_choice
+from edgeanomaly.bundle import SIGNATURE_NAME, read_bundle, resolve_trust, temp_dir_beside
 from edgeanomaly.errors import BundleError, ConfigError
+from edgeanomaly.runtime import served_model_name
 
 __all__ = ["TARGETS", "DeployResult", "deploy", "triton_config", "ovms_config", "kserve_manifest", "dockerfile"]
 
@@ -211,9 +213,6 @@ def deploy(bundle: str | os.PathLike[str], target: str, out: str | os.PathLike[s
     >>> deploy("pc.bundle", "triton", "repo")        # doctest: +SKIP
     DeployResult(target='triton', model_name='pc', ...)
     """
-    from edgeanomaly.bundle import read_bundle, resolve_trust
-    from edgeanomaly.runtime import served_model_name
-
     check_choice("deploy target", target, TARGETS)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -240,7 +239,6 @@ def deploy(bundle: str | os.PathLike[str], target: str, out: str | os.PathLike[s
             if chosen is None:
                 chosen = b.artifact(format=TARGETS[target][0])  # raises, listing what the bundle has
         out.parent.mkdir(parents=True, exist_ok=True)
-        from edgeanomaly.bundle import temp_dir_beside
 
         tmp = temp_dir_beside(out, "deploy")  # 0777 less the umask: OVMS runs as a non-root user
         try:
@@ -275,8 +273,6 @@ def _graph_files(b: Any, chosen: Any) -> list[tuple[Path, str]]:
 
 def _write(b: Any, chosen: Any, target: str, name: str, tmp: Path, result: DeployResult,
            max_batch_size: int, instances: int, image: str, trusted: Any = None) -> None:
-    from edgeanomaly.bundle import SIGNATURE_NAME
-
     written = result.files
     manifest_src = b.root / "manifest.json"
     signature_src = b.root / SIGNATURE_NAME

@@ -34,7 +34,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from edgeanomaly.data import decode_image, header_size, max_image_pixels
 from edgeanomaly.errors import EdgeAnomalyError, ImageReadError
+from edgeanomaly.runtime import load
 from edgeanomaly.serve._protocol import BadRequest
 
 __all__ = ["ServedBundle", "PixelBudget", "DEFAULT_OUTPUTS", "MAX_REQUEST_PIXELS", "MAX_RESPONSE_BYTES", "memory_bound"]
@@ -125,8 +127,6 @@ class ServedBundle:
 
     def load(self) -> None:
         """Load the bundle and run one warm-up image, so the first request is not slow."""
-        from edgeanomaly.runtime import load
-
         # A server runs for long: pay the bounded backend timing once for the faster backend.
         self.detector = load(self.bundle, measure_backends=True, **self._load_args)
         h, w = self.detector.input_size
@@ -245,7 +245,6 @@ class ServedBundle:
             raise BadRequest("Expected images of one size when anomaly_map or pred_mask is requested (maps are returned "
                              f"at the original size), got sizes {sorted({(sh, sw) for sw, sh in sizes})}")
         self._check_response(outputs, binary, sizes, count)
-        from edgeanomaly.data import decode_image
 
         with self.budget.hold(sum(sw * sh for sw, sh in sizes)):
             images = []
@@ -274,8 +273,6 @@ class ServedBundle:
 
     def _header_sizes(self, value: list[Any]) -> list[tuple[int, int]]:
         """Each image's ``(width, height)`` from its header, nothing decoded; 413 over the budget."""
-        from edgeanomaly.data import decode_image, header_size, max_image_pixels
-
         sizes = []
         for i, data in enumerate(value):
             if not data:

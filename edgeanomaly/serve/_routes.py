@@ -15,6 +15,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily
 
+from edgeanomaly.data import decode_image
+from edgeanomaly.errors import ImageReadError
+from edgeanomaly.runtime import overlay
 from edgeanomaly.serve._inference import ServedBundle
 from edgeanomaly.serve._page import PAGE
 from edgeanomaly.serve._protocol import BadRequest, encode_infer_response, parse_infer_request
@@ -184,10 +187,6 @@ def install_routes(app: Any, served: dict[str, ServedBundle], metrics: Metrics, 
 
 def _inspect(model: ServedBundle, body: bytes) -> dict[str, Any]:
     import cv2
-
-    from edgeanomaly.data import decode_image
-    from edgeanomaly.errors import ImageReadError
-    from edgeanomaly.runtime import overlay
 
     if not body:
         raise BadRequest("Expected an image file in the request body, got 0 bytes")

@@ -30,8 +30,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeanomaly._optional import require
+from edgeanomaly.bundle import read_bundle, resolve_trust
+from edgeanomaly.errors import ConfigError, SignatureError
+from edgeanomaly.runtime import served_model_name
 from edgeanomaly.serve._inference import MAX_REQUEST_PIXELS, MAX_RESPONSE_BYTES, PixelBudget, ServedBundle
 from edgeanomaly.serve._protocol import BadRequest
+from edgeanomaly.serve._routes import Metrics, install_routes
 
 __all__ = ["serve", "build_models"]
 
@@ -49,9 +53,6 @@ def _import_kserve() -> Any:
 
 def build_models(bundles: Sequence[str], names: Sequence[str] | None, **load_args: Any) -> list[ServedBundle]:
     """One :class:`ServedBundle` per bundle; names default to the bundle folder names."""
-    from edgeanomaly.errors import ConfigError
-    from edgeanomaly.runtime import served_model_name
-
     if names and len(names) != len(bundles):
         raise ConfigError(f"Expected one --model-name per bundle ({len(bundles)}), got {len(names)}")
     out = []
@@ -66,9 +67,6 @@ def build_models(bundles: Sequence[str], names: Sequence[str] | None, **load_arg
 
 def check_signed(bundles: Sequence[str], trusted: Any) -> None:
     """Refuse to start unless every bundle is signed by a trusted key; names each one refused."""
-    from edgeanomaly.bundle import read_bundle
-    from edgeanomaly.errors import SignatureError
-
     refused: list[SignatureError] = []
     for b in bundles:
         try:
@@ -236,8 +234,6 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
     signed by one of them; checked for all bundles before anything starts, and a refusal
     names each bundle refused and why (:class:`~edgeanomaly.errors.SignatureError`).
     """
-    from edgeanomaly.bundle import resolve_trust
-
     trusted = resolve_trust(trust)
     if trusted is not None:
         check_signed(bundles, trusted)
@@ -247,7 +243,6 @@ def serve(bundles: Sequence[str], *, names: Sequence[str] | None = None, host: s
     budget = PixelBudget(max_request_pixels)
     models = build_models(bundles, names, max_batch=max_batch, max_pixels=max_request_pixels,
                           max_response_bytes=max_response_bytes, budget=budget, trust=trusted, **load_args)
-    from edgeanomaly.serve._routes import Metrics, install_routes
 
     metrics = Metrics()  # REST and gRPC requests alike
     served_by_name = {m.name: m for m in models}

@@ -24,8 +24,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgeanomaly.bundle import read_bundle, resolve_trust
+from edgeanomaly.data import PreprocessConfig, load_dataset, sample_labels, sample_masks
 from edgeanomaly.errors import EdgeAnomalyError
-from edgeanomaly.registry import server_backend
+from edgeanomaly.metrics import aupro, auroc
+from edgeanomaly.registry import backends, backends_for, get_backend, server_backend
+from edgeanomaly.runtime import load
 from edgeanomaly.tooling._reproduce import reproduce
 
 __all__ = ["BenchmarkRow", "benchmark_bundle"]
@@ -82,8 +86,6 @@ class BenchmarkRow:
 
 def _available_devices() -> dict[str, list[str]]:
     """{backend: device families present}; a backend that cannot load is simply absent."""
-    from edgeanomaly.registry import backends
-
     out: dict[str, list[str]] = {}
     for spec in backends():
         try:
@@ -130,13 +132,6 @@ def benchmark_bundle(
     ``trust`` (trusted public keys, default ``$EDGEANOMALY_TRUST``): the bundle must be signed
     by one of them (see :func:`edgeanomaly.bundle.read_bundle`).
     """
-    from edgeanomaly.bundle import read_bundle, resolve_trust
-    from edgeanomaly.data import load_dataset, sample_labels, sample_masks
-    from edgeanomaly.data import PreprocessConfig
-    from edgeanomaly.metrics import aupro, auroc
-    from edgeanomaly.registry import backends_for
-    from edgeanomaly.runtime import load
-
     bundle = Path(bundle)
     devices = {} if url else _available_devices()
     samples = []
@@ -192,8 +187,6 @@ def _speedups(rows: list[BenchmarkRow], b: Any, load: Any, image_path: Path, rep
     run at the same execution precision (an INT8 row at bf16 against FP32 at bf16, not against FP32 at
     f32: what the row says is what it changes), each artifact at the execution precision its own row
     ran at (``exact`` as given to :func:`benchmark_bundle`)."""
-    from edgeanomaly.registry import get_backend
-
     groups: dict[tuple[str, str], list[BenchmarkRow]] = {}
     for r in rows:
         if r.status == "ok":

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeanomaly.errors import InferenceError
+from edgeanomaly.tooling._reproduce import run_artifact
 
 __all__ = ["IsolatedRunError", "run_isolated"]
 
@@ -93,8 +94,6 @@ def run_isolated(
 
 
 def _child(spec: dict[str, Any]) -> None:
-    from edgeanomaly.tooling._reproduce import run_artifact
-
     with np.load(spec["input"]) as data:
         batch = data["batch"]
     outputs, _ = run_artifact(spec["path"], spec["fmt"], spec["precision"], batch, static_batch=spec["static_batch"],

@@ -10,9 +10,11 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeanomaly._optional import check_choice
-from edgeanomaly.data import preprocess_mask
+from edgeanomaly.bundle import read_bundle, update_calibration
+from edgeanomaly.data import file_sha256, load_dataset, preprocess_mask
 from edgeanomaly.errors import DatasetError
-from edgeanomaly.judging import DEFAULT_QUANTILE, compute_calibration
+from edgeanomaly.judging import DEFAULT_QUANTILE, calibration_warnings, compute_calibration, refreshed_reference_metrics
+from edgeanomaly.runtime import load
 
 __all__ = ["SPLITS", "recalibrate"]
 
@@ -64,9 +66,6 @@ def recalibrate(
     Returns:
         The new ``Calibration``.
     """
-    from edgeanomaly.data import load_dataset
-    from edgeanomaly.runtime import load
-
     check_choice("split", split, SPLITS)
     dataset = load_dataset(data, category=category).check()
     if split == "auto":
@@ -111,9 +110,6 @@ def recalibrate(
         info["device"],
         calibration.image_threshold,
     )
-    from edgeanomaly.bundle import read_bundle
-    from edgeanomaly.data import file_sha256
-    from edgeanomaly.judging import calibration_warnings, refreshed_reference_metrics
 
     with read_bundle(bundle) as opened:
         reference = opened.reference() or {}
@@ -125,8 +121,6 @@ def recalibrate(
                                        training_hashes=[str(h) for h in reference.get("train_sha256", ())]):
         (on_warning or log.warning)(reason)
     if write:
-        from edgeanomaly.bundle import update_calibration
-
         metrics, note = refreshed_reference_metrics(old_metrics, calibration, eval_scores, eval_labels)
         update_calibration(bundle, calibration, reference_metrics=metrics, note=note, sign_key=sign_key)
     return calibration

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from edgeanomaly.metrics import relative_diff
+from edgeanomaly.registry import backends_for, get_backend
 
 if TYPE_CHECKING:
     from edgeanomaly.bundle import Calibration
@@ -61,8 +62,6 @@ def run_artifact(
         static_batch, device, options: as for the backend row's ``create``
             (e.g. ``{"inference_precision": "bf16"}``).
     """
-    from edgeanomaly.registry import backends_for, get_backend
-
     row = get_backend(backend) if backend else backends_for(fmt)[0]
     engine = row.create(path, device, artifact_precision=precision, static_batch=static_batch, **(options or {}))
     try:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+from edgeanomaly.metrics import evaluate_outputs
+from edgeanomaly.runtime import map_to_image
 
 __all__ = ["PIXEL_RESOLUTIONS", "maps_at_original_size", "pixel_metrics_at_original_size"]
 
@@ -20,8 +22,6 @@ PIXEL_RESOLUTIONS = ("original", "model")
 
 def maps_at_original_size(raw_maps: np.ndarray, image_sizes: Sequence[tuple[int, int]], preprocessing: dict[str, Any]) -> list[np.ndarray]:
     """Raw (N, h, w) maps at model size -> a list of (H_i, W_i) float32 maps at each image's size."""
-    from edgeanomaly.runtime import map_to_image
-
     resized = tuple(preprocessing["image_size"])
     crop = tuple(preprocessing["center_crop"]) if preprocessing.get("center_crop") else None
     if len(raw_maps) != len(image_sizes):
@@ -47,8 +47,6 @@ def pixel_metrics_at_original_size(
     Returns ``(metrics, note)``; ``metrics`` is empty and ``note`` says why when the images do
     not share one size (the metrics stack them) or a mask is missing.
     """
-    from edgeanomaly.metrics import evaluate_outputs
-
     sizes = {tuple(hw) for hw in image_sizes}
     if any(m is None for m in masks):
         return {}, "pixel metrics at model resolution only: an anomalous image has no ground-truth mask"

@@ -28,8 +28,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from edgeanomaly._optional import check_choice
+from edgeanomaly.bundle import read_bundle, resolve_trust
+from edgeanomaly.data import PreprocessConfig, file_sha256, load_dataset, sample_labels, sample_masks
 from edgeanomaly.errors import DatasetError, EdgeAnomalyError
 from edgeanomaly.judging import TOLERANCES, Tolerance, judge, tolerance_for, worst
+from edgeanomaly.metrics import evaluate_outputs
+from edgeanomaly.registry import format_names, get_backend
+from edgeanomaly.runtime import load
+from edgeanomaly.tooling._reproduce import reproduce
+from edgeanomaly.tooling._resolution import PIXEL_RESOLUTIONS, pixel_metrics_at_original_size
 
 __all__ = ["Tolerance", "TOLERANCES", "ArtifactValidation", "ValidationReport", "validate_bundle"]
 
@@ -127,8 +135,6 @@ def _paired_reference(reference: dict[str, np.ndarray] | None, samples: Sequence
     """The torch model's raw scores on exactly these images, if the bundle's reference holds
     them all (validate on the data export judged on). Images are matched by the sha256 of
     their file, so another dataset with the same file names is never paired by mistake."""
-    from edgeanomaly.data import file_sha256
-
     if reference is None or "eval_sha256" not in reference:
         return None
     table = dict(zip((str(k) for k in reference["eval_sha256"]), reference["eval_pred_score"].astype(np.float64)))
@@ -165,9 +171,6 @@ class _Run:
 def _artifact_names(b: Any, artifacts: Sequence[str] | None, backend: str, remote: dict[str, Any]) -> list[str]:
     """The artifacts to validate: those asked for; the one a server says it runs; or every
     artifact ``backend`` (every backend under ``auto``) can run."""
-    from edgeanomaly.registry import format_names, get_backend
-    from edgeanomaly.runtime import load
-
     if artifacts:
         return list(artifacts)
     if backend != "auto" and get_backend(backend).connects:
@@ -180,11 +183,6 @@ def _artifact_names(b: Any, artifacts: Sequence[str] | None, backend: str, remot
 
 def _validate_artifact(ctx: _Run, name: str) -> ArtifactValidation:
     """Run artifact ``name`` on the test split and judge it; an error is recorded, not raised."""
-    from edgeanomaly.metrics import evaluate_outputs
-    from edgeanomaly.runtime import load
-    from edgeanomaly.tooling._reproduce import reproduce
-    from edgeanomaly.tooling._resolution import pixel_metrics_at_original_size
-
     manifest = ctx.bundle.manifest
     art = next((a for a in manifest.artifacts if a.name == name), None)
     res = ArtifactValidation(artifact=name, precision=art.precision if art else "?")
@@ -269,11 +267,6 @@ def validate_bundle(
 
     Returns a :class:`ValidationReport`; ``report.ok`` is False when any artifact failed.
     """
-    from edgeanomaly.bundle import read_bundle, resolve_trust
-    from edgeanomaly.data import PreprocessConfig, load_dataset, sample_labels, sample_masks
-    from edgeanomaly._optional import check_choice
-    from edgeanomaly.tooling._resolution import PIXEL_RESOLUTIONS
-
     check_choice("pixel_resolution", pixel_resolution, PIXEL_RESOLUTIONS)
     ds = load_dataset(data, category=category).check()
     if not ds.is_labelled:

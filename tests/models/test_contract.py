@@ -15,7 +15,7 @@ SIZE = 64
 
 #: Models trained for epochs: a short training keeps the contract tests fast (quality is
 #: tested elsewhere: tests/models/test_quality_real.py).
-SHORT_TRAINING = {"fastflow": {"epochs": 3, "flow_steps": 2},
+SHORT_TRAINING = {"fastflow": {"epochs": 3, "flow_steps": 2, "score_top_fraction": 0.1},
                   "efficientad": {"width": 0.125, "teacher_epochs": 1, "epochs": 2}}
 
 

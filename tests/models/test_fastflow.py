@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,28 @@ def test_map_and_score_against_a_naive_recomputation(fitted) -> None:
     torch.testing.assert_close(out["anomaly_map"], expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out["pred_score"], expected.flatten(1).max(dim=1).values, rtol=1e-6, atol=1e-7)
     assert ((out["anomaly_map"] >= 0) & (out["anomaly_map"] <= 1)).all()
+
+
+@pytest.mark.parametrize("fraction, count", [(0.01, 40), (0.1, 409), (1e-9, 1)])
+def test_score_top_fraction_is_the_mean_of_the_highest_map_values(fitted, fraction: float, count: int) -> None:
+    """With ``score_top_fraction`` the image score is the mean of that share of the map's
+    highest values (int(fraction * 64 * 64), at least one), checked against NumPy's sort of
+    the map; the map itself is unchanged."""
+    x = _images(3, 8)
+    reference = fitted.predict(x)
+    model = _model(epochs=6, score_top_fraction=fraction)
+    model.load_state_dict(fitted.state_dict())
+    model.eval()
+    out = model.predict(x)
+    torch.testing.assert_close(out["anomaly_map"], reference["anomaly_map"], rtol=0, atol=0)
+    values = np.sort(out["anomaly_map"].numpy().reshape(3, -1).astype(np.float64), axis=1)[:, ::-1]
+    expected = values[:, :count].mean(axis=1)
+    np.testing.assert_allclose(out["pred_score"].numpy(), expected, rtol=1e-6)
+    # below the maximum whenever the top values differ, so the option is not the maximum
+    if count > 1:
+        assert (out["pred_score"] < reference["pred_score"]).all()
+    else:
+        assert torch.equal(out["pred_score"], reference["pred_score"])
 
 
 def test_training_lowers_the_loss_and_keeps_the_best_epoch(fitted) -> None:
@@ -115,6 +138,8 @@ def test_epoch_options_are_refused_for_one_pass_models(tmp_path) -> None:
     ("validation_fraction", 1.0, r"validation_fraction in \[0, 1\)"),
     ("max_minutes", -1, "max_minutes > 0"),
     ("patience", 1.5, "patience as an integer"),
+    ("score_top_fraction", 1.5, r"score_top_fraction in \[0, 1\]"),
+    ("score_top_fraction", -0.1, r"score_top_fraction in \[0, 1\]"),
 ])
 def test_bad_settings(setting: str, value, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

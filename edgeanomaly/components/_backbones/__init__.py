@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable, Sequence, Union
 
 import torch
 
@@ -39,6 +39,8 @@ __all__ = [
     "backbone_spec",
     "create_backbone",
     "list_backbones",
+    "register_backbone",
+    "unregister_backbone",
 ]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -67,17 +69,39 @@ class BackboneSpec:
 _REGISTRY: dict[str, BackboneSpec] = {}
 
 
-def _register(name: str, builder: Callable[[], Backbone], default_layers: tuple[str, ...]) -> None:
+def register_backbone(name: str, builder: Callable[[], Backbone], default_layers: Sequence[str], *,
+                      replace: bool = False) -> BackboneSpec:
+    """Add a backbone: ``builder()`` returns the randomly initialised :class:`Backbone`; its
+    ``feature_info`` names the layers models may read, ``default_layers`` those they read when
+    not told. Pretrained weights come through ``weights=`` (a state-dict file) or, for a
+    published checkpoint, an entry in ``components/_weights.py``.
+
+    Raises:
+        ConfigError: ``name`` is taken (``replace=True`` redefines it), or a default layer is
+            not among the builder's ``feature_info``.
+    """
+    if name in _REGISTRY and not replace:
+        raise ConfigError(f"Backbone {name!r} is already registered")
     # Built on the meta device: the layer table is known without allocating any weights.
     with torch.device("meta"):
         info = builder().feature_info
-    _REGISTRY[name] = BackboneSpec(name, builder, default_layers, info)
+    unknown = [layer for layer in default_layers if layer not in {i.name for i in info}]
+    if unknown or not default_layers:
+        raise ConfigError(f"Backbone {name!r}: expected default layers among {[i.name for i in info]}, got {list(default_layers)}")
+    spec = BackboneSpec(name, builder, tuple(default_layers), info)
+    _REGISTRY[name] = spec
+    return spec
 
 
-_register("resnet18", resnet18, ("layer2", "layer3"))
-_register("wide_resnet50_2", wide_resnet50_2, ("layer2", "layer3"))
+def unregister_backbone(name: str) -> None:
+    """Remove a registered backbone (for plugins and tests that registered one)."""
+    _REGISTRY.pop(backbone_spec(name).name)
+
+
+register_backbone("resnet18", resnet18, ("layer2", "layer3"))
+register_backbone("wide_resnet50_2", wide_resnet50_2, ("layer2", "layer3"))
 # The last blocks of the stride-8 and stride-16 stages (40 and 112 channels).
-_register("efficientnet_lite0", efficientnet_lite0, ("blocks.4", "blocks.10"))
+register_backbone("efficientnet_lite0", efficientnet_lite0, ("blocks.4", "blocks.10"))
 
 
 def list_backbones() -> list[str]:
