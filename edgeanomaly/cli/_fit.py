@@ -183,16 +183,11 @@ def bundle_beside(run_dir: Path) -> Path:
 
 def _training_options(model_name: str, **options: Any) -> dict[str, Any]:
     """``--epochs``/``--max-minutes`` as model settings; an error for a model that fits in one pass."""
-    import inspect
-
-    from edgeanomaly.models import model_class  # torch: the training side
+    from edgeanomaly.models import TrainedModel, model_class  # torch: the training side
 
     given = {k: v for k, v in options.items() if v is not None}
-    if not given:
-        return {}
-    takes = inspect.signature(model_class(model_name)).parameters
-    wrong = ["--" + k.replace("_", "-") for k in given if k not in takes]
-    if wrong:
+    if given and not issubclass(model_class(model_name), TrainedModel):
+        wrong = ["--" + k.replace("_", "-") for k in given]
         raise click.UsageError(f"{', '.join(wrong)} applies to models trained for epochs ({_TRAINED}); "
                                f"{model_name} fits in one pass")
     return given

@@ -27,6 +27,7 @@ from edgeanomaly.models._padim import PaDiM
 from edgeanomaly.models._patchcore import PatchCore
 from edgeanomaly.models._pipeline import FitResult, fit_run, training_split
 from edgeanomaly.models._registry import create_model, list_models, model_class, register_model, unregister_model
+from edgeanomaly.models._trained import TrainedModel, TrainingSettings
 
 __all__ = [
     "resolve_device",
@@ -39,6 +40,8 @@ __all__ = [
     "FitResult",
     "PaDiM",
     "PatchCore",
+    "TrainedModel",
+    "TrainingSettings",
     "create_model",
     "fit_run",
     "list_models",

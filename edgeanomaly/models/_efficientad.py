@@ -50,8 +50,8 @@ from torch import nn
 
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.models._registry import register_model
-from edgeanomaly.models._trained import (TrainedModel, TrainingRun, check_number, check_positive_int, train_epoch,
-                                         training_settings)
+from edgeanomaly.models._trained import (TrainedModel, TrainingRun, TrainingSettings, check_number, check_positive_int,
+                                         train_epoch)
 
 __all__ = ["EfficientAD", "hard_feature_loss", "quantile", "normalise_map", "principal_axes"]
 
@@ -174,17 +174,21 @@ class EfficientAD(TrainedModel):
         width: scales the PDN's hidden channels (1.0: the paper's PDN-small).
         teacher_epochs: passes over the training images (and their flips) distilling the teacher.
         teacher_learning_rate: Adam's, for the teacher.
-        epochs: at most this many passes training student and autoencoder.
-        learning_rate, weight_decay: Adam's (paper: 1e-4, 1e-5).
-        train_batch_size: images per optimiser step (paper: 1).
         hard_quantile: the hard-feature loss's quantile (paper: 0.999).
         q_a, q_b: the map normalisation's quantiles (paper: 0.9 and 0.995).
-        validation_fraction, patience, max_minutes, random_state: as FastFlow's.
+        **options: keywords of every trained model (:class:`~edgeanomaly.models.TrainedModel`):
+            ``pretrained``, ``weights``, ``cache_dir``, ``random_state`` and the training loop's
+            settings (:class:`~edgeanomaly.models.TrainingSettings`), here for student and
+            autoencoder: ``epochs`` (at most this many passes), ``learning_rate`` and
+            ``weight_decay`` (Adam's; default the paper's 1e-4, 1e-5), ``train_batch_size``
+            (default 4; the paper's is 1), ``validation_fraction``, ``patience``,
+            ``max_minutes`` (the teacher's time counted).
     """
 
     name = "efficientad"
     task = "segmentation"
     default_layers = TEACHER_LAYERS
+    training_defaults = TrainingSettings(epochs=100, learning_rate=1e-4, weight_decay=1e-5, train_batch_size=4)
 
     def __init__(
         self,
@@ -199,17 +203,7 @@ class EfficientAD(TrainedModel):
         hard_quantile: float = 0.999,
         q_a: float = 0.9,
         q_b: float = 0.995,
-        epochs: int = 100,
-        learning_rate: float = 1e-4,
-        weight_decay: float = 1e-5,
-        train_batch_size: int = 4,
-        validation_fraction: float = 0.1,
-        patience: int = 10,
-        max_minutes: float | None = None,
-        pretrained: bool = True,
-        weights: str | os.PathLike[str] | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        random_state: int | None = 0,
+        **options: Any,
     ) -> None:
         _check_settings(width, teacher_channels, teacher_epochs, teacher_learning_rate, hard_quantile, q_a, q_b)
         settings = {
@@ -217,10 +211,8 @@ class EfficientAD(TrainedModel):
             "strided": bool(strided), "light_decoder": bool(light_decoder), "teacher_epochs": int(teacher_epochs),
             "teacher_learning_rate": float(teacher_learning_rate), "hard_quantile": float(hard_quantile),
             "q_a": float(q_a), "q_b": float(q_b),
-            **training_settings(epochs, learning_rate, weight_decay, train_batch_size, validation_fraction, patience,
-                                max_minutes),
         }
-        super().__init__(backbone, layers, pretrained, weights, cache_dir, random_state, settings)
+        super().__init__(backbone, layers, settings, **options)
         target_channels = sum(self.feature_extractor.channels[layer] for layer in self.layers)
         if teacher_channels is not None and teacher_channels > target_channels:
             raise ConfigError(f"Expected teacher_channels <= {target_channels} (the channels of {', '.join(self.layers)} "

@@ -35,7 +35,7 @@ from torch import nn
 from edgeanomaly.components import fastflow_blocks
 from edgeanomaly.models._base import STRIDE_4_8_16_LAYERS
 from edgeanomaly.models._registry import register_model
-from edgeanomaly.models._trained import TrainedModel, TrainingRun, check_number, train_epoch, training_settings
+from edgeanomaly.models._trained import TrainedModel, TrainingRun, check_number, train_epoch
 
 __all__ = ["FastFlow"]
 
@@ -51,16 +51,15 @@ class FastFlow(TrainedModel):
         hidden_ratio: subnet width / input channels (paper: 1.0 for ResNet-18).
         conv3x3_only: all subnets 3x3 (paper: alternate 3x3 and 1x1 for ResNet-18).
         clamp: soft clamping of the coupling's log-scale.
-        epochs: at most this many passes over the training images.
-        learning_rate, weight_decay: Adam's (paper: 1e-3, 1e-5).
-        train_batch_size: images per optimiser step.
-        validation_fraction: share of the normal images held out for early stopping (at least
-            one image; none when fewer than 4 images are given).
-        patience: epochs without a better validation loss before training stops.
-        max_minutes: stop after this much training time (None: no limit).
-        random_state: seeds the flows' initial weights, the split and the shuffling.
         score_top_fraction: the image score is the mean of this share of the anomaly map's
             highest values (at least one value); 0: the map's maximum, as anomalib's FastFlow.
+        **options: keywords of every trained model (:class:`~edgeanomaly.models.TrainedModel`):
+            ``pretrained``, ``weights``, ``cache_dir``, ``random_state`` (seeds the flows'
+            initial weights, the split and the shuffling) and the training loop's settings
+            (:class:`~edgeanomaly.models.TrainingSettings`: ``epochs``, ``learning_rate``,
+            ``weight_decay``, ``train_batch_size``, ``validation_fraction``, ``patience``,
+            ``max_minutes``); FastFlow keeps their defaults (Adam's learning rate and weight
+            decay as the paper's: 1e-3, 1e-5; 8 images per step).
     """
 
     name = "fastflow"
@@ -75,29 +74,14 @@ class FastFlow(TrainedModel):
         hidden_ratio: float = 1.0,
         conv3x3_only: bool = False,
         clamp: float = 2.0,
-        epochs: int = 100,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-5,
-        train_batch_size: int = 8,
-        validation_fraction: float = 0.1,
-        patience: int = 10,
-        max_minutes: float | None = None,
-        pretrained: bool = True,
-        weights: str | os.PathLike[str] | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        random_state: int | None = 0,
         score_top_fraction: float = 0.0,
+        **options: Any,
     ) -> None:
         check_number("score_top_fraction", score_top_fraction, lambda v: 0 <= v <= 1, "in [0, 1] (0: the map's maximum)")
-        settings = {
-            "flow_steps": int(flow_steps), "hidden_ratio": float(hidden_ratio), "conv3x3_only": bool(conv3x3_only),
-            "clamp": float(clamp),
-            **training_settings(epochs, learning_rate, weight_decay, train_batch_size, validation_fraction, patience,
-                                max_minutes),
-            "score_top_fraction": float(score_top_fraction),
-        }
-        super().__init__(backbone, layers, pretrained, weights, cache_dir, random_state, settings)
-        seed = 0 if random_state is None else random_state
+        settings = {"flow_steps": int(flow_steps), "hidden_ratio": float(hidden_ratio), "conv3x3_only": bool(conv3x3_only),
+                    "clamp": float(clamp), "score_top_fraction": float(score_top_fraction)}
+        super().__init__(backbone, layers, settings, **options)
+        seed = self._seed()
         self.flows = nn.ModuleList(
             fastflow_blocks(self.feature_extractor.channels[layer], steps=int(flow_steps), conv3x3_only=bool(conv3x3_only),
                             hidden_ratio=float(hidden_ratio), clamp=float(clamp), random_state=seed + i)

@@ -1,18 +1,22 @@
-"""What the models trained for epochs (FastFlow, EfficientAD) share: the fit pipeline's hooks
-(``epoch_callback``, ``training_state_path``, ``resume_training``), the seeded held-out split,
-the time limit, the checks of the common settings, and one training run's bookkeeping
-(:class:`TrainingRun`: history, best epoch and its weights, state saved after each whole epoch
-and restored from it).
+"""What the models trained for epochs (FastFlow, EfficientAD) share: the settings of the
+training loop (:class:`TrainingSettings`, taken as keywords by every trained model, each
+model's defaults in its ``training_defaults``), the fit pipeline's hooks (``epoch_callback``,
+``training_state_path``, ``resume_training``), the seeded held-out split, the time limit, and
+one training run's bookkeeping (:class:`TrainingRun`: history, best epoch and its weights,
+state saved after each whole epoch and restored from it).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import difflib
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -20,20 +24,103 @@ from torch import nn
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.models._base import AnomalyModel
 
-__all__ = ["TrainedModel", "TrainingRun", "train_epoch", "training_settings", "check_number", "check_positive_int"]
+__all__ = ["TrainedModel", "TrainingSettings", "TrainingRun", "train_epoch", "check_number", "check_positive_int"]
 
 #: ``epoch_callback(record)``: called after each epoch with that epoch's history record.
 EpochCallback = Callable[[dict[str, Any]], None]
 
 
+def check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"Expected {name} as an integer >= 1, got {value!r}")
+
+
+def check_number(name: str, value: Any, ok: Callable[[float], bool], what: str) -> None:
+    """``value`` is a finite real number for which ``ok`` holds (``what`` says the condition)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise ConfigError(f"Expected {name} {what}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The settings of the training loop that every model trained for epochs has, checked
+    when made (a :class:`~edgeanomaly.errors.ConfigError` names the wrong one).
+
+    Args:
+        epochs: at most this many passes over the training images.
+        learning_rate, weight_decay: Adam's.
+        train_batch_size: images per optimiser step.
+        validation_fraction: share of the normal images held out for early stopping (at least
+            one image; none when fewer than 4 images are given).
+        patience: epochs without a better validation loss before training stops.
+        max_minutes: stop after this much training time (None: no limit).
+
+    The defaults are Adam's usual learning rate with a light weight decay (FastFlow's paper
+    settings); a model with other defaults says so in its ``training_defaults``.
+
+    >>> TrainingSettings(epochs=5).replace(max_minutes=2).max_minutes
+    2.0
+    """
+
+    epochs: int = 100
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    train_batch_size: int = 8
+    validation_fraction: float = 0.1
+    patience: int = 10
+    max_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("train_batch_size", self.train_batch_size)
+        check_positive_int("patience", self.patience)
+        check_number("learning_rate", self.learning_rate, lambda v: v > 0, "> 0")
+        check_number("weight_decay", self.weight_decay, lambda v: v >= 0, ">= 0")
+        check_number("validation_fraction", self.validation_fraction, lambda v: 0 <= v < 1, "in [0, 1)")
+        if self.max_minutes is not None:
+            check_number("max_minutes", self.max_minutes, lambda v: v > 0, "> 0 or None")
+        for f in dataclasses.fields(self):  # ints and floats as their declared kind (1 -> 1.0)
+            value = getattr(self, f.name)
+            if value is not None:
+                object.__setattr__(self, f.name, int(value) if f.type == "int" else float(value))
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def replace(self, **changes: Any) -> "TrainingSettings":
+        """These settings with ``changes`` (checked as when made)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 class TrainedModel(AnomalyModel):
-    """Base of the models trained for epochs in ``fit()`` (not from one pass of statistics)."""
+    """Base of the models trained for epochs in ``fit()`` (not from one pass of statistics).
+
+    A subclass passes its own settings and the keywords it was given (``pretrained``,
+    ``weights``, ``cache_dir``, ``random_state`` and the :class:`TrainingSettings`, declared
+    here once); ``training_defaults`` holds its defaults for the latter."""
 
     min_distinct_images = 2
     int8_head_refit = False  # the networks are trained, not statistics of the features
+    #: this model's defaults of the training loop's settings
+    training_defaults: ClassVar[TrainingSettings] = TrainingSettings()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, backbone: str, layers: Sequence[str] | None, settings: Mapping[str, Any], *,
+                 pretrained: bool = True, weights: str | os.PathLike[str] | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None, random_state: int | None = 0,
+                 **training: Any) -> None:
+        names = TrainingSettings.names()
+        unknown = [k for k in training if k not in names]
+        if unknown:
+            known = [*names, "pretrained", "weights", "cache_dir", "random_state"]
+            hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+            said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments: {said}")
+        loop = self.training_defaults.replace(**training)
+        super().__init__(backbone, layers, pretrained, weights, cache_dir, random_state, {**settings, **loop.as_dict()})
         self.training_history_: list[dict[str, Any]] = []
         # Set by the fit pipeline; not settings, never saved with the model:
         #: called after each epoch with its record
@@ -162,30 +249,3 @@ def train_epoch(order: torch.Tensor, batch_size: int, loss_of: Callable[[torch.T
         optimiser.step()
         total += float(loss.detach()) * len(chunk)
     return total / max(1, len(order))
-
-
-def check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"Expected {name} as an integer >= 1, got {value!r}")
-
-
-def check_number(name: str, value: Any, ok: Callable[[float], bool], what: str) -> None:
-    """``value`` is a finite real number for which ``ok`` holds (``what`` says the condition)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
-        raise ConfigError(f"Expected {name} {what}, got {value!r}")
-
-
-def training_settings(epochs: Any, learning_rate: Any, weight_decay: Any, train_batch_size: Any,
-                      validation_fraction: Any, patience: Any, max_minutes: Any) -> dict[str, Any]:
-    """The settings every trained model has, checked with clear errors, as the settings dict."""
-    check_positive_int("epochs", epochs)
-    check_positive_int("train_batch_size", train_batch_size)
-    check_positive_int("patience", patience)
-    check_number("learning_rate", learning_rate, lambda v: v > 0, "> 0")
-    check_number("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
-    check_number("validation_fraction", validation_fraction, lambda v: 0 <= v < 1, "in [0, 1)")
-    if max_minutes is not None:
-        check_number("max_minutes", max_minutes, lambda v: v > 0, "> 0 or None")
-    return {"epochs": int(epochs), "learning_rate": float(learning_rate), "weight_decay": float(weight_decay),
-            "train_batch_size": int(train_batch_size), "validation_fraction": float(validation_fraction),
-            "patience": int(patience), "max_minutes": None if max_minutes is None else float(max_minutes)}
