@@ -50,7 +50,14 @@ def synthetic_metal_256(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 #: Models trained for epochs train briefly in the shared fixtures (the suite checks export,
 #: runtime and tooling on them; their quality is measured in docs/BENCHMARKS.md).
-SHORT_TRAINING = {"fastflow": {"epochs": 4, "flow_steps": 4, "layers": ("blocks.4", "blocks.10"), "score_top_fraction": 0.1}}
+#: EfficientAD: the packaged recipe's light networks (strided PDN, light decoder, 64 distilled
+#: channels, width 0.125) at batch 1, 5 + 15 epochs, about 45 s with its export here: image
+#: AUROC 0.99 on the synthetic test images, and its INT8 artifact passes the verdict (1 decision
+#: flip of 30, 2 allowed). Trained less, INT8 is refused and rightly so: the paper's networks at
+#: width 0.25 for 2 + 4 epochs reached AUROC 0.84, and INT8 moved 3 images across the threshold.
+SHORT_TRAINING = {"fastflow": {"epochs": 4, "flow_steps": 4, "layers": ("blocks.4", "blocks.10"), "score_top_fraction": 0.1},
+                  "efficientad": {"strided": True, "light_decoder": True, "teacher_channels": 64, "width": 0.125,
+                                  "teacher_epochs": 5, "epochs": 15, "train_batch_size": 1}}
 
 
 def build_bundle(root: Path, model: str, synthetic_root: Path, **kwargs):

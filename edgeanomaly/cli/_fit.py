@@ -19,7 +19,10 @@ from edgeanomaly.judging import threshold_sample_warnings
 # Static copies of the built-in rows of the registries (tests/cli/test_cli_help.py keeps them
 # equal), so that `fit --help` needs no torch import; model_names() and backbone_names() add
 # what plugins registered.
-MODEL_NAMES = ("patchcore", "padim", "dfkde", "dfm", "fastflow")
+MODEL_NAMES = ("patchcore", "padim", "dfkde", "dfm", "fastflow", "efficientad")
+#: the models trained for epochs (subclasses of models._trained.TrainedModel)
+TRAINED_NAMES = ("fastflow", "efficientad")
+_TRAINED = ", ".join(TRAINED_NAMES)
 BACKBONE_NAMES = ("efficientnet_lite0", "resnet18", "wide_resnet50_2")
 
 
@@ -140,7 +143,8 @@ Examples:
   edgeanomaly fit --model patchcore --data data --category metal --out pc.run
   edgeanomaly fit --model padim --data parts/good --backbone resnet18 --layers layer1,layer2,layer3 --out padim.run
   edgeanomaly fit --model dfm --data data --category metal --param pca_level=0.99 --out dfm.run
-  edgeanomaly fit --model fastflow --data data --category metal --epochs 50 --max-minutes 10 --out ff.run""")
+  edgeanomaly fit --model fastflow --data data --category metal --epochs 50 --max-minutes 10 --out ff.run
+  edgeanomaly fit --model efficientad --data data --category metal --max-minutes 10 --out ead.run""")
 @click.option("--model", "model_name", default="patchcore", show_default=True, help=f"Registered model: {', '.join(model_names())}.")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Dataset folder (MVTec layout or a folder of normal images).")
 @click.option("--category", default=None, help="Category inside DATA (MVTec layout).")
@@ -153,10 +157,10 @@ Examples:
 @click.option("--calibration-split", type=click.Choice(["from_test", "same_as_test"]), default="from_test", show_default=True,
               help="from_test: thresholds from a stratified half of the labelled test images, metrics from the other half; "
                    "same_as_test: both from every test image (optimistic).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Models trained for epochs (fastflow): at most this many.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"Models trained for epochs ({_TRAINED}): at most this many.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Models trained for epochs (fastflow): stop training after this many minutes (the best epoch so far is kept).")
-@click.option("--resume", is_flag=True, help="Models trained for epochs (fastflow): continue a fit interrupted in --out "
+              help=f"Models trained for epochs ({_TRAINED}): stop training after this many minutes (the best epoch so far is kept).")
+@click.option("--resume", is_flag=True, help=f"Models trained for epochs ({_TRAINED}): continue a fit interrupted in --out "
               "(it saves its state there after each epoch); the same options as the interrupted fit.")
 @friendly_errors
 def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite: bool, backbone: str | None, layers: str | None,
@@ -166,8 +170,8 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     """Fit a model on normal images and save a checkpoint (needs the [train] extra).
 
     One-pass models (patchcore, padim, dfkde, dfm) fit in one pass over the images; fastflow
-    trains for epochs (one line per epoch: losses, best epoch, ETA) with early stopping on
-    held-out normal images."""
+    and efficientad train for epochs (one line per epoch: losses, best epoch, ETA) with early
+    stopping on held-out normal images."""
     check_run_dir(out, overwrite, resume)
     require("torch", "fitting models")
     model_name = model_name.lower()
@@ -204,17 +208,13 @@ def bundle_beside(run_dir: Path) -> Path:
 
 def _training_options(model_name: str, **options: Any) -> dict[str, Any]:
     """``--epochs``/``--max-minutes`` as model settings; an error for a model that fits in one pass."""
-    import inspect
-
-    from edgeanomaly.models import model_class  # torch: the training side
+    from edgeanomaly.models import TrainedModel, model_class  # torch: the training side
 
     given = {k: v for k, v in options.items() if v is not None}
-    if not given:
-        return {}
-    takes = inspect.signature(model_class(model_name)).parameters
-    wrong = ["--" + k.replace("_", "-") for k in given if k not in takes]
-    if wrong:
-        raise click.UsageError(f"{', '.join(wrong)} applies to models trained for epochs (fastflow); {model_name} fits in one pass")
+    if given and not issubclass(model_class(model_name), TrainedModel):
+        wrong = ["--" + k.replace("_", "-") for k in given]
+        raise click.UsageError(f"{', '.join(wrong)} applies to models trained for epochs ({_TRAINED}); "
+                               f"{model_name} fits in one pass")
     return given
 
 

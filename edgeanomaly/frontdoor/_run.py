@@ -113,7 +113,7 @@ def fit(
 
     Args:
         model: a registered model: ``"patchcore"``, ``"padim"``, ``"dfm"``, ``"dfkde"``,
-            ``"fastflow"`` (:func:`edgeanomaly.models.list_models`).
+            ``"fastflow"``, ``"efficientad"`` (:func:`edgeanomaly.models.list_models`).
         data: dataset folder: MVTec layout (with ``category``) or a folder of normal images.
         out: run directory to save the checkpoint in (None: keep it in memory only). An
             existing run directory is replaced only with ``overwrite=True``.
@@ -121,7 +121,7 @@ def fit(
         calibration_split: ``"from_test"`` (thresholds from a stratified half of the test
             images, metrics from the other half) or ``"same_as_test"``.
         progress: called as ``progress(stage, done, total)``.
-        on_epoch: a model trained for epochs (``"fastflow"``) calls it after each epoch with
+        on_epoch: a model trained for epochs (``"fastflow"``, ``"efficientad"``) calls it after each epoch with
             that epoch's record (losses, best epoch, seconds).
         resume: continue a training interrupted in ``out`` (it saves its state there after each
             epoch) and end as the uninterrupted fit would have.

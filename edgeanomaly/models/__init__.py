@@ -1,9 +1,9 @@
-"""Anomaly models (torch): PatchCore, PaDiM, DFKDE, DFM (one pass) and FastFlow (trained), with a
+"""Anomaly models (torch): PatchCore, PaDiM, DFKDE, DFM (one pass), FastFlow and EfficientAD (trained), with a
 registry, and the training API.
 
 >>> from edgeanomaly.models import create_model, list_models
 >>> list_models()
-['dfkde', 'dfm', 'fastflow', 'padim', 'patchcore']
+['dfkde', 'dfm', 'efficientad', 'fastflow', 'padim', 'patchcore']
 
 Fit a registered model on a dataset folder, keep the checkpoint, export it:
 
@@ -21,11 +21,13 @@ from edgeanomaly.models._checkpoint import Checkpoint, load_checkpoint, save_che
 from edgeanomaly.models._device import resolve_device
 from edgeanomaly.models._dfkde import DFKDE
 from edgeanomaly.models._dfm import DFM
+from edgeanomaly.models._efficientad import EfficientAD
 from edgeanomaly.models._fastflow import FastFlow
 from edgeanomaly.models._padim import PaDiM
 from edgeanomaly.models._patchcore import PatchCore
 from edgeanomaly.models._pipeline import FitResult, fit_run, training_split
 from edgeanomaly.models._registry import create_model, list_models, model_class, register_model, unregister_model
+from edgeanomaly.models._trained import TrainedModel, TrainingSettings
 
 __all__ = [
     "resolve_device",
@@ -33,10 +35,13 @@ __all__ = [
     "Checkpoint",
     "DFKDE",
     "DFM",
+    "EfficientAD",
     "FastFlow",
     "FitResult",
     "PaDiM",
     "PatchCore",
+    "TrainedModel",
+    "TrainingSettings",
     "create_model",
     "fit_run",
     "list_models",

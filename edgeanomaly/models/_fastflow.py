@@ -24,30 +24,24 @@ without improvement or after ``max_minutes``. ``training_history_`` records ever
 
 from __future__ import annotations
 
-import copy
-import math
 import os
 import time
-from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from edgeanomaly.components import fastflow_blocks
-from edgeanomaly.errors import ConfigError
-from edgeanomaly.models._base import STRIDE_4_8_16_LAYERS, AnomalyModel
+from edgeanomaly.models._base import STRIDE_4_8_16_LAYERS
 from edgeanomaly.models._registry import register_model
+from edgeanomaly.models._trained import TrainedModel, TrainingRun, check_number, train_epoch
 
 __all__ = ["FastFlow"]
 
-#: ``epoch_callback(record)``: called after each epoch with that epoch's history record.
-EpochCallback = Callable[[dict[str, Any]], None]
-
 
 @register_model
-class FastFlow(AnomalyModel):
+class FastFlow(TrainedModel):
     """FastFlow: normalizing flows over a frozen backbone's feature maps, trained for epochs.
 
     Args:
@@ -57,22 +51,19 @@ class FastFlow(AnomalyModel):
         hidden_ratio: subnet width / input channels (paper: 1.0 for ResNet-18).
         conv3x3_only: all subnets 3x3 (paper: alternate 3x3 and 1x1 for ResNet-18).
         clamp: soft clamping of the coupling's log-scale.
-        epochs: at most this many passes over the training images.
-        learning_rate, weight_decay: Adam's (paper: 1e-3, 1e-5).
-        train_batch_size: images per optimiser step.
-        validation_fraction: share of the normal images held out for early stopping (at least
-            one image; none when fewer than 4 images are given).
-        patience: epochs without a better validation loss before training stops.
-        max_minutes: stop after this much training time (None: no limit).
-        random_state: seeds the flows' initial weights, the split and the shuffling.
         score_top_fraction: the image score is the mean of this share of the anomaly map's
             highest values (at least one value); 0: the map's maximum, as anomalib's FastFlow.
+        **options: keywords of every trained model (:class:`~edgeanomaly.models.TrainedModel`):
+            ``pretrained``, ``weights``, ``cache_dir``, ``random_state`` (seeds the flows'
+            initial weights, the split and the shuffling) and the training loop's settings
+            (:class:`~edgeanomaly.models.TrainingSettings`: ``epochs``, ``learning_rate``,
+            ``weight_decay``, ``train_batch_size``, ``validation_fraction``, ``patience``,
+            ``max_minutes``); FastFlow keeps their defaults (Adam's learning rate and weight
+            decay as the paper's: 1e-3, 1e-5; 8 images per step).
     """
 
     name = "fastflow"
     task = "segmentation"
-    min_distinct_images = 2
-    int8_head_refit = False  # the flows are trained, not statistics of the features
     default_layers = STRIDE_4_8_16_LAYERS
 
     def __init__(
@@ -83,33 +74,14 @@ class FastFlow(AnomalyModel):
         hidden_ratio: float = 1.0,
         conv3x3_only: bool = False,
         clamp: float = 2.0,
-        epochs: int = 100,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-5,
-        train_batch_size: int = 8,
-        validation_fraction: float = 0.1,
-        patience: int = 10,
-        max_minutes: float | None = None,
-        pretrained: bool = True,
-        weights: str | os.PathLike[str] | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        random_state: int | None = 0,
         score_top_fraction: float = 0.0,
+        **options: Any,
     ) -> None:
-        _check_settings(epochs, learning_rate, weight_decay, train_batch_size, validation_fraction, patience, max_minutes)
-        fraction_ok = isinstance(score_top_fraction, (int, float)) and 0 <= score_top_fraction <= 1
-        if isinstance(score_top_fraction, bool) or not fraction_ok:
-            raise ConfigError(f"Expected score_top_fraction in [0, 1] (0: the map's maximum), got {score_top_fraction!r}")
-        settings = {
-            "flow_steps": int(flow_steps), "hidden_ratio": float(hidden_ratio), "conv3x3_only": bool(conv3x3_only),
-            "clamp": float(clamp), "epochs": int(epochs), "learning_rate": float(learning_rate),
-            "weight_decay": float(weight_decay), "train_batch_size": int(train_batch_size),
-            "validation_fraction": float(validation_fraction), "patience": int(patience),
-            "max_minutes": None if max_minutes is None else float(max_minutes),
-            "score_top_fraction": float(score_top_fraction),
-        }
-        super().__init__(backbone, layers, pretrained, weights, cache_dir, random_state, settings)
-        seed = 0 if random_state is None else random_state
+        check_number("score_top_fraction", score_top_fraction, lambda v: 0 <= v <= 1, "in [0, 1] (0: the map's maximum)")
+        settings = {"flow_steps": int(flow_steps), "hidden_ratio": float(hidden_ratio), "conv3x3_only": bool(conv3x3_only),
+                    "clamp": float(clamp), "score_top_fraction": float(score_top_fraction)}
+        super().__init__(backbone, layers, settings, **options)
+        seed = self._seed()
         self.flows = nn.ModuleList(
             fastflow_blocks(self.feature_extractor.channels[layer], steps=int(flow_steps), conv3x3_only=bool(conv3x3_only),
                             hidden_ratio=float(hidden_ratio), clamp=float(clamp), random_state=seed + i)
@@ -117,14 +89,6 @@ class FastFlow(AnomalyModel):
         )
         # 1 once trained: the flows have no "empty until fitted" statistics of their own.
         self.register_buffer("trained", torch.zeros(0))
-        self.training_history_: list[dict[str, Any]] = []
-        # Set by the fit pipeline; not settings, never saved with the model:
-        #: called after each epoch with its record
-        self.epoch_callback: EpochCallback | None = None
-        #: where the state after each whole epoch is saved (atomically), so training can resume
-        self.training_state_path: Path | None = None
-        #: continue from ``training_state_path`` instead of starting again
-        self.resume_training = False
 
     # ----------------------------------------------------------------- features
     def embed(self, images: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
@@ -149,30 +113,28 @@ class FastFlow(AnomalyModel):
         n = features[0].shape[0]
         self._reinitialise()
         train_idx, val_idx = self._split(n)
-        run = _Training(self, n)
+        run = _training(self, n)
         if self.resume_training:
             run.restore()
-        limit = self._settings["max_minutes"]
         stopped = "epochs"
         epochs = range(run.epoch + 1, self._settings["epochs"] + 1)
         if run.epoch and run.epoch - run.best_epoch >= self._settings["patience"]:  # interrupted as it stopped
             stopped, epochs = "early stopping", range(0)
         for epoch in epochs:
             t0 = time.perf_counter()
-            train_loss = self._train_epoch(features, train_idx, run.optimiser, run.gen)
+            train_loss = self._train_epoch(features, train_idx, run.optimisers["optimiser"], run.gen)
             val_loss = self._loss(features, val_idx) if len(val_idx) else train_loss
             record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                       "seconds": round(time.perf_counter() - t0, 3)}
             run.finished(record)
-            if self.epoch_callback is not None:
-                self.epoch_callback({**record, "best_epoch": run.best_epoch, "epochs": self._settings["epochs"]})
+            self._report({**record, "best_epoch": run.best_epoch}, self._settings["epochs"])
             if epoch - run.best_epoch >= self._settings["patience"]:
                 stopped = "early stopping"
                 break
-            if limit is not None and run.seconds() >= 60 * limit:
+            if self._out_of_time(run):
                 stopped = "max_minutes"
                 break
-        self.flows.load_state_dict(run.best_flows)
+        self.flows.load_state_dict(run.best["flows"])
         for record in run.history:
             record["best"] = record["epoch"] == run.best_epoch
         self.training_history_ = run.history
@@ -199,20 +161,12 @@ class FastFlow(AnomalyModel):
         self._check_distinct(n, distinct)
         return [torch.cat(store) for store in levels]
 
-    def _seed(self) -> int:
-        return 0 if self.random_state is None else int(self.random_state)
-
     def _reinitialise(self) -> None:
         fresh = [fastflow_blocks(flow.blocks[0].channels, steps=len(flow.blocks), conv3x3_only=self._settings["conv3x3_only"],
                                  hidden_ratio=self._settings["hidden_ratio"], clamp=self._settings["clamp"],
                                  random_state=self._seed() + i)
                  for i, flow in enumerate(self.flows)]
         self.flows.load_state_dict(nn.ModuleList(fresh).state_dict())
-
-    def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self._seed()))
-        n_val = 0 if n < 4 else max(1, int(round(n * self._settings["validation_fraction"])))
-        return order[n_val:], order[:n_val]
 
     def _objective(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Sum over images and levels of 0.5 |z|^2 - log|det J| (the negative log-likelihood
@@ -226,26 +180,14 @@ class FastFlow(AnomalyModel):
                      gen: torch.Generator) -> float:
         self.flows.train()
         order = idx[torch.randperm(len(idx), generator=gen)]
-        size = self._settings["train_batch_size"]
-        total = 0.0
-        for start in range(0, len(order), size):
-            chunk = order[start : start + size]
-            with torch.enable_grad():
-                loss = self._objective([f[chunk] for f in features]) / len(chunk)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(chunk)
+        loss = train_epoch(order, self._settings["train_batch_size"],
+                           lambda chunk: self._objective([f[chunk] for f in features]) / len(chunk), optimiser)
         self.flows.eval()
-        return total / max(1, len(order))
+        return loss
 
     @torch.no_grad()
     def _loss(self, features: list[torch.Tensor], idx: torch.Tensor) -> float:
         return float(self._objective([f[idx] for f in features])) / len(idx)
-
-    # The one-pass hooks of the base class: FastFlow trains in fit() instead.
-    def _finish(self) -> None:  # pragma: no cover - fit() is overridden
-        raise TypeError("FastFlow trains its flows in fit()")
 
     def _fitted_tensors(self) -> Sequence[torch.Tensor]:
         return (self.trained,)
@@ -271,64 +213,11 @@ class FastFlow(AnomalyModel):
         return flat.topk(k, dim=1).values.mean(dim=1)
 
 
-class _Training:
-    """One FastFlow training run: optimiser, shuffling generator, history and best epoch, saved
-    after each whole epoch to the model's ``training_state_path`` and restored from it."""
-
-    def __init__(self, model: FastFlow, n_images: int) -> None:
-        self.model, self.n_images = model, n_images
-        self.gen = torch.Generator().manual_seed(model._seed() + 1)
-        self.optimiser = torch.optim.Adam(model.flows.parameters(), lr=model._settings["learning_rate"],
-                                          weight_decay=model._settings["weight_decay"])
-        self.history: list[dict[str, Any]] = []
-        self.best_loss, self.best_epoch, self.best_flows = math.inf, 0, copy.deepcopy(model.flows.state_dict())
-        self.epoch = 0
-        self.resumed_after: int | None = None
-        self._before = 0.0  # training seconds of the interrupted run(s)
-        self._start = time.perf_counter()
-
-    def seconds(self) -> float:
-        """Training time so far, the interrupted runs' included (--max-minutes counts it all)."""
-        return self._before + time.perf_counter() - self._start
-
-    def _identity(self) -> dict[str, Any]:
-        return {"params": self.model.get_config()["params"], "n_images": self.n_images}
-
-    def finished(self, record: dict[str, Any]) -> None:
-        """Epoch ``record`` is done: keep the best weights, save the state."""
-        self.history.append(record)
-        self.epoch = record["epoch"]
-        if record["val_loss"] < self.best_loss:
-            self.best_loss, self.best_epoch = record["val_loss"], record["epoch"]
-            self.best_flows = copy.deepcopy(self.model.flows.state_dict())
-        path = self.model.training_state_path
-        if path is None:
-            return
-        state = {"format": "edgeanomaly-fastflow-training", "identity": self._identity(), "epoch": self.epoch,
-                 "history": self.history, "best_loss": self.best_loss, "best_epoch": self.best_epoch,
-                 "best_flows": self.best_flows, "flows": self.model.flows.state_dict(),
-                 "optimiser": self.optimiser.state_dict(), "generator": self.gen.get_state(), "seconds": self.seconds()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # a kill mid-save leaves the previous epoch's state whole
-
-    def restore(self) -> None:
-        """Continue from the saved state (a clear error when there is none, or it is another fit's)."""
-        path = self.model.training_state_path
-        if path is None or not path.is_file():
-            raise ConfigError(f"Nothing to resume: no training state at {path} (a FastFlow fit saves one after each epoch)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("identity") != self._identity():
-            raise ConfigError(f"The training state at {path} is of another fit (other settings or images: it had "
-                               f"{state.get('identity', {}).get('n_images')} images, this fit {self.n_images}); "
-                               "start again with --overwrite")
-        self.model.flows.load_state_dict(state["flows"])
-        self.optimiser.load_state_dict(state["optimiser"])
-        self.gen.set_state(state["generator"])
-        self.history, self.epoch = list(state["history"]), int(state["epoch"])
-        self.best_loss, self.best_epoch, self.best_flows = float(state["best_loss"]), int(state["best_epoch"]), state["best_flows"]
-        self.resumed_after, self._before = self.epoch, float(state["seconds"])
+def _training(model: FastFlow, n_images: int) -> TrainingRun:
+    """One FastFlow training run: the flows and their Adam, the best epoch's flows kept."""
+    optimiser = torch.optim.Adam(model.flows.parameters(), lr=model._settings["learning_rate"],
+                                 weight_decay=model._settings["weight_decay"])
+    return TrainingRun(model, n_images, {"flows": model.flows}, {"optimiser": optimiser}, kept=("flows",))
 
 
 def _layer_norm(f: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -337,21 +226,3 @@ def _layer_norm(f: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     mean = f.mean(dim=(1, 2, 3), keepdim=True)
     var = (f - mean).pow(2).mean(dim=(1, 2, 3), keepdim=True)
     return (f - mean) / torch.sqrt(var + eps)
-
-
-def _check_settings(epochs: Any, lr: Any, wd: Any, batch: Any, fraction: Any, patience: Any, minutes: Any) -> None:
-    def positive_int(name: str, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"Expected {name} as an integer >= 1, got {value!r}")
-
-    positive_int("epochs", epochs)
-    positive_int("train_batch_size", batch)
-    positive_int("patience", patience)
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ConfigError(f"Expected learning_rate > 0, got {lr!r}")
-    if not (isinstance(wd, (int, float)) and math.isfinite(wd) and wd >= 0):
-        raise ConfigError(f"Expected weight_decay >= 0, got {wd!r}")
-    if not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
-        raise ConfigError(f"Expected validation_fraction in [0, 1), got {fraction!r}")
-    if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):
-        raise ConfigError(f"Expected max_minutes > 0 or None, got {minutes!r}")

@@ -22,12 +22,14 @@ def test_every_help_has_a_runnable_looking_example(command: list[str]) -> None:
 
 def test_static_help_tables_match_the_registries() -> None:
     pytest.importorskip("torch")
-    from edgeanomaly.cli._fit import BACKBONE_NAMES, LAYER_HELP, LAYER_NAMES, MODEL_NAMES
+    from edgeanomaly.cli._fit import BACKBONE_NAMES, LAYER_HELP, LAYER_NAMES, MODEL_NAMES, TRAINED_NAMES
     from edgeanomaly.components import list_backbones
     from edgeanomaly.components._backbones import backbone_spec
-    from edgeanomaly.models import list_models
+    from edgeanomaly.models import list_models, model_class
+    from edgeanomaly.models._trained import TrainedModel
 
     assert sorted(MODEL_NAMES) == list_models()
+    assert sorted(TRAINED_NAMES) == [m for m in list_models() if issubclass(model_class(m), TrainedModel)]
     assert sorted(BACKBONE_NAMES) == list_backbones() == sorted(LAYER_NAMES)
     for name in BACKBONE_NAMES:
         spec = backbone_spec(name)

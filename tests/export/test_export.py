@@ -178,7 +178,10 @@ def test_zero_pads_are_folded_into_their_convolutions(model: str, exported) -> N
              for n in graph.node if n.op_type == "Pad"}
     left = [n.name for n in graph.node if n.op_type == "Pad" and modes[n.name] == b"constant" and consumers.get(n.output[0]) == ["Conv"]]
     assert left == []
-    assert any(n.op_type == "Conv" and any(a.name == "pads" and len(set(a.ints)) > 1 for a in n.attribute) for n in graph.node)
+    folded = any(n.op_type == "Conv" and any(a.name == "pads" and len(set(a.ints)) > 1 for a in n.attribute) for n in graph.node)
+    # EfficientAD's graph is its PDNs and autoencoder (symmetric or no padding): the backbone
+    # only distilled its teacher, so there is no "same" padding to fold; every other graph runs it
+    assert folded == (model != "efficientad")
 
 
 def test_pad_folding_is_exact_and_leaves_other_pads(tmp_path) -> None:

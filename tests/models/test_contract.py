@@ -15,7 +15,8 @@ SIZE = 64
 
 #: Models trained for epochs: a short training keeps the contract tests fast (quality is
 #: tested elsewhere: tests/models/test_quality_real.py).
-SHORT_TRAINING = {"fastflow": {"epochs": 3, "flow_steps": 2, "score_top_fraction": 0.1}}
+SHORT_TRAINING = {"fastflow": {"epochs": 3, "flow_steps": 2, "score_top_fraction": 0.1},
+                  "efficientad": {"width": 0.125, "teacher_epochs": 1, "epochs": 2}}
 
 
 def small(name: str, seed: int = 0):
@@ -33,7 +34,7 @@ def train() -> list[torch.Tensor]:
 
 
 def test_registry_lists_the_models() -> None:
-    assert list_models() == ["dfkde", "dfm", "fastflow", "padim", "patchcore"]
+    assert list_models() == ["dfkde", "dfm", "efficientad", "fastflow", "padim", "patchcore"]
 
 
 def test_unknown_model_suggests_close_match() -> None:

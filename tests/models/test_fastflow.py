@@ -129,7 +129,7 @@ def test_epoch_options_are_refused_for_one_pass_models(tmp_path) -> None:
     from edgeanomaly.cli import main
 
     r = CliRunner().invoke(main, ["fit", "--model", "padim", "--data", str(tmp_path), "--epochs", "3", "--out", str(tmp_path / "r")])
-    assert r.exit_code == 2 and "--epochs applies to models trained for epochs (fastflow); padim fits in one pass" in r.output
+    assert r.exit_code == 2 and "--epochs applies to models trained for epochs (fastflow, efficientad); padim fits in one pass" in r.output
 
 
 @pytest.mark.parametrize("setting, value, message", [

@@ -156,7 +156,7 @@ def test_fit_help_lists_the_new_model_and_backbone(plugin: object) -> None:
     r = subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "fit", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
-    assert f"patchcore, padim, dfkde, dfm, fastflow, {plugin.MODEL}" in text  # type: ignore[attr-defined]
+    assert f"patchcore, padim, dfkde, dfm, fastflow, efficientad, {plugin.MODEL}" in text  # type: ignore[attr-defined]
     assert f"wide_resnet50_2, {plugin.BACKBONE}" in text  # type: ignore[attr-defined]
 
 

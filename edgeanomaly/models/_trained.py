@@ -1,0 +1,251 @@
+"""What the models trained for epochs (FastFlow, EfficientAD) share: the settings of the
+training loop (:class:`TrainingSettings`, taken as keywords by every trained model, each
+model's defaults in its ``training_defaults``), the fit pipeline's hooks (``epoch_callback``,
+``training_state_path``, ``resume_training``), the seeded held-out split, the time limit, and
+one training run's bookkeeping (:class:`TrainingRun`: history, best epoch and its weights,
+state saved after each whole epoch and restored from it).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from edgeanomaly.errors import ConfigError
+from edgeanomaly.models._base import AnomalyModel
+
+__all__ = ["TrainedModel", "TrainingSettings", "TrainingRun", "train_epoch", "check_number", "check_positive_int"]
+
+#: ``epoch_callback(record)``: called after each epoch with that epoch's history record.
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"Expected {name} as an integer >= 1, got {value!r}")
+
+
+def check_number(name: str, value: Any, ok: Callable[[float], bool], what: str) -> None:
+    """``value`` is a finite real number for which ``ok`` holds (``what`` says the condition)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise ConfigError(f"Expected {name} {what}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The settings of the training loop that every model trained for epochs has, checked
+    when made (a :class:`~edgeanomaly.errors.ConfigError` names the wrong one).
+
+    Args:
+        epochs: at most this many passes over the training images.
+        learning_rate, weight_decay: Adam's.
+        train_batch_size: images per optimiser step.
+        validation_fraction: share of the normal images held out for early stopping (at least
+            one image; none when fewer than 4 images are given).
+        patience: epochs without a better validation loss before training stops.
+        max_minutes: stop after this much training time (None: no limit).
+
+    The defaults are Adam's usual learning rate with a light weight decay (FastFlow's paper
+    settings); a model with other defaults says so in its ``training_defaults``.
+
+    >>> TrainingSettings(epochs=5).replace(max_minutes=2).max_minutes
+    2.0
+    """
+
+    epochs: int = 100
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    train_batch_size: int = 8
+    validation_fraction: float = 0.1
+    patience: int = 10
+    max_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("train_batch_size", self.train_batch_size)
+        check_positive_int("patience", self.patience)
+        check_number("learning_rate", self.learning_rate, lambda v: v > 0, "> 0")
+        check_number("weight_decay", self.weight_decay, lambda v: v >= 0, ">= 0")
+        check_number("validation_fraction", self.validation_fraction, lambda v: 0 <= v < 1, "in [0, 1)")
+        if self.max_minutes is not None:
+            check_number("max_minutes", self.max_minutes, lambda v: v > 0, "> 0 or None")
+        for f in dataclasses.fields(self):  # ints and floats as their declared kind (1 -> 1.0)
+            value = getattr(self, f.name)
+            if value is not None:
+                object.__setattr__(self, f.name, int(value) if f.type == "int" else float(value))
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def replace(self, **changes: Any) -> "TrainingSettings":
+        """These settings with ``changes`` (checked as when made)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class TrainedModel(AnomalyModel):
+    """Base of the models trained for epochs in ``fit()`` (not from one pass of statistics).
+
+    A subclass passes its own settings and the keywords it was given (``pretrained``,
+    ``weights``, ``cache_dir``, ``random_state`` and the :class:`TrainingSettings`, declared
+    here once); ``training_defaults`` holds its defaults for the latter."""
+
+    min_distinct_images = 2
+    int8_head_refit = False  # the networks are trained, not statistics of the features
+    #: this model's defaults of the training loop's settings
+    training_defaults: ClassVar[TrainingSettings] = TrainingSettings()
+
+    def __init__(self, backbone: str, layers: Sequence[str] | None, settings: Mapping[str, Any], *,
+                 pretrained: bool = True, weights: str | os.PathLike[str] | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None, random_state: int | None = 0,
+                 **training: Any) -> None:
+        names = TrainingSettings.names()
+        unknown = [k for k in training if k not in names]
+        if unknown:
+            known = [*names, "pretrained", "weights", "cache_dir", "random_state"]
+            hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+            said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments: {said}")
+        loop = self.training_defaults.replace(**training)
+        super().__init__(backbone, layers, pretrained, weights, cache_dir, random_state, {**settings, **loop.as_dict()})
+        self.training_history_: list[dict[str, Any]] = []
+        # Set by the fit pipeline; not settings, never saved with the model:
+        #: called after each epoch with its record
+        self.epoch_callback: EpochCallback | None = None
+        #: where the state after each whole epoch is saved (atomically), so training can resume
+        self.training_state_path: Path | None = None
+        #: continue from ``training_state_path`` instead of starting again
+        self.resume_training = False
+
+    def _seed(self) -> int:
+        return 0 if self.random_state is None else int(self.random_state)
+
+    def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A seeded ``validation_fraction`` of ``n`` images held out (at least one; none when
+        fewer than 4): (train indices, held-out indices)."""
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self._seed()))
+        n_val = 0 if n < 4 else max(1, int(round(n * self._settings["validation_fraction"])))
+        return order[n_val:], order[:n_val]
+
+    def _report(self, record: dict[str, Any], epochs: int) -> None:
+        if self.epoch_callback is not None:
+            self.epoch_callback({**record, "epochs": epochs})
+
+    def _out_of_time(self, run: "TrainingRun") -> bool:
+        limit = self._settings["max_minutes"]
+        return limit is not None and run.seconds() >= 60 * limit
+
+    # The one-pass hooks of the base class: a trained model trains in fit() instead.
+    def _finish(self) -> None:  # pragma: no cover - fit() is overridden
+        raise TypeError(f"{type(self).__name__} trains its networks in fit()")
+
+
+class TrainingRun:
+    """One training run: the trained ``modules``, their ``optimisers``, a shuffling generator,
+    the history and the best epoch with the weights of the ``kept`` modules at that epoch;
+    saved after each whole epoch to the model's ``training_state_path`` and restored from it."""
+
+    def __init__(self, model: TrainedModel, n_images: int, modules: Mapping[str, nn.Module],
+                 optimisers: Mapping[str, torch.optim.Optimizer], kept: tuple[str, ...]) -> None:
+        self.model, self.n_images = model, n_images
+        self.modules, self.optimisers, self.kept = dict(modules), dict(optimisers), kept
+        self.format = f"edgeanomaly-{model.name}-training"  # the saved state's ``format`` field
+        self.gen = torch.Generator().manual_seed(model._seed() + 1)
+        self.history: list[dict[str, Any]] = []
+        self.best_loss, self.best_epoch = math.inf, 0
+        self.best = self._weights()
+        self.epoch = 0
+        self.resumed_after: int | None = None
+        self._before = 0.0  # training seconds of the interrupted run(s)
+        self._start = time.perf_counter()
+
+    def _weights(self) -> dict[str, Any]:
+        return {name: copy.deepcopy(self.modules[name].state_dict()) for name in self.kept}
+
+    def seconds(self) -> float:
+        """Training time so far, the interrupted runs' included (--max-minutes counts it all)."""
+        return self._before + time.perf_counter() - self._start
+
+    def _identity(self) -> dict[str, Any]:
+        return {"params": self.model.get_config()["params"], "n_images": self.n_images}
+
+    def improves(self, record: dict[str, Any]) -> bool:
+        """Whether epoch ``record`` counts as the best so far."""
+        return record["val_loss"] < self.best_loss
+
+    def extra_state(self) -> dict[str, Any]:
+        """What a subclass saves beside the common state (restored by :meth:`restore_extra`)."""
+        return {}
+
+    def restore_extra(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` saved."""
+
+    def finished(self, record: dict[str, Any]) -> None:
+        """Epoch ``record`` is done: keep the best weights, save the state."""
+        self.history.append(record)
+        self.epoch = record["epoch"]
+        if self.improves(record):
+            self.best_loss, self.best_epoch = record["val_loss"], record["epoch"]
+            self.best = self._weights()
+        path = self.model.training_state_path
+        if path is None:
+            return
+        state = {"format": self.format, "identity": self._identity(), "epoch": self.epoch, "history": self.history,
+                 "best_loss": self.best_loss, "best_epoch": self.best_epoch, "best": self.best,
+                 "modules": {name: m.state_dict() for name, m in self.modules.items()},
+                 "optimisers": {name: o.state_dict() for name, o in self.optimisers.items()},
+                 "generator": self.gen.get_state(), "seconds": self.seconds(), **self.extra_state()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # a kill mid-save leaves the previous epoch's state whole
+
+    def restore(self) -> None:
+        """Continue from the saved state (a clear error when there is none, or it is another fit's)."""
+        path = self.model.training_state_path
+        name = type(self.model).__name__
+        if path is None or not path.is_file():
+            raise ConfigError(f"Nothing to resume: no training state at {path} (a {name} fit saves one after each epoch)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != self.format or state.get("identity") != self._identity():
+            raise ConfigError(f"The training state at {path} is of another fit (other settings or images: it had "
+                              f"{state.get('identity', {}).get('n_images')} images, this fit {self.n_images}); "
+                              "start again with --overwrite")
+        for key, module in self.modules.items():
+            module.load_state_dict(state["modules"][key])
+        for key, optimiser in self.optimisers.items():
+            optimiser.load_state_dict(state["optimisers"][key])
+        self.gen.set_state(state["generator"])
+        self.history, self.epoch = list(state["history"]), int(state["epoch"])
+        self.best_loss, self.best_epoch, self.best = float(state["best_loss"]), int(state["best_epoch"]), state["best"]
+        self.resumed_after, self._before = self.epoch, float(state["seconds"])
+        self.restore_extra(state)
+
+
+def train_epoch(order: torch.Tensor, batch_size: int, loss_of: Callable[[torch.Tensor], torch.Tensor],
+                optimiser: torch.optim.Optimizer) -> float:
+    """One pass over the indices ``order`` in chunks of ``batch_size``, one optimiser step per
+    chunk on ``loss_of(chunk)`` (the chunk's mean loss); returns the mean loss per index."""
+    total = 0.0
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        with torch.enable_grad():
+            loss = loss_of(chunk)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+        optimiser.step()
+        total += float(loss.detach()) * len(chunk)
+    return total / max(1, len(order))

@@ -1,0 +1,54 @@
+"""What the models trained for epochs share (models/_trained.py): the training loop's settings,
+declared once and taken as keywords by every trained model, each with its own defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeanomaly.errors import ConfigError
+from edgeanomaly.models import TrainedModel, TrainingSettings, create_model, list_models, model_class
+
+TRAINED = [m for m in list_models() if issubclass(model_class(m), TrainedModel)]
+
+
+def test_the_trained_models_are_fastflow_and_efficientad() -> None:
+    assert TRAINED == ["efficientad", "fastflow"]
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_every_training_setting_is_a_keyword_recorded_in_the_config(name: str) -> None:
+    given = {"epochs": 7, "learning_rate": 3e-4, "weight_decay": 0.0, "train_batch_size": 2,
+             "validation_fraction": 0.25, "patience": 3, "max_minutes": 1.5}
+    assert set(given) == set(TrainingSettings.names())
+    params = create_model(name, pretrained=False, random_state=5, **given).get_config()["params"]
+    assert {k: params[k] for k in given} == given and params["random_state"] == 5
+    assert isinstance(params["epochs"], int) and isinstance(params["learning_rate"], float)
+
+
+def test_each_model_keeps_its_own_defaults() -> None:
+    ff = create_model("fastflow", pretrained=False).get_config()["params"]
+    ead = create_model("efficientad", pretrained=False).get_config()["params"]
+    # FastFlow's paper: Adam 1e-3; EfficientAD's paper: Adam 1e-4 (batch 4 here, the paper's 1)
+    assert (ff["learning_rate"], ff["train_batch_size"]) == (1e-3, 8)
+    assert (ead["learning_rate"], ead["train_batch_size"]) == (1e-4, 4)
+    assert ff["max_minutes"] is None and ead["max_minutes"] is None
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_an_unknown_keyword_is_a_type_error_with_the_close_name(name: str) -> None:
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments: 'epoch' \(did you mean 'epochs'\?\)"):
+        create_model(name, pretrained=False, epoch=3)
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("epochs", True, "epochs as an integer >= 1"),
+    ("train_batch_size", 0, "train_batch_size as an integer >= 1"),
+    ("weight_decay", -1e-5, "weight_decay >= 0"),
+    ("validation_fraction", -0.1, r"validation_fraction in \[0, 1\)"),
+    ("max_minutes", float("inf"), "max_minutes > 0 or None"),
+])
+def test_settings_are_checked_when_made(setting: str, value, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainingSettings(**{setting: value})
+    with pytest.raises(ConfigError, match=message):
+        TrainingSettings().replace(**{setting: value})
