@@ -46,6 +46,7 @@ __all__ = [
     "get_deploy_target",
     "measured_release",
     "register_deploy_target",
+    "release_keys",
     "format_names",
     "formats",
     "get_backend",
@@ -310,7 +311,7 @@ def unregister_backend(name: str) -> None:
 
 def unregister_format(name: str) -> None:
     """Remove a format row (for plugins and tests that registered one); refused while a
-    registered backend still runs it."""
+    registered backend still runs it or a deploy target serves it."""
     spec = get_format(name)  # an unknown name is a ConfigError with close matches, not a KeyError
     users = [b.name for b in _BACKENDS.values() if spec.name in b.formats] + [t.name for t in _TARGETS.values() if spec.name in t.formats]
     if users:
@@ -356,10 +357,16 @@ def measured_release(entry: Any) -> tuple[str, str] | None:
     >>> measured_release({"device": "CPU", "openvino": "2026.4.1"})
     ('OpenVINO', '2026.4.1')
     """
-    for b in _BACKENDS.values():
-        if b.device_facts is not None and entry.get(b.name):
-            return b.label, str(entry[b.name])
+    for key in release_keys():
+        if entry.get(key):
+            return _BACKENDS[key].label, str(entry[key])
     return None
+
+
+def release_keys() -> tuple[str, ...]:
+    """Keys a measurement may store a backend release under: the names of the rows that
+    describe devices (``device_facts``)."""
+    return tuple(b.name for b in _BACKENDS.values() if b.device_facts is not None)
 
 
 def formats() -> tuple[FormatSpec, ...]:

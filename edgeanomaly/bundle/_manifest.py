@@ -36,7 +36,7 @@ from edgeanomaly.bundle._schema import (
     TASKS,
 )
 from edgeanomaly.errors import ConfigError
-from edgeanomaly.registry import backends, get_format
+from edgeanomaly.registry import get_format, release_keys
 
 __all__ = ["ArtifactFile", "Artifact", "Manifest", "input_spec", "output_specs"]
 
@@ -329,10 +329,9 @@ def _check_executions(value: Any, where: str) -> None:
             F.fail(f"{at}.max_rel_diff", f"expected a relative difference >= 0, got {entry['max_rel_diff']}")
         F.as_int(entry["decision_flips"], f"{at}.decision_flips", minimum=0)
         # The release of the backend that measured, under its row's name (OpenVINO's: "openvino").
-        keys = [b.name for b in backends() if b.device_facts is not None]
-        present = [k for k in keys if k in entry]
+        present = [k for k in release_keys() if k in entry]
         if not present:
-            F.fail(at, f"a measured precision needs the release of the backend that measured it, under one of {keys}")
+            F.fail(at, f"a measured precision needs the release of the backend that measured it, under one of {list(release_keys())}")
         F.as_str(entry[present[0]], f"{at}.{present[0]}", allow_empty=False)
 
 

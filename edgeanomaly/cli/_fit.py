@@ -47,6 +47,8 @@ def model_names() -> tuple[str, ...]:
 def backbone_names() -> tuple[str, ...]:
     """Registered backbone names: the built-in ones first, then those plugins added."""
     return _registered("edgeanomaly.components", "list_backbones", BACKBONE_NAMES)
+
+
 #: backbone -> feature layer names (shallow to deep) as the help shows them.
 LAYER_NAMES = {
     "efficientnet_lite0": ("stem",) + tuple(f"blocks.{i}" for i in range(16)) + ("head",),

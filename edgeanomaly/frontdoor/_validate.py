@@ -27,7 +27,6 @@ def _path(bundle: str | os.PathLike[str]) -> Path:
     return path
 
 
-
 def validate(
     bundle: str | os.PathLike[str],
     data: str | os.PathLike[str],

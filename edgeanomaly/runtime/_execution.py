@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from edgeanomaly.errors import BackendUnavailableError, ConfigError
 from edgeanomaly.judging import PASS
-from edgeanomaly.registry import EXECUTION_CAPABILITIES, backends, measured_release
+from edgeanomaly.registry import EXECUTION_CAPABILITIES, backends, measured_release, release_keys
 
 __all__ = [
     "NOT_MEASURED",
@@ -74,7 +74,7 @@ class ExecutionChoice:
         """``{"precision", "requested", "reason", "export_drift"}`` for ``info()``, JSON and reports."""
         drift = self.drift
         keep = ("outcome", "max_rel_diff", "max_rel_score_diff", "max_rel_map_diff", "p99_rel_map_diff", "decision_flips", "swapped_pairs",
-                "metric_deltas", "tolerance", "device", "device_name", *_release_keys(), "reason")
+                "metric_deltas", "tolerance", "device", "device_name", *release_keys(), "reason")
         return {
             "precision": self.precision,
             "requested": self.requested,
@@ -184,11 +184,6 @@ def _release(version: Any) -> str:
     return str(version or "").split("-")[0]
 
 
-def _release_keys() -> tuple[str, ...]:
-    """Keys a measurement may store a backend release under: the rows that describe devices."""
-    return tuple(b.name for b in backends() if b.device_facts is not None)
-
-
 def _describer(device: str) -> Any:
     """The first installed backend row that reports device facts of ``device`` (None: none)."""
     return next((b for b in backends() if b.device_facts is not None and b.installed() and b.knows(device)), None)
@@ -213,8 +208,8 @@ def device_description(device: str) -> dict[str, str]:
     e.g. ``{"device": "CPU", "device_name": "AMD EPYC ...", "openvino": "2026.4.1-..."}``."""
     row = _describer(device)
     if row is None:
-        names = [b.name for b in backends() if b.device_facts is not None]
-        raise BackendUnavailableError(f"No installed backend describes device {device!r} (these can, once installed: {', '.join(names) or 'none registered'})")
+        raise BackendUnavailableError(f"No installed backend describes device {device!r} "
+                                      f"(these can, once installed: {', '.join(release_keys()) or 'none registered'})")
     facts = row.facts(device)
     return {"device": device, "device_name": str(facts.get("device_name", "")), row.name: str(facts.get("release", ""))}
 
