@@ -1,0 +1,123 @@
+"""Quality of a trained model (FastFlow or EfficientAD) on an MVTec AD category, fitted in
+process with given settings, with the image score and map read several ways (issue 23's
+search for what limits them). Run by hand (not collected by pytest):
+
+    PYTHONPATH=. python benchmarks/bench_trained_quality.py fastflow epochs=150 patience=10 score_top_fraction=0.1 \
+        [size=256] [threads=2] [augment=none|flips|dihedral] [layers=blocks.4,blocks.10] [random_state=0]
+    PYTHONPATH=. python benchmarks/bench_trained_quality.py efficientad epochs=100 [size=192] [threads=2]
+
+``KEY=VALUE`` pairs other than ``size``, ``threads``, ``augment`` and ``layers`` are the model's
+keywords (JSON values); EfficientAD starts from the packaged recipe's settings. Prints one JSON
+line: the fit's training summary, pixel AUROC and AUPRO of the model's map, and image AUROC of
+several image scores. FastFlow: the map's maximum, the mean of its top 0.1/1/5/10 %, the max
+after a Gaussian blur (sigma 4, 8), the same on the mean negative log-likelihood map
+(``0.5 * mean_c z^2``, unsaturated) and per level. EfficientAD: the model's score and map, and
+the student-teacher and autoencoder maps each alone. ``augment`` (FastFlow only) adds the
+training images' flips (4 views) or all 8 rotations/flips of the square to the fit (the held-out
+split is then drawn over the views, so an image's flips can sit on both sides of it).
+Metrics are the project's (checked against scikit-learn in tests/metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGEANOMALY_SHARED", REPO.parent / "shared"))
+RECIPE_EFFICIENTAD = dict(width=0.125, teacher_channels=64, strided=True, light_decoder=True, teacher_epochs=10,
+                          epochs=100, train_batch_size=1, patience=10)
+
+
+def _views(x: torch.Tensor, augment: str) -> torch.Tensor:
+    if augment == "none":
+        return x
+    v = [x, x.flip(-1), x.flip(-2), x.flip(-1, -2)]
+    if augment == "dihedral":
+        t = x.transpose(-1, -2)
+        v += [t, t.flip(-1), t.flip(-2), t.flip(-1, -2)]
+    elif augment != "flips":
+        raise SystemExit(f"augment: expected none, flips or dihedral, got {augment!r}")
+    return torch.cat(v)
+
+
+def main() -> None:
+    from edgeanomaly.components import GaussianBlur2d
+    from edgeanomaly.data import PreprocessConfig, mvtec_dataset, preprocess_batch, read_image, sample_masks
+    from edgeanomaly.metrics import aupro, auroc, pixel_auroc
+    from edgeanomaly.models import EfficientAD, FastFlow
+
+    model_name, *pairs = sys.argv[1:]
+    args = dict(a.split("=", 1) for a in pairs)
+    size = int(args.pop("size", 192 if model_name == "efficientad" else 256))
+    torch.set_num_threads(int(args.pop("threads", 2)))
+    augment = args.pop("augment", "none")
+    layers = args.pop("layers", "blocks.4,blocks.10").split(",")
+    data = Path(args.pop("data", SHARED / "data" / "mvtec_ad_reduced" / "hazelnut"))
+    params = {k: json.loads(v) for k, v in args.items()}
+    ds = mvtec_dataset(data)
+    train, test = list(ds.train), list(ds.test)
+    cfg = PreprocessConfig(size)
+    x = torch.from_numpy(preprocess_batch([read_image(s.path) for s in train], cfg))
+    xt = torch.from_numpy(preprocess_batch([read_image(s.path) for s in test], cfg))
+    labels = np.array([s.label for s in test])
+    masks = sample_masks(test, cfg)
+    if model_name == "fastflow":
+        model = FastFlow(layers=layers, **params)
+        x = _views(x, augment)
+    else:
+        model = EfficientAD(layers=layers, **{**RECIPE_EFFICIENTAD, **params})
+    t0 = time.time()
+    model.fit([x[i : i + 8] for i in range(0, len(x), 8)])
+    out = {"model": model_name, "args": pairs, "fit_s": round(time.time() - t0), **model.training_summary_}
+    with torch.no_grad():
+        score, amap = model(xt)
+    a = amap[:, 0]
+    out["pixel_auroc"] = round(pixel_auroc(a.numpy(), masks), 4)
+    out["aupro"] = round(aupro(a.numpy(), masks), 4)
+    out["image_auroc"] = round(auroc(score.numpy(), labels), 4)
+
+    def image(name: str, s: torch.Tensor) -> None:
+        out[f"image_auroc_{name}"] = round(auroc(s.numpy(), labels), 4)
+
+    def top(flat: torch.Tensor, fraction: float) -> torch.Tensor:
+        return flat.topk(max(1, int(fraction * flat.shape[1])), 1).values.mean(1)
+
+    if model_name == "fastflow":
+        flat = a.flatten(1)
+        image("max", flat.amax(1))
+        for fr in (0.001, 0.01, 0.05, 0.1):
+            image(f"top{fr}", top(flat, fr))
+        for sigma in (4, 8):
+            image(f"blur{sigma}_max", GaussianBlur2d(sigma=sigma)(a[:, None])[:, 0].flatten(1).amax(1))
+        with torch.no_grad():
+            nlls = [F.interpolate(0.5 * z.pow(2).mean(1, keepdim=True), size=xt.shape[-2:], mode="bilinear")[:, 0]
+                    for z, _ in model._level_terms(model.embed(xt))]
+        nll = sum(nlls) / len(nlls)
+        out["pixel_auroc_nll"] = round(pixel_auroc(nll.numpy(), masks), 4)
+        for fr in (0.01, 0.1):
+            image(f"nll_top{fr}", top(nll.flatten(1), fr))
+        for i, level in enumerate(nlls):
+            image(f"level{i}_max", level.flatten(1).amax(1))
+        out["scores_top0.1"] = [round(float(v), 4) for v in top(flat, 0.1)]
+        out["labels"] = labels.tolist()
+    else:
+        with torch.no_grad():
+            m_st, m_ae = model._maps(xt)
+        for name, m in (("st", m_st), ("ae", m_ae)):
+            pad = max(0, (size // 4 - m.shape[-2]) // 2)
+            u = F.interpolate(F.pad(m, (pad,) * 4), size=(size, size), mode="bilinear")[:, 0]
+            out[f"pixel_auroc_{name}"] = round(pixel_auroc(u.numpy(), masks), 4)
+            image(f"{name}_max", u.flatten(1).amax(1))
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
