@@ -94,7 +94,7 @@ class GaussianKDE(DynamicBufferModule):
             if self.covariance == "spherical":
                 kernel_cov = torch.eye(d, dtype=cov.dtype, device=cov.device) * (torch.trace(kernel_cov) / d)
             chol_cov, info = torch.linalg.cholesky_ex(kernel_cov)
-            if int(info) != 0:
+            if int(info) != 0 or _numerically_singular(torch.diagonal(chol_cov)):
                 raise ValueError(
                     f"The covariance of x ({n} samples, {d} dimensions) is singular; a kernel "
                     "density needs more samples than dimensions and no constant or collinear "
@@ -139,3 +139,16 @@ class GaussianKDE(DynamicBufferModule):
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`forward`."""
         return self.forward(x)
+
+
+def _numerically_singular(chol_diagonal: torch.Tensor) -> bool:
+    """Whether a covariance whose Cholesky factor has this diagonal is singular to working
+    precision: the squared ratio of the smallest to the largest pivot (a lower bound on the
+    reciprocal condition number's order) below ``D * 1000`` float64 epsilons. Exactly collinear
+    features give a covariance whose factorisation succeeds or fails by rounding alone, which
+    differs from one CPU's matrix kernels to another's; this decides the same on all of them."""
+    d = chol_diagonal.abs()
+    if not bool(torch.isfinite(d).all()) or float(d.max()) == 0.0:
+        return True
+    ratio = float(d.min() / d.max()) ** 2
+    return ratio < len(d) * 1000 * torch.finfo(torch.float64).eps

@@ -100,6 +100,25 @@ def test_bad_inputs() -> None:
         kde(torch.zeros(2, 4, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("noise", [0.0, 1e-9, 1e-7])
+def test_collinear_features_are_refused_on_every_cpu(noise: float) -> None:
+    # Exactly collinear columns give a covariance that is singular only up to rounding:
+    # whether its Cholesky factorisation fails depended on the CPU's matrix kernels (it
+    # succeeded on an Intel AMX machine). Collinear up to 1e-7 of the spread (a condition
+    # number near 1e15) is as singular: its factorisation succeeds everywhere, and is noise.
+    x = _data(50, 1).repeat(1, 2)
+    x[:, 1] += noise * torch.randn(50, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    with pytest.raises(ValueError, match="singular"):
+        GaussianKDE().fit(x)
+
+
+def test_strongly_correlated_features_are_still_fitted() -> None:
+    x = _data(50, 1).repeat(1, 2)
+    x[:, 1] += 1e-3 * torch.randn(50, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    kde = GaussianKDE().fit(x)
+    assert torch.isfinite(kde.score_samples(x)).all()
+
+
 @pytest.mark.parametrize(("n", "d"), [(150, 3), (20, 40)])
 def test_spherical_matches_sklearn_kernel_density(n: int, d: int) -> None:
     # The isotropic kernel of scikit-learn with bandwidth f * sqrt(mean variance); it also
