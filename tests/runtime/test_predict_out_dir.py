@@ -31,6 +31,20 @@ def _predict(*args: object, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), **kwargs)
 
 
+def _raw_line(run: subprocess.Popen) -> str:
+    """One line of ``run``'s stdout read byte by byte from the pipe. ``readline()`` on the text
+    stream would read a whole buffer ahead, and ``communicate()`` (which reads the pipe itself
+    when stderr is a pipe too) never sees what that buffer holds: lines printed by the run
+    would look lost. How far ahead depends on how fast the run printed."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(run.stdout.fileno(), 1)
+        if not byte:
+            break
+        line += byte
+    return line.decode()
+
+
 def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -80,7 +94,7 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(seg_bundle: Path
 
     out = tmp_path / "cut"
     run = _predict(seg_bundle, many_parts, "--json", "--out", out)
-    printed = [run.stdout.readline() for _ in range(3)]  # it is running; now stop reading
+    printed = [_raw_line(run) for _ in range(3)]  # it is running; now stop reading
     jsonl = out / "predictions.jsonl"
     size, still = -1, 0
     while still < 10:  # wait until it blocks on the full stdout pipe: the file stops growing
