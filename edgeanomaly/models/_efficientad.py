@@ -27,7 +27,8 @@ Student and autoencoder: ``loss = L_hard + L_AE + L_STAE``:
 - The paper's ImageNet penalty on the student (``mean(S(P)^2)`` for ImageNet images P) is
   dropped: there are no ImageNet images, and penalising the student on the normal images
   themselves would fight ``L_hard``.
-Adam (lr 1e-4, weight decay 1e-5, the paper's) for ``epochs``; a seeded ``validation_fraction``
+Adam (lr 1e-4, weight decay 1e-5, the paper's) for ``epochs``, the learning rate a tenth after
+``lr_drop_at`` (0.95) of them, as the paper's after 95 % of its steps; a seeded ``validation_fraction``
 of the normal images is held out: its loss picks the best epoch and stops training after
 ``patience`` epochs without improvement, or after ``max_minutes`` (the teacher's time counted).
 
@@ -40,7 +41,6 @@ PDN's border and resized to the input. Image score: the map's maximum.
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Any, Iterable, Sequence
 
@@ -176,6 +176,9 @@ class EfficientAD(TrainedModel):
         teacher_learning_rate: Adam's, for the teacher.
         hard_quantile: the hard-feature loss's quantile (paper: 0.999).
         q_a, q_b: the map normalisation's quantiles (paper: 0.9 and 0.995).
+        lr_drop_at: the fraction of ``epochs`` after which the student and autoencoder train at
+            a tenth of ``learning_rate`` (paper: 0.95 of its steps; 1.0: no drop). A fit that
+            ``max_minutes`` or early stopping ends sooner may not reach it.
         **options: keywords of every trained model (:class:`~edgeanomaly.models.TrainedModel`):
             ``pretrained``, ``weights``, ``cache_dir``, ``random_state`` and the training loop's
             settings (:class:`~edgeanomaly.models.TrainingSettings`), here for student and
@@ -203,14 +206,16 @@ class EfficientAD(TrainedModel):
         hard_quantile: float = 0.999,
         q_a: float = 0.9,
         q_b: float = 0.995,
+        lr_drop_at: float = 0.95,
         **options: Any,
     ) -> None:
         _check_settings(width, teacher_channels, teacher_epochs, teacher_learning_rate, hard_quantile, q_a, q_b)
+        check_number("lr_drop_at", lr_drop_at, lambda v: 0 < v <= 1, "in (0, 1]")
         settings = {
             "width": float(width), "teacher_channels": None if teacher_channels is None else int(teacher_channels),
             "strided": bool(strided), "light_decoder": bool(light_decoder), "teacher_epochs": int(teacher_epochs),
             "teacher_learning_rate": float(teacher_learning_rate), "hard_quantile": float(hard_quantile),
-            "q_a": float(q_a), "q_b": float(q_b),
+            "q_a": float(q_a), "q_b": float(q_b), "lr_drop_at": float(lr_drop_at),
         }
         super().__init__(backbone, layers, settings, **options)
         target_channels = sum(self.feature_extractor.channels[layer] for layer in self.layers)
@@ -402,6 +407,10 @@ class EfficientAD(TrainedModel):
             return "early stopping"
         for epoch in range(run.epoch + 1, s["epochs"] + 1):
             t0 = time.perf_counter()
+            # from the epoch alone, so a resumed fit drops it where an uninterrupted one does
+            lr = s["learning_rate"] * (0.1 if epoch > s["lr_drop_at"] * s["epochs"] else 1.0)
+            for group in run.optimisers["student"].param_groups:
+                group["lr"] = lr
             self.student.train()
             self.autoencoder.train()
             order = train_idx[torch.randperm(len(train_idx), generator=run.gen)]
@@ -417,8 +426,8 @@ class EfficientAD(TrainedModel):
                     val_loss = float(self._losses(held, _augment(held, torch.Generator().manual_seed(self._seed() + 7))))
             else:
                 val_loss = train_loss
-            record = {"stage": "student", "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                      "seconds": round(time.perf_counter() - t0, 3)}
+            record = {"stage": "student", "epoch": epoch, "learning_rate": lr, "train_loss": train_loss,
+                      "val_loss": val_loss, "seconds": round(time.perf_counter() - t0, 3)}
             run.finished(record)
             self._report({**record, "best_epoch": run.best_epoch}, s["epochs"])
             if epoch - run.best_epoch >= s["patience"]:

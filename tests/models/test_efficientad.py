@@ -183,3 +183,16 @@ def test_resume_without_state_or_of_another_fit_is_a_clear_error(tmp_path) -> No
 def test_bad_settings_are_clear_errors(bad) -> None:
     with pytest.raises(ConfigError, match="Expected"):
         tiny(**bad)
+
+
+def test_learning_rate_drops_tenfold_after_95_percent_of_the_epochs_as_in_the_paper() -> None:
+    m = tiny(epochs=20, learning_rate=2e-4, patience=20).fit(batches())
+    student = [r for r in m.training_history_ if r["stage"] == "student"]
+    assert [r["learning_rate"] for r in student] == [2e-4] * 19 + [pytest.approx(2e-5)]
+    kept = tiny(epochs=4, lr_drop_at=1.0).fit(batches())
+    assert [r["learning_rate"] for r in kept.training_history_ if r["stage"] == "student"] == [1e-4] * 4
+    half = tiny(epochs=4, lr_drop_at=0.5).fit(batches())
+    assert [r["learning_rate"] for r in half.training_history_ if r["stage"] == "student"] == pytest.approx(
+        [1e-4, 1e-4, 1e-5, 1e-5])
+    with pytest.raises(ConfigError, match=r"Expected lr_drop_at in \(0, 1\], got 0"):
+        tiny(lr_drop_at=0)
