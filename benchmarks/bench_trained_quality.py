@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEANOMALY_SHARED", REPO.parent / "shared"))
-RECIPE_EFFICIENTAD = dict(width=0.125, teacher_channels=64, strided=True, light_decoder=True, teacher_epochs=10,
+RECIPE_EFFICIENTAD = dict(width=0.125, teacher_channels=64, strided=True, light_decoder=True, teacher_epochs=80, learning_rate=5e-4,
                           epochs=100, train_batch_size=1, patience=10)
 
 
@@ -58,6 +58,7 @@ def main() -> None:
     args = dict(a.split("=", 1) for a in pairs)
     size = int(args.pop("size", 192 if model_name == "efficientad" else 256))
     torch.set_num_threads(int(args.pop("threads", 2)))
+    torch.set_flush_denormal(True)  # as fit_run does (runs before 6 Dec did not: see docs/BENCHMARKS.md)
     augment = args.pop("augment", "none")
     layers = args.pop("layers", "blocks.4,blocks.10").split(",")
     data = Path(args.pop("data", SHARED / "data" / "mvtec_ad_reduced" / "hazelnut"))
@@ -116,6 +117,10 @@ def main() -> None:
             u = F.interpolate(F.pad(m, (pad,) * 4), size=(size, size), mode="bilinear")[:, 0]
             out[f"pixel_auroc_{name}"] = round(pixel_auroc(u.numpy(), masks), 4)
             image(f"{name}_max", u.flatten(1).amax(1))
+        out["teacher_loss"] = [round(r["train_loss"], 4) for r in model.training_history_ if r["stage"] == "teacher"]
+        out["scores"] = [round(float(v), 4) for v in score]
+        out["labels"] = labels.tolist()
+        out["images"] = [Path(s.path).parent.name + "/" + Path(s.path).name for s in test]
     print(json.dumps(out), flush=True)
 
 
