@@ -41,7 +41,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,19 +88,13 @@ def main() -> None:
     from anomalib.models.image.efficient_ad.lightning_model import EfficientAd
     from anomalib.models.image.efficient_ad.torch_model import EfficientAdModel, EfficientAdModelSize
 
-    from edgeanomaly.data import PreprocessConfig, mvtec_dataset, preprocess_batch, read_image, sample_masks
+    from _mvtec import load_category
     from edgeanomaly.metrics import aupro, auroc, pixel_auroc
     from edgeanomaly.models import EfficientAD
 
     t_start = time.perf_counter()
     budget = args.max_minutes * 60
-    ds = mvtec_dataset(args.data)
-    train, test = list(ds.train), list(ds.test)
-    cfg = PreprocessConfig(args.image_size)
-    x = torch.from_numpy(preprocess_batch([read_image(s.path) for s in train], cfg))
-    x_test = torch.from_numpy(preprocess_batch([read_image(s.path) for s in test], cfg))
-    labels = np.array([s.label for s in test])
-    masks = sample_masks(test, cfg)
+    x, x_test, labels, masks, test = load_category(args.data, args.image_size)
 
     # our model at the paper's PDN (unstrided, width 1.0): its distillation targets and its split
     ours = EfficientAD(layers=args.layers.split(","), width=1.0, strided=False, teacher_channels=args.teacher_channels,

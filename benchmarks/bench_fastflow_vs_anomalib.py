@@ -34,7 +34,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -99,16 +98,10 @@ def main() -> None:
     from anomalib.models.image.fastflow.lightning_model import Fastflow
     from anomalib.models.image.fastflow.loss import FastflowLoss
 
-    from edgeanomaly.data import PreprocessConfig, mvtec_dataset, preprocess_batch, read_image, sample_masks
+    from _mvtec import load_category
     from edgeanomaly.metrics import aupro, auroc, pixel_auroc
 
-    ds = mvtec_dataset(args.data)
-    train, test = list(ds.train), list(ds.test)
-    cfg = PreprocessConfig(args.image_size)
-    x_train = torch.from_numpy(preprocess_batch([read_image(s.path) for s in train], cfg))
-    x_test = torch.from_numpy(preprocess_batch([read_image(s.path) for s in test], cfg))
-    labels = np.array([s.label for s in test])
-    masks = sample_masks(test, cfg)
+    x_train, x_test, labels, masks, _ = load_category(args.data, args.image_size)
 
     layers = args.layers.split(",")
     model = build(layers, args.weights, args.image_size, args.flow_steps, 1.0, False)

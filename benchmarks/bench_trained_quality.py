@@ -26,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -50,7 +49,7 @@ def _views(x: torch.Tensor, augment: str) -> torch.Tensor:
 
 def main() -> None:
     from edgeanomaly.components import GaussianBlur2d
-    from edgeanomaly.data import PreprocessConfig, mvtec_dataset, preprocess_batch, read_image, sample_masks
+    from _mvtec import load_category
     from edgeanomaly.metrics import aupro, auroc, pixel_auroc
     from edgeanomaly.models import EfficientAD, FastFlow
 
@@ -63,13 +62,7 @@ def main() -> None:
     layers = args.pop("layers", "blocks.4,blocks.10").split(",")
     data = Path(args.pop("data", SHARED / "data" / "mvtec_ad_reduced" / "hazelnut"))
     params = {k: json.loads(v) for k, v in args.items()}
-    ds = mvtec_dataset(data)
-    train, test = list(ds.train), list(ds.test)
-    cfg = PreprocessConfig(size)
-    x = torch.from_numpy(preprocess_batch([read_image(s.path) for s in train], cfg))
-    xt = torch.from_numpy(preprocess_batch([read_image(s.path) for s in test], cfg))
-    labels = np.array([s.label for s in test])
-    masks = sample_masks(test, cfg)
+    x, xt, labels, masks, test = load_category(data, size)
     if model_name == "fastflow":
         model = FastFlow(layers=layers, **params)
         x = _views(x, augment)
