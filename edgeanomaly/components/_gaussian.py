@@ -11,8 +11,9 @@ from edgeanomaly.components._buffer import DynamicBufferModule
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.components._validate import check_float_tensor
 
-#: Locations whose covariances are formed and inverted together in finalize (C=100: 20 MB).
-_FINALIZE_BLOCK = 256
+#: Bytes of float64 covariances formed and inverted together in finalize (C=100: 64 locations).
+#: Each block's inversion holds about three such blocks at once, beside the inverses.
+_FINALIZE_BLOCK_BYTES = 5 * 2**20
 
 __all__ = ["MultivariateGaussian"]
 
@@ -127,8 +128,9 @@ class MultivariateGaussian(DynamicBufferModule):
         with torch.no_grad():
             mean_shifted = self._sum / n  # (L, C)
             inv_cov = torch.empty(locations, c, c, dtype=self._dtype, device=self._outer.device)
-            for start in range(0, locations, _FINALIZE_BLOCK):
-                stop = min(start + _FINALIZE_BLOCK, locations)
+            block_size = max(1, _FINALIZE_BLOCK_BYTES // (c * c * 8))
+            for start in range(0, locations, block_size):
+                stop = min(start + block_size, locations)
                 block = self._outer[start:stop]
                 cov = block if release else block.clone()
                 m = mean_shifted[start:stop]
