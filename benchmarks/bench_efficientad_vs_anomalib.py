@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # as our fit_run does
+    torch.set_flush_denormal(True)  # before any thread exists, so all flush: as our train_epoch's threads do
     torch.manual_seed(args.seed)  # choose_random_aug_image draws from the global generator
 
     import anomalib

@@ -186,14 +186,7 @@ def fit_run(
             The checkpoint is the same whatever the device (its tensors are saved on the CPU;
             ``info["fit_device"]`` records where it was fitted).
         model_kwargs: model settings (backbone, layers, random_state, ...).
-
-    Subnormal floats are flushed to zero from here on in this process (``torch.set_flush_denormal``):
-    training drove values into the subnormal range, where x86 arithmetic is many times slower
-    (EfficientAD's recipe went from 1.9 s to 7 s an epoch after about 30 epochs;
-    docs/BENCHMARKS.md). ``train_epoch`` setting it around each epoch alone did not stop that;
-    set here, before the fit's first computation, it did.
     """
-    torch.set_flush_denormal(True)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     dataset = load_dataset(data, category=category).check()

@@ -8,16 +8,16 @@ state saved after each whole epoch and restored from it).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import difflib
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -236,34 +236,54 @@ class TrainingRun:
         self.restore_extra(state)
 
 
-def _flushing_denormals() -> bool:
-    """Whether this thread's CPU flushes subnormal float32 values to zero now (torch has a setter
-    and no getter): a subnormal times one is zero only then."""
-    return bool((torch.full((1,), 1e-39) * 1.0).eq(0).all())
+def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
+    """``work(stopped)`` on a new thread that flushes subnormal floats to zero (where the CPU
+    can) before its first computation; its result or exception comes back here.
 
-
-@contextlib.contextmanager
-def flushed_denormals() -> Iterator[None]:
-    """Flush subnormal floats to zero inside, where the CPU can, then put the setting back.
     Training drives some weights, gradients and Adam moments into the subnormal range, where
     x86 arithmetic is many times slower: EfficientAD's recipe went from 1.7 s to 8-9 s an epoch
-    after about 30 epochs (docs/BENCHMARKS.md). Inference is left as it was."""
-    before = _flushing_denormals()
-    torch.set_flush_denormal(True)
+    after about 30 epochs (docs/BENCHMARKS.md). The setting belongs to a thread, and torch's
+    intra-op threads copy it from the thread that creates them: set on the caller, after its
+    intra-op threads exist, it reached half of each parallel op. A new thread gets intra-op
+    threads of its own, made after the setting, so all of them flush; they end with it, and the
+    caller's threads, and so everything else in the process, compute as before.
+    ``stopped()`` turns true when the caller is interrupted (Ctrl-C): ``work`` returns at its
+    next step and the interruption goes on from here."""
+    result: dict[str, Any] = {}
+    stop = threading.Event()
+
+    def run() -> None:
+        torch.set_flush_denormal(True)
+        try:
+            result["value"] = work(stop.is_set)
+        except BaseException as error:  # noqa: BLE001  # raised again on the caller's thread
+            result["error"] = error
+
+    thread = threading.Thread(target=run, name="edgeanomaly-train-epoch", daemon=True)
+    thread.start()
     try:
-        yield
-    finally:
-        torch.set_flush_denormal(before)
+        thread.join()
+    except BaseException:
+        stop.set()
+        thread.join()
+        raise
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 def train_epoch(order: torch.Tensor, batch_size: int, loss_of: Callable[[torch.Tensor], torch.Tensor],
                 optimiser: torch.optim.Optimizer) -> float:
     """One pass over the indices ``order`` in chunks of ``batch_size``, one optimiser step per
     chunk on ``loss_of(chunk)`` (the chunk's mean loss), with subnormal floats flushed to zero
-    (:func:`flushed_denormals`); returns the mean loss per index."""
-    total = 0.0
-    with flushed_denormals():
+    on every thread that computes it (:func:`_on_a_flushing_thread`); returns the mean loss per
+    index."""
+
+    def steps(stopped: Callable[[], bool]) -> float:
+        total = 0.0
         for start in range(0, len(order), batch_size):
+            if stopped():
+                break
             chunk = order[start : start + batch_size]
             with torch.enable_grad():
                 loss = loss_of(chunk)
@@ -271,4 +291,6 @@ def train_epoch(order: torch.Tensor, batch_size: int, loss_of: Callable[[torch.T
                 loss.backward()
             optimiser.step()
             total += float(loss.detach()) * len(chunk)
-    return total / max(1, len(order))
+        return total / max(1, len(order))
+
+    return _on_a_flushing_thread(steps)

@@ -83,26 +83,88 @@ def test_train_epoch_flushes_denormals_while_it_trains_and_restores_the_setting(
 
 
 
-_FIT_RUN_FLUSH = """
-import sys, torch
-from edgeanomaly.models._pipeline import fit_run
-try:
-    fit_run("patchcore", sys.argv[1], None)
-except Exception:
-    pass  # no such dataset: the setting is made before anything is read
-print(bool((torch.full((1 << 22,), 1e-39) * 1.0).eq(0).all()))
+_POOL_FLUSH = """
+import torch
+from edgeanomaly.models._trained import train_epoch
+torch.set_num_threads(2)
+x = torch.full((1 << 22,), 1e-39)
+def zeros():  # share of subnormal products flushed to zero: each intra-op thread did part of them
+    return float((x * 1.0).eq(0).float().mean())
+zeros()  # the intra-op threads now exist, made while nothing was flushed
+w = torch.nn.Parameter(torch.ones(3))
+seen = []
+def loss_of(chunk):
+    seen.append(zeros())
+    return (w * chunk.float()[:, None]).pow(2).mean()
+train_epoch(torch.arange(4), 2, loss_of, torch.optim.Adam([w], lr=1e-3))
+print(seen, zeros())
 """
 
 
-def test_fit_run_flushes_denormals_for_the_process(tmp_path) -> None:
-    # train_epoch's own setting did not stop EfficientAD's epochs going from 1.9 s to 7 s (the
-    # work outside the calling thread, it seems); set where fit_run starts, it did
+def test_train_epoch_flushes_denormals_on_every_intra_op_thread() -> None:
+    # The setting is per thread, and torch's intra-op threads take it from the thread that
+    # makes them: set on the calling thread after they exist (a notebook that ran anything
+    # first, or fit_run's feature extraction), half of each parallel op was still subnormal.
     import subprocess
     import sys
 
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU cannot flush denormals (torch.set_flush_denormal returned False)")
-    p = subprocess.run([sys.executable, "-c", _FIT_RUN_FLUSH, str(tmp_path / "none")], capture_output=True, text=True,
-                       timeout=120)
+    p = subprocess.run([sys.executable, "-c", _POOL_FLUSH], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == "True"
+    # all flushed while training, and the process's own threads left as they were
+    assert p.stdout.strip() == "[1.0, 1.0] 0.0"
+
+
+
+def test_train_epoch_raises_what_the_loss_raised_on_the_caller_thread() -> None:
+    # the steps run on a thread of their own; their errors must still reach the caller
+    from edgeanomaly.models._trained import train_epoch
+
+    w = torch.nn.Parameter(torch.ones(3))
+
+    def loss_of(chunk):
+        raise ValueError("Expected a finite loss, got nan")
+
+    with pytest.raises(ValueError, match="finite loss"):
+        train_epoch(torch.arange(4), 2, loss_of, torch.optim.Adam([w], lr=1e-3))
+
+
+_INTERRUPTED = """
+import sys, time, torch
+from edgeanomaly.models._trained import train_epoch
+w = torch.nn.Parameter(torch.ones(3))
+steps = []
+def loss_of(chunk):
+    steps.append(len(chunk))
+    if len(steps) == 2:
+        print("ready", flush=True)
+    time.sleep(0.1)
+    return (w * chunk.float()[:, None]).pow(2).mean()
+try:
+    train_epoch(torch.arange(200), 1, loss_of, torch.optim.SGD([w], lr=1e-3))
+except KeyboardInterrupt:
+    at = len(steps)
+    time.sleep(0.5)
+    print("interrupted", at, len(steps), flush=True)
+"""
+
+
+def test_ctrl_c_stops_the_epoch_at_its_next_step() -> None:
+    # Ctrl-C reaches the caller's thread; the steps on their own thread must stop too, not
+    # go on changing the weights behind the interrupted fit
+    import signal
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", _INTERRUPTED], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    word, at, later = out.split()
+    assert word == "interrupted" and int(at) < 200 and int(later) == int(at), out
