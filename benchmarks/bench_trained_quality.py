@@ -3,10 +3,11 @@ process with given settings, with the image score and map read several ways (iss
 search for what limits them). Run by hand (not collected by pytest):
 
     PYTHONPATH=. python benchmarks/bench_trained_quality.py fastflow epochs=150 patience=10 score_top_fraction=0.1 \
-        [size=256] [threads=2] [augment=none|flips|dihedral] [layers=blocks.4,blocks.10] [random_state=0]
+        [size=256] [threads=2] [augment=none|flips|dihedral] [layers=blocks.4,blocks.10] [random_state=0] [save=maps.npz]
     PYTHONPATH=. python benchmarks/bench_trained_quality.py efficientad epochs=100 [size=192] [threads=2]
 
-``KEY=VALUE`` pairs other than ``size``, ``threads``, ``augment`` and ``layers`` are the model's
+``save`` writes the test maps, scores, labels and masks to an ``.npz``. ``KEY=VALUE`` pairs
+other than ``size``, ``threads``, ``augment``, ``layers``, ``data`` and ``save`` are the model's
 keywords (JSON values); EfficientAD starts from the packaged recipe's settings. Prints one JSON
 line: the fit's training summary, pixel AUROC and AUPRO of the model's map, and image AUROC of
 several image scores. FastFlow: the map's maximum, the mean of its top 0.1/1/5/10 %, the max
@@ -57,10 +58,10 @@ def main() -> None:
     args = dict(a.split("=", 1) for a in pairs)
     size = int(args.pop("size", 192 if model_name == "efficientad" else 256))
     torch.set_num_threads(int(args.pop("threads", 2)))
-    torch.set_flush_denormal(True)  # as fit_run does (runs before 6 Dec did not: see docs/BENCHMARKS.md)
     augment = args.pop("augment", "none")
     layers = args.pop("layers", "blocks.4,blocks.10").split(",")
     data = Path(args.pop("data", SHARED / "data" / "mvtec_ad_reduced" / "hazelnut"))
+    save = args.pop("save", None)
     params = {k: json.loads(v) for k, v in args.items()}
     x, xt, labels, masks, test = load_category(data, size)
     if model_name == "fastflow":
@@ -114,6 +115,10 @@ def main() -> None:
         out["scores"] = [round(float(v), 4) for v in score]
         out["labels"] = labels.tolist()
         out["images"] = [Path(s.path).parent.name + "/" + Path(s.path).name for s in test]
+    if save:  # the test maps and scores, to compare or average runs afterwards
+        import numpy as np
+
+        np.savez_compressed(save, amap=a.numpy(), score=score.numpy(), labels=labels, masks=masks)
     print(json.dumps(out), flush=True)
 
 
