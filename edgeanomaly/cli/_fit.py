@@ -227,13 +227,16 @@ def without_stage(bar: StageBar, stage: str) -> Any:
 
 class EpochLines:
     """One line per epoch on stderr: losses, the best epoch so far, time and ETA (the remaining
-    epochs at the mean epoch time so far; early stopping or --max-minutes may end it sooner)."""
+    epochs of the stage at the mean epoch time of that stage so far: EfficientAD's teacher and
+    student epochs take different times; early stopping or --max-minutes may end it sooner)."""
 
     def __init__(self) -> None:
-        self.seconds: list[float] = []
+        self.seconds: dict[Any, list[float]] = {}
 
     def __call__(self, record: dict[str, Any]) -> None:
-        self.seconds.append(record["seconds"])
-        eta = (record["epochs"] - record["epoch"]) * sum(self.seconds) / len(self.seconds)
-        click.echo(f"  epoch {record['epoch']}/{record['epochs']}: loss {record['train_loss']:.4g}, held-out {record['val_loss']:.4g} "
-                   f"(best epoch {record['best_epoch']}), {record['seconds']:.1f} s, at most {eta / 60:.1f} min left", err=True)
+        seconds = self.seconds.setdefault(record.get("stage"), [])
+        seconds.append(record["seconds"])
+        eta = (record["epochs"] - record["epoch"]) * sum(seconds) / len(seconds)
+        stage = f"{record['stage']} " if record.get("stage") else ""
+        click.echo(f"  {stage}epoch {record['epoch']}/{record['epochs']}: loss {record['train_loss']:.4g}, held-out {record['val_loss']:.4g} "
+                   f"(best epoch {record['best_epoch']}), {record['seconds']:.1f} s, about {eta / 60:.1f} min left", err=True)

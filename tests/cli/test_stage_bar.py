@@ -27,3 +27,19 @@ def test_lines_are_rate_limited(capsys) -> None:
         bar("coreset", done, 100)
     bar.close()
     assert capsys.readouterr().err.count("\n") == 1  # the stage line only
+
+
+def test_epoch_eta_counts_only_the_epochs_of_the_stage_it_is_in(capsys) -> None:
+    # EfficientAD trains its teacher (1.7 s an epoch) and then its student (3 s): the student's
+    # first line said "at most 2.9 min left" for 99 epochs of 3 s (5 min) from the teacher's mean
+    from edgeanomaly.cli._fit import EpochLines
+
+    lines = EpochLines()
+    for epoch in range(1, 81):
+        lines({"stage": "teacher", "epoch": epoch, "epochs": 80, "train_loss": 1.0, "val_loss": 1.0,
+               "best_epoch": epoch, "seconds": 1.0})
+    capsys.readouterr()
+    lines({"stage": "student", "epoch": 1, "epochs": 100, "train_loss": 20.0, "val_loss": 19.0,
+           "best_epoch": 1, "seconds": 3.0})
+    err = capsys.readouterr().err
+    assert "about 5.0 min left" in err, err  # 99 epochs at 3 s
