@@ -82,7 +82,6 @@ def test_train_epoch_flushes_denormals_while_it_trains_and_restores_the_setting(
         torch.set_flush_denormal(False)
 
 
-
 _POOL_FLUSH = """
 import torch
 from edgeanomaly.models._trained import train_epoch
@@ -114,7 +113,6 @@ def test_train_epoch_flushes_denormals_on_every_intra_op_thread() -> None:
     assert p.returncode == 0, p.stderr
     # all flushed while training, and the process's own threads left as they were
     assert p.stdout.strip() == "[1.0, 1.0] 0.0"
-
 
 
 def test_train_epoch_raises_what_the_loss_raised_on_the_caller_thread() -> None:
