@@ -13,9 +13,10 @@ line: the fit's training summary, pixel AUROC and AUPRO of the model's map, and 
 several image scores. FastFlow: the map's maximum, the mean of its top 0.1/1/5/10 %, the max
 after a Gaussian blur (sigma 4, 8), the same on the mean negative log-likelihood map
 (``0.5 * mean_c z^2``, unsaturated) and per level. EfficientAD: the model's score and map, and
-the student-teacher and autoencoder maps each alone. ``augment`` (FastFlow only) adds the
-training images' flips (4 views) or all 8 rotations/flips of the square to the fit (the held-out
-split is then drawn over the views, so an image's flips can sit on both sides of it).
+the student-teacher and autoencoder maps each alone. ``augment`` (FastFlow only) is the model's
+setting: the training images' flips (4 views) or all 8 rotations/flips of the square (the
+held-out images drawn before the views; runs before 6 Dec drew them over the views, so an
+image's flips could sit on both sides).
 Metrics are the project's (checked against scikit-learn in tests/metrics).
 """
 
@@ -36,18 +37,6 @@ RECIPE_EFFICIENTAD = dict(width=0.125, teacher_channels=64, strided=True, light_
                           epochs=100, train_batch_size=1, patience=10)
 
 
-def _views(x: torch.Tensor, augment: str) -> torch.Tensor:
-    if augment == "none":
-        return x
-    v = [x, x.flip(-1), x.flip(-2), x.flip(-1, -2)]
-    if augment == "dihedral":
-        t = x.transpose(-1, -2)
-        v += [t, t.flip(-1), t.flip(-2), t.flip(-1, -2)]
-    elif augment != "flips":
-        raise SystemExit(f"augment: expected none, flips or dihedral, got {augment!r}")
-    return torch.cat(v)
-
-
 def main() -> None:
     from edgeanomaly.components import GaussianBlur2d
     from _mvtec import load_category
@@ -65,8 +54,7 @@ def main() -> None:
     params = {k: json.loads(v) for k, v in args.items()}
     x, xt, labels, masks, test = load_category(data, size)
     if model_name == "fastflow":
-        model = FastFlow(layers=layers, **params)
-        x = _views(x, augment)
+        model = FastFlow(layers=layers, augment=augment, **params)
     else:
         model = EfficientAD(layers=layers, **{**RECIPE_EFFICIENTAD, **params})
     t0 = time.time()

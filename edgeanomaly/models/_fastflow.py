@@ -20,11 +20,15 @@ them for ``epochs`` (the decode and the backbone run once, not once per epoch). 
 ``validation_fraction`` of the normal images is held out; after each epoch its loss is
 measured, the best epoch's weights are kept, and training stops after ``patience`` epochs
 without improvement or after ``max_minutes``. ``training_history_`` records every epoch.
+With ``augment`` the flows also train on each training image's flips (``"flips"``: 4 views)
+or on all 8 rotations and flips of the square (``"dihedral"``), for parts whose orientation on
+the line is not a defect (a nut, a bottle seen from above; not a transistor's leads or a metal
+nut's flipped side). The held-out images are drawn before the views are made, so no image has
+views on both sides; inference is unchanged.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Iterable, Sequence
 
@@ -33,11 +37,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeanomaly.components import fastflow_blocks
+from edgeanomaly.errors import ConfigError
 from edgeanomaly.models._base import STRIDE_4_8_16_LAYERS
 from edgeanomaly.models._registry import register_model
 from edgeanomaly.models._trained import TrainedModel, TrainingRun, check_number, train_epoch
 
 __all__ = ["FastFlow"]
+
+#: Views of each training image per ``augment`` setting.
+_VIEWS = {"none": 1, "flips": 4, "dihedral": 8}
 
 
 @register_model
@@ -53,6 +61,10 @@ class FastFlow(TrainedModel):
         clamp: soft clamping of the coupling's log-scale.
         score_top_fraction: the image score is the mean of this share of the anomaly map's
             highest values (at least one value); 0: the map's maximum, as anomalib's FastFlow.
+        augment: ``"none"``, ``"flips"`` (train also on each image flipped left-right, upside
+            down and both: 4 views) or ``"dihedral"`` (all 8 rotations by 90 degrees and flips;
+            square images only), for parts whose orientation is not a defect. Training takes
+            about as many times longer as there are views.
         **options: keywords of every trained model (:class:`~edgeanomaly.models.TrainedModel`):
             ``pretrained``, ``weights``, ``cache_dir``, ``random_state`` (seeds the flows'
             initial weights, the split and the shuffling) and the training loop's settings
@@ -75,11 +87,14 @@ class FastFlow(TrainedModel):
         conv3x3_only: bool = False,
         clamp: float = 2.0,
         score_top_fraction: float = 0.0,
+        augment: str = "none",
         **options: Any,
     ) -> None:
         check_number("score_top_fraction", score_top_fraction, lambda v: 0 <= v <= 1, "in [0, 1] (0: the map's maximum)")
+        if not isinstance(augment, str) or augment not in _VIEWS:
+            raise ConfigError(f"Expected augment as one of {', '.join(map(repr, _VIEWS))}, got {augment!r}")
         settings = {"flow_steps": int(flow_steps), "hidden_ratio": float(hidden_ratio), "conv3x3_only": bool(conv3x3_only),
-                    "clamp": float(clamp), "score_top_fraction": float(score_top_fraction)}
+                    "clamp": float(clamp), "score_top_fraction": float(score_top_fraction), "augment": augment}
         super().__init__(backbone, layers, settings, **options)
         seed = self._seed()
         self.flows = nn.ModuleList(
@@ -110,9 +125,11 @@ class FastFlow(TrainedModel):
         then goes on from there and ends as an uninterrupted fit would have.
         """
         features = self._extract(batches)
-        n = features[0].shape[0]
+        views = _VIEWS[self._settings["augment"]]
+        n = features[0].shape[0] // views
         self._reinitialise()
-        train_idx, val_idx = self._split(n)
+        train_images, val_images = self._split(n)
+        train_idx, val_idx = _view_rows(train_images, n, views), _view_rows(val_images, n, views)
         run = _training(self, n)
         if self.resume_training:
             run.restore()
@@ -139,7 +156,8 @@ class FastFlow(TrainedModel):
             record["best"] = record["epoch"] == run.best_epoch
         self.training_history_ = run.history
         self.training_summary_ = {"epochs_run": len(run.history), "best_epoch": run.best_epoch, "best_val_loss": run.best_loss,
-                                  "stopped_by": stopped, "n_train": len(train_idx), "n_validation": len(val_idx),
+                                  "stopped_by": stopped, "n_train": len(train_images), "n_validation": len(val_images),
+                                  "views_per_image": views,
                                   "seconds": round(run.seconds(), 3), "resumed_after_epoch": run.resumed_after}
         self.trained = torch.ones(1, device=self.trained.device)
         self.n_train_images_ = n
@@ -148,18 +166,25 @@ class FastFlow(TrainedModel):
 
     @torch.no_grad()
     def _extract(self, batches: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+        """Each level's features of every view of every image, view by view: row ``v * n + i``
+        is view ``v`` of image ``i`` (view 0 the image itself)."""
         self.eval()
-        levels: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        augment = self._settings["augment"]
+        levels: list[list[list[torch.Tensor]]] = [[[] for _ in range(_VIEWS[augment])] for _ in self.layers]
         distinct: set[bytes] = set()
         n = 0
         for batch in self._checked_images(batches, distinct):
-            for store, f in zip(levels, self.embed(batch)):
-                store.append(f)
+            if augment == "dihedral" and batch.shape[-2] != batch.shape[-1]:
+                raise ValueError(f"augment='dihedral' turns images by 90 degrees, so they must be square; got "
+                                 f"{batch.shape[-2]} x {batch.shape[-1]} (use augment='flips', or a square image size)")
+            for v, view in enumerate(_image_views(batch, augment)):
+                for store, f in zip(levels, self.embed(view)):
+                    store[v].append(f)
             n += int(batch.shape[0])
         if n == 0:
             raise ValueError("FastFlow.fit() received no images: expected at least one batch of normal images")
         self._check_distinct(n, distinct)
-        return [torch.cat(store) for store in levels]
+        return [torch.cat([torch.cat(view) for view in store]) for store in levels]
 
     def _reinitialise(self) -> None:
         fresh = [fastflow_blocks(flow.blocks[0].channels, steps=len(flow.blocks), conv3x3_only=self._settings["conv3x3_only"],
@@ -211,6 +236,22 @@ class FastFlow(TrainedModel):
         flat = amap.flatten(1)
         k = max(1, int(fraction * amap.shape[-2] * amap.shape[-1]))
         return flat.topk(k, dim=1).values.mean(dim=1)
+
+
+def _image_views(images: torch.Tensor, augment: str) -> list[torch.Tensor]:
+    """The views of (N, C, H, W) images that ``augment`` trains on, the images themselves first."""
+    if augment == "none":
+        return [images]
+    views = [images, images.flip(-1), images.flip(-2), images.flip(-2, -1)]
+    if augment == "dihedral":
+        turned = images.transpose(-2, -1)
+        views += [turned, turned.flip(-1), turned.flip(-2), turned.flip(-2, -1)]
+    return views
+
+
+def _view_rows(images: torch.Tensor, n: int, views: int) -> torch.Tensor:
+    """The feature rows of every view of the image indices ``images`` (of ``n``), view by view."""
+    return (torch.arange(views)[:, None] * n + images[None, :]).flatten()
 
 
 def _training(model: FastFlow, n_images: int) -> TrainingRun:

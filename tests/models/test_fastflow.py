@@ -140,6 +140,7 @@ def test_epoch_options_are_refused_for_one_pass_models(tmp_path) -> None:
     ("patience", 1.5, "patience as an integer"),
     ("score_top_fraction", 1.5, r"score_top_fraction in \[0, 1\]"),
     ("score_top_fraction", -0.1, r"score_top_fraction in \[0, 1\]"),
+    ("augment", "rot90", "augment as one of 'none', 'flips', 'dihedral', got 'rot90'"),
 ])
 def test_bad_settings(setting: str, value, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -212,3 +213,47 @@ def test_fit_resume_from_the_run_directory(tmp_path) -> None:
     r = CliRunner().invoke(main, ["fit", "--model", "padim", "--data", str(tmp_path / "data"), "--category", "metal",
                                   "--out", str(tmp_path / "p.run"), "--resume"])
     assert r.exit_code == 1 and "Nothing to resume" in r.output
+
+
+def _dihedral(x: torch.Tensor) -> list[torch.Tensor]:
+    # the 8 symmetries of the square, written with rot90 (not as the model writes them)
+    return [torch.rot90(y, k, dims=(-2, -1)) for y in (x, x.flip(-1)) for k in range(4)]
+
+
+@pytest.mark.parametrize("augment, views", [("flips", 4), ("dihedral", 8)])
+def test_augment_trains_on_every_view_of_each_image(augment: str, views: int) -> None:
+    x = _images(5, 3)
+    model = _model(augment=augment)
+    features = model._extract([x[:3], x[3:]])
+    symmetries = _dihedral(x) if augment == "dihedral" else [x, x.flip(-1), x.flip(-2), torch.rot90(x, 2, dims=(-2, -1))]
+    with torch.no_grad():
+        expected = [model.embed(v) for v in symmetries]
+    for level, f in enumerate(features):
+        assert f.shape[0] == views * 5
+        for i in range(5):
+            rows = f[torch.arange(views) * 5 + i]  # the views of image i
+            for k in range(views):  # each symmetry of the image is one of its rows
+                target = expected[k][level][i]
+                assert min(float((row - target).abs().max()) for row in rows) < 1e-5, (augment, level, i, k)
+
+
+def test_augment_holds_out_whole_images_and_reports_the_views() -> None:
+    from edgeanomaly.models._fastflow import _view_rows
+
+    rows = _view_rows(torch.tensor([2, 0]), 3, 4)
+    assert rows.tolist() == [2, 0, 5, 3, 8, 6, 11, 9]  # image 2 and 0, each in all 4 views
+    model = _model(augment="flips", epochs=2, validation_fraction=0.25).fit([_images(8, 4)])
+    summary = model.training_summary_
+    assert (summary["n_train"], summary["n_validation"], summary["views_per_image"]) == (6, 2, 4)
+    assert model.get_config()["params"]["augment"] == "flips"
+    plain = _model(epochs=2, validation_fraction=0.25).fit([_images(8, 4)])
+    assert plain.training_summary_["views_per_image"] == 1
+    # trained on more views, scored the same way: one map and score per image
+    out = model.predict(_images(2, 5))
+    assert out["anomaly_map"].shape == (2, 1, SIZE, SIZE) and out["pred_score"].shape == (2,)
+
+
+def test_dihedral_needs_square_images() -> None:
+    x = torch.rand(2, 3, SIZE, SIZE + 32, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="must be square; got 64 x 96"):
+        _model(augment="dihedral").fit([x])
