@@ -156,8 +156,10 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     before the fit or export starts.
     """
     if list_recipes:
-        for name, about in packaged_recipes().items():
-            click.echo(f"{name:<16} {about}")
+        recipes = packaged_recipes()
+        width = max(map(len, recipes), default=0)
+        for name, about in recipes.items():
+            click.echo(f"{name:<{width}}  {about}")
         return
 
     if out is None:

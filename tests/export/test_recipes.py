@@ -54,6 +54,9 @@ def test_list_recipes_cli() -> None:
     lines = r.output.splitlines()
     assert [line.split()[0] for line in lines] == sorted(list_recipes())
     assert any(line.startswith("patchcore-npu") and "static" in line for line in lines)
+    # the descriptions start in one column, after the longest name and two spaces
+    width = max(map(len, list_recipes()))
+    assert all(line[width : width + 2] == "  " and line[width + 2] != " " for line in lines), lines
 
 
 def test_recipe_artifacts(tmp_path: Path) -> None:
