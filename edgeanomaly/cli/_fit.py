@@ -237,6 +237,7 @@ class EpochLines:
         seconds = self.seconds.setdefault(record.get("stage"), [])
         seconds.append(record["seconds"])
         eta = (record["epochs"] - record["epoch"]) * sum(seconds) / len(seconds)
-        stage = f"{record['stage']} " if record.get("stage") else ""
-        click.echo(f"  {stage}epoch {record['epoch']}/{record['epochs']}: loss {record['train_loss']:.4g}, held-out {record['val_loss']:.4g} "
-                   f"(best epoch {record['best_epoch']}), {record['seconds']:.1f} s, about {eta / 60:.1f} min left", err=True)
+        stage = record.get("stage")
+        left = f"about {eta / 60:.1f} min left" + (f" for the {stage}" if stage else "")
+        click.echo(f"  {stage + ' ' if stage else ''}epoch {record['epoch']}/{record['epochs']}: loss {record['train_loss']:.4g}, "
+                   f"held-out {record['val_loss']:.4g} (best epoch {record['best_epoch']}), {record['seconds']:.1f} s, {left}", err=True)

@@ -42,4 +42,4 @@ def test_epoch_eta_counts_only_the_epochs_of_the_stage_it_is_in(capsys) -> None:
     lines({"stage": "student", "epoch": 1, "epochs": 100, "train_loss": 20.0, "val_loss": 19.0,
            "best_epoch": 1, "seconds": 3.0})
     err = capsys.readouterr().err
-    assert "about 5.0 min left" in err, err  # 99 epochs at 3 s
+    assert "student epoch 1/100: " in err and "about 5.0 min left for the student" in err, err  # 99 epochs at 3 s
