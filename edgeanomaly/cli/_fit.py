@@ -234,10 +234,10 @@ class EpochLines:
         self.seconds: dict[Any, list[float]] = {}
 
     def __call__(self, record: dict[str, Any]) -> None:
-        seconds = self.seconds.setdefault(record.get("stage"), [])
+        stage = record.get("stage")
+        seconds = self.seconds.setdefault(stage, [])
         seconds.append(record["seconds"])
         eta = (record["epochs"] - record["epoch"]) * sum(seconds) / len(seconds)
-        stage = record.get("stage")
         left = f"about {eta / 60:.1f} min left" + (f" for the {stage}" if stage else "")
         click.echo(f"  {stage + ' ' if stage else ''}epoch {record['epoch']}/{record['epochs']}: loss {record['train_loss']:.4g}, "
                    f"held-out {record['val_loss']:.4g} (best epoch {record['best_epoch']}), {record['seconds']:.1f} s, {left}", err=True)
