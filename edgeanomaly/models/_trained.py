@@ -52,7 +52,8 @@ class TrainingSettings:
         learning_rate, weight_decay: Adam's.
         train_batch_size: images per optimiser step.
         validation_fraction: share of the normal images held out for early stopping (at least
-            one image; none when fewer than 4 images are given).
+            one image; none when fewer than 4 images are given). 0 holds none out: training
+            then runs on every image, its own loss picks the best epoch and stops it early.
         patience: epochs without a better validation loss before training stops.
         max_minutes: stop after this much training time (None: no limit).
 
@@ -136,9 +137,10 @@ class TrainedModel(AnomalyModel):
 
     def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A seeded ``validation_fraction`` of ``n`` images held out (at least one; none when
-        fewer than 4): (train indices, held-out indices)."""
+        the fraction is 0 or fewer than 4 images are given): (train indices, held-out indices)."""
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self._seed()))
-        n_val = 0 if n < 4 else max(1, int(round(n * self._settings["validation_fraction"])))
+        fraction = self._settings["validation_fraction"]
+        n_val = 0 if n < 4 or fraction == 0 else max(1, int(round(n * fraction)))
         return order[n_val:], order[:n_val]
 
     def _report(self, record: dict[str, Any], epochs: int) -> None:

@@ -166,3 +166,12 @@ def test_ctrl_c_stops_the_epoch_at_its_next_step() -> None:
     assert p.returncode == 0, err
     word, at, later = out.split()
     assert word == "interrupted" and int(at) < 200 and int(later) == int(at), out
+
+
+@pytest.mark.parametrize("name", TRAINED)
+@pytest.mark.parametrize("fraction, held_out", [(0.0, 0), (0.01, 1), (0.1, 5), (0.5, 25)])
+def test_validation_fraction_zero_holds_no_image_out(name: str, fraction: float, held_out: int) -> None:
+    # 0 trains on every image (no early stopping on held-out ones); any other fraction holds at least one out
+    model = create_model(name, pretrained=False, validation_fraction=fraction, random_state=3)
+    train, held = model._split(50)
+    assert len(held) == held_out and sorted(torch.cat([train, held]).tolist()) == list(range(50))
