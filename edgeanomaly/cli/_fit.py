@@ -192,8 +192,9 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     click.echo(f"Fitted {m.name} ({m.backbone}: {', '.join(m.layers)}; weights {m.weights_source}) on {ckpt.info['n_train']} images in {run.seconds['fit']:.2f} s")
     training = ckpt.info.get("training")
     if training:
-        click.echo(f"Trained {training['epochs_run']} epochs on {training['n_train']} images, {training['n_validation']} held out: "
-                   f"best epoch {training['best_epoch']} (validation loss {training['best_val_loss']:.4g}), "
+        held, loss = (f"{training['n_validation']} held out", "validation") if training["n_validation"] else ("none held out", "training")
+        click.echo(f"Trained {training['epochs_run']} epochs on {training['n_train']} images, {held}: "
+                   f"best epoch {training['best_epoch']} ({loss} loss {training['best_val_loss']:.4g}), "
                    f"stopped by {training['stopped_by']}")
     print_metrics(ckpt.metrics, ckpt.calibration)
     warn_thresholds(ckpt.calibration)
@@ -239,5 +240,6 @@ class EpochLines:
         seconds.append(record["seconds"])
         eta = (record["epochs"] - record["epoch"]) * sum(seconds) / len(seconds)
         left = f"about {eta / 60:.1f} min left" + (f" for the {stage}" if stage else "")
-        click.echo(f"  {stage + ' ' if stage else ''}epoch {record['epoch']}/{record['epochs']}: loss {record['train_loss']:.4g}, "
-                   f"held-out {record['val_loss']:.4g} (best epoch {record['best_epoch']}), {record['seconds']:.1f} s, {left}", err=True)
+        held_out = f", held-out {record['val_loss']:.4g}" if record.get("held_out", True) else ""
+        click.echo(f"  {stage + ' ' if stage else ''}epoch {record['epoch']}/{record['epochs']}: loss {record['train_loss']:.4g}"
+                   f"{held_out} (best epoch {record['best_epoch']}), {record['seconds']:.1f} s, {left}", err=True)

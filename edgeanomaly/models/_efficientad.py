@@ -374,8 +374,8 @@ class EfficientAD(TrainedModel):
                 record = {"stage": "teacher", "epoch": epoch, "train_loss": loss,
                           "seconds": round(time.perf_counter() - t0, 3)}
                 run.finished(record)
-                # the teacher is distilled on all the images: its "held-out" loss is its training loss
-                self._report({**record, "val_loss": record["train_loss"], "best_epoch": epoch}, s["teacher_epochs"])
+                # the teacher is distilled on all the images: nothing held out, its training loss decides
+                self._report({**record, "val_loss": record["train_loss"], "held_out": False, "best_epoch": epoch}, s["teacher_epochs"])
                 if self._out_of_time(run):
                     stopped = "max_minutes"
                     break
@@ -429,7 +429,7 @@ class EfficientAD(TrainedModel):
             record = {"stage": "student", "epoch": epoch, "learning_rate": lr, "train_loss": train_loss,
                       "val_loss": val_loss, "seconds": round(time.perf_counter() - t0, 3)}
             run.finished(record)
-            self._report({**record, "best_epoch": run.best_epoch}, s["epochs"])
+            self._report({**record, "best_epoch": run.best_epoch, "held_out": bool(len(val_idx))}, s["epochs"])
             if epoch - run.best_epoch >= s["patience"]:
                 return "early stopping"
             if self._out_of_time(run):

@@ -177,7 +177,9 @@ def fit_run(
         out: run directory for the checkpoint (None: do not save).
         calibration_split: ``"from_test"`` or ``"same_as_test"``; see :func:`calibrate_and_evaluate`.
         on_epoch: for a model trained for epochs (FastFlow), called after each epoch with its
-            record (``epoch``, ``epochs``, ``train_loss``, ``val_loss``, ``best_epoch``, ``seconds``).
+            record (``epoch``, ``epochs``, ``train_loss``, ``val_loss``, ``held_out``: False where no
+            image was held out and ``val_loss`` is the training loss, ``best_epoch``, ``seconds``;
+            EfficientAD's also ``stage``).
         resume: a model trained for epochs saves its state in ``out`` after each epoch
             (``training-state.pt``, removed once the checkpoint is written); ``resume=True``
             continues an interrupted fit from there.

@@ -43,3 +43,17 @@ def test_epoch_eta_counts_only_the_epochs_of_the_stage_it_is_in(capsys) -> None:
            "best_epoch": 1, "seconds": 3.0})
     err = capsys.readouterr().err
     assert "student epoch 1/100: " in err and "about 5.0 min left for the student" in err, err  # 99 epochs at 3 s
+
+
+def test_an_epoch_with_nothing_held_out_prints_no_held_out_loss(capsys) -> None:
+    # EfficientAD's teacher and a fit with validation_fraction=0 have no held-out images: their
+    # lines said "held-out 1.0" (the training loss again)
+    from edgeanomaly.cli._fit import EpochLines
+
+    lines = EpochLines()
+    lines({"stage": "teacher", "epoch": 1, "epochs": 80, "train_loss": 1.0, "val_loss": 1.0, "held_out": False,
+           "best_epoch": 1, "seconds": 1.0})
+    lines({"epoch": 1, "epochs": 80, "train_loss": 2.0, "val_loss": 3.0, "best_epoch": 1, "seconds": 1.0})
+    err = capsys.readouterr().err.splitlines()
+    assert "held-out" not in err[0] and "teacher epoch 1/80: loss 1 (best epoch 1)" in err[0], err
+    assert "loss 2, held-out 3 (best epoch 1)" in err[1], err

@@ -5,6 +5,7 @@ checkpoint, and its settings' errors."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -107,6 +108,21 @@ def test_early_stopping_after_patience_epochs_without_improvement() -> None:
     summary = m.training_summary_
     assert summary["stopped_by"] == "early stopping"
     assert summary["epochs_run"] == summary["best_epoch"] + 2
+
+
+def test_fit_cli_with_nothing_held_out_says_so(tmp_path) -> None:
+    # validation_fraction=0: every image trains, the training loss picks the best epoch; the lines
+    # said "1 held out" (0 held one out) and "held-out" losses that were the training loss
+    from edgeanomaly.cli import main
+    from edgeanomaly.data import generate_synthetic_dataset
+
+    generate_synthetic_dataset(tmp_path / "data", ["metal"], n_train=8, n_test=2, seed=0, size=SIZE)
+    r = CliRunner().invoke(main, ["fit", "--model", "fastflow", "--data", str(tmp_path / "data"), "--category", "metal",
+                                  "--image-size", str(SIZE), "--backbone", "resnet18", "--no-pretrained", "--epochs", "2",
+                                  "--param", "flow_steps=2", "--param", "validation_fraction=0", "--out", str(tmp_path / "ff.run")])
+    assert r.exit_code == 0, r.output
+    assert "epoch 2/2: loss " in r.output and "held-out" not in r.output, r.output
+    assert re.search(r"Trained 2 epochs on 8 images, none held out: best epoch [12] \(training loss ", r.output), r.output
 
 
 def test_fit_cli_records_the_training_in_the_checkpoint(tmp_path) -> None:
