@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,14 @@ def print_metrics(metrics: dict[str, float], calibration: dict[str, Any] | None)
         split = str((calibration or {}).get("source", {}).get("split", ""))
         click.echo("Test metrics (torch model" + (", on the test images that did not set the thresholds):" if "calibration part" in split else "):"))
         for k, v in metrics.items():
-            click.echo(f"  {k:<22} {v:.4f}" if isinstance(v, float) else f"  {k:<22} {v}")
+            shown = ("undefined" if math.isnan(v) else f"{v:.4f}") if isinstance(v, float) else v
+            click.echo(f"  {k:<22} {shown}")
+        if any(isinstance(v, float) and math.isnan(v) for v in metrics.values()):
+            from edgeanomaly.metrics import DEFAULT_FPR_BOUNDS
+
+            click.echo(f"  (undefined: these test images cannot define the metric: an image metric needs normal and "
+                       f"anomalous images, AUPIMO at least {math.ceil(1 / DEFAULT_FPR_BOUNDS[0])} normal pixels; more test "
+                       f"images define it, and --calibration-split same_as_test measures on all of them)")
 
 
 @click.command(epilog="""\b

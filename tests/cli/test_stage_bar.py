@@ -57,3 +57,22 @@ def test_an_epoch_with_nothing_held_out_prints_no_held_out_loss(capsys) -> None:
     err = capsys.readouterr().err.splitlines()
     assert "held-out" not in err[0] and "teacher epoch 1/80: loss 1 (best epoch 1)" in err[0], err
     assert "loss 2, held-out 3 (best epoch 1)" in err[1], err
+
+
+def test_fit_says_why_a_metric_is_undefined(capsys) -> None:
+    # fit's default split left 1 normal 192 px test image for the metrics: "pixel_aupimo nan",
+    # with nothing saying why (AUPIMO needs 1e5 normal pixels)
+    from edgeanomaly.cli._fit import print_metrics
+
+    print_metrics({"image_auroc": 1.0, "pixel_aupimo": float("nan")}, None)
+    out = capsys.readouterr().out
+    assert "image_auroc            1.0000" in out and "nan" not in out, out
+    assert "pixel_aupimo           undefined" in out, out
+    assert "AUPIMO at least 100000 normal pixels" in out and "--calibration-split same_as_test" in out, out
+
+
+def test_fit_prints_no_note_when_every_metric_is_defined(capsys) -> None:
+    from edgeanomaly.cli._fit import print_metrics
+
+    print_metrics({"image_auroc": 1.0, "pixel_aupimo": 0.5}, None)
+    assert "undefined" not in capsys.readouterr().out
