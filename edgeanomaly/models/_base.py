@@ -49,6 +49,12 @@ STRIDE_4_8_16_LAYERS: dict[str, tuple[str, ...]] = {
 StageProgress = Callable[[str, int, int], None]
 
 
+def check_switch(name: str, value: Any) -> None:
+    """``value`` is True or False (``bool("no")`` is True: a string or a number is refused)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"Expected {name} as true or false, got {value!r}")
+
+
 def concat_layers(features: dict[str, torch.Tensor], layers: Sequence[str], mode: str) -> torch.Tensor:
     """Resize every layer's map to the first (shallowest) layer's size and concatenate channels.
 

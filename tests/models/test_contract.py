@@ -328,3 +328,6 @@ def test_dfm_and_dfkde_score_settings_are_checked() -> None:
         create_model("dfkde", backbone="resnet18", pretrained=False, covariance="full")
     m = create_model("dfkde", backbone="resnet18", pretrained=False, covariance="full", residual=False)
     assert m.get_config()["params"]["covariance"] == "full"
+    # bool("False") is True: --param residual=False read as the string kept the residual term on
+    with pytest.raises(ConfigError, match="Expected residual as true or false, got 'False'"):
+        create_model("dfkde", backbone="resnet18", pretrained=False, residual="False")

@@ -185,6 +185,14 @@ def test_bad_settings_are_clear_errors(bad) -> None:
         tiny(**bad)
 
 
+@pytest.mark.parametrize("setting", ["strided", "light_decoder"])
+@pytest.mark.parametrize("value", ["no", "False", 0, None])
+def test_a_switch_takes_true_or_false_only(setting: str, value) -> None:
+    # bool("no") and bool("False") are True: --param strided=False turned it on
+    with pytest.raises(ConfigError, match=f"Expected {setting} as true or false, got {value!r}"):
+        tiny(**{setting: value})
+
+
 def test_learning_rate_drops_tenfold_after_95_percent_of_the_epochs_as_in_the_paper() -> None:
     m = tiny(epochs=20, learning_rate=2e-4, patience=20).fit(batches())
     student = [r for r in m.training_history_ if r["stage"] == "student"]
