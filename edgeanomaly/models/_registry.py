@@ -6,6 +6,7 @@ round-tripped and contract-tested everywhere without further wiring.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, TypeVar
 
 from edgeanomaly._optional import check_choice
@@ -50,7 +51,37 @@ def create_model(name: str, **kwargs: Any) -> Any:
     >>> m.name, m.task
     ('patchcore', 'segmentation')
     """
-    return model_class(name)(**kwargs)
+    cls = model_class(name)
+    check_setting_kinds(cls, kwargs)
+    return cls(**kwargs)
+
+
+#: what each annotated kind accepts, and how an error names it
+_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "None": (lambda v: v is None, "None"),
+}
+
+
+def check_setting_kinds(cls: type, settings: dict[str, Any]) -> None:
+    """ConfigError naming the first of ``settings`` whose value is not of the kind ``cls``'s
+    constructor declares (``bool``, ``int``, ``float``, ``str``, ``None`` and their unions;
+    other annotations are left to the model): ``--param coreset_ratio=abc`` says so instead of
+    failing inside the model, and ``num_neighbors=9.5`` is not taken as 9."""
+    from edgeanomaly.errors import ConfigError
+
+    params = inspect.signature(cls.__init__).parameters
+    for key, value in settings.items():
+        p = params.get(key)
+        kinds = [k.strip() for k in str(p.annotation).split("|")] if p is not None else []
+        if not kinds or any(k not in _KINDS for k in kinds):
+            continue
+        if not any(_KINDS[k][0](value) for k in kinds):
+            what = " or ".join(_KINDS[k][1] for k in kinds)
+            raise ConfigError(f"Expected {key} as {what}, got {value!r}")
 
 
 ModelFactory = Callable[..., Any]

@@ -331,3 +331,33 @@ def test_dfm_and_dfkde_score_settings_are_checked() -> None:
     # bool("False") is True: --param residual=False read as the string kept the residual term on
     with pytest.raises(ConfigError, match="Expected residual as true or false, got 'False'"):
         create_model("dfkde", backbone="resnet18", pretrained=False, residual="False")
+
+
+def _kinded_settings():
+    import inspect
+
+    from edgeanomaly.models import model_class
+
+    wrong = {"bool": "yes", "int": 2.5, "float": "abc"}  # a string for a flag or a number; a fraction for a count
+    for name in list_models():
+        for key, p in inspect.signature(model_class(name).__init__).parameters.items():
+            kinds = {k.strip() for k in str(p.annotation).split("|")}
+            main = kinds - {"None"}
+            if len(main) == 1 and main <= set(wrong):
+                yield name, key, wrong[main.pop()]
+
+
+@pytest.mark.parametrize("name, key, value", list(_kinded_settings()))
+def test_a_setting_of_the_wrong_kind_is_a_config_error_naming_it(name: str, key: str, value) -> None:
+    # --param coreset_ratio=abc ended in "ValueError: could not convert string to float" with a
+    # traceback, regularization=abc in a TypeError; num_neighbors=9.5 was taken as 9
+    with pytest.raises(ConfigError, match=f"Expected {key} as "):
+        create_model(name, **{"backbone": "resnet18", "pretrained": False, key: value})
+
+
+def test_settings_of_the_right_kind_pass_the_kind_check() -> None:
+    # an int where a float is declared, None where None is allowed
+    create_model("patchcore", backbone="resnet18", pretrained=False, coreset_ratio=1, max_bank_size=None, blur_sigma=4)
+    create_model("dfm", backbone="resnet18", pretrained=False, pca_level=8)
+    with pytest.raises(ConfigError, match="Expected pca_level as a number or an integer, got 'abc'"):
+        create_model("dfm", backbone="resnet18", pretrained=False, pca_level="abc")  # failed only in fit, after the features
