@@ -26,6 +26,7 @@ __all__ = [
     "InferenceError",
     "NotFittedError",
     "ConfigError",
+    "UnknownSettingError",
     "MissingDependencyError",
     "ExportError",
     "ParityError",
@@ -94,6 +95,11 @@ class NotFittedError(EdgeAnomalyError, ValueError, AttributeError):
 
 class ConfigError(EdgeAnomalyError, ValueError):
     """An option or setting has an invalid value (unknown name, wrong range, bad combination)."""
+
+
+class UnknownSettingError(ConfigError, TypeError):
+    """A model was given a setting it does not take (the message names the close ones). Also a
+    ``TypeError``, as Python's own error for an unexpected keyword argument."""
 
 
 class MissingDependencyError(EdgeAnomalyError, ImportError):

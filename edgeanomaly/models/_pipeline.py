@@ -191,11 +191,11 @@ def fit_run(
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    dataset = load_dataset(data, category=category).check()
     preprocessing = PreprocessConfig(image_size, center_crop=center_crop)
     torch_device = resolve_device(device)
-    model = create_model(model_name, **model_kwargs).to(torch_device)
+    model = create_model(model_name, **model_kwargs).to(torch_device)  # a wrong setting is said before the data are read
     model.check_input_size(*preprocessing.input_size)
+    dataset = load_dataset(data, category=category).check()
     seconds["setup"] = time.perf_counter() - t0
 
     def tick(stage: str, total: int) -> Callable[[int], None]:

@@ -6,6 +6,7 @@ round-tripped and contract-tested everywhere without further wiring.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from typing import Any, Callable, TypeVar
 
@@ -70,17 +71,26 @@ def check_setting_kinds(cls: type, settings: dict[str, Any]) -> None:
     """ConfigError naming the first of ``settings`` whose value is not of the kind ``cls``'s
     constructor declares (``bool``, ``int``, ``float``, ``str``, ``None`` and their unions;
     other annotations are left to the model): ``--param coreset_ratio=abc`` says so instead of
-    failing inside the model, and ``num_neighbors=9.5`` is not taken as 9."""
-    from edgeanomaly.errors import ConfigError
+    failing inside the model, and ``num_neighbors=9.5`` is not taken as 9. A setting the
+    constructor does not take is an :class:`~edgeanomaly.errors.UnknownSettingError` naming the
+    close ones (a model whose constructor takes ``**options`` checks those itself)."""
+    from edgeanomaly.errors import ConfigError, UnknownSettingError
 
     params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):  # else the model checks its own
+        known = [k for k, p in params.items() if k != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        unknown = [k for k in settings if k not in known]
+        if unknown:
+            hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+            said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
+            raise UnknownSettingError(f"{cls.__name__}() got unexpected keyword arguments: {said}; it takes {', '.join(known)}")
     for key, value in settings.items():
         p = params.get(key)
         kinds = [k.strip() for k in str(p.annotation).split("|")] if p is not None else []
         if not kinds or any(k not in _KINDS for k in kinds):
             continue
         if not any(_KINDS[k][0](value) for k in kinds):
-            what = " or ".join(_KINDS[k][1] for k in kinds)
+            what = " or ".join(_KINDS[k][1] for k in kinds if not (k == "int" and "float" in kinds))  # a number covers it
             raise ConfigError(f"Expected {key} as {what}, got {value!r}")
 
 

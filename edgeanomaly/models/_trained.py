@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import inspect
 import math
 import os
 import threading
@@ -22,7 +23,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
-from edgeanomaly.errors import ConfigError
+from edgeanomaly.errors import ConfigError, UnknownSettingError
 from edgeanomaly.models._base import AnomalyModel
 
 __all__ = ["TrainedModel", "TrainingSettings", "TrainingRun", "train_epoch", "check_number", "check_positive_int"]
@@ -117,10 +118,12 @@ class TrainedModel(AnomalyModel):
         names = TrainingSettings.names()
         unknown = [k for k in training if k not in names]
         if unknown:
-            known = [*names, "pretrained", "weights", "cache_dir", "random_state"]
+            own = [k for k, p in inspect.signature(type(self).__init__).parameters.items()
+                   if k != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+            known = [*own, *names, "pretrained", "weights", "cache_dir", "random_state"]
             hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
             said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
-            raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments: {said}")
+            raise UnknownSettingError(f"{type(self).__name__}() got unexpected keyword arguments: {said}")
         loop = self.training_defaults.replace(**training)
         super().__init__(backbone, layers, pretrained, weights, cache_dir, random_state, {**settings, **loop.as_dict()})
         self.training_history_: list[dict[str, Any]] = []

@@ -359,5 +359,26 @@ def test_settings_of_the_right_kind_pass_the_kind_check() -> None:
     # an int where a float is declared, None where None is allowed
     create_model("patchcore", backbone="resnet18", pretrained=False, coreset_ratio=1, max_bank_size=None, blur_sigma=4)
     create_model("dfm", backbone="resnet18", pretrained=False, pca_level=8)
-    with pytest.raises(ConfigError, match="Expected pca_level as a number or an integer, got 'abc'"):
+    with pytest.raises(ConfigError, match="Expected pca_level as a number, got 'abc'"):
         create_model("dfm", backbone="resnet18", pretrained=False, pca_level="abc")  # failed only in fit, after the features
+
+
+@pytest.mark.parametrize("name, typo, meant", [("patchcore", "coresetratio", "coreset_ratio"),
+                                               ("fastflow", "flowsteps", "flow_steps"),
+                                               ("efficientad", "epoch", "epochs")])
+def test_a_misspelt_setting_is_a_config_error_with_the_close_name(name: str, typo: str, meant: str) -> None:
+    # fit --param coresetratio=0.1 ended in a TypeError traceback; it is still a TypeError for Python callers
+    with pytest.raises(ConfigError, match=f"'{typo}' \\(did you mean '{meant}'\\?\\)") as info:
+        create_model(name, backbone="resnet18", pretrained=False, **{typo: 1})
+    assert isinstance(info.value, TypeError)
+
+
+def test_fit_cli_says_which_setting_is_misspelt(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from edgeanomaly.cli import main
+
+    r = CliRunner().invoke(main, ["fit", "--model", "patchcore", "--data", str(tmp_path), "--param", "coresetratio=0.1",
+                                  "--out", str(tmp_path / "run")])
+    assert r.exit_code == 1 and "did you mean 'coreset_ratio'?" in r.output, r.output
+    assert isinstance(r.exception, SystemExit), r.exception  # a ClickException, not a TypeError from the model
