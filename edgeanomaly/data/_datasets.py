@@ -102,6 +102,21 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
 
+def _where_the_images_are(folder: Path) -> str:
+    """For a folder without images of its own: which of its subfolders hold images, and what to
+    pass instead (``train/`` given where ``train/good/`` or the category folder was meant)."""
+    held = [(sub, len(_images_in(sub))) for sub in sorted(p for p in folder.iterdir() if p.is_dir())]
+    held = [(sub, n) for sub, n in held if n]
+    if not held:
+        return ""
+    said = ", ".join(f"{sub.name}/ ({n})" for sub, n in held) if len(held) > 1 else f"{held[0][0].name}/ holds {held[0][1]}"
+    hint = f" itself; its subfolder{'s' if len(held) > 1 else ''} {said}{' hold' if len(held) > 1 else ''} images: pass "
+    hint += " or ".join(str(sub) for sub, _ in held) + " as a folder of normal images"
+    if _is_mvtec_category(folder.parent):
+        hint += f", or {folder.parent} for the MVTec layout"
+    return hint
+
+
 def _non_images_in(folder: Path) -> list[Path]:
     return sorted(
         p for p in folder.iterdir() if p.is_file() and not is_image_file(p) and not p.name.startswith(".")
@@ -225,7 +240,7 @@ def folder_dataset(
     ds = Dataset(name=name or normal_dir.parent.name or normal_dir.name, root=normal_dir.parent, layout="folder")
     normals = _images_in(normal_dir)
     if not normals:
-        ds.problems.append(f"empty split: no images in {normal_dir}")
+        ds.problems.append(f"empty split: no images in {normal_dir}{_where_the_images_are(normal_dir)}")
     for p in _non_images_in(normal_dir):
         ds.problems.append(f"not an image file (by extension): {p}")
     if normal_test_dir is not None:

@@ -94,3 +94,14 @@ def test_plain_folder_missing_mask(tmp_path: Path) -> None:
     (tmp_path / "masks").mkdir()
     ds = folder_dataset(tmp_path / "ok", tmp_path / "bad", tmp_path / "masks")
     assert any("without a mask" in p for p in ds.problems)
+
+
+def test_a_split_folder_given_as_the_dataset_points_at_where_its_images_are(synthetic_root: Path) -> None:
+    # --data metal/train said "empty split: no images in metal/train", though train/good held them all
+    ds = load_dataset(synthetic_root / "metal" / "train")
+    problem = next(p for p in ds.problems if "empty split" in p)
+    n = len(list((synthetic_root / "metal" / "train" / "good").iterdir()))
+    assert f"its subfolder good/ holds {n} images" in problem, problem
+    assert f"{synthetic_root / 'metal'} for the MVTec layout" in problem, problem
+    with pytest.raises(DatasetError, match="its subfolder good/ holds"):
+        ds.check()
