@@ -16,6 +16,7 @@ from edgeanomaly.bundle import Calibration
 from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, print_next_steps, split_csv
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.judging import threshold_sample_warnings
+from edgeanomaly.metrics import DEFAULT_FPR_BOUNDS
 
 # Static copies of the built-in rows of the registries (tests/cli/test_cli_help.py keeps them
 # equal), so that `fit --help` needs no torch import; model_names() and backbone_names() add
@@ -141,8 +142,6 @@ def print_metrics(metrics: dict[str, float], calibration: dict[str, Any] | None)
             shown = ("undefined" if math.isnan(v) else f"{v:.4f}") if isinstance(v, float) else v
             click.echo(f"  {k:<22} {shown}")
         if any(isinstance(v, float) and math.isnan(v) for v in metrics.values()):
-            from edgeanomaly.metrics import DEFAULT_FPR_BOUNDS
-
             click.echo(f"  (undefined: these test images cannot define the metric: an image metric needs normal and "
                        f"anomalous images, AUPIMO at least {math.ceil(1 / DEFAULT_FPR_BOUNDS[0])} normal pixels; more test "
                        f"images define it, and --calibration-split same_as_test measures on all of them)")

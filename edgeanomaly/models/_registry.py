@@ -11,6 +11,7 @@ import inspect
 from typing import Any, Callable, TypeVar
 
 from edgeanomaly._optional import check_choice
+from edgeanomaly.errors import ConfigError, UnknownSettingError
 
 __all__ = ["register_model", "unregister_model", "create_model", "list_models", "model_class"]
 
@@ -74,8 +75,6 @@ def check_setting_kinds(cls: type, settings: dict[str, Any]) -> None:
     failing inside the model, and ``num_neighbors=9.5`` is not taken as 9. A setting the
     constructor does not take is an :class:`~edgeanomaly.errors.UnknownSettingError` naming the
     close ones (a model whose constructor takes ``**options`` checks those itself)."""
-    from edgeanomaly.errors import ConfigError, UnknownSettingError
-
     params = inspect.signature(cls.__init__).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):  # else the model checks its own
         known = [k for k, p in params.items() if k != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
