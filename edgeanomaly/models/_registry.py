@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import numbers
 from typing import Any, Callable, TypeVar
 
 from edgeanomaly._optional import check_choice
@@ -61,8 +62,8 @@ def create_model(name: str, **kwargs: Any) -> Any:
 #: what each annotated kind accepts, and how an error names it
 _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "int": (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool), "an integer"),  # NumPy's too
+    "float": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool), "a number"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "None": (lambda v: v is None, "None"),
 }

@@ -359,6 +359,10 @@ def test_settings_of_the_right_kind_pass_the_kind_check() -> None:
     # an int where a float is declared, None where None is allowed
     create_model("patchcore", backbone="resnet18", pretrained=False, coreset_ratio=1, max_bank_size=None, blur_sigma=4)
     create_model("dfm", backbone="resnet18", pretrained=False, pca_level=8)
+    # NumPy's scalars from a parameter sweep are numbers too
+    import numpy as np
+
+    create_model("patchcore", backbone="resnet18", pretrained=False, num_neighbors=np.int64(3), coreset_ratio=np.float32(0.5))
     with pytest.raises(ConfigError, match="Expected pca_level as a number, got 'abc'"):
         create_model("dfm", backbone="resnet18", pretrained=False, pca_level="abc")  # failed only in fit, after the features
 
