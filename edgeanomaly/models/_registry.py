@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import numbers
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from edgeanomaly._optional import check_choice
 from edgeanomaly.errors import ConfigError, UnknownSettingError
@@ -59,6 +59,18 @@ def create_model(name: str, **kwargs: Any) -> Any:
     return cls(**kwargs)
 
 
+def named_settings(cls: type) -> list[str]:
+    """The keyword names ``cls``'s constructor declares (not ``self``, ``*args`` or ``**kwargs``)."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [k for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self" and p.kind in named]
+
+
+def close_names(unknown: Sequence[str], known: Sequence[str]) -> str:
+    """``'epoch' (did you mean 'epochs'?), 'foo'``: each unknown name with its closest known one."""
+    hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+    return ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
+
+
 #: what each annotated kind accepts, and how an error names it
 _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bool": (lambda v: isinstance(v, bool), "true or false"),
@@ -78,12 +90,11 @@ def check_setting_kinds(cls: type, settings: dict[str, Any]) -> None:
     close ones (a model whose constructor takes ``**options`` checks those itself)."""
     params = inspect.signature(cls.__init__).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):  # else the model checks its own
-        known = [k for k, p in params.items() if k != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        known = named_settings(cls)
         unknown = [k for k in settings if k not in known]
         if unknown:
-            hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
-            said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
-            raise UnknownSettingError(f"{cls.__name__}() got unexpected keyword arguments: {said}; it takes {', '.join(known)}")
+            raise UnknownSettingError(f"{cls.__name__}() got unexpected keyword arguments: {close_names(unknown, known)}; "
+                                      f"it takes {', '.join(known)}")
     for key, value in settings.items():
         p = params.get(key)
         kinds = [k.strip() for k in str(p.annotation).split("|")] if p is not None else []

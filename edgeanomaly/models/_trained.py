@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
-import inspect
 import math
 import os
 import threading
@@ -25,6 +23,7 @@ from torch import nn
 
 from edgeanomaly.errors import ConfigError, UnknownSettingError
 from edgeanomaly.models._base import AnomalyModel
+from edgeanomaly.models._registry import close_names, named_settings
 
 __all__ = ["TrainedModel", "TrainingSettings", "TrainingRun", "train_epoch", "check_number", "check_positive_int"]
 
@@ -118,12 +117,8 @@ class TrainedModel(AnomalyModel):
         names = TrainingSettings.names()
         unknown = [k for k in training if k not in names]
         if unknown:
-            own = [k for k, p in inspect.signature(type(self).__init__).parameters.items()
-                   if k != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
-            known = [*own, *names, "pretrained", "weights", "cache_dir", "random_state"]
-            hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
-            said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
-            raise UnknownSettingError(f"{type(self).__name__}() got unexpected keyword arguments: {said}")
+            known = [*named_settings(type(self)), *names, "pretrained", "weights", "cache_dir", "random_state"]
+            raise UnknownSettingError(f"{type(self).__name__}() got unexpected keyword arguments: {close_names(unknown, known)}")
         loop = self.training_defaults.replace(**training)
         super().__init__(backbone, layers, pretrained, weights, cache_dir, random_state, {**settings, **loop.as_dict()})
         self.training_history_: list[dict[str, Any]] = []
