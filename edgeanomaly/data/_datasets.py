@@ -109,9 +109,11 @@ def _where_the_images_are(folder: Path) -> str:
     held = [(sub, n) for sub, n in held if n]
     if not held:
         return ""
-    said = ", ".join(f"{sub.name}/ ({n})" for sub, n in held) if len(held) > 1 else f"{held[0][0].name}/ holds {held[0][1]}"
-    hint = f" itself; its subfolder{'s' if len(held) > 1 else ''} {said}{' hold' if len(held) > 1 else ''} images: pass "
-    hint += " or ".join(str(sub) for sub, _ in held) + " as a folder of normal images"
+    if len(held) == 1:
+        said = f"its subfolder {held[0][0].name}/ holds {held[0][1]} images"
+    else:
+        said = "its subfolders " + ", ".join(f"{sub.name}/ ({n})" for sub, n in held) + " hold images"
+    hint = f" itself; {said}: pass " + " or ".join(str(sub) for sub, _ in held) + " as a folder of normal images"
     if _is_mvtec_category(folder.parent):
         hint += f", or {folder.parent} for the MVTec layout"
     return hint
