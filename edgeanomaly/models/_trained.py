@@ -248,9 +248,15 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
     threads of its own, made after the setting, so all of them flush; they end with it, and the
     caller's threads, and so everything else in the process, compute as before.
     ``stopped()`` turns true when the caller is interrupted (Ctrl-C): ``work`` returns at its
-    next step and the interruption goes on from here."""
+    next step, and the interruption goes on from here once the step in progress has ended
+    (further Ctrl-Cs wait for it too: an interpreter that exits while a thread is inside torch
+    aborts, "terminate called without an active exception").
+
+    The caller waits on an event the thread sets as it ends, not in ``Thread.join()``: an
+    interrupted ``join()`` in Python 3.11 releases the running thread's own lock and marks it
+    stopped, so a second ``join()`` returned at once with the step still running."""
     result: dict[str, Any] = {}
-    stop = threading.Event()
+    stop, ended = threading.Event(), threading.Event()
 
     def run() -> None:
         torch.set_flush_denormal(True)
@@ -258,18 +264,31 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
             result["value"] = work(stop.is_set)
         except BaseException as error:  # noqa: BLE001  # raised again on the caller's thread
             result["error"] = error
+        finally:
+            ended.set()
 
     thread = threading.Thread(target=run, name="edgeanomaly-train-epoch", daemon=True)
     thread.start()
     try:
-        thread.join()
+        ended.wait()
     except BaseException:
         stop.set()
-        thread.join()
+        _wait_through_interruptions(ended)
         raise
+    thread.join()
     if "error" in result:
         raise result["error"]
     return result["value"]
+
+
+def _wait_through_interruptions(event: threading.Event) -> None:
+    """Wait until ``event`` is set, however many KeyboardInterrupts arrive meanwhile."""
+    while True:
+        try:
+            event.wait()
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def train_epoch(order: torch.Tensor, batch_size: int, loss_of: Callable[[torch.Tensor], torch.Tensor],

@@ -168,6 +168,50 @@ def test_ctrl_c_stops_the_epoch_at_its_next_step() -> None:
     assert word == "interrupted" and int(at) < 200 and int(later) == int(at), out
 
 
+
+_INTERRUPTED_MID_STEP = """
+import torch
+from edgeanomaly.models._trained import train_epoch
+w = torch.nn.Parameter(torch.ones(256, 256))
+x = torch.randn(512, 256)
+started, ended = [], []
+def loss_of(chunk):
+    started.append(1)
+    if len(started) == 2:
+        print("ready", flush=True)
+    for _ in range(300):  # a step of about a second, in torch's kernels
+        y = torch.tanh(x @ w)
+    ended.append(1)
+    return y.pow(2).mean()
+try:
+    train_epoch(torch.arange(200), 1, loss_of, torch.optim.SGD([w], lr=1e-3))
+except KeyboardInterrupt:
+    print("interrupted", len(started), len(ended), flush=True)
+"""
+
+
+def test_ctrl_c_mid_step_waits_for_the_step_and_exits_cleanly() -> None:
+    # Python 3.11's Thread.join(), interrupted, marks a thread that is still running as stopped
+    # (it releases the thread's own lock), so a second join() returned at once: the step went on
+    # in torch while the fit's exception unwound, and the interpreter, exiting under it, aborted
+    # ("terminate called without an active exception", SIGABRT) instead of exiting.
+    import signal
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_MID_STEP], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 0, (p.returncode, err)
+    word, started, ended = out.split()
+    assert word == "interrupted" and started == ended, out  # the step in progress ended before the interruption went on
+
+
 @pytest.mark.parametrize("name", TRAINED)
 @pytest.mark.parametrize("fraction, held_out", [(0.0, 0), (0.01, 1), (0.1, 5), (0.5, 25)])
 def test_validation_fraction_zero_holds_no_image_out(name: str, fraction: float, held_out: int) -> None:
