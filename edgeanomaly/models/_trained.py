@@ -211,8 +211,12 @@ class TrainingRun:
                  "generator": self.gen.get_state(), "seconds": self.seconds(), **self.extra_state()}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # a kill mid-save leaves the previous epoch's state whole
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, path)  # a kill mid-save leaves the previous epoch's state whole
+        except BaseException:  # Ctrl-C or a full disk mid-save: no partial file left beside it
+            tmp.unlink(missing_ok=True)
+            raise
 
     def restore(self) -> None:
         """Continue from the saved state (a clear error when there is none, or it is another fit's)."""

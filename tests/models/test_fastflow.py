@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,6 +199,28 @@ def test_an_interrupted_fit_resumes_and_ends_as_the_uninterrupted_one(tmp_path) 
     missing.training_state_path, missing.resume_training = tmp_path / "none.pt", True
     with pytest.raises(ConfigError, match="Nothing to resume"):
         missing.fit(train)
+
+
+def test_ctrl_c_while_the_state_is_saved_leaves_the_last_whole_state_and_no_partial_file(tmp_path, monkeypatch) -> None:
+    # an interrupted save left training-state.pt.tmp (7 MB at the recipe's settings) in the run directory
+    state = tmp_path / "training-state.pt"
+    saves = []
+    real_save = torch.save
+
+    def save(obj, path, *args, **kwargs):
+        saves.append(path)
+        if len(saves) == 2:  # epoch 2's save, cut short after some bytes
+            Path(path).write_bytes(b"partial")
+            raise KeyboardInterrupt
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    model = _model(epochs=4, patience=10)
+    model.training_state_path = state
+    with pytest.raises(KeyboardInterrupt):
+        model.fit([_images(4, 1)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["training-state.pt"]
+    assert torch.load(state, weights_only=True)["epoch"] == 1
 
 
 def test_fit_resume_from_the_run_directory(tmp_path) -> None:
