@@ -18,7 +18,7 @@ from edgeanomaly.cli._common import (
 )
 from edgeanomaly._optional import check_choice, require
 from edgeanomaly.bundle import SigningKey, format_bytes
-from edgeanomaly.cli._fit import EpochLines, warn_thresholds, without_stage
+from edgeanomaly.cli._fit import EpochLines, resume_hint, warn_thresholds, without_stage
 from edgeanomaly.data import load_dataset
 from edgeanomaly.errors import ConfigError, EdgeAnomalyError
 from edgeanomaly.recipes import list_recipes as packaged_recipes
@@ -104,21 +104,24 @@ def export_with_progress(ckpt: Any, out: Path, formats: list[str], precisions: l
         return export_checkpoint(ckpt, out, formats, precisions, step=step, begin=activity, **kwargs)
 
 
-def _fit_recipe(r: Any, data: Path, category: str | None, run_dir: Path, seed: int, device: str | None) -> Any:
+def _fit_recipe(r: Any, data: Path, category: str | None, run_dir: Path, seed: int, device: str | None,
+                resume: bool) -> Any:
     """Fit recipe ``r`` on ``data`` into ``run_dir`` (kept, so a failed export can be retried
-    without fitting), showing progress; the fitted checkpoint."""
+    without fitting; a model trained for epochs saves its state there, and ``resume`` goes on
+    from it), showing progress; the fitted checkpoint."""
     from edgeanomaly.models import fit_run, list_models, resolve_device  # torch: the training side
 
     check_choice("model", r.model, list_models())
     resolve_device(device or r.device)  # a missing GPU is said now, not after the data is read
     click.echo(f"Fitting {r.model} from recipe {r.path} on {data}; the checkpoint goes to {run_dir} "
                f"(kept: 'edgeanomaly export {run_dir} --out ...' exports it again without fitting)")
-    bar = StageBar()
+    bar, epoch_lines = StageBar(), EpochLines()
     try:
-        result = fit_run(r.model, data, run_dir, category=category,
-                         image_size=r.image_size, center_crop=r.center_crop, batch_size=r.batch_size,
-                         progress=without_stage(bar, "train"), on_epoch=EpochLines(), random_state=seed,
-                         device=device or r.device, **r.model_kwargs)
+        with resume_hint(run_dir, epoch_lines, "export"):
+            result = fit_run(r.model, data, run_dir, category=category,
+                             image_size=r.image_size, center_crop=r.center_crop, batch_size=r.batch_size,
+                             progress=without_stage(bar, "train"), on_epoch=epoch_lines, random_state=seed,
+                             device=device or r.device, resume=resume, **r.model_kwargs)
     finally:
         bar.close()
     print_step("fit", result.seconds["fit"], None)
@@ -146,10 +149,12 @@ Examples:
 @click.option("--sign-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Sign the bundle with this Ed25519 private key (edgeanomaly keygen); devices with --trust accept only signed bundles.")
 @click.option("--device", default=None, help="Where a --recipe fit runs: cpu, cuda, cuda:N or auto (CUDA when torch sees one). Default: the recipe's [fit] device, else cpu.")
+@click.option("--resume", is_flag=True, help="With --recipe of a model trained for epochs (fastflow, efficientad): continue the fit "
+              "interrupted in OUT.run (it saves its state there after each epoch), then export; the same options as before.")
 @friendly_errors
 def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_recipes: bool, data: Path | None, category: str | None,
            formats: str | None, precisions: str | None, static: int | None, calibration_data: Path | None, overwrite: bool,
-           allow_degraded: bool, seed: int, sign_key: Path | None, device: str | None) -> None:
+           allow_degraded: bool, seed: int, sign_key: Path | None, device: str | None, resume: bool) -> None:
     """Export a CHECKPOINT (RUN_DIR of 'edgeanomaly fit'), or --recipe + --data, to a bundle.
 
     Every argument (destinations, formats, precisions, dataset and category) is checked
@@ -170,6 +175,8 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
         raise ConfigError("--recipe needs --data DIR (the dataset to fit on)")
     if device is not None and recipe is None:
         raise ConfigError("--device is where a --recipe fit runs; a CHECKPOINT is already fitted (export runs on the CPU)")
+    if resume and recipe is None:
+        raise ConfigError("--resume continues a --recipe fit interrupted in OUT.run; a CHECKPOINT is already fitted")
     from edgeanomaly.export import artifact_name, check_targets, load_recipe  # torch: the training side
 
     # Everything that can be wrong is checked here, before minutes of fitting and exporting,
@@ -191,13 +198,13 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     if r is not None:
         load_dataset(data, category=category).check()  # type: ignore[arg-type]
         run_dir = out.with_name(out.name.removesuffix(".zip") + ".run")
-        check_run_dir(run_dir, overwrite)
+        check_run_dir(run_dir, overwrite, resume)
     require("torch", "exporting models")
     from edgeanomaly.models import load_checkpoint  # torch: the training side
 
     if r is not None:
         static = static if static is not None else r.static_batch
-        ckpt = _fit_recipe(r, data, category, run_dir, seed, device)  # type: ignore[arg-type]
+        ckpt = _fit_recipe(r, data, category, run_dir, seed, device, resume)  # type: ignore[arg-type]
     else:
         ckpt = load_checkpoint(checkpoint)  # type: ignore[arg-type]
     what = f"artifacts {','.join(only)}" if only else f"formats {','.join(fmt_list)}  precisions {','.join(prec_list)}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -186,12 +188,13 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     model_name = model_name.lower()
     kwargs = build_model_kwargs(backbone, layers, seed, weights, weights_cache, pretrained, params)
     kwargs.update(_training_options(model_name, epochs=epochs, max_minutes=max_minutes))
-    bar = StageBar()
+    bar, epoch_lines = StageBar(), EpochLines()
     try:
-        run = frontdoor.fit(model_name, data, category=category, out=out, overwrite=overwrite, image_size=image_size,
-                            center_crop=center_crop, batch_size=batch_size, progress=without_stage(bar, "train"),
-                            calibration_split=calibration_split, on_epoch=EpochLines(), device=device, resume=resume,
-                            **kwargs)
+        with resume_hint(out, epoch_lines, "fit"):
+            run = frontdoor.fit(model_name, data, category=category, out=out, overwrite=overwrite, image_size=image_size,
+                                center_crop=center_crop, batch_size=batch_size, progress=without_stage(bar, "train"),
+                                calibration_split=calibration_split, on_epoch=epoch_lines, device=device, resume=resume,
+                                **kwargs)
     finally:
         bar.close()
     ckpt = run.checkpoint
@@ -206,8 +209,6 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     print_metrics(ckpt.metrics, ckpt.calibration)
     warn_thresholds(ckpt.calibration)
     click.echo(f"Checkpoint: {run.out}")
-    import shlex
-
     print_next_steps("Next:", [shlex.join(["edgeanomaly", "export", str(run.out), "--out", str(bundle_beside(run.out))])])
 
 
@@ -240,8 +241,10 @@ class EpochLines:
 
     def __init__(self) -> None:
         self.seconds: dict[Any, list[float]] = {}
+        self.last: dict[str, Any] | None = None  # the last whole epoch (its state is saved before it is reported)
 
     def __call__(self, record: dict[str, Any]) -> None:
+        self.last = record
         stage = record.get("stage")
         seconds = self.seconds.setdefault(stage, [])
         seconds.append(record["seconds"])
@@ -250,3 +253,25 @@ class EpochLines:
         held_out = f", held-out {record['val_loss']:.4g}" if record.get("held_out", True) else ""
         click.echo(f"  {stage + ' ' if stage else ''}epoch {record['epoch']}/{record['epochs']}: loss {record['train_loss']:.4g}"
                    f"{held_out} (best epoch {record['best_epoch']}), {record['seconds']:.1f} s, {left}", err=True)
+
+
+@contextlib.contextmanager
+def resume_hint(run_dir: Path, epochs: EpochLines, command: str) -> Iterator[None]:
+    """Ctrl-C during a training that saved its state in ``run_dir``: say after which epoch, where
+    the state is and the command that goes on from there (``edgeanomaly COMMAND ... --resume``),
+    and exit with 130 (interrupted), instead of click's bare "Aborted!"."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        state = run_dir / frontdoor.TRAINING_STATE
+        if not state.is_file():  # nothing trained yet (or a one-pass model): nothing to go on from
+            raise
+        last = epochs.last
+        after = ("after " + (f"{last['stage']} " if last.get("stage") else "") + f"epoch {last['epoch']}/{last['epochs']}"
+                 if last is not None else "before this run finished an epoch")
+        argv = sys.argv[1:]
+        again = (shlex.join(["edgeanomaly", *argv] + ([] if "--resume" in argv else ["--resume"]))
+                 if command in argv else f"the same edgeanomaly {command} command with --resume")
+        click.echo(f"\nInterrupted {after}; the state of the last whole epoch is in {state}.\n"
+                   f"Continue with:\n  {again}", err=True)
+        raise SystemExit(130) from None

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 from edgeanomaly.frontdoor._bundle import Bundle, benchmark, calibrate, keygen, load, serve, sign, validate
 from edgeanomaly.frontdoor._detector import Detector
-from edgeanomaly.frontdoor._run import Run, check_run_dir, export, fit
+from edgeanomaly.frontdoor._run import TRAINING_STATE, Run, check_run_dir, export, fit
 
 __all__ = [
+    "TRAINING_STATE",
     "Bundle",
     "Detector",
     "Run",

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +261,71 @@ def test_fit_resume_from_the_run_directory(tmp_path) -> None:
     r = CliRunner().invoke(main, ["fit", "--model", "padim", "--data", str(tmp_path / "data"), "--category", "metal",
                                   "--out", str(tmp_path / "p.run"), "--resume"])
     assert r.exit_code == 1 and "Nothing to resume" in r.output
+
+
+def _interrupt_after_epoch_2(args: list[str]) -> subprocess.CompletedProcess:
+    """Run ``edgeanomaly ARGS`` and press Ctrl-C (SIGINT) once it has reported epoch 2."""
+    p = subprocess.Popen([sys.executable, "-m", "edgeanomaly.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    lines = []
+    try:
+        for line in p.stderr:
+            lines.append(line)
+            if re.match(r"\s*epoch 2/", line):
+                p.send_signal(signal.SIGINT)
+                break
+        out, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    return subprocess.CompletedProcess(args, p.returncode, out, "".join(lines) + err)
+
+
+_RECIPE = """
+[model]
+name = "fastflow"
+backbone = "resnet18"
+pretrained = false
+layers = ["layer1", "layer2"]
+params = { flow_steps = 2, epochs = 1000, max_minutes = 0.15 }
+[data]
+image_size = 64
+[export]
+formats = ["onnx"]
+precisions = ["fp32"]
+"""
+
+
+@pytest.mark.parametrize("command", ["fit", "export"])
+def test_ctrl_c_says_how_to_resume_and_the_command_it_prints_finishes(tmp_path, command: str) -> None:
+    # A real Ctrl-C used to end in click's bare "Aborted!" (and a SIGABRT from the training
+    # thread), and 'export --recipe' said "pass --resume" for a flag it did not have.
+    from edgeanomaly.data import generate_synthetic_dataset
+
+    generate_synthetic_dataset(tmp_path / "data", ["metal"], n_train=8, n_test=2, seed=0, size=SIZE)
+    data = ["--data", str(tmp_path / "data"), "--category", "metal"]
+    if command == "fit":
+        run_dir = tmp_path / "ff.run"
+        args = ["fit", "--model", "fastflow", *data, "--out", str(run_dir), "--image-size", str(SIZE), "--backbone", "resnet18",
+                "--no-pretrained", "--epochs", "1000", "--max-minutes", "0.15", "--param", "flow_steps=2"]
+    else:
+        (tmp_path / "tiny.toml").write_text(_RECIPE)
+        run_dir = tmp_path / "ff.bundle.run"
+        args = ["export", "--recipe", str(tmp_path / "tiny.toml"), *data, "--out", str(tmp_path / "ff.bundle")]
+    r = _interrupt_after_epoch_2(args)
+    assert r.returncode == 130, r.stderr
+    m = re.search(r"Interrupted after epoch (\d+)/1000; the state of the last whole epoch is in (.+)\.\nContinue with:\n  (.+)\n",
+                  r.stderr)
+    assert m, r.stderr
+    assert int(m[1]) >= 2 and Path(m[2]) == run_dir / "training-state.pt"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["training-state.pt"]  # no partial file beside it
+    again = shlex.split(m[3])
+    assert again == ["edgeanomaly", *args, "--resume"]
+    done = subprocess.run([sys.executable, "-m", "edgeanomaly.cli", *again[1:]], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr + done.stdout
+    training = json.loads((run_dir / "checkpoint.json").read_text())["info"]["training"]
+    assert training["resumed_after_epoch"] == int(m[1])
+    if command == "export":
+        assert (tmp_path / "ff.bundle" / "manifest.json").is_file()
 
 
 def _dihedral(x: torch.Tensor) -> list[torch.Tensor]:
