@@ -3,6 +3,10 @@ declared once and taken as keywords by every trained model, each with its own de
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -104,9 +108,6 @@ def test_train_epoch_flushes_denormals_on_every_intra_op_thread() -> None:
     # The setting is per thread, and torch's intra-op threads take it from the thread that
     # makes them: set on the calling thread after they exist (a notebook that ran anything
     # first, or fit_run's feature extraction), half of each parallel op was still subnormal.
-    import subprocess
-    import sys
-
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU cannot flush denormals (torch.set_flush_denormal returned False)")
     p = subprocess.run([sys.executable, "-c", _POOL_FLUSH], capture_output=True, text=True, timeout=120)
@@ -148,25 +149,26 @@ except KeyboardInterrupt:
 """
 
 
-def test_ctrl_c_stops_the_epoch_at_its_next_step() -> None:
-    # Ctrl-C reaches the caller's thread; the steps on their own thread must stop too, not
-    # go on changing the weights behind the interrupted fit
-    import signal
-    import subprocess
-    import sys
-
-    p = subprocess.Popen([sys.executable, "-c", _INTERRUPTED], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+def _ctrl_c_when_ready(script: str) -> str:
+    """Run ``script`` in a new interpreter, press Ctrl-C (SIGINT) when it prints "ready", and
+    return what it printed after; it must exit normally (0), not abort."""
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "ready"
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
     finally:
         p.kill()
-    assert p.returncode == 0, err
+    assert p.returncode == 0, (p.returncode, err)
+    return out
+
+
+def test_ctrl_c_stops_the_epoch_at_its_next_step() -> None:
+    # Ctrl-C reaches the caller's thread; the steps on their own thread must stop too, not
+    # go on changing the weights behind the interrupted fit
+    out = _ctrl_c_when_ready(_INTERRUPTED)
     word, at, later = out.split()
     assert word == "interrupted" and int(at) < 200 and int(later) == int(at), out
-
 
 
 _INTERRUPTED_MID_STEP = """
@@ -195,19 +197,7 @@ def test_ctrl_c_mid_step_waits_for_the_step_and_exits_cleanly() -> None:
     # (it releases the thread's own lock), so a second join() returned at once: the step went on
     # in torch while the fit's exception unwound, and the interpreter, exiting under it, aborted
     # ("terminate called without an active exception", SIGABRT) instead of exiting.
-    import signal
-    import subprocess
-    import sys
-
-    p = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_MID_STEP], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    try:
-        assert p.stdout.readline().strip() == "ready"
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=60)
-    finally:
-        p.kill()
-    assert p.returncode == 0, (p.returncode, err)
+    out = _ctrl_c_when_ready(_INTERRUPTED_MID_STEP)
     word, started, ended = out.split()
     assert word == "interrupted" and started == ended, out  # the step in progress ended before the interruption went on
 
