@@ -8,15 +8,17 @@ state saved after each whole epoch and restored from it).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -256,33 +258,64 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
     (further Ctrl-Cs wait for it too: an interpreter that exits while a thread is inside torch
     aborts, "terminate called without an active exception").
 
-    The caller waits on an event the thread sets as it ends, not in ``Thread.join()``: an
-    interrupted ``join()`` in Python 3.11 releases the running thread's own lock and marks it
-    stopped, so a second ``join()`` returned at once with the step still running."""
+    On the main thread, while the epoch runs, Ctrl-C sets ``stopped()`` instead of raising
+    (:func:`_ctrl_c_stops`): the caller's waits are never cut short, the step in progress ends,
+    the thread is joined, and the KeyboardInterrupt is raised then. Raised inside the waits it
+    would have left the step running: an interrupted ``Thread.join()`` in Python 3.11 releases
+    the running thread's own lock and marks it stopped, so a second ``join()`` returned at once,
+    and an interpreter that exits while a thread is inside torch aborts ("terminate called
+    without an active exception"). Elsewhere (a fit on another thread, a handler of the
+    caller's own) an exception in the waits stops the thread and waits for its step the same way."""
     result: dict[str, Any] = {}
-    stop, ended = threading.Event(), threading.Event()
+    stop, began, ended = threading.Event(), threading.Event(), threading.Event()
 
     def run() -> None:
-        torch.set_flush_denormal(True)
+        began.set()
         try:
+            torch.set_flush_denormal(True)
             result["value"] = work(stop.is_set)
         except BaseException as error:  # noqa: BLE001  # raised again on the caller's thread
             result["error"] = error
         finally:
             ended.set()
 
-    thread = threading.Thread(target=run, name="edgeanomaly-train-epoch", daemon=True)
-    thread.start()
-    try:
-        ended.wait()
-    except BaseException:
-        stop.set()
-        _wait_through_interruptions(ended)
-        raise
-    thread.join()
+    thread = threading.Thread(target=run, name="edgeanomaly-train-epoch")
+    with _ctrl_c_stops(stop) as interrupted:
+        try:
+            thread.start()
+            ended.wait()
+        except BaseException:
+            stop.set()
+            if began.is_set():  # else it finds stop set before its first step
+                _wait_through_interruptions(ended)
+            raise
+        thread.join()
+    if interrupted:
+        raise KeyboardInterrupt
     if "error" in result:
         raise result["error"]
     return result["value"]
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(stop: threading.Event) -> Iterator[list[int]]:
+    """Within: Ctrl-C (SIGINT) sets ``stop`` and is counted in the yielded list instead of raising
+    KeyboardInterrupt, where Python's own handler is in place on the main thread (only there can
+    a handler be set; a handler of the caller's own is left alone). Restored on leaving."""
+    hits: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield hits
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        hits.append(signum)
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield hits
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _wait_through_interruptions(event: threading.Event) -> None:
