@@ -21,8 +21,10 @@ The public contract that export and the pipeline rely on:
 
 from __future__ import annotations
 
+import functools
 import hashlib
-
+import inspect
+import numbers
 import os
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 from edgeanomaly.components import FeatureExtractor
 from edgeanomaly.components import DynamicBufferModule
 from edgeanomaly.errors import ConfigError, DatasetError, NotFittedError
+from edgeanomaly.models._registry import check_setting_kinds
 from edgeanomaly.models._rowstore import RowStore
 
 __all__ = ["AnomalyModel", "STRIDE_4_8_16_LAYERS", "concat_layers"]
@@ -49,10 +52,17 @@ STRIDE_4_8_16_LAYERS: dict[str, tuple[str, ...]] = {
 StageProgress = Callable[[str, int, int], None]
 
 
-def check_switch(name: str, value: Any) -> None:
-    """``value`` is True or False (``bool("no")`` is True: a string or a number is refused)."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"Expected {name} as true or false, got {value!r}")
+def _checking_settings(cls: type, init: Callable[..., None]) -> Callable[..., None]:
+    """``cls.__init__`` that first checks its settings' kinds and names (:func:`check_setting_kinds`);
+    positional arguments are checked under the names they bind to."""
+    names = [k for k, p in inspect.signature(init).parameters.items() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD][1:]
+
+    @functools.wraps(init)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+        check_setting_kinds(cls, {**dict(zip(names, args)), **kwargs})
+        init(self, *args, **kwargs)
+
+    return checked
 
 
 def concat_layers(features: dict[str, torch.Tensor], layers: Sequence[str], mode: str) -> torch.Tensor:
@@ -96,6 +106,16 @@ class AnomalyModel(DynamicBufferModule, ABC):
     #: on CPUs, whose plugin runs an FP16-stored matrix product through a slower kernel.
     int8_head_fp32: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each model's constructor checks the kinds of its settings against its annotations and
+        refuses names it does not take (close names suggested), however it is called:
+        ``create_model``, a recipe, ``--param`` or ``PatchCore(...)`` directly. ``bool("no")``
+        is True, so a string for a flag would otherwise switch it on."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _checking_settings(cls, init)  # type: ignore[method-assign]
+
     def __init__(
         self,
         backbone: str,
@@ -107,8 +127,9 @@ class AnomalyModel(DynamicBufferModule, ABC):
         settings: dict[str, Any],
     ) -> None:
         super().__init__()
-        if random_state is not None and (isinstance(random_state, bool) or not isinstance(random_state, int)):
+        if random_state is not None and (isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral)):
             raise ConfigError(f"Expected random_state as an int or None, got {random_state!r}")
+        random_state = None if random_state is None else int(random_state)  # NumPy's integers too, saved as an int
         if isinstance(layers, str):
             layers = tuple(v.strip() for v in layers.split(",") if v.strip())
         if layers is None:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from edgeanomaly.components import PCA, GaussianKDE
 from edgeanomaly.errors import ConfigError
-from edgeanomaly.models._base import AnomalyModel, check_switch
+from edgeanomaly.models._base import AnomalyModel
 from edgeanomaly.models._registry import register_model
 
 __all__ = ["DFKDE"]
@@ -76,7 +76,6 @@ class DFKDE(AnomalyModel):
             raise ConfigError(f"Expected n_pca_components >= 1, got {n_pca_components}")
         if int(max_training_points) < 2:
             raise ConfigError(f"Expected max_training_points >= 2, got {max_training_points}")
-        check_switch("residual", residual)
         if residual and covariance != "spherical":
             raise ConfigError(f"Expected residual=False with covariance={covariance!r}: the residual term needs the spherical kernel")
         settings = {"n_pca_components": int(n_pca_components), "max_training_points": int(max_training_points),

@@ -49,7 +49,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeanomaly.errors import ConfigError
-from edgeanomaly.models._base import check_switch
 from edgeanomaly.models._registry import register_model
 from edgeanomaly.models._trained import (TrainedModel, TrainingRun, TrainingSettings, check_number, check_positive_int,
                                          train_epoch)
@@ -212,8 +211,6 @@ class EfficientAD(TrainedModel):
     ) -> None:
         _check_settings(width, teacher_channels, teacher_epochs, teacher_learning_rate, hard_quantile, q_a, q_b)
         check_number("lr_drop_at", lr_drop_at, lambda v: 0 < v <= 1, "in (0, 1]")
-        check_switch("strided", strided)
-        check_switch("light_decoder", light_decoder)
         settings = {
             "width": float(width), "teacher_channels": None if teacher_channels is None else int(teacher_channels),
             "strided": bool(strided), "light_decoder": bool(light_decoder), "teacher_epochs": int(teacher_epochs),

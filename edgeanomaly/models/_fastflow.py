@@ -38,7 +38,7 @@ from torch import nn
 
 from edgeanomaly.components import fastflow_blocks
 from edgeanomaly.errors import ConfigError
-from edgeanomaly.models._base import STRIDE_4_8_16_LAYERS, check_switch
+from edgeanomaly.models._base import STRIDE_4_8_16_LAYERS
 from edgeanomaly.models._registry import register_model
 from edgeanomaly.models._trained import TrainedModel, TrainingRun, check_number, check_positive_int, train_epoch
 
@@ -92,7 +92,6 @@ class FastFlow(TrainedModel):
         **options: Any,
     ) -> None:
         check_positive_int("flow_steps", flow_steps)
-        check_switch("conv3x3_only", conv3x3_only)
         check_number("score_top_fraction", score_top_fraction, lambda v: 0 <= v <= 1, "in [0, 1] (0: the map's maximum)")
         if not isinstance(augment, str) or augment not in _VIEWS:
             raise ConfigError(f"Expected augment as one of {', '.join(map(repr, _VIEWS))}, got {augment!r}")

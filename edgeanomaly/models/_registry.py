@@ -54,9 +54,7 @@ def create_model(name: str, **kwargs: Any) -> Any:
     >>> m.name, m.task
     ('patchcore', 'segmentation')
     """
-    cls = model_class(name)
-    check_setting_kinds(cls, kwargs)
-    return cls(**kwargs)
+    return model_class(name)(**kwargs)  # the model's constructor checks its settings (check_setting_kinds)
 
 
 def named_settings(cls: type) -> list[str]:

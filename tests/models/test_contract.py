@@ -347,12 +347,28 @@ def _kinded_settings():
                 yield name, key, wrong[main.pop()]
 
 
+@pytest.mark.parametrize("made_by", ["create_model", "the class"])
 @pytest.mark.parametrize("name, key, value", list(_kinded_settings()))
-def test_a_setting_of_the_wrong_kind_is_a_config_error_naming_it(name: str, key: str, value) -> None:
+def test_a_setting_of_the_wrong_kind_is_a_config_error_naming_it(name: str, key: str, value, made_by: str) -> None:
     # --param coreset_ratio=abc ended in "ValueError: could not convert string to float" with a
-    # traceback, regularization=abc in a TypeError; num_neighbors=9.5 was taken as 9
+    # traceback, regularization=abc in a TypeError; num_neighbors=9.5 was taken as 9. The class
+    # itself checks too: PatchCore(num_neighbors=9.5) was taken as 9, PaDiM(n_features="100")
+    # and PatchCore(pretrained="no") (a true string: pretrained weights) were accepted.
+    from edgeanomaly.models import model_class
+
+    make = (lambda **kw: create_model(name, **kw)) if made_by == "create_model" else model_class(name)
     with pytest.raises(ConfigError, match=f"Expected {key} as "):
-        create_model(name, **{"backbone": "resnet18", "pretrained": False, key: value})
+        make(**{"backbone": "resnet18", "pretrained": False, key: value})
+
+
+def test_a_misspelt_setting_given_to_the_class_names_the_close_one() -> None:
+    from edgeanomaly.models import PatchCore
+
+    with pytest.raises(ConfigError, match="'coresetratio' \\(did you mean 'coreset_ratio'\\?\\)") as info:
+        PatchCore(backbone="resnet18", pretrained=False, coresetratio=0.1)
+    assert isinstance(info.value, TypeError)
+    with pytest.raises(ConfigError, match="Expected coreset_ratio as a number, got 'abc'"):  # positional ones by their names
+        PatchCore("resnet18", None, "abc", pretrained=False)
 
 
 def test_settings_of_the_right_kind_pass_the_kind_check() -> None:
@@ -363,6 +379,9 @@ def test_settings_of_the_right_kind_pass_the_kind_check() -> None:
     import numpy as np
 
     create_model("patchcore", backbone="resnet18", pretrained=False, num_neighbors=np.int64(3), coreset_ratio=np.float32(0.5))
+    for name in list_models():  # the seed too (the kind check let it through, then the model refused it), kept as an int
+        params = create_model(name, backbone="resnet18", pretrained=False, random_state=np.int64(3)).get_config()["params"]
+        assert type(params["random_state"]) is int and params["random_state"] == 3
     with pytest.raises(ConfigError, match="Expected pca_level as a number, got 'abc'"):
         create_model("dfm", backbone="resnet18", pretrained=False, pca_level="abc")  # failed only in fit, after the features
 
