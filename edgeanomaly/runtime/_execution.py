@@ -51,24 +51,34 @@ class ExecutionChoice:
         reason: one sentence saying why.
         precision: the execution precision the backend reports it runs (set once loaded).
         measured: the artifact's export record (precision -> measurement), or None.
+        parity: for a backend that makes no choice (ONNX Runtime runs the graph's own types):
+            the artifact's parity entry of the export; its drift is claimed only where export
+            ran it as the loaded backend runs it (the same ``precision`` description, provider
+            included: :meth:`loaded`).
     """
 
     requested: str | None
     reason: str
     precision: str | None = None
     measured: Mapping[str, Any] | None = field(default=None, repr=False)
+    parity: Mapping[str, Any] | None = field(default=None, repr=False)
 
     @property
     def drift(self) -> dict[str, Any] | None:
         """What export measured for :attr:`precision` on this artifact (None: not recorded)."""
+        if self.parity is not None:
+            return _parity_drift(self.parity)
         if not self.measured or self.precision is None:
             return None
         entry = self.measured.get(self.precision)
         return dict(entry) if isinstance(entry, Mapping) else None
 
     def loaded(self, engine: Any) -> ExecutionChoice:
-        """This choice with the precision the loaded backend reports (``execution_precision``)."""
-        return replace(self, precision=getattr(engine, "execution_precision", None) or self.requested)
+        """This choice with the precision the loaded backend reports (``execution_precision``),
+        and the export's parity run kept only if it ran the artifact as ``engine`` does."""
+        same = self.parity is not None and self.parity.get("execution") == getattr(engine, "precision", None)
+        return replace(self, precision=getattr(engine, "execution_precision", None) or self.requested,
+                       parity=self.parity if same else None)
 
     def to_dict(self) -> dict[str, Any]:
         """``{"precision", "requested", "reason", "export_drift"}`` for ``info()``, JSON and reports."""
@@ -81,6 +91,18 @@ class ExecutionChoice:
             "reason": self.reason,
             "export_drift": None if drift is None else {k: drift[k] for k in keep if k in drift},
         }
+
+
+def _parity_drift(parity: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The export's parity run of an artifact as a drift entry (outcome, worst relative
+    difference, decision flips), or None when it lacks them (a bundle before verdicts)."""
+    verdict = parity.get("verdict")
+    score, amap = parity.get("max_rel_score_diff"), parity.get("max_rel_map_diff")
+    if not isinstance(verdict, Mapping) or verdict.get("outcome") is None or score is None:
+        return None
+    return {"outcome": verdict["outcome"], "max_rel_diff": max(score, amap if amap is not None else 0.0),
+            "max_rel_score_diff": score, "max_rel_map_diff": amap, "decision_flips": parity.get("label_flips"),
+            "reason": f"the parity run at export, which ran it as here ({parity.get('execution')})"}
 
 
 def _describe(entry: Mapping[str, Any] | None) -> str:
@@ -231,7 +253,9 @@ def resolve_execution(spec: Any, artifact: Any, manifest: Any, device: str, requ
         if exact and requested not in (None, "f32"):
             choose_execution((), None, None, requested=requested, exact=True)  # raises: a contradiction
         # ``requested`` is passed on, so load() refuses it as a setting this backend does not take.
-        return ExecutionChoice(requested, f"the {spec.name} backend runs the artifact's own precision (f32 for fp32 graphs)")
+        parity = (getattr(manifest, "reference", None) or {}).get("parity", {}).get(getattr(artifact, "name", None))
+        return ExecutionChoice(requested, f"the {spec.name} backend runs the artifact's own precision (f32 for fp32 graphs)",
+                               parity=parity if isinstance(parity, Mapping) else None)
     order = spec.execution_order(device) if artifact is not None else ()
     measured = execution_record(manifest, artifact.name) if artifact is not None else None
     family = spec.family(device)

@@ -113,6 +113,28 @@ def test_openvino_reading_the_onnx_file_reports_its_own_export_drift(small_bundl
         assert det.execution.reason.startswith("export did not measure the execution precisions of onnx-fp32")
 
 
+def test_onnx_runtime_reports_the_artifacts_own_parity_as_its_export_drift(small_bundle: Path, tmp_path: Path) -> None:
+    # ONNX Runtime makes no execution choice: it runs the graph as export's parity run did, on
+    # the same provider; validate said "export drift: not recorded in the bundle" beside it
+    import shutil
+
+    from edgeanomaly.runtime import load
+
+    parity = json.loads((small_bundle / "manifest.json").read_text())["reference"]["parity"]["onnx-fp32"]
+    with load(small_bundle, backend="onnxruntime", artifact="onnx-fp32") as det:
+        drift = det.info()["execution"]["export_drift"]
+        assert det.precision == parity["execution"] == "fp32 (f32 execution, CPUExecutionProvider)"
+        assert drift["outcome"] == parity["verdict"]["outcome"] == "PASS"
+        assert drift["max_rel_diff"] == max(parity["max_rel_score_diff"], parity["max_rel_map_diff"]) <= FP32_RTOL
+        assert drift["decision_flips"] == parity["label_flips"] == 0
+        assert drift["reason"] == "the parity run at export, which ran it as here (fp32 (f32 execution, CPUExecutionProvider))"
+    # measured another way than it runs here (another provider, say): not claimed
+    other = Path(shutil.copytree(small_bundle, tmp_path / "other.bundle"))
+    resign(other, lambda d: d["reference"]["parity"]["onnx-fp32"].update(execution="fp32 (f32 execution, CUDAExecutionProvider)"))
+    with load(other, backend="onnxruntime", artifact="onnx-fp32") as det:
+        assert det.info()["execution"]["export_drift"] is None
+
+
 def test_validate_judges_and_reports_the_execution_it_ran(small_bundle: Path) -> None:
     from edgeanomaly.tooling import validate_bundle
     from edgeanomaly.reports import validation_markdown
