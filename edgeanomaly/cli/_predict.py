@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,6 +23,8 @@ from edgeanomaly.runtime import check_image_size, load, overlay
 
 #: Exit code when the run finished but some inputs could not be scored (corrupt files...).
 EXIT_SOME_FAILED = 3
+#: the shell's code of a run ended by Ctrl-C (128 + SIGINT)
+EXIT_INTERRUPTED = 130
 #: From this many image files on, ``predict`` chooses the backend by measurement: it costs
 #: under a second (docs/BENCHMARKS.md, "Backend choice under load"), a small share of a run
 #: of 100 images of 15-40 ms each; for a few files it would cost more than it could save.
@@ -214,10 +218,12 @@ class _Report:
             record["frames"] = count
         self._emit(record, f"{name}\tERROR\t{error}")
 
-    def summary(self, info: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    def summary(self, info: dict[str, Any], wall_s: float, not_scored: int | None = None) -> dict[str, Any]:
+        """The summary line (stdout, and the file); ``not_scored``: the inputs a Ctrl-C left."""
         n = self.n_ok + self.n_failed
         out = {
             "summary": {
+                **({"interrupted": True, "not_scored": not_scored} if not_scored is not None else {}),
                 "inputs": n,
                 "scored": self.n_ok,
                 "failed": self.n_failed,
@@ -245,7 +251,8 @@ class _Report:
             s = out["summary"]
             total = s["latency_ms"].get("total", {})
             click.echo(
-                (f"{s['resumed']} done by the earlier run, " if s["resumed"] else "")
+                (f"Interrupted, {not_scored} not scored: " if not_scored is not None else "")
+                + (f"{s['resumed']} done by the earlier run, " if s["resumed"] else "")
                 + f"{s['scored']}/{s['inputs']} scored, {s['anomalous']} anomalous, {s['failed']} failed; "
                 f"{s['images_per_s']} images/s; total p50 {total.get('p50')} ms, p95 {total.get('p95')} ms "
                 f"[{s['backend']} {s['device']} {s['precision']}]",
@@ -370,9 +377,13 @@ def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path],
         plural = "file that is not an image" if len(not_images) == 1 else "files that are not images"
         click.echo(f"note: {len(not_images)} {plural} (not scored, not counted as failed): {shown}", err=True)
     t0 = time.perf_counter()
+    interrupted = False
     try:
         if kind == "files":
-            _run_files(detector, value, batch_size, report, save_overlays)
+            try:
+                _run_files(detector, value, batch_size, report, save_overlays)
+            except KeyboardInterrupt:  # Ctrl-C: what was scored is kept, summed up, and can be finished
+                interrupted = True
         elif kind == "watch":
 
             def file_failed(failure: Any) -> None:
@@ -390,9 +401,24 @@ def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path],
     finally:
         wall = time.perf_counter() - t0
         detector.close()
-    report.summary(info, wall)
+    this_run = report.n_ok - report.n_resumed + report.n_failed
+    report.summary(info, wall, not_scored=len(value) - this_run if interrupted else None)
+    if interrupted:
+        _say_how_to_resume(out_dir)
+        raise SystemExit(EXIT_INTERRUPTED)
     if report.n_failed:
         raise SystemExit(EXIT_SOME_FAILED)
+
+
+def _say_how_to_resume(out_dir: Path | None) -> None:
+    """After Ctrl-C: the command that finishes the run (``--out`` keeps what was scored)."""
+    if out_dir is None:
+        click.echo("The results above are all this run kept; with --out DIR an interrupted run is finished by --resume.", err=True)
+        return
+    argv = sys.argv[1:]
+    again = (shlex.join(["edgeanomaly", *argv] + ([] if "--resume" in argv else ["--resume"])) if "predict" in argv
+             else "the same edgeanomaly predict command with --resume")
+    click.echo(f"The results so far are in {out_dir / 'predictions.jsonl'}. Continue with:\n  {again}", err=True)
 
 
 def _run_files(detector: Any, paths: list[Path], batch_size: int, report: _Report, keep_images: bool) -> None:

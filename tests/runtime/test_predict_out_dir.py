@@ -133,3 +133,28 @@ def test_resume_usage(seg_bundle: Path, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "predict", str(seg_bundle), str(tmp_path / "a.png"),
                         "--out", str(tmp_path / "o"), "--resume", "--overwrite"], capture_output=True, text=True, env=_env(), timeout=120)
     assert r.returncode == 2 and "not both" in r.stderr
+
+
+def test_ctrl_c_mid_run_keeps_the_summary_and_says_how_to_resume(seg_bundle: Path, many_parts: Path, tmp_path: Path) -> None:
+    # Ctrl-C ended in click's bare "Aborted!" (exit 1): no summary, no word of --resume
+    out = tmp_path / "cut"
+    args = [str(seg_bundle), str(many_parts), "--json", "--out", str(out)]
+    run = _predict(*args)
+    first = [_raw_line(run) for _ in range(3)]  # running; it blocks once the stdout pipe is full
+    run.send_signal(signal.SIGINT)
+    rest, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    lines = [json.loads(line) for line in "".join(first).splitlines() + rest.splitlines() if line]
+    summary = lines[-1]["summary"]
+    scored = [r for r in lines if "path" in r]
+    assert summary["interrupted"] is True and summary["scored"] == len(scored) < 400
+    assert summary["not_scored"] == 400 - len(scored) and "Traceback" not in err
+    assert _records(out / "predictions.jsonl")[-1] == lines[-1]  # the file has it too
+    again = err.rsplit("Continue with:\n  ", 1)[1].strip()
+    assert again == " ".join(["edgeanomaly", "predict", *args, "--resume"])
+    done = subprocess.run([sys.executable, "-m", "edgeanomaly.cli", *again.split()[1:]], capture_output=True, text=True,
+                          env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    final = _records(out / "predictions.jsonl")[-1]["summary"]
+    assert final["inputs"] == final["scored"] == 400 and final["resumed"] == len(scored) and "interrupted" not in final
+
