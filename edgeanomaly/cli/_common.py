@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
@@ -202,6 +203,16 @@ class Activity:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def this_command_with(flag: str, command: str) -> str:
+    """The command line this process was started with (``edgeanomaly COMMAND ...``) plus ``flag``,
+    to print after an interruption; a description where it was not started as ``edgeanomaly``
+    (a test runner, a script calling ``main``)."""
+    argv = sys.argv[1:]
+    if command not in argv:
+        return f"the same edgeanomaly {command} command with {flag}"
+    return shlex.join(["edgeanomaly", *argv] + ([] if flag in argv else [flag]))
 
 
 def print_next_steps(title: str, commands: list[str]) -> None:

@@ -15,7 +15,7 @@ import click
 from edgeanomaly import frontdoor
 from edgeanomaly._optional import require
 from edgeanomaly.bundle import Calibration
-from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, print_next_steps, split_csv
+from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, print_next_steps, split_csv, this_command_with
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.judging import threshold_sample_warnings
 from edgeanomaly.metrics import DEFAULT_FPR_BOUNDS
@@ -269,9 +269,7 @@ def resume_hint(run_dir: Path, epochs: EpochLines, command: str) -> Iterator[Non
         last = epochs.last
         after = ("after " + (f"{last['stage']} " if last.get("stage") else "") + f"epoch {last['epoch']}/{last['epochs']}"
                  if last is not None else "before this run finished an epoch")
-        argv = sys.argv[1:]
-        again = (shlex.join(["edgeanomaly", *argv] + ([] if "--resume" in argv else ["--resume"]))
-                 if command in argv else f"the same edgeanomaly {command} command with --resume")
+        again = this_command_with("--resume", command)
         click.echo(f"\nInterrupted {after}; the state of the last whole epoch is in {state}.\n"
                    f"Continue with:\n  {again}", err=True)
         raise SystemExit(130) from None

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -14,7 +12,8 @@ import click
 
 from edgeanomaly import registry
 from edgeanomaly.bundle import write_bytes_atomic
-from edgeanomaly.cli._common import backend_choice, exact_option, friendly_errors, precision_choice, progress, trust_option, trusted_keys
+from edgeanomaly.cli._common import (backend_choice, exact_option, friendly_errors, precision_choice, progress, this_command_with,
+                                     trust_option, trusted_keys)
 from edgeanomaly.cli._outdir import FolderLock, completed_lines
 from edgeanomaly.cli._remote import check_remote, remote_options
 from edgeanomaly.data import IMAGE_EXTENSIONS, is_image_file, read_image
@@ -415,9 +414,7 @@ def _say_how_to_resume(out_dir: Path | None) -> None:
     if out_dir is None:
         click.echo("The results above are all this run kept; with --out DIR an interrupted run is finished by --resume.", err=True)
         return
-    argv = sys.argv[1:]
-    again = (shlex.join(["edgeanomaly", *argv] + ([] if "--resume" in argv else ["--resume"])) if "predict" in argv
-             else "the same edgeanomaly predict command with --resume")
+    again = this_command_with("--resume", "predict")
     click.echo(f"The results so far are in {out_dir / 'predictions.jsonl'}. Continue with:\n  {again}", err=True)
 
 
