@@ -23,6 +23,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from edgeanomaly._threads import FinishingThread, wait_through_interruptions
 from edgeanomaly.errors import ConfigError, UnknownSettingError
 from edgeanomaly.models._base import AnomalyModel
 from edgeanomaly.models._registry import close_names, named_settings
@@ -261,13 +262,11 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
     On the main thread, while the epoch runs, Ctrl-C sets ``stopped()`` instead of raising
     (:func:`_ctrl_c_stops`): the caller's waits are never cut short, the step in progress ends,
     the thread is joined, and the KeyboardInterrupt is raised then. Raised inside the waits it
-    would have left the step running: an interrupted ``Thread.join()`` in Python 3.11 releases
-    the running thread's own lock and marks it stopped, so a second ``join()`` returned at once,
-    and an interpreter that exits while a thread is inside torch aborts ("terminate called
-    without an active exception"). Elsewhere (a fit on another thread, a handler of the
-    caller's own) an exception in the waits stops the thread and waits for its step the same way."""
+    would have left the step running (``edgeanomaly._threads`` says why), and the interpreter,
+    exiting under a thread inside torch, aborted. Elsewhere (a fit on another thread, a handler
+    of the caller's own) an exception in the waits stops the thread and waits for its step."""
     result: dict[str, Any] = {}
-    stop, began, ended = threading.Event(), threading.Event(), threading.Event()
+    stop, began = threading.Event(), threading.Event()
 
     def run() -> None:
         began.set()
@@ -276,18 +275,16 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
             result["value"] = work(stop.is_set)
         except BaseException as error:  # noqa: BLE001  # raised again on the caller's thread
             result["error"] = error
-        finally:
-            ended.set()
 
-    thread = threading.Thread(target=run, name="edgeanomaly-train-epoch")
+    thread = FinishingThread(run, "edgeanomaly-train-epoch")
     with _ctrl_c_stops(stop) as interrupted:
         try:
             thread.start()
-            ended.wait()
+            thread.ended.wait()
         except BaseException:
             stop.set()
             if began.is_set():  # else it finds stop set before its first step
-                _wait_through_interruptions(ended)
+                wait_through_interruptions(thread.ended)
             raise
         thread.join()
     if interrupted:
@@ -316,16 +313,6 @@ def _ctrl_c_stops(stop: threading.Event) -> Iterator[list[int]]:
         yield hits
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _wait_through_interruptions(event: threading.Event) -> None:
-    """Wait until ``event`` is set, however many KeyboardInterrupts arrive meanwhile."""
-    while True:
-        try:
-            event.wait()
-            return
-        except KeyboardInterrupt:
-            continue
 
 
 def train_epoch(order: torch.Tensor, batch_size: int, loss_of: Callable[[torch.Tensor], torch.Tensor],

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from edgeanomaly._threads import FinishingThread
 from edgeanomaly.errors import BackendUnavailableError, DeviceUnavailableError, InferenceError
 from edgeanomaly.registry import get_backend
 from edgeanomaly.runtime._backends import TWIN_AFTER, TensorInfo, device_unavailable, inference_error, pipelined, run_padded
@@ -179,7 +180,7 @@ class ONNXRuntimeBackend:
         self._parallel_images = min(cores, _MAX_PARALLEL) if (used == ["CPUExecutionProvider"] and not num_threads) else 1
         self._per_image_threads = max(1, cores // self._parallel_images)
         self._per_core: Any = None
-        self._per_core_thread: threading.Thread | None = None
+        self._per_core_thread: FinishingThread | None = None
         self._per_core_lock = threading.Lock()
         # run_throughput: at most one image per core on the twin session at once.
         self._per_core_slots = threading.BoundedSemaphore(self._parallel_images)
@@ -224,7 +225,7 @@ class ONNXRuntimeBackend:
         with self._per_core_lock:
             if self._parallel_images < 2 or self._per_core_thread is not None:
                 return
-            self._per_core_thread = threading.Thread(target=self._create_per_core, name="edgeanomaly-session")
+            self._per_core_thread = FinishingThread(self._create_per_core, "edgeanomaly-session")
             self._per_core_thread.start()
 
     def _create_per_core(self) -> None:
@@ -244,7 +245,7 @@ class ONNXRuntimeBackend:
         self._start_per_core()
         thread = self._per_core_thread
         if wait and thread is not None:
-            thread.join()
+            thread.finish()
         return self._per_core
 
     def run_throughput(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -294,6 +295,6 @@ class ONNXRuntimeBackend:
         """Release the sessions."""
         thread = self._per_core_thread
         if thread is not None:
-            thread.join()  # a session being created cannot be cancelled; let it end before releasing
+            thread.finish()  # a session being created cannot be cancelled; let it end before releasing
         self._session = None
         self._per_core = None

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from edgeanomaly._threads import FinishingThread
 from edgeanomaly.errors import BackendUnavailableError, ConfigError, DeviceUnavailableError, InferenceError
 from edgeanomaly.registry import EXECUTION_CAPABILITIES, get_backend
 from edgeanomaly.runtime._backends import TWIN_AFTER, TensorInfo, device_unavailable, inference_error, run_padded
@@ -501,7 +502,7 @@ class OpenVINOBackend:
         )
         self._twin_recipe = (source, {**config, "PERFORMANCE_HINT": "THROUGHPUT"}) if twin_ok else None
         self._twin: Any = None
-        self._twin_thread: threading.Thread | None = None
+        self._twin_thread: FinishingThread | None = None
         self._twin_lock = threading.Lock()
 
         # Synchronous path: a pool of infer requests, one per concurrent caller, created on demand;
@@ -558,7 +559,7 @@ class OpenVINOBackend:
             if self._twin_recipe is None or self._twin_thread is not None:
                 return
             # Not a daemon: an interpreter exiting mid-compile must wait rather than tear OpenVINO down under it.
-            self._twin_thread = threading.Thread(target=self._compile_twin, name="edgeanomaly-compile")
+            self._twin_thread = FinishingThread(self._compile_twin, "edgeanomaly-compile")
             self._twin_thread.start()
 
     def _compile_twin(self) -> None:
@@ -592,7 +593,7 @@ class OpenVINOBackend:
         self._start_twin()
         thread = self._twin_thread
         if wait and thread is not None:
-            thread.join()
+            thread.finish()
         return self._twin
 
     def run_async_many(
@@ -694,7 +695,7 @@ class OpenVINOBackend:
             self._twin_pool.clear()
         thread = self._twin_thread
         if thread is not None:
-            thread.join()  # a compile in progress cannot be cancelled; let it end before releasing
+            thread.finish()  # a compile in progress cannot be cancelled; let it end before releasing
         self._compiled = None
         self._twin = None
         self._twin_pool = None

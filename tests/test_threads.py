@@ -1,0 +1,53 @@
+"""edgeanomaly._threads: a thread waited for through Ctrl-C (real SIGINTs, in a new interpreter)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+_WAITED = """
+import threading, time
+from edgeanomaly._threads import FinishingThread
+done = []
+def work():
+    time.sleep(0.3)  # the caller is waiting by now
+    print("ready", flush=True)
+    for _ in range(40):  # about a second
+        time.sleep(0.025)
+    done.append(1)
+thread = FinishingThread(work, "work")
+thread.start()
+try:
+    {wait}
+except KeyboardInterrupt:
+    print("interrupted", len(done), thread.is_alive(), flush=True)
+"""
+
+
+def _interrupt(wait: str) -> str:
+    p = subprocess.Popen([sys.executable, "-c", _WAITED.format(wait=wait)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 0, (p.returncode, err)
+    return out.strip()
+
+
+def test_finish_raises_the_ctrl_c_once_the_target_has_returned() -> None:
+    assert _interrupt("thread.finish()") == "interrupted 1 False"
+
+
+def test_finish_before_start_returns_and_after_the_end_joins() -> None:
+    from edgeanomaly._threads import FinishingThread
+
+    ran = []
+    thread = FinishingThread(lambda: ran.append(1), "t")
+    thread.finish()  # not started: nothing to wait for
+    thread.start()
+    thread.finish()
+    assert ran == [1] and not thread.is_alive() and thread.ended.is_set()
