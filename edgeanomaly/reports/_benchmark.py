@@ -63,9 +63,10 @@ def benchmark_markdown(rows: list[BenchmarkRow]) -> str:
             f"{_fmt(r.throughput_ips, '.1f')} | {_fmt(r.cold_start_s, '.2f')} |"
         )
     lines += ["", LEGEND]
-    reasons = sorted({(r.artifact, r.execution_reason) for r in rows if r.execution_reason})
+    # one per artifact and backend: the ONNX file runs on both, each for its own reason
+    reasons = sorted({(f"{r.artifact} on {r.backend} {r.device}", r.execution_reason) for r in rows if r.execution_reason})
     if reasons:
-        lines += ["", "Execution precision: " + "; ".join(f"{a}: {why}" for a, why in reasons)]
+        lines += ["", "Execution precision: " + "; ".join(f"{where}: {why}" for where, why in reasons)]
     return "\n".join(lines) + "\n"
 
 

@@ -27,3 +27,14 @@ def test_speedup_is_relative_to_the_backends_fp32_artifact(seg_bundle: Path) -> 
     assert "| vs fp32 |" in table and "1.00x (ref)" in table
     fp16_line = next(line for line in table.splitlines() if line.startswith("| openvino-fp16 | openvino | CPU"))
     assert f"{ov['openvino-fp16'].speedup_vs_fp32:.2f}x" in fp16_line
+
+
+def test_each_execution_reason_names_its_artifact_and_backend(seg_bundle: Path) -> None:
+    # the ONNX file runs on both backends, each at its own precision for its own reason: the
+    # list said "onnx-fp32: ..." twice, once with each reason, and did not say which was which
+    rows = benchmark_bundle(seg_bundle, repeats=2, throughput_images=2, cold_start=False)
+    onnx = [r for r in rows if r.artifact == "onnx-fp32" and r.execution_reason]
+    assert {r.backend for r in onnx} == {"onnxruntime", "openvino"}
+    reasons = benchmark_markdown(rows).split("Execution precision: ", 1)[1]
+    for r in onnx:
+        assert f"{r.artifact} on {r.backend} {r.device}: {r.execution_reason}" in reasons
