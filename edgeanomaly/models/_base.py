@@ -21,9 +21,7 @@ The public contract that export and the pipeline rely on:
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import inspect
 import numbers
 import os
 from abc import ABC, abstractmethod
@@ -35,7 +33,7 @@ import torch.nn.functional as F
 from edgeanomaly.components import FeatureExtractor
 from edgeanomaly.components import DynamicBufferModule
 from edgeanomaly.errors import ConfigError, DatasetError, NotFittedError
-from edgeanomaly.models._registry import check_setting_kinds
+from edgeanomaly.models._registry import checking_settings
 from edgeanomaly.models._rowstore import RowStore
 
 __all__ = ["AnomalyModel", "STRIDE_4_8_16_LAYERS", "concat_layers"]
@@ -50,19 +48,6 @@ STRIDE_4_8_16_LAYERS: dict[str, tuple[str, ...]] = {
 
 #: ``progress(stage, done, total)`` of the steps after the pass over the images.
 StageProgress = Callable[[str, int, int], None]
-
-
-def _checking_settings(cls: type, init: Callable[..., None]) -> Callable[..., None]:
-    """``cls.__init__`` that first checks its settings' kinds and names (:func:`check_setting_kinds`);
-    positional arguments are checked under the names they bind to."""
-    names = [k for k, p in inspect.signature(init).parameters.items() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD][1:]
-
-    @functools.wraps(init)
-    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
-        check_setting_kinds(cls, {**dict(zip(names, args)), **kwargs})
-        init(self, *args, **kwargs)
-
-    return checked
 
 
 def concat_layers(features: dict[str, torch.Tensor], layers: Sequence[str], mode: str) -> torch.Tensor:
@@ -114,7 +99,7 @@ class AnomalyModel(DynamicBufferModule, ABC):
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
         if init is not None:
-            cls.__init__ = _checking_settings(cls, init)  # type: ignore[method-assign]
+            cls.__init__ = checking_settings(cls, init)  # type: ignore[method-assign]
 
     def __init__(
         self,

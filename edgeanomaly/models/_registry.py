@@ -7,6 +7,7 @@ round-tripped and contract-tested everywhere without further wiring.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import numbers
 from typing import Any, Callable, Sequence, TypeVar
@@ -21,14 +22,31 @@ T = TypeVar("T", bound=type)
 
 
 def register_model(cls: T) -> T:
-    """Class decorator: register ``cls`` under ``cls.name``."""
+    """Class decorator: register ``cls`` under ``cls.name``. Its constructor checks its settings
+    (:func:`check_setting_kinds`; an ``AnomalyModel`` subclass's already does)."""
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"{cls.__name__} needs a class attribute 'name' to be registered")
     if name in _MODELS and _MODELS[name] is not cls:
         raise ValueError(f"A model named {name!r} is already registered ({_MODELS[name].__name__})")
+    if not getattr(cls.__init__, "checks_settings", False):
+        cls.__init__ = checking_settings(cls, cls.__init__)  # type: ignore[misc]
     _MODELS[name] = cls
     return cls
+
+
+def checking_settings(cls: type, init: Callable[..., None]) -> Callable[..., None]:
+    """``cls.__init__`` that first checks its settings' kinds and names (:func:`check_setting_kinds`);
+    positional arguments are checked under the names they bind to."""
+    names = [k for k, p in inspect.signature(init).parameters.items() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD][1:]
+
+    @functools.wraps(init)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+        check_setting_kinds(cls, {**dict(zip(names, args)), **kwargs})
+        init(self, *args, **kwargs)
+
+    checked.checks_settings = True  # type: ignore[attr-defined]
+    return checked
 
 
 def unregister_model(name: str) -> None:
@@ -54,7 +72,7 @@ def create_model(name: str, **kwargs: Any) -> Any:
     >>> m.name, m.task
     ('patchcore', 'segmentation')
     """
-    return model_class(name)(**kwargs)  # the model's constructor checks its settings (check_setting_kinds)
+    return model_class(name)(**kwargs)  # its constructor checks its settings (register_model, check_setting_kinds)
 
 
 def named_settings(cls: type) -> list[str]:

@@ -371,6 +371,28 @@ def test_a_misspelt_setting_given_to_the_class_names_the_close_one() -> None:
         PatchCore("resnet18", None, "abc", pretrained=False)
 
 
+def test_a_registered_class_of_its_own_is_checked_too() -> None:
+    # a plugin's model need not subclass AnomalyModel to be registered; create_model checked its
+    # settings before the check moved into AnomalyModel's constructors, and still does
+    from edgeanomaly.models import register_model, unregister_model
+
+    class Plain:
+        name = "plain-kind-check"
+
+        def __init__(self, k: int = 3, flag: bool = False) -> None:
+            self.k, self.flag = k, flag
+
+    register_model(Plain)
+    try:
+        assert create_model("plain-kind-check", k=4).k == 4
+        with pytest.raises(ConfigError, match="Expected flag as true or false, got 'no'"):
+            create_model("plain-kind-check", flag="no")
+        with pytest.raises(ConfigError, match="'kk' \\(did you mean 'k'\\?\\)"):
+            Plain(kk=1)
+    finally:
+        unregister_model("plain-kind-check")
+
+
 def test_settings_of_the_right_kind_pass_the_kind_check() -> None:
     # an int where a float is declared, None where None is allowed
     create_model("patchcore", backbone="resnet18", pretrained=False, coreset_ratio=1, max_bank_size=None, blur_sigma=4)
