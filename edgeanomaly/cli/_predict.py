@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,8 +25,6 @@ from edgeanomaly.runtime import check_image_size, load, overlay
 
 #: Exit code when the run finished but some inputs could not be scored (corrupt files...).
 EXIT_SOME_FAILED = 3
-#: the shell's code of a run ended by Ctrl-C (128 + SIGINT)
-EXIT_INTERRUPTED = 130
 #: From this many image files on, ``predict`` chooses the backend by measurement: it costs
 #: under a second (docs/BENCHMARKS.md, "Backend choice under load"), a small share of a run
 #: of 100 images of 15-40 ms each; for a few files it would cost more than it could save.
@@ -331,11 +332,37 @@ def predict(
     if out_dir is not None:
         lock = FolderLock(out_dir, "edgeanomaly predict")  # a second run into the folder fails here
     try:
-        _predict_locked(bundle, kind, value, _not_images(source, kind), backend, device, precision, artifact, inference_precision, exact, batch_size,
-                        out_dir, save_overlays, overwrite, resume, as_json, max_frames, timeout, remote, trusted_keys(trust))
+        with _sigterm_as_ctrl_c():
+            _predict_locked(bundle, kind, value, _not_images(source, kind), backend, device, precision, artifact, inference_precision, exact,
+                            batch_size, out_dir, save_overlays, overwrite, resume, as_json, max_frames, timeout, remote, trusted_keys(trust))
     finally:
         if lock is not None:
             lock.release()
+
+
+#: The signal that stopped the run (SIGINT unless SIGTERM came), for its exit code.
+_STOPPED_BY: list[int] = []
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a supervisor's stop: systemd, a container runtime) ends the run as Ctrl-C does,
+    with the summary of what was scored, instead of at once without it. The main thread only
+    (where a handler can be set); the previous handler is restored."""
+    _STOPPED_BY.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        _STOPPED_BY.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path], backend: str, device: str, precision: str | None, artifact: str | None,
@@ -404,7 +431,7 @@ def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path],
     report.summary(info, wall, not_scored=len(value) - this_run if interrupted else None)
     if interrupted:
         _say_how_to_resume(out_dir)
-        raise SystemExit(EXIT_INTERRUPTED)
+        raise SystemExit(128 + (_STOPPED_BY[-1] if _STOPPED_BY else signal.SIGINT))  # the shell's code: 130 for Ctrl-C
     if report.n_failed:
         raise SystemExit(EXIT_SOME_FAILED)
 

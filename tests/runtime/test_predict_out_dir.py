@@ -158,3 +158,29 @@ def test_ctrl_c_mid_run_keeps_the_summary_and_says_how_to_resume(seg_bundle: Pat
     final = _records(out / "predictions.jsonl")[-1]["summary"]
     assert final["inputs"] == final["scored"] == 400 and final["resumed"] == len(scored) and "interrupted" not in final
 
+
+
+def test_sigterm_stops_like_ctrl_c_with_the_summary(seg_bundle: Path, many_parts: Path, tmp_path: Path) -> None:
+    # a supervisor (systemd, a container runtime) stops a process with SIGTERM: it ended the run
+    # at once, without the summary of what was scored (a watched folder has no other end)
+    run = _predict(seg_bundle, many_parts, "--json", "--out", tmp_path / "cut")
+    first = [_raw_line(run) for _ in range(3)]
+    run.send_signal(signal.SIGTERM)
+    rest, err = run.communicate(timeout=120)
+    assert run.returncode == 128 + signal.SIGTERM, err
+    summary = json.loads(rest.splitlines()[-1])["summary"]
+    assert summary["interrupted"] is True and summary["scored"] >= len(first) and "Continue with:" in err
+
+    watched = tmp_path / "drop"
+    watched.mkdir()
+    run = _predict(seg_bundle, watched, "--watch", "--json", "--out", tmp_path / "watch", "--timeout", "120")
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "watch" / "predictions.jsonl").exists():  # watching now
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.1)
+    write_rgb(watched / "a.png", part_image(48, 64, seed=1))
+    assert json.loads(_raw_line(run))["path"].endswith("a.png")
+    run.send_signal(signal.SIGTERM)
+    rest, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err  # a watched folder's normal stop
+    assert json.loads(rest.splitlines()[-1])["summary"]["scored"] == 1
