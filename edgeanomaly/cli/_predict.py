@@ -405,25 +405,12 @@ def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path],
     t0 = time.perf_counter()
     interrupted = False
     try:
-        if kind == "files":
-            try:
-                _run_files(detector, value, batch_size, report, save_overlays)
-            except KeyboardInterrupt:  # Ctrl-C: what was scored is kept, summed up, and can be finished
-                interrupted = True
-        elif kind == "watch":
-
-            def file_failed(failure: Any) -> None:
-                report.failed("path", failure.source, failure.error)
-
-            for path, prediction in detector.stream(value, max_frames=max_frames, timeout=timeout, on_error=file_failed):
-                report.ok("path", str(path), prediction, path if save_overlays else None)
-        else:
-
-            def frames_failed(failure: Any) -> None:
-                report.failed("frame", failure.source, failure.error, failure.frames)
-
-            for frame, prediction in detector.stream(value, max_frames=max_frames, timeout=timeout, on_error=frames_failed):
-                report.ok("frame", prediction.source, prediction, frame, color="BGR")
+        _score(detector, kind, value, batch_size, report, save_overlays, max_frames, timeout)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what was scored is kept and summed up
+        # files: the run is cut short (and can be finished); a stream (camera, video, watched
+        # folder), whose generator stops on it by itself, also when it lands between two
+        # predictions: its normal end
+        interrupted = kind == "files"
     finally:
         wall = time.perf_counter() - t0
         detector.close()
@@ -434,6 +421,27 @@ def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path],
         raise SystemExit(128 + (_STOPPED_BY[-1] if _STOPPED_BY else signal.SIGINT))  # the shell's code: 130 for Ctrl-C
     if report.n_failed:
         raise SystemExit(EXIT_SOME_FAILED)
+
+
+def _score(detector: Any, kind: str, value: Any, batch_size: int, report: _Report, save_overlays: bool,
+           max_frames: int | None, timeout: float | None) -> None:
+    """Score the files, the watched folder or the video/camera frames, each line to ``report``."""
+    if kind == "files":
+        _run_files(detector, value, batch_size, report, save_overlays)
+    elif kind == "watch":
+
+        def file_failed(failure: Any) -> None:
+            report.failed("path", failure.source, failure.error)
+
+        for path, prediction in detector.stream(value, max_frames=max_frames, timeout=timeout, on_error=file_failed):
+            report.ok("path", str(path), prediction, path if save_overlays else None)
+    else:
+
+        def frames_failed(failure: Any) -> None:
+            report.failed("frame", failure.source, failure.error, failure.frames)
+
+        for frame, prediction in detector.stream(value, max_frames=max_frames, timeout=timeout, on_error=frames_failed):
+            report.ok("frame", prediction.source, prediction, frame, color="BGR")
 
 
 def _say_how_to_resume(out_dir: Path | None) -> None:
