@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
+from _interrupt import ctrl_c_when_ready
 
 _WAITED = """
 import threading, time
@@ -25,21 +23,8 @@ except KeyboardInterrupt:
 """
 
 
-def _interrupt(wait: str) -> str:
-    p = subprocess.Popen([sys.executable, "-c", _WAITED.format(wait=wait)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    try:
-        assert p.stdout.readline().strip() == "ready"
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=60)
-    finally:
-        p.kill()
-    assert p.returncode == 0, (p.returncode, err)
-    return out.strip()
-
-
 def test_finish_raises_the_ctrl_c_once_the_target_has_returned() -> None:
-    assert _interrupt("thread.finish()") == "interrupted 1 False"
+    assert ctrl_c_when_ready(_WAITED.format(wait="thread.finish()")).strip() == "interrupted 1 False"
 
 
 def test_finish_before_start_returns_and_after_the_end_joins() -> None:

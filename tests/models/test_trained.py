@@ -3,12 +3,12 @@ declared once and taken as keywords by every trained model, each with its own de
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 
 import pytest
 import torch
+from _interrupt import ctrl_c_when_ready
 
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.models import TrainedModel, TrainingSettings, create_model, list_models, model_class
@@ -149,24 +149,10 @@ except KeyboardInterrupt:
 """
 
 
-def _ctrl_c_when_ready(script: str) -> str:
-    """Run ``script`` in a new interpreter, press Ctrl-C (SIGINT) when it prints "ready", and
-    return what it printed after; it must exit normally (0), not abort."""
-    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout.readline().strip() == "ready"
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=60)
-    finally:
-        p.kill()
-    assert p.returncode == 0, (p.returncode, err)
-    return out
-
-
 def test_ctrl_c_stops_the_epoch_at_its_next_step() -> None:
     # Ctrl-C reaches the caller's thread; the steps on their own thread must stop too, not
     # go on changing the weights behind the interrupted fit
-    out = _ctrl_c_when_ready(_INTERRUPTED)
+    out = ctrl_c_when_ready(_INTERRUPTED)
     word, at, later = out.split()
     assert word == "interrupted" and int(at) < 200 and int(later) == int(at), out
 
@@ -197,7 +183,7 @@ def test_ctrl_c_mid_step_waits_for_the_step_and_exits_cleanly() -> None:
     # (it releases the thread's own lock), so a second join() returned at once: the step went on
     # in torch while the fit's exception unwound, and the interpreter, exiting under it, aborted
     # ("terminate called without an active exception", SIGABRT) instead of exiting.
-    out = _ctrl_c_when_ready(_INTERRUPTED_MID_STEP)
+    out = ctrl_c_when_ready(_INTERRUPTED_MID_STEP)
     word, started, ended = out.split()
     assert word == "interrupted" and started == ended, out  # the step in progress ended before the interruption went on
 
