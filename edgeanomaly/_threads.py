@@ -13,10 +13,10 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-__all__ = ["FinishingThread", "wait_through_interruptions"]
+__all__ = ["FinishingThread"]
 
 
-def wait_through_interruptions(event: threading.Event) -> bool:
+def _wait_through_interruptions(event: threading.Event) -> bool:
     """Wait until ``event`` is set, however many KeyboardInterrupts arrive meanwhile; whether
     one did."""
     interrupted = False
@@ -47,7 +47,7 @@ class FinishingThread(threading.Thread):
         is raised once it has: work in a native library cannot be cut short."""
         if self.ident is None:
             return
-        interrupted = wait_through_interruptions(self.ended)
+        interrupted = _wait_through_interruptions(self.ended)
         self.join()  # the target has returned: only the thread's own exit is left
         if interrupted:
             raise KeyboardInterrupt

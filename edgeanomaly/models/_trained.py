@@ -23,7 +23,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from edgeanomaly._threads import FinishingThread, wait_through_interruptions
+from edgeanomaly._threads import FinishingThread
 from edgeanomaly.errors import ConfigError, UnknownSettingError
 from edgeanomaly.models._base import AnomalyModel
 from edgeanomaly.models._registry import close_names, named_settings
@@ -266,10 +266,9 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
     exiting under a thread inside torch, aborted. Elsewhere (a fit on another thread, a handler
     of the caller's own) an exception in the waits stops the thread and waits for its step."""
     result: dict[str, Any] = {}
-    stop, began = threading.Event(), threading.Event()
+    stop = threading.Event()
 
     def run() -> None:
-        began.set()
         try:
             torch.set_flush_denormal(True)
             result["value"] = work(stop.is_set)
@@ -283,8 +282,7 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
             thread.ended.wait()
         except BaseException:
             stop.set()
-            if began.is_set():  # else it finds stop set before its first step
-                wait_through_interruptions(thread.ended)
+            thread.finish()  # its step in progress ends first (a thread not yet running finds stop set)
             raise
         thread.join()
     if interrupted:
