@@ -1,19 +1,24 @@
-"""Threads whose end the caller waits for, safe against Ctrl-C (torch-free; every layer).
+"""Threads whose end the caller waits for, safe against Ctrl-C, and signal handlers set for a
+while (torch-free; every layer).
 
 In Python 3.11 a ``Thread.join()`` cut short by KeyboardInterrupt releases the running
 thread's own lock and marks it stopped: a second ``join()`` returns at once, and the
 interpreter no longer waits for it at exit, so a thread still inside a native library
 (an OpenVINO compile, a torch step) is torn down under it and the process aborts
 ("terminate called without an active exception"). :class:`FinishingThread` is waited for on
-an event its target sets as it returns, never in an interruptible ``join()``.
+an event its target sets as it returns, never in an interruptible ``join()``. :func:`handling`
+lets a caller turn a signal into what it needs (Ctrl-C into a stop flag, SIGTERM into Ctrl-C)
+for the length of a ``with`` block.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-__all__ = ["FinishingThread"]
+__all__ = ["FinishingThread", "handling"]
 
 
 def _wait_through_interruptions(event: threading.Event) -> bool:
@@ -51,3 +56,20 @@ class FinishingThread(threading.Thread):
         self.join()  # the target has returned: only the thread's own exit is left
         if interrupted:
             raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def handling(signum: int, handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Within: ``handler`` handles ``signum``, then the previous handler is back. Set on the main
+    thread only (only there can a handler be set) and only over Python's default for the signal
+    (``default_int_handler`` for SIGINT, ``SIG_DFL`` otherwise): a handler of the caller's own, or
+    an ignored signal, is left as it is."""
+    default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signum) is not default:
+        yield
+        return
+    previous = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -14,6 +12,7 @@ from typing import Any, Iterator
 import click
 
 from edgeanomaly import registry
+from edgeanomaly._threads import handling
 from edgeanomaly.bundle import write_bytes_atomic
 from edgeanomaly.cli._common import (backend_choice, exact_option, friendly_errors, precision_choice, progress, this_command_with,
                                      trust_option, trusted_keys)
@@ -332,7 +331,7 @@ def predict(
     if out_dir is not None:
         lock = FolderLock(out_dir, "edgeanomaly predict")  # a second run into the folder fails here
     try:
-        with _sigterm_as_ctrl_c():
+        with handling(signal.SIGTERM, _terminate):
             _predict_locked(bundle, kind, value, _not_images(source, kind), backend, device, precision, artifact, inference_precision, exact,
                             batch_size, out_dir, save_overlays, overwrite, resume, as_json, max_frames, timeout, remote, trusted_keys(trust))
     finally:
@@ -340,29 +339,14 @@ def predict(
             lock.release()
 
 
-#: The signal that stopped the run (SIGINT unless SIGTERM came), for its exit code.
-_STOPPED_BY: list[int] = []
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a supervisor's stop: systemd, a container runtime), raised where Ctrl-C's
+    KeyboardInterrupt would be, so that the run ends as on Ctrl-C: with the summary of what was
+    scored, not at once without it."""
 
 
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM (a supervisor's stop: systemd, a container runtime) ends the run as Ctrl-C does,
-    with the summary of what was scored, instead of at once without it. The main thread only
-    (where a handler can be set); the previous handler is restored."""
-    _STOPPED_BY.clear()
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        _STOPPED_BY.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
 
 
 def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path], backend: str, device: str, precision: str | None, artifact: str | None,
@@ -403,22 +387,22 @@ def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path],
         plural = "file that is not an image" if len(not_images) == 1 else "files that are not images"
         click.echo(f"note: {len(not_images)} {plural} (not scored, not counted as failed): {shown}", err=True)
     t0 = time.perf_counter()
-    interrupted = False
+    stopped_by = None
     try:
         _score(detector, kind, value, batch_size, report, save_overlays, max_frames, timeout)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what was scored is kept and summed up
-        # files: the run is cut short (and can be finished); a stream (camera, video, watched
-        # folder), whose generator stops on it by itself, also when it lands between two
-        # predictions: its normal end
-        interrupted = kind == "files"
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: what was scored is kept and summed up
+        stopped_by = signal.SIGTERM if isinstance(stop, _Terminated) else signal.SIGINT
     finally:
         wall = time.perf_counter() - t0
         detector.close()
+    # files: the run is cut short (and can be finished); a stream (camera, video, watched folder),
+    # whose generator stops on it by itself, also when it lands between two predictions: its normal end
+    interrupted = stopped_by is not None and kind == "files"
     this_run = report.n_ok - report.n_resumed + report.n_failed
     report.summary(info, wall, not_scored=len(value) - this_run if interrupted else None)
     if interrupted:
         _say_how_to_resume(out_dir)
-        raise SystemExit(128 + (_STOPPED_BY[-1] if _STOPPED_BY else signal.SIGINT))  # the shell's code: 130 for Ctrl-C
+        raise SystemExit(128 + stopped_by)  # the shell's code: 130 for Ctrl-C, 143 for SIGTERM
     if report.n_failed:
         raise SystemExit(EXIT_SOME_FAILED)
 

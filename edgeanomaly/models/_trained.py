@@ -8,7 +8,6 @@ state saved after each whole epoch and restored from it).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
@@ -18,12 +17,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from edgeanomaly._threads import FinishingThread
+from edgeanomaly._threads import FinishingThread, handling
 from edgeanomaly.errors import ConfigError, UnknownSettingError
 from edgeanomaly.models._base import AnomalyModel
 from edgeanomaly.models._registry import close_names, named_settings
@@ -260,8 +259,8 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
     aborts, "terminate called without an active exception").
 
     On the main thread, while the epoch runs, Ctrl-C sets ``stopped()`` instead of raising
-    (:func:`_ctrl_c_stops`): the caller's waits are never cut short, the step in progress ends,
-    the thread is joined, and the KeyboardInterrupt is raised then. Raised inside the waits it
+    (:func:`edgeanomaly._threads.handling`): the caller's waits are never cut short, the step in
+    progress ends, the thread is joined, and the KeyboardInterrupt is raised then. Raised inside the waits it
     would have left the step running (``edgeanomaly._threads`` says why), and the interpreter,
     exiting under a thread inside torch, aborted. Elsewhere (a fit on another thread, a handler
     of the caller's own) an exception in the waits stops the thread and waits for its step."""
@@ -275,8 +274,14 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
         except BaseException as error:  # noqa: BLE001  # raised again on the caller's thread
             result["error"] = error
 
+    interrupted: list[int] = []
+
+    def ctrl_c(signum: int, frame: Any) -> None:
+        interrupted.append(signum)
+        stop.set()
+
     thread = FinishingThread(run, "edgeanomaly-train-epoch")
-    with _ctrl_c_stops(stop) as interrupted:
+    with handling(signal.SIGINT, ctrl_c):
         try:
             thread.start()
             thread.ended.wait()
@@ -290,27 +295,6 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
     if "error" in result:
         raise result["error"]
     return result["value"]
-
-
-@contextlib.contextmanager
-def _ctrl_c_stops(stop: threading.Event) -> Iterator[list[int]]:
-    """Within: Ctrl-C (SIGINT) sets ``stop`` and is counted in the yielded list instead of raising
-    KeyboardInterrupt, where Python's own handler is in place on the main thread (only there can
-    a handler be set; a handler of the caller's own is left alone). Restored on leaving."""
-    hits: list[int] = []
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield hits
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        hits.append(signum)
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield hits
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def train_epoch(order: torch.Tensor, batch_size: int, loss_of: Callable[[torch.Tensor], torch.Tensor],
