@@ -172,7 +172,8 @@ Examples:
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help=f"Models trained for epochs ({_TRAINED}): stop training after this many minutes (the best epoch so far is kept).")
 @click.option("--resume", is_flag=True, help=f"Models trained for epochs ({_TRAINED}): continue a fit interrupted in --out "
-              "(it saves its state there after each epoch); the same options as the interrupted fit.")
+              "(it saves its state there after each epoch); the same options as the interrupted fit, but --epochs, "
+              "--max-minutes and --param patience may change (e.g. more epochs).")
 @friendly_errors
 def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite: bool, backbone: str | None, layers: str | None,
         image_size: int, center_crop: int | None, seed: int, weights: Path | None, weights_cache: Path | None, pretrained: bool,

@@ -470,6 +470,10 @@ class _Training(TrainingRun):
                          kept=("student", "autoencoder"))
         self.stage = "teacher"
 
+    def epoch_limit(self) -> int:
+        s = self.model._settings
+        return int(s["teacher_epochs"] if self.stage == "teacher" else s["epochs"])
+
     def begin_student(self) -> None:
         self.stage, self.epoch = "student", 0
 

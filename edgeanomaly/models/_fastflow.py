@@ -123,8 +123,9 @@ class FastFlow(TrainedModel):
         The backbone runs once over ``batches``; the flows then train for up to ``epochs``.
         Returns self; fitting again starts from scratch (fresh flows, same seed), unless
         ``resume_training`` is set and ``training_state_path`` holds the state an interrupted
-        fit of the same settings on the same images saved after its last whole epoch: training
-        then goes on from there and ends as an uninterrupted fit would have.
+        fit of the same settings on the same images saved after its last whole epoch (the stopping
+        rules ``epochs``, ``patience`` and ``max_minutes`` may differ): training then goes on
+        from there and ends as an uninterrupted fit with these settings would have.
         """
         features = self._extract(batches)
         views = _VIEWS[self._settings["augment"]]

@@ -29,6 +29,11 @@ from edgeanomaly.models._registry import close_names, named_settings
 
 __all__ = ["TrainedModel", "TrainingSettings", "TrainingRun", "train_epoch", "check_number", "check_positive_int"]
 
+#: The settings that only say when training stops: a resumed fit may change them (more epochs,
+#: more patience, a longer time limit) and goes on as a fit asked for them at first would have.
+#: Every other setting shapes the training, so a state is resumed only with the same ones.
+STOPPING_RULES = ("epochs", "patience", "max_minutes")
+
 #: ``epoch_callback(record)``: called after each epoch with that epoch's history record.
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -183,7 +188,11 @@ class TrainingRun:
         return self._before + time.perf_counter() - self._start
 
     def _identity(self) -> dict[str, Any]:
-        return {"params": self.model.get_config()["params"], "n_images": self.n_images}
+        return _comparable({"params": self.model.get_config()["params"], "n_images": self.n_images})
+
+    def epoch_limit(self) -> int:
+        """The last epoch of the stage the run is in (``epochs``; a subclass with stages says its own)."""
+        return int(self.model._settings["epochs"])
 
     def improves(self, record: dict[str, Any]) -> bool:
         """Whether epoch ``record`` counts as the best so far."""
@@ -227,10 +236,14 @@ class TrainingRun:
         if path is None or not path.is_file():
             raise ConfigError(f"Nothing to resume: no training state at {path} (a {name} fit saves one after each epoch)")
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != self.format or state.get("identity") != self._identity():
-            raise ConfigError(f"The training state at {path} is of another fit (other settings or images: it had "
-                              f"{state.get('identity', {}).get('n_images')} images, this fit {self.n_images}); "
+        if state.get("format") != self.format:
+            raise ConfigError(f"The training state at {path} is not a {name} fit's ({state.get('format')!r}); "
                               "start again with --overwrite")
+        differences = _differences(_comparable(state.get("identity", {})), self._identity())
+        if differences:
+            raise ConfigError(f"The training state at {path} is of another fit: {', '.join(differences)}. Resume with "
+                              f"its settings (only {', '.join(STOPPING_RULES[:-1])} and {STOPPING_RULES[-1]} may change) "
+                              "or start again with --overwrite")
         for key, module in self.modules.items():
             module.load_state_dict(state["modules"][key])
         for key, optimiser in self.optimisers.items():
@@ -240,6 +253,29 @@ class TrainingRun:
         self.best_loss, self.best_epoch, self.best = float(state["best_loss"]), int(state["best_epoch"]), state["best"]
         self.resumed_after, self._before = self.epoch, float(state["seconds"])
         self.restore_extra(state)
+        if self.epoch > self.epoch_limit():
+            raise ConfigError(f"The interrupted fit at {path} has run {self.epoch} epochs: epochs={self.epoch_limit()} is "
+                              f"fewer; pass at least {self.epoch} (exactly {self.epoch} ends it where it was)")
+
+
+def _comparable(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved run's identity without its stopping rules (states saved before they were left
+    out of it still compare)."""
+    params = {k: v for k, v in identity.get("params", {}).items() if k not in STOPPING_RULES}
+    return {"params": params, "n_images": identity.get("n_images")}
+
+
+def _differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """What differs between a saved run's identity and this fit's, as ``"name saved (now this)"``."""
+    found = []
+    if saved["n_images"] != now["n_images"]:
+        found.append(f"{saved['n_images']} training images (now {now['n_images']})")
+    missing = object()
+    for key in sorted({*saved["params"], *now["params"]}):
+        was, is_ = saved["params"].get(key, missing), now["params"].get(key, missing)
+        if was != is_:
+            found.append(f"{key} {'unset' if was is missing else repr(was)} (now {'unset' if is_ is missing else repr(is_)})")
+    return found
 
 
 def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:

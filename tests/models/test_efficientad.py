@@ -170,6 +170,29 @@ def test_resume_after_interruption_ends_as_an_uninterrupted_fit(tmp_path) -> Non
         torch.testing.assert_close(r(x)[1], whole(x)[1], rtol=1e-5, atol=1e-6)
 
 
+def test_a_resumed_fit_may_train_the_student_for_more_epochs_but_not_change_the_teachers(tmp_path) -> None:
+    m = tiny()
+    m.training_state_path = tmp_path / "state.pt"
+
+    def stop_after_first_student_epoch(record):
+        if record["stage"] == "student":
+            raise KeyboardInterrupt
+
+    m.epoch_callback = stop_after_first_student_epoch
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(batches())
+    teachers = tiny(epochs=5, teacher_epochs=3)
+    teachers.training_state_path, teachers.resume_training = tmp_path / "state.pt", True
+    with pytest.raises(ConfigError, match=r"teacher_epochs 2 \(now 3\)"):
+        teachers.fit(batches())
+    more = tiny(epochs=5)
+    more.training_state_path, more.resume_training = tmp_path / "state.pt", True
+    more.fit(batches())
+    assert more.training_summary_["resumed_after_epoch"] == 1
+    assert [(h["stage"], h["epoch"]) for h in more.training_history_] == [("teacher", 1), ("teacher", 2)] + [
+        ("student", e) for e in range(1, 6)]
+
+
 def test_resume_without_state_or_of_another_fit_is_a_clear_error(tmp_path) -> None:
     m = tiny()
     m.training_state_path, m.resume_training = tmp_path / "none.pt", True

@@ -205,6 +205,59 @@ def test_an_interrupted_fit_resumes_and_ends_as_the_uninterrupted_one(tmp_path) 
         missing.fit(train)
 
 
+def _interrupted_at_epoch_2(state: Path, train, **kwargs) -> None:
+    first = _model(**kwargs)
+    first.training_state_path = state
+
+    def interrupt(record) -> None:
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    first.epoch_callback = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(train)
+
+
+def test_a_resumed_fit_may_run_more_epochs_and_ends_as_a_fit_asked_for_them_at_first(tmp_path) -> None:
+    # The stopping rules (epochs, patience, max_minutes) were part of the state's identity: a user
+    # who interrupted a 3-epoch fit could not resume it for 5 ("of another fit").
+    train = [_images(4, 1), _images(4, 2)]
+    whole = _model(epochs=5, patience=10).fit(train)
+    state = tmp_path / "training-state.pt"
+    _interrupted_at_epoch_2(state, train, epochs=3, patience=10, max_minutes=30.0)
+    again = _model(epochs=5, patience=20, max_minutes=60.0)
+    again.training_state_path, again.resume_training = state, True
+    again.fit(train)
+    assert again.training_summary_["resumed_after_epoch"] == 2 and again.training_summary_["epochs_run"] == 5
+    assert [r["train_loss"] for r in again.training_history_] == [r["train_loss"] for r in whole.training_history_]
+    assert again.get_config()["params"]["epochs"] == 5  # the checkpoint says what the model was trained for
+    x = _images(2, 9)
+    for key, value in whole.predict(x).items():
+        torch.testing.assert_close(again.predict(x)[key], value, rtol=0, atol=0)
+
+
+def test_resuming_another_fit_names_the_settings_that_differ(tmp_path) -> None:
+    train = [_images(4, 1), _images(4, 2)]
+    state = tmp_path / "training-state.pt"
+    _interrupted_at_epoch_2(state, train, epochs=4, patience=10)
+    other = _model(epochs=4, patience=10, flow_steps=3, hidden_ratio=0.5)
+    other.training_state_path, other.resume_training = state, True
+    with pytest.raises(ConfigError, match=r"flow_steps 2 \(now 3\), hidden_ratio 1\.0 \(now 0\.5\).*only epochs, patience "
+                                          r"and max_minutes may change"):
+        other.fit(train)
+    fewer = _model(epochs=1, patience=10)
+    fewer.training_state_path, fewer.resume_training = state, True
+    with pytest.raises(ConfigError, match=r"has run 2 epochs: epochs=1 is fewer; pass at least 2"):
+        fewer.fit(train)
+    images = _model(epochs=4, patience=10)
+    images.training_state_path, images.resume_training = state, True
+    with pytest.raises(ConfigError, match=r"8 training images \(now 4\)"):
+        images.fit([_images(4, 1)])
+    same = _model(epochs=2, patience=10)  # as many epochs as it ran: it ends there
+    same.training_state_path, same.resume_training = state, True
+    assert same.fit(train).training_summary_["epochs_run"] == 2
+
+
 def test_ctrl_c_while_the_state_is_saved_leaves_the_last_whole_state_and_no_partial_file(tmp_path, monkeypatch) -> None:
     # an interrupted save left training-state.pt.tmp (7 MB at the recipe's settings) in the run directory
     state = tmp_path / "training-state.pt"
@@ -261,6 +314,32 @@ def test_fit_resume_from_the_run_directory(tmp_path) -> None:
     r = CliRunner().invoke(main, ["fit", "--model", "padim", "--data", str(tmp_path / "data"), "--category", "metal",
                                   "--out", str(tmp_path / "p.run"), "--resume"])
     assert r.exit_code == 1 and "Nothing to resume" in r.output
+
+
+def test_fit_resume_with_more_epochs_from_the_cli(tmp_path) -> None:
+    import edgeanomaly as ea
+    from edgeanomaly.cli import main
+    from edgeanomaly.data import generate_synthetic_dataset
+
+    generate_synthetic_dataset(tmp_path / "data", ["metal"], n_train=8, n_test=2, seed=0, size=SIZE)
+    run_dir = tmp_path / "ff.run"
+
+    def interrupt(record) -> None:
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ea.fit("fastflow", tmp_path / "data", category="metal", out=run_dir, image_size=SIZE, backbone="resnet18",
+               pretrained=False, epochs=2, flow_steps=2, on_epoch=interrupt)
+    fit = ["fit", "--model", "fastflow", "--data", str(tmp_path / "data"), "--category", "metal", "--out", str(run_dir),
+           "--image-size", str(SIZE), "--backbone", "resnet18", "--no-pretrained", "--param", "flow_steps=2", "--resume"]
+    r = CliRunner().invoke(main, [*fit, "--epochs", "4", "--param", "hidden_ratio=0.5"])
+    assert r.exit_code == 1 and "hidden_ratio 1.0 (now 0.5)" in r.output, r.output
+    r = CliRunner().invoke(main, [*fit, "--epochs", "4"])
+    assert r.exit_code == 0, r.output
+    assert "epoch 1/" not in r.output and "epoch 2/4" in r.output and "epoch 4/4" in r.output
+    ckpt = json.loads((run_dir / "checkpoint.json").read_text())
+    assert ckpt["info"]["training"]["epochs_run"] == 4 and ckpt["info"]["training"]["resumed_after_epoch"] == 1
 
 
 def _interrupt_after_epoch_2(args: list[str]) -> subprocess.CompletedProcess:
