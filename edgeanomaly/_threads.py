@@ -8,7 +8,9 @@ interpreter no longer waits for it at exit, so a thread still inside a native li
 ("terminate called without an active exception"). :class:`FinishingThread` is waited for on
 an event its target sets as it returns, never in an interruptible ``join()``. :func:`handling`
 lets a caller turn a signal into what it needs (Ctrl-C into a stop flag, SIGTERM into Ctrl-C)
-for the length of a ``with`` block.
+for the length of a ``with`` block; :func:`sigterm_as_interrupt` is the latter: SIGTERM raises
+:class:`Terminated`, a KeyboardInterrupt, so a stop by a supervisor runs the same cleanup as
+Ctrl-C, and :func:`exit_status` gives the shell's code for either.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import signal
 import threading
 from typing import Any, Callable, Iterator
 
-__all__ = ["FinishingThread", "handling"]
+__all__ = ["FinishingThread", "Terminated", "exit_status", "handling", "sigterm_as_interrupt"]
 
 
 def _wait_through_interruptions(event: threading.Event) -> bool:
@@ -73,3 +75,23 @@ def handling(signum: int, handler: Callable[[int, Any], None]) -> Iterator[None]
         yield
     finally:
         signal.signal(signum, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a supervisor's stop: systemd, a container runtime, a CI job's timeout), raised
+    where Ctrl-C's KeyboardInterrupt would be, so the process ends as on Ctrl-C (its cleanup
+    runs, what was done is kept and said), not at once."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
+    """Within: SIGTERM raises :class:`Terminated` (see :func:`handling` for where it is set)."""
+    return handling(signal.SIGTERM, _raise_terminated)
+
+
+def exit_status(stop: KeyboardInterrupt) -> int:
+    """The shell's code for a process stopped by ``stop``: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import click
 
 from edgeanomaly import frontdoor, registry
+from edgeanomaly._threads import Terminated, exit_status, sigterm_as_interrupt
 from edgeanomaly.bundle import check_destination, resolve_trust
 from edgeanomaly.errors import EdgeAnomalyError
 
@@ -71,14 +72,21 @@ def trusted_keys(trust: Sequence[Path]) -> Any:
 
 
 def friendly_errors(func: F) -> F:
-    """Show an :class:`EdgeAnomalyError` as ``Error: <message>`` with exit code 1, not a traceback."""
+    """Show an :class:`EdgeAnomalyError` as ``Error: <message>`` with exit code 1, not a traceback;
+    SIGTERM stops the command as Ctrl-C does (its cleanup runs: temp files, partial outputs),
+    and either ends it with a line saying which and the shell's code (143, 130), not click's
+    "Aborted!" (exit 1). A command that keeps what it did says so itself first."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with sigterm_as_interrupt():
+                return func(*args, **kwargs)
         except EdgeAnomalyError as exc:
             raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt as stop:
+            click.echo("\n" + ("Stopped by SIGTERM" if isinstance(stop, Terminated) else "Interrupted (Ctrl-C)"), err=True)
+            raise SystemExit(exit_status(stop)) from None
 
     return wrapper  # type: ignore[return-value]
 

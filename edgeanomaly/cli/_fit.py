@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import click
 
 from edgeanomaly import frontdoor
+from edgeanomaly._threads import Terminated, exit_status
 from edgeanomaly._optional import require
 from edgeanomaly.bundle import Calibration
 from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, print_next_steps, split_csv, this_command_with
@@ -258,12 +259,12 @@ class EpochLines:
 
 @contextlib.contextmanager
 def resume_hint(run_dir: Path, epochs: EpochLines, command: str) -> Iterator[None]:
-    """Ctrl-C during a training that saved its state in ``run_dir``: say after which epoch, where
-    the state is and the command that goes on from there (``edgeanomaly COMMAND ... --resume``),
-    and exit with 130 (interrupted), instead of click's bare "Aborted!"."""
+    """Ctrl-C or SIGTERM during a training that saved its state in ``run_dir``: say after which
+    epoch, where the state is and the command that goes on from there (``edgeanomaly COMMAND ...
+    --resume``), and exit with 130 or 143, instead of click's bare "Aborted!"."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         state = run_dir / frontdoor.TRAINING_STATE
         if not state.is_file():  # nothing trained yet (or a one-pass model): nothing to go on from
             raise
@@ -271,6 +272,7 @@ def resume_hint(run_dir: Path, epochs: EpochLines, command: str) -> Iterator[Non
         after = ("after " + (f"{last['stage']} " if last.get("stage") else "") + f"epoch {last['epoch']}/{last['epochs']}"
                  if last is not None else "before this run finished an epoch")
         again = this_command_with("--resume", command)
-        click.echo(f"\nInterrupted {after}; the state of the last whole epoch is in {state}.\n"
+        how = "Stopped by SIGTERM" if isinstance(stop, Terminated) else "Interrupted"
+        click.echo(f"\n{how} {after}; the state of the last whole epoch is in {state}.\n"
                    f"Continue with:\n  {again}", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(exit_status(stop)) from None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -12,7 +11,7 @@ from typing import Any, Iterator
 import click
 
 from edgeanomaly import registry
-from edgeanomaly._threads import handling
+from edgeanomaly._threads import exit_status
 from edgeanomaly.bundle import write_bytes_atomic
 from edgeanomaly.cli._common import (backend_choice, exact_option, friendly_errors, precision_choice, progress, this_command_with,
                                      trust_option, trusted_keys)
@@ -331,22 +330,11 @@ def predict(
     if out_dir is not None:
         lock = FolderLock(out_dir, "edgeanomaly predict")  # a second run into the folder fails here
     try:
-        with handling(signal.SIGTERM, _terminate):
-            _predict_locked(bundle, kind, value, _not_images(source, kind), backend, device, precision, artifact, inference_precision, exact,
-                            batch_size, out_dir, save_overlays, overwrite, resume, as_json, max_frames, timeout, remote, trusted_keys(trust))
+        _predict_locked(bundle, kind, value, _not_images(source, kind), backend, device, precision, artifact, inference_precision, exact,
+                        batch_size, out_dir, save_overlays, overwrite, resume, as_json, max_frames, timeout, remote, trusted_keys(trust))
     finally:
         if lock is not None:
             lock.release()
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM (a supervisor's stop: systemd, a container runtime), raised where Ctrl-C's
-    KeyboardInterrupt would be, so that the run ends as on Ctrl-C: with the summary of what was
-    scored, not at once without it."""
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise _Terminated
 
 
 def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path], backend: str, device: str, precision: str | None, artifact: str | None,
@@ -390,8 +378,8 @@ def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path],
     stopped_by = None
     try:
         _score(detector, kind, value, batch_size, report, save_overlays, max_frames, timeout)
-    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: what was scored is kept and summed up
-        stopped_by = signal.SIGTERM if isinstance(stop, _Terminated) else signal.SIGINT
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM (friendly_errors): what was scored is kept and summed up
+        stopped_by = stop
     finally:
         wall = time.perf_counter() - t0
         detector.close()
@@ -402,7 +390,7 @@ def _predict_locked(bundle: Path, kind: str, value: Any, not_images: list[Path],
     report.summary(info, wall, not_scored=len(value) - this_run if interrupted else None)
     if interrupted:
         _say_how_to_resume(out_dir)
-        raise SystemExit(128 + stopped_by)  # the shell's code: 130 for Ctrl-C, 143 for SIGTERM
+        raise SystemExit(exit_status(stopped_by))  # the shell's code: 130 for Ctrl-C, 143 for SIGTERM
     if report.n_failed:
         raise SystemExit(EXIT_SOME_FAILED)
 

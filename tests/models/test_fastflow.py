@@ -342,8 +342,8 @@ def test_fit_resume_with_more_epochs_from_the_cli(tmp_path) -> None:
     assert ckpt["info"]["training"]["epochs_run"] == 4 and ckpt["info"]["training"]["resumed_after_epoch"] == 1
 
 
-def _interrupt_after_epoch_2(args: list[str]) -> subprocess.CompletedProcess:
-    """Run ``edgeanomaly ARGS`` and press Ctrl-C (SIGINT) once it has reported epoch 2."""
+def _interrupt_after_epoch_2(args: list[str], signum: int = signal.SIGINT) -> subprocess.CompletedProcess:
+    """Run ``edgeanomaly ARGS`` and press Ctrl-C (or send ``signum``) once it has reported epoch 2."""
     p = subprocess.Popen([sys.executable, "-m", "edgeanomaly.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     lines = []
@@ -351,7 +351,7 @@ def _interrupt_after_epoch_2(args: list[str]) -> subprocess.CompletedProcess:
         for line in p.stderr:
             lines.append(line)
             if re.match(r"\s*epoch 2/", line):
-                p.send_signal(signal.SIGINT)
+                p.send_signal(signum)
                 break
         out, err = p.communicate(timeout=120)
     finally:
@@ -374,8 +374,9 @@ precisions = ["fp32"]
 """
 
 
-@pytest.mark.parametrize("command", ["fit", "export"])
-def test_ctrl_c_says_how_to_resume_and_the_command_it_prints_finishes(tmp_path, command: str) -> None:
+@pytest.mark.parametrize("command, signum", [("fit", signal.SIGINT), ("export", signal.SIGINT), ("fit", signal.SIGTERM)])
+def test_ctrl_c_says_how_to_resume_and_the_command_it_prints_finishes(tmp_path, command: str, signum: int) -> None:
+    # SIGTERM (a supervisor's stop) ended fit at once, with no word of where to go on from
     # A real Ctrl-C used to end in click's bare "Aborted!" (and a SIGABRT from the training
     # thread), and 'export --recipe' said "pass --resume" for a flag it did not have.
     from edgeanomaly.data import generate_synthetic_dataset
@@ -390,9 +391,10 @@ def test_ctrl_c_says_how_to_resume_and_the_command_it_prints_finishes(tmp_path, 
         (tmp_path / "tiny.toml").write_text(_RECIPE)
         run_dir = tmp_path / "ff.bundle.run"
         args = ["export", "--recipe", str(tmp_path / "tiny.toml"), *data, "--out", str(tmp_path / "ff.bundle")]
-    r = _interrupt_after_epoch_2(args)
-    assert r.returncode == 130, r.stderr
-    m = re.search(r"Interrupted after epoch (\d+)/1000; the state of the last whole epoch is in (.+)\.\nContinue with:\n  (.+)\n",
+    r = _interrupt_after_epoch_2(args, signum)
+    assert r.returncode == 128 + signum, r.stderr
+    how = "Interrupted" if signum == signal.SIGINT else "Stopped by SIGTERM"
+    m = re.search(how + r" after epoch (\d+)/1000; the state of the last whole epoch is in (.+)\.\nContinue with:\n  (.+)\n",
                   r.stderr)
     assert m, r.stderr
     assert int(m[1]) >= 2 and Path(m[2]) == run_dir / "training-state.pt"

@@ -1,0 +1,62 @@
+"""Ctrl-C and SIGTERM (how systemd, a container runtime or a CI job stops a process) end every
+command the same way: its cleanup runs, it says what stopped it, and it exits with the shell's
+code (130 for Ctrl-C, 143 for SIGTERM). SIGTERM used to end a command at once: an export killed
+mid-way left its staging folder in the temp directory, and Ctrl-C ended in click's "Aborted!"
+(exit 1)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+
+@pytest.fixture(scope="module")
+def padim_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    from edgeanomaly.cli import main
+
+    run = tmp_path_factory.mktemp("signals") / "pd.run"
+    r = CliRunner().invoke(main, ["fit", "--model", "padim", "--data", str(synthetic_root), "--category", "metal",
+                                  "--image-size", "128", "--backbone", "resnet18", "--no-pretrained", "--out", str(run)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return run
+
+
+def _stopped_when(args: list[str], marker: str, signum: int, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``edgeanomaly ARGS``; send ``signum`` once its stderr shows ``marker``."""
+    p = subprocess.Popen([sys.executable, "-m", "edgeanomaly.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    lines = []
+    try:
+        for line in p.stderr:
+            lines.append(line)
+            if marker in line:
+                p.send_signal(signum)
+                break
+        out, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    return subprocess.CompletedProcess(args, p.returncode, out, "".join(lines) + err)
+
+
+@pytest.mark.parametrize("signum, said", [(signal.SIGTERM, "Stopped by SIGTERM"), (signal.SIGINT, "Interrupted (Ctrl-C)")])
+def test_a_stopped_export_cleans_up_says_so_and_exits_with_the_shells_code(padim_run: Path, tmp_path: Path, signum: int,
+                                                                            said: str) -> None:
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    r = _stopped_when(["export", str(padim_run), "--out", str(out / "pd.bundle"), "--format", "onnx,openvino",
+                       "--precision", "fp32,fp16,int8"], "writing", signum, env)
+    assert r.returncode == 128 + signum, r.stderr
+    assert said in r.stderr and "Aborted!" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert list(temp.iterdir()) == []  # the staging folder is removed
+    assert list(out.iterdir()) == []  # no bundle, whole or half-written, and nothing hidden beside it
