@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _interrupt import cli_stopped_when
 from click.testing import CliRunner
 
 
@@ -29,23 +28,6 @@ def padim_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return run
 
 
-def _stopped_when(args: list[str], marker: str, signum: int, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """Run ``edgeanomaly ARGS``; send ``signum`` once its stderr shows ``marker``."""
-    p = subprocess.Popen([sys.executable, "-m", "edgeanomaly.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=env)
-    lines = []
-    try:
-        for line in p.stderr:
-            lines.append(line)
-            if marker in line:
-                p.send_signal(signum)
-                break
-        out, err = p.communicate(timeout=120)
-    finally:
-        p.kill()
-    return subprocess.CompletedProcess(args, p.returncode, out, "".join(lines) + err)
-
-
 @pytest.mark.parametrize("signum, said", [(signal.SIGTERM, "Stopped by SIGTERM"), (signal.SIGINT, "Interrupted (Ctrl-C)")])
 def test_a_stopped_export_cleans_up_says_so_and_exits_with_the_shells_code(padim_run: Path, tmp_path: Path, signum: int,
                                                                             said: str) -> None:
@@ -54,8 +36,8 @@ def test_a_stopped_export_cleans_up_says_so_and_exits_with_the_shells_code(padim
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "TMPDIR": str(temp)}
-    r = _stopped_when(["export", str(padim_run), "--out", str(out / "pd.bundle"), "--format", "onnx,openvino",
-                       "--precision", "fp32,fp16,int8"], "writing", signum, env)
+    r = cli_stopped_when(["export", str(padim_run), "--out", str(out / "pd.bundle"), "--format", "onnx,openvino",
+                          "--precision", "fp32,fp16,int8"], lambda line: "writing" in line, signum, env)
     assert r.returncode == 128 + signum, r.stderr
     assert said in r.stderr and "Aborted!" not in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert list(temp.iterdir()) == []  # the staging folder is removed

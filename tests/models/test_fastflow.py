@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _interrupt import cli_stopped_when
 from click.testing import CliRunner
 
 from edgeanomaly.errors import ConfigError
@@ -280,17 +281,14 @@ def test_ctrl_c_while_the_state_is_saved_leaves_the_last_whole_state_and_no_part
     assert torch.load(state, weights_only=True)["epoch"] == 1
 
 
-def test_fit_resume_from_the_run_directory(tmp_path) -> None:
+def _fit_interrupted_after_epoch_1(tmp_path: Path, epochs: int) -> Path:
+    """``ea.fit`` of FastFlow on a small synthetic ``tmp_path/data`` into ``tmp_path/ff.run``,
+    interrupted after its first epoch (the state saved, no checkpoint); the run directory."""
     import edgeanomaly as ea
-    from edgeanomaly.cli import main
     from edgeanomaly.data import generate_synthetic_dataset
-    from edgeanomaly.frontdoor._run import TRAINING_STATE
-    from edgeanomaly.models._pipeline import TRAINING_STATE as WRITTEN
 
-    assert TRAINING_STATE == WRITTEN
     generate_synthetic_dataset(tmp_path / "data", ["metal"], n_train=8, n_test=2, seed=0, size=SIZE)
     run_dir = tmp_path / "ff.run"
-    args = ["--image-size", str(SIZE), "--backbone", "resnet18", "--no-pretrained", "--epochs", "3", "--param", "flow_steps=2"]
 
     def interrupt(record) -> None:
         if record["epoch"] == 1:
@@ -298,7 +296,18 @@ def test_fit_resume_from_the_run_directory(tmp_path) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         ea.fit("fastflow", tmp_path / "data", category="metal", out=run_dir, image_size=SIZE, backbone="resnet18",
-               pretrained=False, epochs=3, flow_steps=2, on_epoch=interrupt)
+               pretrained=False, epochs=epochs, flow_steps=2, on_epoch=interrupt)
+    return run_dir
+
+
+def test_fit_resume_from_the_run_directory(tmp_path) -> None:
+    from edgeanomaly.cli import main
+    from edgeanomaly.frontdoor._run import TRAINING_STATE
+    from edgeanomaly.models._pipeline import TRAINING_STATE as WRITTEN
+
+    assert TRAINING_STATE == WRITTEN
+    run_dir = _fit_interrupted_after_epoch_1(tmp_path, epochs=3)
+    args = ["--image-size", str(SIZE), "--backbone", "resnet18", "--no-pretrained", "--epochs", "3", "--param", "flow_steps=2"]
     assert (run_dir / "training-state.pt").is_file() and not (run_dir / "checkpoint.json").exists()
     fit = ["fit", "--model", "fastflow", "--data", str(tmp_path / "data"), "--category", "metal", "--out", str(run_dir), *args]
     r = CliRunner().invoke(main, fit)
@@ -317,20 +326,9 @@ def test_fit_resume_from_the_run_directory(tmp_path) -> None:
 
 
 def test_fit_resume_with_more_epochs_from_the_cli(tmp_path) -> None:
-    import edgeanomaly as ea
     from edgeanomaly.cli import main
-    from edgeanomaly.data import generate_synthetic_dataset
 
-    generate_synthetic_dataset(tmp_path / "data", ["metal"], n_train=8, n_test=2, seed=0, size=SIZE)
-    run_dir = tmp_path / "ff.run"
-
-    def interrupt(record) -> None:
-        if record["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        ea.fit("fastflow", tmp_path / "data", category="metal", out=run_dir, image_size=SIZE, backbone="resnet18",
-               pretrained=False, epochs=2, flow_steps=2, on_epoch=interrupt)
+    run_dir = _fit_interrupted_after_epoch_1(tmp_path, epochs=2)
     fit = ["fit", "--model", "fastflow", "--data", str(tmp_path / "data"), "--category", "metal", "--out", str(run_dir),
            "--image-size", str(SIZE), "--backbone", "resnet18", "--no-pretrained", "--param", "flow_steps=2", "--resume"]
     r = CliRunner().invoke(main, [*fit, "--epochs", "4", "--param", "hidden_ratio=0.5"])
@@ -340,23 +338,6 @@ def test_fit_resume_with_more_epochs_from_the_cli(tmp_path) -> None:
     assert "epoch 1/" not in r.output and "epoch 2/4" in r.output and "epoch 4/4" in r.output
     ckpt = json.loads((run_dir / "checkpoint.json").read_text())
     assert ckpt["info"]["training"]["epochs_run"] == 4 and ckpt["info"]["training"]["resumed_after_epoch"] == 1
-
-
-def _interrupt_after_epoch_2(args: list[str], signum: int = signal.SIGINT) -> subprocess.CompletedProcess:
-    """Run ``edgeanomaly ARGS`` and press Ctrl-C (or send ``signum``) once it has reported epoch 2."""
-    p = subprocess.Popen([sys.executable, "-m", "edgeanomaly.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    lines = []
-    try:
-        for line in p.stderr:
-            lines.append(line)
-            if re.match(r"\s*epoch 2/", line):
-                p.send_signal(signum)
-                break
-        out, err = p.communicate(timeout=120)
-    finally:
-        p.kill()
-    return subprocess.CompletedProcess(args, p.returncode, out, "".join(lines) + err)
 
 
 _RECIPE = """
@@ -391,7 +372,7 @@ def test_ctrl_c_says_how_to_resume_and_the_command_it_prints_finishes(tmp_path, 
         (tmp_path / "tiny.toml").write_text(_RECIPE)
         run_dir = tmp_path / "ff.bundle.run"
         args = ["export", "--recipe", str(tmp_path / "tiny.toml"), *data, "--out", str(tmp_path / "ff.bundle")]
-    r = _interrupt_after_epoch_2(args, signum)
+    r = cli_stopped_when(args, lambda line: re.match(r"\s*epoch 2/", line) is not None, signum)
     assert r.returncode == 128 + signum, r.stderr
     how = "Interrupted" if signum == signal.SIGINT else "Stopped by SIGTERM"
     m = re.search(how + r" after epoch (\d+)/1000; the state of the last whole epoch is in (.+)\.\nContinue with:\n  (.+)\n",
