@@ -17,7 +17,7 @@ from edgeanomaly import __version__
 # name -> (module, attribute, one-line help shown by --help without importing the module)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "quickstart": ("edgeanomaly.cli._quickstart", "quickstart", "Fit, export, validate and benchmark on an embedded default."),
-    "fit": ("edgeanomaly.cli._fit", "fit", "Fit a model on normal images in one pass and save a checkpoint."),
+    "fit": ("edgeanomaly.cli._fit", "fit", "Fit a model on normal images (in one pass, or trained for epochs); save a checkpoint."),
     "export": ("edgeanomaly.cli._export", "export", "Export a checkpoint (or a recipe) to a versioned bundle."),
     "predict": ("edgeanomaly.cli._predict", "predict", "Run a bundle on images, folders, videos or a camera (no torch)."),
     "validate": ("edgeanomaly.cli._validate", "validate", "Check a bundle against ground truth and its torch reference."),

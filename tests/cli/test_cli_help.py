@@ -44,6 +44,12 @@ def test_fit_help_names_layers_of_the_default_backbone() -> None:
     assert "blocks.4,blocks.10" in text and "patchcore, padim, dfkde, dfm" in text
 
 
+def test_the_command_list_says_fit_also_trains_for_epochs() -> None:
+    # it said "Fit a model on normal images in one pass", though fastflow and efficientad train for epochs
+    line = next(line for line in CliRunner().invoke(main, ["--help"]).output.splitlines() if line.strip().startswith("fit "))
+    assert "epochs" in line and "in one pass and" not in line, line
+
+
 def test_base_install_help_marks_train_commands() -> None:
     from test_import_isolation import run_blocked
 
