@@ -6,6 +6,7 @@ This is what ``edgeanomaly fit`` (and the first half of ``export --recipe`` and
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import time
@@ -133,9 +134,10 @@ def _calibrate(model: Any, dataset: Any, holdout: list[Any], preprocessing: Prep
 
 
 def _training_hooks(model: Any, model_name: str, out: Any, resume: bool, progress: Progress | None,
-                    on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
-    """A model trained for epochs: where it saves its state (and whether it resumes), and who
-    hears of each epoch. ``resume`` for a one-pass model, or without ``out``, is refused."""
+                    on_epoch: Callable[[dict[str, Any]], None] | None, train_sha256: Sequence[str]) -> None:
+    """A model trained for epochs: where it saves its state (and whether it resumes, on the
+    same training files: ``train_sha256``), and who hears of each epoch. ``resume`` for a
+    one-pass model, or without ``out``, is refused."""
     trained = hasattr(model, "training_state_path")
     if resume and not (trained and out is not None):
         raise ConfigError(f"resume continues an interrupted training in its run directory: {model_name} "
@@ -143,6 +145,7 @@ def _training_hooks(model: Any, model_name: str, out: Any, resume: bool, progres
     if trained and out is not None:
         model.training_state_path = Path(out) / TRAINING_STATE
         model.resume_training = resume
+        model.training_data_digest = hashlib.sha256("\n".join(train_sha256).encode()).hexdigest()
     if hasattr(model, "epoch_callback"):  # a model trained for epochs reports each
 
         def report(record: dict[str, Any]) -> None:
@@ -209,7 +212,8 @@ def fit_run(
         return step
 
     train, holdout = training_split(dataset)
-    _training_hooks(model, model_name, out, resume, progress, on_epoch)
+    train_sha256 = [file_sha256(s.path) for s in train]  # content hashes: recorded, and a resume checks them
+    _training_hooks(model, model_name, out, resume, progress, on_epoch, train_sha256)
     t0 = time.perf_counter()
     workers = loader_workers(torch_device)
     fit_model(model, train, preprocessing, batch_size, tick("fit", len(train)), progress, workers)
@@ -235,7 +239,7 @@ def fit_run(
         "python": platform.python_version(),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         # content hashes of the fitted images: calibrate warns when it is given them again
-        "train_sha256": [file_sha256(s.path) for s in train],
+        "train_sha256": train_sha256,
     }
     if getattr(model, "training_history_", None):  # a trained model: its epochs, losses and why it stopped
         info["training"] = {**model.training_summary_, "history": model.training_history_}

@@ -136,6 +136,9 @@ class TrainedModel(AnomalyModel):
         self.training_state_path: Path | None = None
         #: continue from ``training_state_path`` instead of starting again
         self.resume_training = False
+        #: a digest of the training files (their contents, in order): a resume on other images
+        #: of the same count is refused (None: only their count is compared)
+        self.training_data_digest: str | None = None
 
     def _seed(self) -> int:
         return 0 if self.random_state is None else int(self.random_state)
@@ -188,7 +191,8 @@ class TrainingRun:
         return self._before + time.perf_counter() - self._start
 
     def _identity(self) -> dict[str, Any]:
-        return _comparable({"params": self.model.get_config()["params"], "n_images": self.n_images})
+        return _comparable({"params": self.model.get_config()["params"], "n_images": self.n_images,
+                            "images": self.model.training_data_digest})
 
     def epoch_limit(self) -> int:
         """The last epoch of the stage the run is in (``epochs``; a subclass with stages says its own)."""
@@ -262,7 +266,7 @@ def _comparable(identity: Mapping[str, Any]) -> dict[str, Any]:
     """A saved run's identity without its stopping rules (states saved before they were left
     out of it still compare)."""
     params = {k: v for k, v in identity.get("params", {}).items() if k not in STOPPING_RULES}
-    return {"params": params, "n_images": identity.get("n_images")}
+    return {"params": params, "n_images": identity.get("n_images"), "images": identity.get("images")}
 
 
 def _differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
@@ -270,6 +274,8 @@ def _differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     found = []
     if saved["n_images"] != now["n_images"]:
         found.append(f"{saved['n_images']} training images (now {now['n_images']})")
+    elif None not in (saved["images"], now["images"]) and saved["images"] != now["images"]:
+        found.append(f"other training images (as many, {now['n_images']}, but not the same files, or in another order)")
     missing = object()
     for key in sorted({*saved["params"], *now["params"]}):
         was, is_ = saved["params"].get(key, missing), now["params"].get(key, missing)

@@ -340,6 +340,23 @@ def test_fit_resume_with_more_epochs_from_the_cli(tmp_path) -> None:
     assert ckpt["info"]["training"]["epochs_run"] == 4 and ckpt["info"]["training"]["resumed_after_epoch"] == 1
 
 
+def test_resume_on_other_images_of_the_same_count_is_refused(tmp_path) -> None:
+    # The state's identity held the number of training images only: an image replaced (or
+    # another folder of as many) between the interruption and --resume went on silently.
+    import shutil
+
+    from edgeanomaly.cli import main
+
+    run_dir = _fit_interrupted_after_epoch_1(tmp_path, epochs=3)
+    good = sorted((tmp_path / "data" / "metal" / "train" / "good").iterdir())
+    shutil.copyfile(good[1], good[0])  # one image replaced by another: the count is the same
+    fit = ["fit", "--model", "fastflow", "--data", str(tmp_path / "data"), "--category", "metal", "--out", str(run_dir),
+           "--image-size", str(SIZE), "--backbone", "resnet18", "--no-pretrained", "--epochs", "3", "--param", "flow_steps=2",
+           "--resume"]
+    r = CliRunner().invoke(main, fit)
+    assert r.exit_code == 1 and "other training images" in r.output, r.output
+
+
 _RECIPE = """
 [model]
 name = "fastflow"
