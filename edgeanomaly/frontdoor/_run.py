@@ -105,11 +105,12 @@ def fit(
     progress: Callable[[str, int, int], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     resume: bool = False,
+    device: str | None = "cpu",
     **model_kwargs: Any,
 ) -> Run:
-    """Fit a registered model on the normal images of ``data`` in one pass, calibrate its
-    thresholds and measure it on the labelled test split (``[train]`` extra; the fit runs on
-    the CPU with torch).
+    """Fit a registered model on the normal images of ``data`` (in one pass, or trained for
+    epochs: ``"fastflow"``, ``"efficientad"``), calibrate its thresholds and measure it on the
+    labelled test split (``[train]`` extra: torch, on the CPU or a CUDA GPU).
 
     Args:
         model: a registered model: ``"patchcore"``, ``"padim"``, ``"dfm"``, ``"dfkde"``,
@@ -124,9 +125,14 @@ def fit(
         on_epoch: a model trained for epochs (``"fastflow"``, ``"efficientad"``) calls it after each epoch with
             that epoch's record (losses, best epoch, seconds).
         resume: continue a training interrupted in ``out`` (it saves its state there after each
-            epoch) and end as the uninterrupted fit would have.
+            epoch) and end as the uninterrupted fit would have; the same settings but for
+            ``epochs``, ``patience`` and ``max_minutes``, which may change.
+        device: where features and training run: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
+            ``"auto"`` (CUDA when torch sees one); the checkpoint is the same either way.
+        batch_size: images per batch of the backbone's pass.
         model_kwargs: the model's settings (``backbone``, ``layers``, ``random_state``,
-            ``pretrained``, ``coreset_ratio``, ...).
+            ``pretrained``, ``coreset_ratio``; for a model trained for epochs ``epochs``,
+            ``max_minutes``, ``patience``, ...).
 
     Returns:
         a :class:`Run`; ``run.export(out)`` writes the bundle.
@@ -143,7 +149,7 @@ def fit(
 
     result = fit_run(model, data, out, category=category, image_size=image_size, center_crop=center_crop,
                      batch_size=batch_size, progress=progress, calibration_split=calibration_split, on_epoch=on_epoch,
-                     resume=resume, **model_kwargs)
+                     resume=resume, device=device, **model_kwargs)
     return Run(result.checkpoint, result.out, result.seconds)
 
 
