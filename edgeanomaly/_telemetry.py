@@ -11,6 +11,9 @@ when ``edgeanomaly`` is imported. To opt in, set ``EDGEANOMALY_TELEMETRY=1`` bef
 
 matplotlib (validate's figures) is not telemetry but writes its font cache into ``~/.cache``
 and ``~/.config``; :func:`keep_matplotlib_out_of_home` gives it a private directory instead.
+torch's optimisers import ``torch._dynamo``, whose import makes its compile cache folder
+``$TMPDIR/torchinductor_<user>`` and leaves it; :func:`keep_torch_cache_out_of_temp` gives it
+a private directory too. Both are removed at exit.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import shutil
 import sys
 import tempfile
 
-__all__ = ["OPT_IN_VARIABLE", "disable", "keep_matplotlib_out_of_home"]
+__all__ = ["OPT_IN_VARIABLE", "disable", "keep_matplotlib_out_of_home", "keep_torch_cache_out_of_temp"]
 
 OPT_IN_VARIABLE = "EDGEANOMALY_TELEMETRY"
 
@@ -53,6 +56,21 @@ def keep_matplotlib_out_of_home() -> None:
     removed at exit, unless the user set ``MPLCONFIGDIR`` or matplotlib is already imported."""
     if "MPLCONFIGDIR" in os.environ or "matplotlib" in sys.modules:
         return
-    folder = tempfile.mkdtemp(prefix="edgeanomaly-matplotlib-")
-    os.environ["MPLCONFIGDIR"] = folder
+    _private_folder("MPLCONFIGDIR", "edgeanomaly-matplotlib-")
+
+
+def keep_torch_cache_out_of_temp() -> None:
+    """Call before ``torch._dynamo`` is imported (a torch optimiser's first use imports it): its
+    cache folder goes to a temporary directory removed at exit, not ``$TMPDIR/torchinductor_<user>``
+    left behind, unless the user set ``TORCHINDUCTOR_CACHE_DIR`` or it is already imported."""
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ or "torch._dynamo" in sys.modules:
+        return
+    _private_folder("TORCHINDUCTOR_CACHE_DIR", "edgeanomaly-torchinductor-")
+
+
+def _private_folder(variable: str, prefix: str) -> None:
+    """``$variable`` names a new private temporary directory, removed at exit (and on Ctrl-C or
+    SIGTERM, which end the CLI through Python's exit)."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    os.environ[variable] = folder
     atexit.register(shutil.rmtree, folder, ignore_errors=True)

@@ -50,7 +50,7 @@ from torch import nn
 
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.models._registry import register_model
-from edgeanomaly.models._trained import (TrainedModel, TrainingRun, TrainingSettings, check_number, check_positive_int,
+from edgeanomaly.models._trained import (TrainedModel, TrainingRun, TrainingSettings, adam, check_number, check_positive_int,
                                          train_epoch)
 
 __all__ = ["EfficientAD", "hard_feature_loss", "quantile", "normalise_map", "principal_axes"]
@@ -462,9 +462,9 @@ class _Training(TrainingRun):
 
     def __init__(self, model: EfficientAD, n_images: int) -> None:
         s = model._settings
-        teacher = torch.optim.Adam(model.teacher.parameters(), lr=s["teacher_learning_rate"])
-        student = torch.optim.Adam(list(model.student.parameters()) + list(model.autoencoder.parameters()),
-                                   lr=s["learning_rate"], weight_decay=s["weight_decay"])
+        teacher = adam(model.teacher.parameters(), lr=s["teacher_learning_rate"])
+        student = adam(list(model.student.parameters()) + list(model.autoencoder.parameters()),
+                       lr=s["learning_rate"], weight_decay=s["weight_decay"])
         modules = {"teacher": model.teacher, "student": model.student, "autoencoder": model.autoencoder}
         super().__init__(model, n_images, modules, {"teacher": teacher, "student": student},
                          kept=("student", "autoencoder"))

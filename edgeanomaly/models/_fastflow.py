@@ -40,7 +40,7 @@ from edgeanomaly.components import fastflow_blocks
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.models._base import STRIDE_4_8_16_LAYERS
 from edgeanomaly.models._registry import register_model
-from edgeanomaly.models._trained import TrainedModel, TrainingRun, check_number, check_positive_int, train_epoch
+from edgeanomaly.models._trained import TrainedModel, TrainingRun, adam, check_number, check_positive_int, train_epoch
 
 __all__ = ["FastFlow"]
 
@@ -259,8 +259,7 @@ def _view_rows(images: torch.Tensor, n: int, views: int) -> torch.Tensor:
 
 def _training(model: FastFlow, n_images: int) -> TrainingRun:
     """One FastFlow training run: the flows and their Adam, the best epoch's flows kept."""
-    optimiser = torch.optim.Adam(model.flows.parameters(), lr=model._settings["learning_rate"],
-                                 weight_decay=model._settings["weight_decay"])
+    optimiser = adam(model.flows.parameters(), lr=model._settings["learning_rate"], weight_decay=model._settings["weight_decay"])
     return TrainingRun(model, n_images, {"flows": model.flows}, {"optimiser": optimiser}, kept=("flows",))
 
 

@@ -22,12 +22,13 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
+from edgeanomaly._telemetry import keep_torch_cache_out_of_temp
 from edgeanomaly._threads import FinishingThread, handling
 from edgeanomaly.errors import ConfigError, UnknownSettingError
 from edgeanomaly.models._base import AnomalyModel
 from edgeanomaly.models._registry import close_names, named_settings
 
-__all__ = ["TrainedModel", "TrainingSettings", "TrainingRun", "train_epoch", "check_number", "check_positive_int"]
+__all__ = ["TrainedModel", "TrainingSettings", "TrainingRun", "adam", "train_epoch", "check_number", "check_positive_int"]
 
 #: The settings that only say when training stops: a resumed fit may change them (more epochs,
 #: more patience, a longer time limit) and goes on as a fit asked for them at first would have.
@@ -337,6 +338,14 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
     if "error" in result:
         raise result["error"]
     return result["value"]
+
+
+def adam(parameters: Any, **settings: Any) -> torch.optim.Adam:
+    """``torch.optim.Adam(parameters, **settings)``, after :func:`keep_torch_cache_out_of_temp`:
+    an optimiser imports ``torch._dynamo``, which made ``$TMPDIR/torchinductor_<user>`` and left
+    it after every fit of a trained model."""
+    keep_torch_cache_out_of_temp()
+    return torch.optim.Adam(parameters, **settings)
 
 
 def train_epoch(order: torch.Tensor, batch_size: int, loss_of: Callable[[torch.Tensor], torch.Tensor],

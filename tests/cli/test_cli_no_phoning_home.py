@@ -1,9 +1,10 @@
 """The whole user path writes nothing outside the paths it was given and sends no telemetry.
 
-fit, export (with INT8, which runs NNCF), predict and validate run as subprocesses with HOME
+fit (one-pass and trained), export (with INT8, which runs NNCF), predict and validate run as subprocesses with HOME
 set to an empty directory and a private TMPDIR: both must be empty afterwards. Before, OpenVINO
 and NNCF wrote ~/intel/openvino_ga_cid and ~/intel/stats (and forked telemetry senders), and
-ONNX Runtime wrote ~/.cache/Microsoft/DeveloperTools/.onnxruntime/deviceid.
+ONNX Runtime wrote ~/.cache/Microsoft/DeveloperTools/.onnxruntime/deviceid; and a trained
+fit left torch's compile cache folder $TMPDIR/torchinductor_<user>.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def test_fit_export_predict_validate_leave_home_and_tmp_untouched(tmp_path: Path
 
     run("data", "synth", "--out", "data", "--category", "metal", "--n-train", "8", "--n-test", "2", "--size", "64")
     run("fit", "--model", "padim", "--data", "data", "--category", "metal", "--out", "run", "--image-size", "64")
+    # a model trained for epochs: torch's optimiser imports torch._dynamo, which made $TMPDIR/torchinductor_<user>
+    run("fit", "--model", "fastflow", "--data", "data", "--category", "metal", "--out", "ff.run", "--image-size", "64",
+        "--backbone", "resnet18", "--no-pretrained", "--epochs", "2", "--param", "flow_steps=2")
     run("export", "run", "--out", "b.bundle", "--format", "onnx,openvino", "--precision", "fp32,int8")
     run("predict", "b.bundle", "data/metal/test/good", "--backend", "onnxruntime", "--json")
     run("predict", "b.bundle", "data/metal/test/good", "--backend", "openvino", "--precision", "int8", "--json")
