@@ -20,7 +20,8 @@ import signal
 import threading
 from typing import Any, Callable, Iterator
 
-__all__ = ["FinishingThread", "Terminated", "exit_status", "handling", "sigterm_as_interrupt"]
+__all__ = ["FinishingThread", "Terminated", "deferring_interrupts", "exit_status", "handling", "raise_deferred",
+           "sigterm_as_interrupt"]
 
 
 def _wait_through_interruptions(event: threading.Event) -> bool:
@@ -61,13 +62,14 @@ class FinishingThread(threading.Thread):
 
 
 @contextlib.contextmanager
-def handling(signum: int, handler: Callable[[int, Any], None]) -> Iterator[None]:
+def handling(signum: int, handler: Callable[[int, Any], None], over: Any = None) -> Iterator[None]:
     """Within: ``handler`` handles ``signum``, then the previous handler is back. Set on the main
-    thread only (only there can a handler be set) and only over Python's default for the signal
-    (``default_int_handler`` for SIGINT, ``SIG_DFL`` otherwise): a handler of the caller's own, or
-    an ignored signal, is left as it is."""
-    default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signum) is not default:
+    thread only (only there can a handler be set) and only over ``over``, by default Python's
+    default for the signal (``default_int_handler`` for SIGINT, ``SIG_DFL`` otherwise): a handler
+    of the caller's own, or an ignored signal, is left as it is."""
+    if over is None:
+        over = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signum) is not over:
         yield
         return
     previous = signal.signal(signum, handler)
@@ -90,6 +92,28 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
     """Within: SIGTERM raises :class:`Terminated` (see :func:`handling` for where it is set)."""
     return handling(signal.SIGTERM, _raise_terminated)
+
+
+@contextlib.contextmanager
+def deferring_interrupts(stop: Callable[[], None]) -> Iterator[list[int]]:
+    """Within: Ctrl-C, and SIGTERM where :func:`sigterm_as_interrupt` set it, call ``stop()`` and
+    are recorded in the list yielded instead of raising anywhere in the block (an interrupted
+    ``Thread.start()`` or ``join()`` leaves a thread running that the exiting interpreter then
+    aborts under); :func:`raise_deferred` raises the first once the block is done."""
+    signums: list[int] = []
+
+    def record(signum: int, frame: Any) -> None:
+        signums.append(signum)
+        stop()
+
+    with handling(signal.SIGINT, record), handling(signal.SIGTERM, record, over=_raise_terminated):
+        yield signums
+
+
+def raise_deferred(signums: list[int]) -> None:
+    """Raise the first interruption :func:`deferring_interrupts` recorded (none: return)."""
+    if signums:
+        raise Terminated if signums[0] == signal.SIGTERM else KeyboardInterrupt
 
 
 def exit_status(stop: KeyboardInterrupt) -> int:

@@ -9,13 +9,13 @@ import sys
 from typing import Callable, Mapping
 
 
-def ctrl_c_when_ready(script: str) -> str:
-    """Run ``script`` in a new interpreter, press Ctrl-C (SIGINT) when it prints "ready", and
-    return what it printed after; it must exit normally (0), not abort."""
+def ctrl_c_when_ready(script: str, signum: int = signal.SIGINT) -> str:
+    """Run ``script`` in a new interpreter, press Ctrl-C (or send ``signum``) when it prints
+    "ready", and return what it printed after; it must exit normally (0), not abort."""
     p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "ready"
-        p.send_signal(signal.SIGINT)
+        p.send_signal(signum)
         out, err = p.communicate(timeout=60)
     finally:
         p.kill()

@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import math
 import os
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 
 from edgeanomaly._telemetry import keep_torch_cache_out_of_temp
-from edgeanomaly._threads import FinishingThread, handling
+from edgeanomaly._threads import FinishingThread, deferring_interrupts, raise_deferred
 from edgeanomaly.errors import ConfigError, UnknownSettingError
 from edgeanomaly.models._base import AnomalyModel
 from edgeanomaly.models._registry import close_names, named_settings
@@ -301,9 +300,10 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
     (further Ctrl-Cs wait for it too: an interpreter that exits while a thread is inside torch
     aborts, "terminate called without an active exception").
 
-    On the main thread, while the epoch runs, Ctrl-C sets ``stopped()`` instead of raising
-    (:func:`edgeanomaly._threads.handling`): the caller's waits are never cut short, the step in
-    progress ends, the thread is joined, and the KeyboardInterrupt is raised then. Raised inside the waits it
+    On the main thread, while the epoch runs, Ctrl-C (and SIGTERM under the CLI, which raises it
+    as :class:`~edgeanomaly._threads.Terminated`) sets ``stopped()`` instead of raising
+    (:func:`edgeanomaly._threads.deferring_interrupts`): the caller's waits are never cut short,
+    the step in progress ends, the thread is joined, and the interruption is raised then. Raised inside the waits it
     would have left the step running (``edgeanomaly._threads`` says why), and the interpreter,
     exiting under a thread inside torch, aborted. Elsewhere (a fit on another thread, a handler
     of the caller's own) an exception in the waits stops the thread and waits for its step."""
@@ -317,14 +317,8 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
         except BaseException as error:  # noqa: BLE001  # raised again on the caller's thread
             result["error"] = error
 
-    interrupted: list[int] = []
-
-    def ctrl_c(signum: int, frame: Any) -> None:
-        interrupted.append(signum)
-        stop.set()
-
     thread = FinishingThread(run, "edgeanomaly-train-epoch")
-    with handling(signal.SIGINT, ctrl_c):
+    with deferring_interrupts(stop.set) as interrupted:
         try:
             thread.start()
             thread.ended.wait()
@@ -333,8 +327,7 @@ def _on_a_flushing_thread(work: Callable[[Callable[[], bool]], float]) -> float:
             thread.finish()  # its step in progress ends first (a thread not yet running finds stop set)
             raise
         thread.join()
-    if interrupted:
-        raise KeyboardInterrupt
+    raise_deferred(interrupted)  # Ctrl-C, or SIGTERM under the CLI: once the step has ended
     if "error" in result:
         raise result["error"]
     return result["value"]
