@@ -46,6 +46,12 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3)
 
 
+def _an_input(p: Path) -> bool:
+    """A file, or a link to one that is gone (an unmounted share): scored, or failed and counted
+    as such, never left out in silence."""
+    return p.is_file() or (p.is_symlink() and not p.exists())
+
+
 def _resolve_source(source: str, watch: bool) -> tuple[str, Any]:
     """-> (kind, value): ("camera", 0), ("watch", dir), ("files", [paths]), ("video", path)."""
     if source.strip().isdigit() and not Path(source).exists():
@@ -55,7 +61,7 @@ def _resolve_source(source: str, watch: bool) -> tuple[str, Any]:
         if watch:
             return "watch", path
         # Recursive: an MVTec test split keeps its images in one subfolder per defect type.
-        return "files", sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+        return "files", sorted(p for p in path.rglob("*") if _an_input(p) and is_image_file(p))
     if watch:
         raise click.BadParameter(f"--watch needs a folder, got {source}", param_hint="SOURCE")
     if path.is_file():
@@ -64,7 +70,7 @@ def _resolve_source(source: str, watch: bool) -> tuple[str, Any]:
         import glob
 
         matches = sorted(Path(p) for p in glob.glob(source, recursive=True))
-        return "files", [p for p in matches if p.is_file() and is_image_file(p)]
+        return "files", [p for p in matches if _an_input(p) and is_image_file(p)]
     if not path.exists():
         raise click.BadParameter(f"{source} does not exist (no such file or folder)", param_hint="SOURCE")
     raise click.BadParameter(
@@ -79,11 +85,11 @@ def _not_images(source: str, kind: str) -> list[Path]:
         return []
     path = Path(source)
     if path.is_dir():
-        found = (p for p in path.rglob("*") if p.is_file())
+        found = (p for p in path.rglob("*") if _an_input(p))
     elif _GLOB_CHARS & set(source) and not path.is_file():
         import glob
 
-        found = (Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+        found = (Path(p) for p in glob.glob(source, recursive=True) if _an_input(Path(p)))
     else:
         return []
     return sorted(p for p in found if not is_image_file(p) and not p.name.startswith("."))

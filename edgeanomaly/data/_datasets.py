@@ -119,10 +119,21 @@ def _where_the_images_are(folder: Path) -> str:
     return hint
 
 
-def _non_images_in(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and not is_image_file(p) and not p.name.startswith(".")
-    )
+def _unusable_in(folder: Path) -> list[str]:
+    """The problems of the entries of an image folder that are not images it can use: files
+    without an image's extension (hidden ones aside), links whose target is missing (an
+    unmounted share), and what is neither a file nor a folder. Each would otherwise be left out
+    of the fit or the measurement without a word."""
+    problems = []
+    for p in sorted(folder.iterdir()):
+        if p.is_file():
+            if not is_image_file(p) and not p.name.startswith("."):
+                problems.append(f"not an image file (by extension): {p}")
+        elif p.is_symlink() and not p.exists():
+            problems.append(f"a link whose target is missing: {p} (-> {os.readlink(p)})")
+        elif not p.is_dir():
+            problems.append(f"not a regular file: {p}")
+    return problems
 
 
 def _is_mvtec_category(path: Path) -> bool:
@@ -168,8 +179,7 @@ def mvtec_dataset(root: str | os.PathLike[str], category: str | None = None) -> 
         ds.train = [Sample(p, 0, NORMAL, "train") for p in _images_in(train_dir)]
         if not ds.train:
             problems.append(f"empty split: no images in {train_dir}")
-        for p in _non_images_in(train_dir):
-            problems.append(f"not an image file (by extension): {p}")
+        problems += _unusable_in(train_dir)
         other = sorted(p.name for p in (cat_dir / "train").iterdir() if p.is_dir() and p.name != NORMAL)
         if other:
             problems.append(f"train/ must hold only normal images in train/good, found folders: {', '.join(other)}")
@@ -182,8 +192,7 @@ def mvtec_dataset(root: str | os.PathLike[str], category: str | None = None) -> 
             images = _images_in(ddir)
             if not images:
                 problems.append(f"empty split: no images in {ddir}")
-            for p in _non_images_in(ddir):
-                problems.append(f"not an image file (by extension): {p}")
+            problems += _unusable_in(ddir)
             if ddir.name == NORMAL:
                 ds.test += [Sample(p, 0, NORMAL, "test") for p in images]
                 continue
@@ -243,11 +252,11 @@ def folder_dataset(
     normals = _images_in(normal_dir)
     if not normals:
         ds.problems.append(f"empty split: no images in {normal_dir}{_where_the_images_are(normal_dir)}")
-    for p in _non_images_in(normal_dir):
-        ds.problems.append(f"not an image file (by extension): {p}")
+    ds.problems += _unusable_in(normal_dir)
     if normal_test_dir is not None:
         ds.train = [Sample(p, 0, NORMAL, "train") for p in normals]
         ds.test = [Sample(p, 0, NORMAL, "test") for p in _images_in(Path(normal_test_dir))]
+        ds.problems += _unusable_in(Path(normal_test_dir))
     elif abnormal_dir is not None and normal_test_ratio > 0:
         if not 0 < normal_test_ratio < 1:
             raise DatasetError(f"Expected normal_test_ratio in (0, 1), got {normal_test_ratio}")
@@ -268,6 +277,7 @@ def folder_dataset(
         abnormals = _images_in(abnormal_dir)
         if not abnormals:
             ds.problems.append(f"empty split: no images in {abnormal_dir}")
+        ds.problems += _unusable_in(abnormal_dir)
         mdir = Path(mask_dir) if mask_dir is not None else None
         if mdir is not None and not mdir.is_dir():
             raise DatasetError(f"Mask folder not found: {mdir}")

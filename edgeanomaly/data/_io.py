@@ -75,7 +75,8 @@ def _sniff(data: bytes) -> str | None:
 
 def _read_bytes(path: Path, what: str) -> bytes:
     if not path.exists():
-        raise ImageReadError(f"{what} file not found: {path}")
+        gone = f" (a link to {os.readlink(path)}, which is missing)" if path.is_symlink() else ""
+        raise ImageReadError(f"{what} file not found: {path}{gone}")
     if path.is_dir():
         raise ImageReadError(f"Expected an {what.lower()} file, got a directory: {path}")
     try:

@@ -105,3 +105,29 @@ def test_a_split_folder_given_as_the_dataset_points_at_where_its_images_are(synt
     assert f"{synthetic_root / 'metal'} for the MVTec layout" in problem, problem
     with pytest.raises(DatasetError, match="its subfolder good/ holds"):
         ds.check()
+
+
+def test_a_broken_link_or_stray_file_is_a_problem_in_every_image_folder(synthetic_root: Path, tmp_path: Path) -> None:
+    # A link whose target is gone (an unmounted share, a moved folder) was neither an image nor
+    # a non-image: fit and validate went on without it, silently, in both layouts; and the plain
+    # layout's abnormal and normal-test folders were not checked for non-image files at all.
+    root = copy_category(synthetic_root / "metal", tmp_path / "metal")
+    (root / "train" / "good" / "zz.png").symlink_to(tmp_path / "gone" / "zz.png")
+    (root / "test" / "dent" / "zz.png").symlink_to(tmp_path / "gone" / "zz2.png")
+    text = "\n".join(load_dataset(root).problems)
+    assert f"a link whose target is missing: {root / 'train' / 'good' / 'zz.png'}" in text, text
+    assert f"a link whose target is missing: {root / 'test' / 'dent' / 'zz.png'}" in text, text
+    for folder in ("ok", "bad", "ok_test"):
+        _img(tmp_path / "plain" / folder / "a.png", 100)
+        _img(tmp_path / "plain" / folder / "b.png", 120)
+        (tmp_path / "plain" / folder / "notes.txt").write_text("x")
+        (tmp_path / "plain" / folder / "zz.png").symlink_to(tmp_path / "gone" / f"{folder}.png")
+    plain = tmp_path / "plain"
+    for ds in (folder_dataset(plain / "ok", plain / "bad"), folder_dataset(plain / "ok", normal_test_dir=plain / "ok_test")):
+        text = "\n".join(ds.problems)
+        checked = ("ok", "bad") if ds.test and ds.test[-1].label == 1 else ("ok", "ok_test")
+        for folder in checked:
+            assert f"not an image file (by extension): {plain / folder / 'notes.txt'}" in text, text
+            assert f"a link whose target is missing: {plain / folder / 'zz.png'}" in text, text
+        with pytest.raises(DatasetError, match="4 problem"):
+            ds.check()

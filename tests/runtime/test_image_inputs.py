@@ -93,3 +93,22 @@ def test_folder_takes_webp_gif_and_reports_other_files(seg_bundle: Path, tmp_pat
     summary = lines[-1]["summary"]
     assert summary["scored"] == 3 and summary["failed"] == 1 and summary["not_images"] == {".txt": 1}
     assert "1 file that is not an image" in r.output and "notes.txt" in r.output
+
+
+@pytest.mark.parametrize("as_glob", [False, True])
+def test_a_link_whose_target_is_missing_is_a_failed_input_not_skipped(seg_bundle: Path, tmp_path: Path, as_glob: bool) -> None:
+    # A folder's link to an image on an unmounted share was left out in silence ("1/1 scored")
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    _write(folder / "p.png", part_image(64, 80, seed=6))
+    (folder / "gone.png").symlink_to(tmp_path / "share" / "gone.png")
+    (folder / "gone.txt").symlink_to(tmp_path / "share" / "gone.txt")
+    source = str(folder / "*") if as_glob else str(folder)
+    r = CliRunner().invoke(predict, [str(seg_bundle), source, "--json"])
+    assert r.exit_code == 3, r.output
+    lines = _lines(r.output)
+    by_name = {Path(x["path"]).name: x for x in lines if "path" in x}
+    assert "score" in by_name["p.png"] and "error" in by_name["gone.png"] and "Traceback" not in r.output
+    assert "a link to" in by_name["gone.png"]["error"] and "share/gone.png, which is missing" in by_name["gone.png"]["error"]
+    summary = lines[-1]["summary"]
+    assert summary["scored"] == 1 and summary["failed"] == 1 and summary["not_images"] == {".txt": 1}, summary
