@@ -90,12 +90,17 @@ def normalise_map(m: torch.Tensor, q_a: torch.Tensor, q_b: torch.Tensor) -> torc
     return 0.1 * (m - q_a) / (q_b - q_a)
 
 
-def principal_axes(maps: torch.Tensor, k: int) -> tuple[torch.Tensor, float]:
+def principal_axes(maps: torch.Tensor, k: int, maps_per_block: int = 64) -> tuple[torch.Tensor, float]:
     """The ``k`` leading principal axes (C, k) of the channel vectors of ``maps`` (N, C, h, w)
     about zero (the maps are standardised), largest first, and the share of the total second
-    moment they keep."""
-    rows = maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1]).double()
-    values, vectors = torch.linalg.eigh(rows.T @ rows)  # ascending
+    moment they keep. The second moment is summed over blocks of ``maps_per_block`` maps in
+    float64: a float64 copy of all the rows at once was the largest allocation of a fit."""
+    c = maps.shape[1]
+    second = torch.zeros(c, c, dtype=torch.float64)
+    for i in range(0, len(maps), maps_per_block):
+        rows = maps[i : i + maps_per_block].permute(0, 2, 3, 1).reshape(-1, c).double()
+        second += rows.T @ rows
+    values, vectors = torch.linalg.eigh(second)  # ascending
     kept = float(values[-k:].sum() / values.sum())
     return vectors[:, -k:].flip(-1).to(maps.dtype), kept
 
@@ -172,7 +177,11 @@ class EfficientAD(TrainedModel):
         backbone, layers: the pretrained network the teacher is distilled from and its layers
             (default: its stride-8 and stride-16 layers); their channels are the teacher's.
         width: scales the PDN's hidden channels (1.0: the paper's PDN-small).
-        teacher_epochs: passes over the training images (and their flips) distilling the teacher.
+        teacher_epochs: passes over the distillation images (and their flips) distilling the teacher.
+        teacher_images: the teacher is distilled on at most this many of the training images (a
+            seeded choice; all of them when there are no more): its targets, four views of each,
+            are held in memory, so the distillation's memory and time stop growing there (the
+            student trains on every image).
         teacher_learning_rate: Adam's, for the teacher.
         hard_quantile: the hard-feature loss's quantile (paper: 0.999).
         q_a, q_b: the map normalisation's quantiles (paper: 0.9 and 0.995).
@@ -202,6 +211,7 @@ class EfficientAD(TrainedModel):
         strided: bool = False,
         light_decoder: bool = False,
         teacher_epochs: int = 20,
+        teacher_images: int = 256,
         teacher_learning_rate: float = 1e-3,
         hard_quantile: float = 0.999,
         q_a: float = 0.9,
@@ -210,11 +220,12 @@ class EfficientAD(TrainedModel):
         **options: Any,
     ) -> None:
         _check_settings(width, teacher_channels, teacher_epochs, teacher_learning_rate, hard_quantile, q_a, q_b)
+        check_positive_int("teacher_images", teacher_images)
         check_number("lr_drop_at", lr_drop_at, lambda v: 0 < v <= 1, "in (0, 1]")
         settings = {
             "width": float(width), "teacher_channels": None if teacher_channels is None else int(teacher_channels),
             "strided": bool(strided), "light_decoder": bool(light_decoder), "teacher_epochs": int(teacher_epochs),
-            "teacher_learning_rate": float(teacher_learning_rate), "hard_quantile": float(hard_quantile),
+            "teacher_images": int(teacher_images), "teacher_learning_rate": float(teacher_learning_rate), "hard_quantile": float(hard_quantile),
             "q_a": float(q_a), "q_b": float(q_b), "lr_drop_at": float(lr_drop_at),
         }
         super().__init__(backbone, layers, settings, **options)
@@ -331,22 +342,28 @@ class EfficientAD(TrainedModel):
 
     @torch.no_grad()
     def _targets(self, images: torch.Tensor) -> torch.Tensor:
-        """The backbone's layers resampled to the PDN's map, concatenated, per-channel
-        standardised over the given images; with ``teacher_channels``, projected on that many
-        leading principal components of those standardised features (the teacher's
-        distillation target). Sets ``teacher_target_variance_`` (the share of the variance the
-        target keeps)."""
+        """The teacher's distillation targets for the four flips of ``images`` (row ``v * n + i``:
+        view ``v`` of image ``i``, :func:`_flip_views`): the backbone's layers resampled to the
+        PDN's map, concatenated, per-channel standardised over all of them; with
+        ``teacher_channels``, projected on that many leading principal components of those
+        standardised features. Sets ``teacher_target_variance_`` (the share of the variance the
+        target keeps). The features are written batch by batch into one tensor and
+        standardised in place: the batches' list, its concatenation and the standardised copy
+        each held all of them before."""
         strided = self._settings["strided"]
         size = pdn_size(int(images.shape[-2]), strided), pdn_size(int(images.shape[-1]), strided)
-        out = []
-        for i in range(0, len(images), 8):
-            feats = self.feature_extractor(images[i : i + 8])
-            out.append(torch.cat([F.interpolate(feats[layer], size=size, mode="bilinear", align_corners=False)
-                                  for layer in self.layers], dim=1))
-        t = torch.cat(out)
+        rows = len(_VIEWS) * len(images)
+        t = torch.empty(0)
+        for i in range(0, rows, 8):
+            feats = self.feature_extractor(_flip_views(images, torch.arange(i, min(i + 8, rows))))
+            block = torch.cat([F.interpolate(feats[layer], size=size, mode="bilinear", align_corners=False)
+                               for layer in self.layers], dim=1)
+            if i == 0:
+                t = block.new_empty((rows, *block.shape[1:]))
+            t[i : i + len(block)] = block
         mean = t.mean(dim=(0, 2, 3), keepdim=True)
         std = t.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-        t = (t - mean) / std
+        t.sub_(mean).div_(std)
         self.teacher_target_variance_ = 1.0
         if self.channels < t.shape[1]:
             basis, kept = principal_axes(t, self.channels)
@@ -354,21 +371,31 @@ class EfficientAD(TrainedModel):
             self.teacher_target_variance_ = kept
         return t
 
+    def _distillation_images(self, images: torch.Tensor) -> torch.Tensor:
+        """At most ``teacher_images`` of the training images, a seeded choice in their order
+        (all of them, as they are, when there are no more)."""
+        cap = self._settings["teacher_images"]
+        if len(images) <= cap:
+            return images
+        chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(self._seed() + 3))[:cap]
+        return images[chosen.sort().values]
+
     def _distil(self, images: torch.Tensor, run: "_Training") -> str | None:
-        """Train the teacher on the images and their flips; then set its output statistics.
+        """Train the teacher on (at most ``teacher_images`` of) the images and their flips, each
+        flip made when its step needs it; then set its output statistics on all the images.
         Returns "max_minutes" when the time ran out here (the student is then not trained)."""
         s = self._settings
         stopped = None
         if run.stage == "teacher":
-            views = torch.cat([images, images.flip(-1), images.flip(-2), images.flip(-1, -2)])
-            targets = self._targets(views)
-            x = self._normalised(views)
+            distil = self._distillation_images(images)
+            targets = self._targets(distil)
             for epoch in range(run.epoch + 1, s["teacher_epochs"] + 1):
                 t0 = time.perf_counter()
                 self.teacher.train()
-                order = torch.randperm(len(views), generator=run.gen)
+                order = torch.randperm(len(targets), generator=run.gen)
                 loss = train_epoch(order, s["train_batch_size"],
-                                   lambda chunk: (self.teacher(x[chunk]) - targets[chunk]).pow(2).mean(),
+                                   lambda chunk: (self.teacher(self._normalised(_flip_views(distil, chunk)))
+                                                  - targets[chunk]).pow(2).mean(),
                                    run.optimisers["teacher"])
                 self.teacher.eval()
                 record = {"stage": "teacher", "epoch": epoch, "train_loss": loss,
@@ -453,6 +480,18 @@ def _augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     saturation = factor * images + (1 - factor) * gray
     out = torch.where(kind == 0, bright, torch.where(kind == 1, contrast, saturation))
     return out.clamp(0, 1)
+
+
+#: the views the teacher is distilled on: each image, flipped left-right, upside down, and both
+_VIEWS = ((), (-1,), (-2,), (-1, -2))
+
+
+def _flip_views(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows ``rows`` of the views of ``images`` (N, 3, H, W), row ``v * N + i`` the view ``v``
+    (:data:`_VIEWS`) of image ``i``, without making the 4 N views."""
+    n = len(images)
+    return torch.stack([images[int(r) % n].flip(_VIEWS[int(r) // n]) if _VIEWS[int(r) // n] else images[int(r) % n]
+                        for r in rows])
 
 
 class _Training(TrainingRun):

@@ -227,3 +227,51 @@ def test_learning_rate_drops_tenfold_after_95_percent_of_the_epochs_as_in_the_pa
         [1e-4, 1e-4, 1e-5, 1e-5])
     with pytest.raises(ConfigError, match=r"Expected lr_drop_at in \(0, 1\], got 0"):
         tiny(lr_drop_at=0)
+
+
+def test_the_teacher_is_distilled_on_at_most_teacher_images_of_a_large_set() -> None:
+    # The teacher's targets were computed for every training image and its three flips at once:
+    # the recipe's fit peaked at 6 GB for 250 images, 22 GB for 1000 (docs/BENCHMARKS.md), so
+    # a fit of a few thousand images could not hold in memory.
+    model = tiny(teacher_images=3)
+    seen = []
+    real = model._targets
+
+    def targets(images):
+        seen.append(images.clone())
+        return real(images)
+
+    model._targets = targets
+    images = torch.cat(batches())  # 8 distinct images
+    model.fit(batches())
+    (used,) = seen
+    assert used.shape[0] == 3
+    rows = {bytes(img.numpy().tobytes()) for img in images}
+    assert all(bytes(img.numpy().tobytes()) in rows for img in used)  # a subset of the training images
+    again = tiny(teacher_images=3)
+    again._targets = lambda images: (seen.append(images.clone()), real(images))[1]
+    again.fit(batches())
+    assert torch.equal(seen[1], used)  # seeded: the same subset every time
+    everything = tiny(teacher_images=8)
+    everything._targets = lambda images: (seen.append(images.clone()), real(images))[1]
+    everything.fit(batches())
+    assert torch.equal(seen[2], images)  # no more images than the cap: all of them, in order
+
+
+def test_flip_views_are_the_rows_of_the_materialised_views() -> None:
+    from edgeanomaly.models._efficientad import _flip_views
+
+    images = torch.rand(5, 3, 8, 6, generator=torch.Generator().manual_seed(0))
+    views = torch.cat([images, images.flip(-1), images.flip(-2), images.flip(-1, -2)])  # as the fit built them
+    for rows in ([0], [4, 5, 19], list(range(20)), [17, 3, 8]):
+        assert torch.equal(_flip_views(images, torch.tensor(rows)), views[rows])
+
+
+def test_principal_axes_in_blocks_equal_the_one_product() -> None:
+    maps = torch.randn(37, 6, 5, 4, generator=torch.Generator().manual_seed(2))
+    rows = maps.permute(0, 2, 3, 1).reshape(-1, 6).double()
+    values, vectors = torch.linalg.eigh(rows.T @ rows)
+    for block in (1, 5, 37, 100):
+        basis, kept = principal_axes(maps, 3, maps_per_block=block)
+        torch.testing.assert_close(basis.abs(), vectors[:, -3:].flip(-1).float().abs(), rtol=1e-5, atol=1e-6)
+        assert kept == pytest.approx(float(values[-3:].sum() / values.sum()), rel=1e-12)
