@@ -18,7 +18,7 @@ from edgeanomaly.cli._common import (
 )
 from edgeanomaly._optional import check_choice, require
 from edgeanomaly.bundle import SigningKey, format_bytes
-from edgeanomaly.cli._fit import EpochLines, resume_hint, warn_thresholds, without_stage
+from edgeanomaly.cli._fit import EpochLines, _training_options, resume_hint, warn_thresholds, without_stage
 from edgeanomaly.data import load_dataset
 from edgeanomaly.errors import ConfigError, EdgeAnomalyError
 from edgeanomaly.recipes import list_recipes as packaged_recipes
@@ -105,10 +105,11 @@ def export_with_progress(ckpt: Any, out: Path, formats: list[str], precisions: l
 
 
 def _fit_recipe(r: Any, data: Path, category: str | None, run_dir: Path, seed: int, device: str | None,
-                resume: bool) -> Any:
+                resume: bool, training: dict[str, Any]) -> Any:
     """Fit recipe ``r`` on ``data`` into ``run_dir`` (kept, so a failed export can be retried
     without fitting; a model trained for epochs saves its state there, and ``resume`` goes on
-    from it), showing progress; the fitted checkpoint."""
+    from it), with ``training`` (``epochs``, ``max_minutes``) over the recipe's settings,
+    showing progress; the fitted checkpoint."""
     from edgeanomaly.models import fit_run, list_models, resolve_device  # torch: the training side
 
     check_choice("model", r.model, list_models())
@@ -121,7 +122,7 @@ def _fit_recipe(r: Any, data: Path, category: str | None, run_dir: Path, seed: i
             result = fit_run(r.model, data, run_dir, category=category,
                              image_size=r.image_size, center_crop=r.center_crop, batch_size=r.batch_size,
                              progress=without_stage(bar, "train"), on_epoch=epoch_lines, random_state=seed,
-                             device=device or r.device, resume=resume, **r.model_kwargs)
+                             device=device or r.device, resume=resume, **{**r.model_kwargs, **training})
     finally:
         bar.close()
     print_step("fit", result.seconds["fit"], None)
@@ -150,11 +151,17 @@ Examples:
               help="Sign the bundle with this Ed25519 private key (edgeanomaly keygen); devices with --trust accept only signed bundles.")
 @click.option("--device", default=None, help="Where a --recipe fit runs: cpu, cuda, cuda:N or auto (CUDA when torch sees one). Default: the recipe's [fit] device, else cpu.")
 @click.option("--resume", is_flag=True, help="With --recipe of a model trained for epochs (fastflow, efficientad): continue the fit "
-              "interrupted in OUT.run (it saves its state there after each epoch), then export; the same options as before.")
+              "interrupted in OUT.run (it saves its state there after each epoch), then export; the same options as before, "
+              "but --epochs and --max-minutes may change.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="With --recipe of a model trained for epochs: at most this many (instead of the recipe's).")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --recipe of a model trained for epochs: stop training after this many minutes (instead of the recipe's).")
 @friendly_errors
 def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_recipes: bool, data: Path | None, category: str | None,
            formats: str | None, precisions: str | None, static: int | None, calibration_data: Path | None, overwrite: bool,
-           allow_degraded: bool, seed: int, sign_key: Path | None, device: str | None, resume: bool) -> None:
+           allow_degraded: bool, seed: int, sign_key: Path | None, device: str | None, resume: bool, epochs: int | None,
+           max_minutes: float | None) -> None:
     """Export a CHECKPOINT (RUN_DIR of 'edgeanomaly fit'), or --recipe + --data, to a bundle.
 
     Every argument (destinations, formats, precisions, dataset and category) is checked
@@ -177,6 +184,10 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
         raise ConfigError("--device is where a --recipe fit runs; a CHECKPOINT is already fitted (export runs on the CPU)")
     if resume and recipe is None:
         raise ConfigError("--resume continues a --recipe fit interrupted in OUT.run; a CHECKPOINT is already fitted")
+    stopping = {"--epochs": epochs, "--max-minutes": max_minutes}
+    if recipe is None and any(v is not None for v in stopping.values()):
+        given = ", ".join(k for k, v in stopping.items() if v is not None)
+        raise ConfigError(f"{given} change when a --recipe fit stops training; a CHECKPOINT is already fitted")
     from edgeanomaly.export import artifact_name, check_targets, load_recipe  # torch: the training side
 
     # Everything that can be wrong is checked here, before minutes of fitting and exporting,
@@ -204,7 +215,8 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
 
     if r is not None:
         static = static if static is not None else r.static_batch
-        ckpt = _fit_recipe(r, data, category, run_dir, seed, device, resume)  # type: ignore[arg-type]
+        training = _training_options(r.model, epochs=epochs, max_minutes=max_minutes)
+        ckpt = _fit_recipe(r, data, category, run_dir, seed, device, resume, training)  # type: ignore[arg-type]
     else:
         ckpt = load_checkpoint(checkpoint)  # type: ignore[arg-type]
     what = f"artifacts {','.join(only)}" if only else f"formats {','.join(fmt_list)}  precisions {','.join(prec_list)}"

@@ -82,7 +82,7 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
             raise ConfigError(f"Recipe {p}: unknown key(s) {sorted(unknown)} in [{section}]; expected {sorted(_SECTIONS[section])}")
     m = doc.get("model", {})
     if "name" not in m:
-        raise ConfigError(f"Recipe {p}: [model] needs a name (patchcore, padim, dfkde, dfm)")
+        raise ConfigError(f"Recipe {p}: [model] needs a name (a registered model: patchcore, padim, dfkde, dfm, fastflow, efficientad)")
     kwargs: dict[str, Any] = dict(m.get("params", {}))
     for key in ("backbone", "layers", "pretrained"):
         if key in m:

@@ -372,6 +372,27 @@ precisions = ["fp32"]
 """
 
 
+def test_export_recipe_takes_the_stopping_rules_as_fit_does(tmp_path) -> None:
+    # export --recipe had no --epochs / --max-minutes: a recipe's stopping rules changed only in
+    # a copy of the recipe, and so did a resume that should go on for longer
+    from edgeanomaly.cli import main
+    from edgeanomaly.data import generate_synthetic_dataset
+
+    generate_synthetic_dataset(tmp_path / "data", ["metal"], n_train=8, n_test=2, seed=0, size=SIZE)
+    (tmp_path / "tiny.toml").write_text(_RECIPE)  # epochs = 1000, max_minutes = 0.15
+    data = ["--data", str(tmp_path / "data"), "--category", "metal"]
+    r = CliRunner().invoke(main, ["export", "--recipe", str(tmp_path / "tiny.toml"), *data, "--out", str(tmp_path / "ff.bundle"),
+                                  "--epochs", "2", "--max-minutes", "5"])
+    assert r.exit_code == 0, r.output
+    ckpt = json.loads((tmp_path / "ff.bundle.run" / "checkpoint.json").read_text())
+    assert ckpt["info"]["training"]["epochs_run"] == 2 and ckpt["info"]["training"]["stopped_by"] == "epochs"
+    assert ckpt["model"]["params"]["epochs"] == 2 and ckpt["model"]["params"]["max_minutes"] == 5.0
+    r = CliRunner().invoke(main, ["export", str(tmp_path / "ff.bundle.run"), "--out", str(tmp_path / "b2"), "--epochs", "2"])
+    assert r.exit_code != 0 and "--epochs" in r.output and "--recipe" in r.output, r.output
+    r = CliRunner().invoke(main, ["export", "--recipe", "patchcore", *data, "--out", str(tmp_path / "pc.bundle"), "--epochs", "2"])
+    assert r.exit_code != 0 and "trained for epochs" in r.output, r.output
+
+
 @pytest.mark.parametrize("command, signum", [("fit", signal.SIGINT), ("export", signal.SIGINT), ("fit", signal.SIGTERM)])
 def test_ctrl_c_says_how_to_resume_and_the_command_it_prints_finishes(tmp_path, command: str, signum: int) -> None:
     # SIGTERM (a supervisor's stop) ended fit at once, with no word of where to go on from
