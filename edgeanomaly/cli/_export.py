@@ -18,7 +18,7 @@ from edgeanomaly.cli._common import (
 )
 from edgeanomaly._optional import check_choice, require
 from edgeanomaly.bundle import SigningKey, format_bytes
-from edgeanomaly.cli._fit import EpochLines, _training_options, resume_hint, warn_thresholds, without_stage
+from edgeanomaly.cli._fit import EpochLines, resume_hint, training_options, warn_thresholds, without_stage
 from edgeanomaly.data import load_dataset
 from edgeanomaly.errors import ConfigError, EdgeAnomalyError
 from edgeanomaly.recipes import list_recipes as packaged_recipes
@@ -215,7 +215,7 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
 
     if r is not None:
         static = static if static is not None else r.static_batch
-        training = _training_options(r.model, epochs=epochs, max_minutes=max_minutes)
+        training = training_options(r.model, epochs=epochs, max_minutes=max_minutes)
         ckpt = _fit_recipe(r, data, category, run_dir, seed, device, resume, training)  # type: ignore[arg-type]
     else:
         ckpt = load_checkpoint(checkpoint)  # type: ignore[arg-type]

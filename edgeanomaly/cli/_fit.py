@@ -189,7 +189,7 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     require("torch", "fitting models")
     model_name = model_name.lower()
     kwargs = build_model_kwargs(backbone, layers, seed, weights, weights_cache, pretrained, params)
-    kwargs.update(_training_options(model_name, epochs=epochs, max_minutes=max_minutes))
+    kwargs.update(training_options(model_name, epochs=epochs, max_minutes=max_minutes))
     bar, epoch_lines = StageBar(), EpochLines()
     try:
         with resume_hint(out, epoch_lines, "fit"):
@@ -219,7 +219,7 @@ def bundle_beside(run_dir: Path) -> Path:
     return run_dir.with_name(run_dir.name.removesuffix(".run") + ".bundle")
 
 
-def _training_options(model_name: str, **options: Any) -> dict[str, Any]:
+def training_options(model_name: str, **options: Any) -> dict[str, Any]:
     """``--epochs``/``--max-minutes`` as model settings; an error for a model that fits in one pass."""
     from edgeanomaly.models import TrainedModel, model_class  # torch: the training side
 
