@@ -490,8 +490,7 @@ def _flip_views(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Rows ``rows`` of the views of ``images`` (N, 3, H, W), row ``v * N + i`` the view ``v``
     (:data:`_VIEWS`) of image ``i``, without making the 4 N views."""
     n = len(images)
-    return torch.stack([images[int(r) % n].flip(_VIEWS[int(r) // n]) if _VIEWS[int(r) // n] else images[int(r) % n]
-                        for r in rows])
+    return torch.stack([images[i].flip(_VIEWS[v]) for v, i in (divmod(int(r), n) for r in rows)])
 
 
 class _Training(TrainingRun):

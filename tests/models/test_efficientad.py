@@ -229,12 +229,8 @@ def test_learning_rate_drops_tenfold_after_95_percent_of_the_epochs_as_in_the_pa
         tiny(lr_drop_at=0)
 
 
-def test_the_teacher_is_distilled_on_at_most_teacher_images_of_a_large_set() -> None:
-    # The teacher's targets were computed for every training image and its three flips at once:
-    # the recipe's fit peaked at 6 GB for 250 images, 22 GB for 1000 (docs/BENCHMARKS.md), so
-    # a fit of a few thousand images could not hold in memory.
-    model = tiny(teacher_images=3)
-    seen = []
+def _recording_targets(model, seen: list):
+    """``model`` with its own ``_targets`` recording the images it is given in ``seen``."""
     real = model._targets
 
     def targets(images):
@@ -242,19 +238,23 @@ def test_the_teacher_is_distilled_on_at_most_teacher_images_of_a_large_set() -> 
         return real(images)
 
     model._targets = targets
+    return model
+
+
+def test_the_teacher_is_distilled_on_at_most_teacher_images_of_a_large_set() -> None:
+    # The teacher's targets were computed for every training image and its three flips at once:
+    # the recipe's fit peaked at 6 GB for 250 images, 22 GB for 1000 (docs/BENCHMARKS.md), so
+    # a fit of a few thousand images could not hold in memory.
+    seen: list = []
     images = torch.cat(batches())  # 8 distinct images
-    model.fit(batches())
+    _recording_targets(tiny(teacher_images=3), seen).fit(batches())
     (used,) = seen
     assert used.shape[0] == 3
     rows = {bytes(img.numpy().tobytes()) for img in images}
     assert all(bytes(img.numpy().tobytes()) in rows for img in used)  # a subset of the training images
-    again = tiny(teacher_images=3)
-    again._targets = lambda images: (seen.append(images.clone()), real(images))[1]
-    again.fit(batches())
+    _recording_targets(tiny(teacher_images=3), seen).fit(batches())
     assert torch.equal(seen[1], used)  # seeded: the same subset every time
-    everything = tiny(teacher_images=8)
-    everything._targets = lambda images: (seen.append(images.clone()), real(images))[1]
-    everything.fit(batches())
+    _recording_targets(tiny(teacher_images=8), seen).fit(batches())
     assert torch.equal(seen[2], images)  # no more images than the cap: all of them, in order
 
 
