@@ -204,9 +204,12 @@ class FolderWatcher:
 
     A file is taken when its size is non-zero and unchanged between two scans (files are
     yielded oldest first: modification time, then name), or when it has stayed empty for
-    ``settle`` seconds (so that the consumer reports it). A slow writer can pause longer than
-    a scan, so a consumer that fails to decode a file calls :meth:`retry`: the file is then
-    offered again once stable, for up to ``settle`` seconds after its first failure.
+    ``settle`` seconds (so that the consumer reports it). A link whose target is missing is
+    offered once it has stayed so for ``settle`` seconds (a link may be made before its target
+    is written; one to an unmounted share stays broken and is reported). A slow writer can
+    pause longer than a scan, so a consumer that fails to decode a file calls :meth:`retry`:
+    the file is then offered again once stable, for up to ``settle`` seconds after its first
+    failure.
 
     Args:
         folder: the drop folder (not recursive).
@@ -231,13 +234,18 @@ class FolderWatcher:
         self.timeout = timeout
         self.poll_interval = poll_interval
         self.settle = settle
-        self._seen: set[str] = set() if include_existing else {e.name for e in os.scandir(self.folder) if e.is_file()}
+        self._seen: set[str] = set() if include_existing else {
+            e.name for e in os.scandir(self.folder) if e.is_file() or e.is_symlink()}
         self._sizes: dict[str, int] = {}
         self._first_failure: dict[str, float] = {}
         self._empty_since: dict[str, float] = {}
+        self._broken_since: dict[str, float] = {}
 
     def retry(self, path: str | os.PathLike[str]) -> bool:
-        """Offer ``path`` again when it is stable; False once ``settle`` seconds have passed."""
+        """Offer ``path`` again when it is stable; False once ``settle`` seconds have passed
+        (at once for a link whose target is missing: it was offered after ``settle`` seconds)."""
+        if os.path.islink(path) and not os.path.exists(path):
+            return False
         name = Path(path).name
         first = self._first_failure.setdefault(name, time.monotonic())
         if time.monotonic() - first > self.settle:
@@ -256,10 +264,15 @@ class FolderWatcher:
                     continue
                 try:
                     if not entry.is_file():
+                        if entry.is_symlink() and not os.path.exists(entry.path):  # its target is missing
+                            since = self._broken_since.setdefault(name, time.monotonic())
+                            if time.monotonic() - since > self.settle:
+                                ready.append((entry.stat(follow_symlinks=False).st_mtime, name))
                         continue
                     st = entry.stat()
                 except FileNotFoundError:  # renamed or removed between scandir and stat
                     continue
+                self._broken_since.pop(name, None)  # a link whose target has come
                 if st.st_size > 0 and self._sizes.get(name) == st.st_size:
                     ready.append((st.st_mtime, name))
                 elif st.st_size == 0:
@@ -273,6 +286,7 @@ class FolderWatcher:
                 self._seen.add(name)
                 self._sizes.pop(name, None)
                 self._empty_since.pop(name, None)
+                self._broken_since.pop(name, None)
                 last_new = time.monotonic()
                 yield self.folder / name
             if self.timeout is not None and time.monotonic() - last_new > self.timeout:

@@ -252,7 +252,7 @@ def detector_ov(seg_bundle: Path):
 
 
 @pytest.mark.slow
-def test_watch_counts_undecodable_and_empty_files(seg_bundle: Path, tmp_path: Path) -> None:
+def test_watch_counts_undecodable_empty_and_dangling_files(seg_bundle: Path, tmp_path: Path) -> None:
     import time
 
     import cv2
@@ -269,6 +269,10 @@ def test_watch_counts_undecodable_and_empty_files(seg_bundle: Path, tmp_path: Pa
         (drop / "a_good.png").write_bytes(png.tobytes())
         (drop / "b_garbage.png").write_bytes(b"this is not an image at all")
         (drop / "c_empty.png").write_bytes(b"")
+        (drop / "d_dangling.png").symlink_to(tmp_path / "unmounted" / "d.png")  # its share is gone
+        (drop / "e_late.png").symlink_to(tmp_path / "e.png")  # a link made before its target is written
+        time.sleep(0.5)
+        (tmp_path / "e.png").write_bytes(png.tobytes())
 
     writer = threading.Thread(target=camera)
     writer.start()
@@ -279,10 +283,13 @@ def test_watch_counts_undecodable_and_empty_files(seg_bundle: Path, tmp_path: Pa
     assert result.exit_code == EXIT_SOME_FAILED, result.output
     lines = _cli_lines(result.output)
     errors = {Path(r["path"]).name: r["error"] for r in lines if "error" in r}
-    assert set(errors) == {"b_garbage.png", "c_empty.png"}
+    assert set(errors) == {"b_garbage.png", "c_empty.png", "d_dangling.png"}
     assert "Not an image" in errors["b_garbage.png"] and "empty (0 bytes)" in errors["c_empty.png"]
+    assert "a link to" in errors["d_dangling.png"] and "which is missing" in errors["d_dangling.png"]
+    scored = {Path(r["path"]).name for r in lines if "score" in r}
+    assert scored == {"a_good.png", "e_late.png"}
     summary = lines[-1]["summary"]
-    assert (summary["inputs"], summary["scored"], summary["failed"]) == (3, 1, 2)
+    assert (summary["inputs"], summary["scored"], summary["failed"]) == (5, 2, 3)
 
 
 # ---------------------------------------------------------------- devices: behaviour as documented
