@@ -18,7 +18,7 @@ from edgeanomaly.cli._common import (
 )
 from edgeanomaly._optional import check_choice, require
 from edgeanomaly.bundle import SigningKey, format_bytes
-from edgeanomaly.cli._fit import EpochLines, resume_hint, training_options, warn_thresholds, without_stage
+from edgeanomaly.cli._fit import EpochLines, resume_hint, say_state_kept, training_options, warn_thresholds, without_stage
 from edgeanomaly.data import load_dataset
 from edgeanomaly.errors import ConfigError, EdgeAnomalyError
 from edgeanomaly.recipes import list_recipes as packaged_recipes
@@ -126,6 +126,7 @@ def _fit_recipe(r: Any, data: Path, category: str | None, run_dir: Path, seed: i
     finally:
         bar.close()
     print_step("fit", result.seconds["fit"], None)
+    say_state_kept(run_dir, "patience in the recipe")
     return result.checkpoint
 
 
@@ -151,7 +152,7 @@ Examples:
               help="Sign the bundle with this Ed25519 private key (edgeanomaly keygen); devices with --trust accept only signed bundles.")
 @click.option("--device", default=None, help="Where a --recipe fit runs: cpu, cuda, cuda:N or auto (CUDA when torch sees one). Default: the recipe's [fit] device, else cpu.")
 @click.option("--resume", is_flag=True, help="With --recipe of a model trained for epochs (fastflow, efficientad): continue the fit "
-              "interrupted in OUT.run (it saves its state there after each epoch), then export; the same options as before, "
+              "in OUT.run, interrupted or finished (it saves its state there after each epoch), then export; the same options as before, "
               "but --epochs and --max-minutes may change.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="With --recipe of a model trained for epochs: at most this many (instead of the recipe's).")
@@ -183,7 +184,7 @@ def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_r
     if device is not None and recipe is None:
         raise ConfigError("--device is where a --recipe fit runs; a CHECKPOINT is already fitted (export runs on the CPU)")
     if resume and recipe is None:
-        raise ConfigError("--resume continues a --recipe fit interrupted in OUT.run; a CHECKPOINT is already fitted")
+        raise ConfigError("--resume continues a --recipe fit in OUT.run; a CHECKPOINT is already fitted")
     stopping = {"--epochs": epochs, "--max-minutes": max_minutes}
     if recipe is None and any(v is not None for v in stopping.values()):
         given = ", ".join(k for k, v in stopping.items() if v is not None)

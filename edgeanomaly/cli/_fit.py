@@ -15,7 +15,7 @@ import click
 from edgeanomaly import frontdoor
 from edgeanomaly._threads import Terminated, exit_status
 from edgeanomaly._optional import require
-from edgeanomaly.bundle import Calibration
+from edgeanomaly.bundle import Calibration, format_bytes
 from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, print_next_steps, split_csv, this_command_with
 from edgeanomaly.errors import ConfigError
 from edgeanomaly.judging import threshold_sample_warnings
@@ -172,8 +172,8 @@ Examples:
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"Models trained for epochs ({_TRAINED}): at most this many.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help=f"Models trained for epochs ({_TRAINED}): stop training after this many minutes (the best epoch so far is kept).")
-@click.option("--resume", is_flag=True, help=f"Models trained for epochs ({_TRAINED}): continue a fit interrupted in --out "
-              "(it saves its state there after each epoch); the same options as the interrupted fit, but --epochs, "
+@click.option("--resume", is_flag=True, help=f"Models trained for epochs ({_TRAINED}): continue the fit in --out, interrupted or finished "
+              "(it saves its state there after each epoch); the same options as before, but --epochs, "
               "--max-minutes and --param patience may change (e.g. more epochs).")
 @friendly_errors
 def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite: bool, backbone: str | None, layers: str | None,
@@ -208,6 +208,8 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
         click.echo(f"Trained {training['epochs_run']} epochs on {training['n_train']} images, {held}: "
                    f"best epoch {training['best_epoch']} ({loss} loss {training['best_val_loss']:.4g}), "
                    f"stopped by {training['stopped_by']}")
+        if run.out is not None:
+            say_state_kept(run.out, "--param patience")
     print_metrics(ckpt.metrics, ckpt.calibration)
     warn_thresholds(ckpt.calibration)
     click.echo(f"Checkpoint: {run.out}")
@@ -255,6 +257,16 @@ class EpochLines:
         held_out = f", held-out {record['val_loss']:.4g}" if record.get("held_out", True) else ""
         click.echo(f"  {stage + ' ' if stage else ''}epoch {record['epoch']}/{record['epochs']}: loss {record['train_loss']:.4g}"
                    f"{held_out} (best epoch {record['best_epoch']}), {record['seconds']:.1f} s, {left}", err=True)
+
+
+def say_state_kept(run_dir: Path, patience: str) -> None:
+    """Say where a finished fit's training state is kept, its size, and that the same command
+    with ``--resume`` trains it on (``patience``: how this command sets the patience)."""
+    state = Path(run_dir) / frontdoor.TRAINING_STATE
+    if state.is_file():
+        click.echo(f"Its training state is kept in {state} ({format_bytes(state.stat().st_size)}): the same command with "
+                   f"--resume trains it on (more --epochs, a longer --max-minutes or a larger {patience}); "
+                   "delete it when you will not")
 
 
 @contextlib.contextmanager

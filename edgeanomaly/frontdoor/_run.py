@@ -66,10 +66,10 @@ def check_run_dir(out: str | os.PathLike[str], overwrite: bool, *, flag: str = "
     """Raise :class:`ConfigError` when saving a run into ``out`` would replace what nobody asked to replace.
 
     An empty or missing folder is fine; a run directory (``checkpoint.json``) is replaced only
-    with ``overwrite`` (``flag`` is how the caller's user says so); a folder holding an
-    interrupted training (``training-state.pt``) is continued with ``resume`` or started again
-    with ``overwrite``; any other non-empty folder is never written into. ``option`` names the
-    argument in messages.
+    with ``overwrite`` (``flag`` is how the caller's user says so); a folder holding the state
+    of a training (``training-state.pt``: an interrupted one, or one that finished and may train
+    on) is continued with ``resume`` or started again with ``overwrite``; any other non-empty
+    folder is never written into. ``option`` names the argument in messages.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -81,6 +81,9 @@ def check_run_dir(out: str | os.PathLike[str], overwrite: bool, *, flag: str = "
                               "it after each epoch of a fit into that run directory)")
         return
     if interrupted and not overwrite:
+        if (out / "checkpoint.json").is_file():  # a fit that finished, or was interrupted training on
+            raise ConfigError(f"Run directory {out} already exists; pass {flag} to replace its checkpoint, or {resume_flag} "
+                              "to train it on from its saved state (with more epochs, a longer time limit or more patience)")
         raise ConfigError(f"{out} holds an interrupted training ({TRAINING_STATE}); pass {resume_flag} to continue it "
                           f"or {flag} to start again")
     if not out.is_dir() or not any(out.iterdir()) or interrupted:
@@ -126,7 +129,10 @@ def fit(
             that epoch's record (losses, best epoch, seconds).
         resume: continue a training interrupted in ``out`` (it saves its state there after each
             epoch) and end as the uninterrupted fit would have; the same settings but for
-            ``epochs``, ``patience`` and ``max_minutes``, which may change.
+            ``epochs``, ``patience`` and ``max_minutes``, which may change. A fit that finished
+            keeps its state there too, so ``resume`` with more ``epochs`` (or a longer
+            ``max_minutes``, a larger ``patience``) trains it on, and ends as a fit asked for
+            those at first would have.
         device: where features and training run: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
             ``"auto"`` (CUDA when torch sees one); the checkpoint is the same either way.
         batch_size: images per batch of the backbone's pass.

@@ -512,6 +512,11 @@ class _Training(TrainingRun):
         s = self.model._settings
         return int(s["teacher_epochs"] if self.stage == "teacher" else s["epochs"])
 
+    def stops_at_once(self) -> str | None:
+        if self.stage == "teacher":  # only the time limit ends the distillation early
+            return "max_minutes" if self.model._out_of_time(self) else None
+        return super().stops_at_once()
+
     def begin_student(self) -> None:
         self.stage, self.epoch = "student", 0
 

@@ -26,6 +26,7 @@ from edgeanomaly.models._checkpoint import Checkpoint, save_checkpoint
 from edgeanomaly.models._device import resolve_device
 from edgeanomaly.models._fit import fit_model, loader_workers, predict_samples
 from edgeanomaly.models._registry import create_model
+from edgeanomaly.models._trained import TrainedModel, mark_finished
 
 __all__ = ["FitResult", "fit_run", "calibrate_and_evaluate", "training_split"]
 
@@ -184,8 +185,9 @@ def fit_run(
             image was held out and ``val_loss`` is the training loss, ``best_epoch``, ``seconds``;
             EfficientAD's also ``stage``).
         resume: a model trained for epochs saves its state in ``out`` after each epoch
-            (``training-state.pt``, removed once the checkpoint is written); ``resume=True``
-            continues an interrupted fit from there.
+            (``training-state.pt``, kept beside the checkpoint, marked finished); ``resume=True``
+            continues an interrupted fit from there, or trains a finished one on where its
+            stopping rules now let it.
         device: where the features and the estimators are computed: ``"cpu"``, ``"cuda"``,
             ``"cuda:N"`` or ``"auto"`` (CUDA when torch sees one); see ``resolve_device``.
             The checkpoint is the same whatever the device (its tensors are saved on the CPU;
@@ -246,5 +248,10 @@ def fit_run(
     ckpt = Checkpoint(model, preprocessing, calibration_dict, info, metrics)
     out_path = save_checkpoint(out, ckpt) if out is not None else None
     if out is not None:
-        (Path(out) / TRAINING_STATE).unlink(missing_ok=True)  # the checkpoint holds the history now
+        state = Path(out) / TRAINING_STATE
+        if isinstance(model, TrainedModel) and state.is_file():
+            # kept, so that a resume can train it on (more epochs, a longer time, more patience)
+            mark_finished(state, model.training_summary_["stopped_by"])
+        else:  # a one-pass model fitted over a trained run
+            state.unlink(missing_ok=True)
     return FitResult(ckpt, out_path, seconds)

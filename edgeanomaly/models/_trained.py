@@ -198,6 +198,15 @@ class TrainingRun:
         """The last epoch of the stage the run is in (``epochs``; a subclass with stages says its own)."""
         return int(self.model._settings["epochs"])
 
+    def stops_at_once(self) -> str | None:
+        """The stopping rule that would end this run before another epoch (None: it goes on)."""
+        settings = self.model._settings
+        if self.epoch >= self.epoch_limit():
+            return "epochs"
+        if self.epoch and self.epoch - self.best_epoch >= settings["patience"]:
+            return "early stopping"
+        return "max_minutes" if self.model._out_of_time(self) else None
+
     def improves(self, record: dict[str, Any]) -> bool:
         """Whether epoch ``record`` counts as the best so far."""
         return record["val_loss"] < self.best_loss
@@ -225,13 +234,7 @@ class TrainingRun:
                  "optimisers": {name: o.state_dict() for name, o in self.optimisers.items()},
                  "generator": self.gen.get_state(), "seconds": self.seconds(), **self.extra_state()}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, path)  # a kill mid-save leaves the previous epoch's state whole
-        except BaseException:  # Ctrl-C or a full disk mid-save: no partial file left beside it
-            tmp.unlink(missing_ok=True)
-            raise
+        _save(state, path)
 
     def restore(self) -> None:
         """Continue from the saved state (a clear error when there is none, or it is another fit's)."""
@@ -260,6 +263,41 @@ class TrainingRun:
         if self.epoch > self.epoch_limit():
             raise ConfigError(f"The interrupted fit at {path} has run {self.epoch} epochs: epochs={self.epoch_limit()} is "
                               f"fewer; pass at least {self.epoch} (exactly {self.epoch} ends it where it was)")
+        finished = state.get("finished")
+        rule = self.stops_at_once() if finished else None
+        if rule is not None:
+            raise ConfigError(f"The fit at {path.parent} finished (stopped by {finished} after epoch {self.epoch}) and these settings "
+                              f"stop it again at once ({rule}): to train it on, {self._go_on(rule)}")
+
+    def _go_on(self, rule: str) -> str:
+        """What lets the run past the stopping ``rule`` that ends it now."""
+        if rule == "epochs":
+            return f"ask for more epochs than {self.epoch}"
+        if rule == "early stopping":
+            return (f"set a patience above {self.epoch - self.best_epoch} (the best epoch, {self.best_epoch}, is that many "
+                    "epochs back), and more epochs")
+        return f"set max_minutes above {self.seconds() / 60:.2f} (the minutes trained so far)"
+
+
+def mark_finished(path: Path, stopped_by: str) -> None:
+    """Mark the training state at ``path`` as that of a fit which ended (``stopped_by`` a
+    stopping rule) and whose checkpoint is written: a resume then goes on only where its
+    stopping rules let it train more (an interrupted fit's state has no mark)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state["finished"] = stopped_by
+    _save(state, path)
+
+
+def _save(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a file beside ``path``, then renamed over it: a kill mid-save leaves the
+    previous state whole, and Ctrl-C or a full disk mid-save no partial file beside it."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _comparable(identity: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from edgeanomaly.errors import ConfigError
 from edgeanomaly.models import create_model
 from edgeanomaly.models._efficientad import (_AutoEncoder, _pdn, hard_feature_loss, normalise_map, pdn_size,
                                             principal_axes, quantile)
+from edgeanomaly.models._trained import mark_finished
 
 SIZE = 64
 TINY = {"width": 0.125, "teacher_epochs": 2, "epochs": 3, "train_batch_size": 4}
@@ -191,6 +192,28 @@ def test_a_resumed_fit_may_train_the_student_for_more_epochs_but_not_change_the_
     assert more.training_summary_["resumed_after_epoch"] == 1
     assert [(h["stage"], h["epoch"]) for h in more.training_history_] == [("teacher", 1), ("teacher", 2)] + [
         ("student", e) for e in range(1, 6)]
+
+
+def test_a_finished_fit_trains_its_student_on_and_ends_as_a_fit_asked_for_more_epochs_at_first(tmp_path) -> None:
+    # lr_drop_at=1: no drop inside the run, so the continuation and the longer fit see the same rates
+    whole = tiny(epochs=5, lr_drop_at=1.0).fit(batches())
+    m = tiny(lr_drop_at=1.0)
+    m.training_state_path = tmp_path / "state.pt"
+    m.fit(batches())
+    mark_finished(m.training_state_path, m.training_summary_["stopped_by"])
+    again = tiny(lr_drop_at=1.0)
+    again.training_state_path, again.resume_training = tmp_path / "state.pt", True
+    with pytest.raises(ConfigError, match=r"finished \(stopped by epochs after epoch 3\).*more epochs than 3"):
+        again.fit(batches())
+    more = tiny(epochs=5, lr_drop_at=1.0)
+    more.training_state_path, more.resume_training = tmp_path / "state.pt", True
+    more.fit(batches())
+    assert more.training_summary_["resumed_after_epoch"] == 3
+    assert [(h["stage"], h["epoch"]) for h in more.training_history_] == [("teacher", 1), ("teacher", 2)] + [
+        ("student", e) for e in range(1, 6)]  # the teacher is not distilled again
+    x = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(more(x)[1], whole(x)[1], rtol=1e-5, atol=1e-6)
 
 
 def test_resume_without_state_or_of_another_fit_is_a_clear_error(tmp_path) -> None:

@@ -317,9 +317,9 @@ def test_fit_resume_from_the_run_directory(tmp_path) -> None:
     assert "epoch 1/3" not in r.output and "epoch 2/3" in r.output and "epoch 3/3" in r.output
     info = json.loads((run_dir / "checkpoint.json").read_text())["info"]["training"]
     assert info["resumed_after_epoch"] == 1 and info["epochs_run"] == 3
-    assert not (run_dir / "training-state.pt").exists()  # the checkpoint holds the history now
+    assert (run_dir / "training-state.pt").is_file()  # kept, marked finished: a resume with more epochs trains on
     r = CliRunner().invoke(main, [*fit, "--resume"])
-    assert r.exit_code == 1 and "Nothing to resume" in r.output
+    assert r.exit_code == 1 and "finished (stopped by epochs after epoch 3)" in r.output
     r = CliRunner().invoke(main, ["fit", "--model", "padim", "--data", str(tmp_path / "data"), "--category", "metal",
                                   "--out", str(tmp_path / "p.run"), "--resume"])
     assert r.exit_code == 1 and "Nothing to resume" in r.output
@@ -387,6 +387,13 @@ def test_export_recipe_takes_the_stopping_rules_as_fit_does(tmp_path) -> None:
     ckpt = json.loads((tmp_path / "ff.bundle.run" / "checkpoint.json").read_text())
     assert ckpt["info"]["training"]["epochs_run"] == 2 and ckpt["info"]["training"]["stopped_by"] == "epochs"
     assert ckpt["model"]["params"]["epochs"] == 2 and ckpt["model"]["params"]["max_minutes"] == 5.0
+    assert "training state is kept in" in r.output and "patience in the recipe" in r.output  # and how to train it on:
+    r = CliRunner().invoke(main, ["export", "--recipe", str(tmp_path / "tiny.toml"), *data, "--out", str(tmp_path / "ff.bundle"),
+                                  "--epochs", "3", "--max-minutes", "5", "--resume", "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert "epoch 2/" not in r.output and "epoch 3/3" in r.output
+    training = json.loads((tmp_path / "ff.bundle.run" / "checkpoint.json").read_text())["info"]["training"]
+    assert training["epochs_run"] == 3 and training["resumed_after_epoch"] == 2
     r = CliRunner().invoke(main, ["export", str(tmp_path / "ff.bundle.run"), "--out", str(tmp_path / "b2"), "--epochs", "2"])
     assert r.exit_code != 0 and "--epochs" in r.output and "--recipe" in r.output, r.output
     r = CliRunner().invoke(main, ["export", "--recipe", "patchcore", *data, "--out", str(tmp_path / "pc.bundle"), "--epochs", "2"])
@@ -470,3 +477,96 @@ def test_dihedral_needs_square_images() -> None:
     x = torch.rand(2, 3, SIZE, SIZE + 32, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="must be square; got 64 x 96"):
         _model(augment="dihedral").fit([x])
+
+
+def _fit_cli(tmp_path: Path, run_dir: Path, *extra: str) -> list[str]:
+    """``edgeanomaly fit`` of a tiny FastFlow on ``tmp_path/data`` (made once) into ``run_dir``."""
+    from edgeanomaly.data import generate_synthetic_dataset
+
+    if not (tmp_path / "data").is_dir():
+        generate_synthetic_dataset(tmp_path / "data", ["metal"], n_train=8, n_test=2, seed=0, size=SIZE)
+    return ["fit", "--model", "fastflow", "--data", str(tmp_path / "data"), "--category", "metal", "--out", str(run_dir),
+            "--image-size", str(SIZE), "--backbone", "resnet18", "--no-pretrained", "--param", "flow_steps=2",
+            "--param", "patience=10", *extra]
+
+
+def test_a_finished_fit_trains_on_with_more_epochs_and_ends_as_a_fit_asked_for_them_at_first(tmp_path) -> None:
+    # A fit that ended by its epoch count could not be continued: its state was deleted with the
+    # checkpoint written, and --resume said "Nothing to resume".
+    from edgeanomaly.cli import main
+
+    r = CliRunner().invoke(main, _fit_cli(tmp_path, tmp_path / "whole.run", "--epochs", "4"))
+    assert r.exit_code == 0, r.output
+    run_dir = tmp_path / "ff.run"
+    r = CliRunner().invoke(main, _fit_cli(tmp_path, run_dir, "--epochs", "2"))
+    assert r.exit_code == 0, r.output
+    assert (run_dir / "training-state.pt").is_file() and "--resume" in r.output  # says how to train it on
+    r = CliRunner().invoke(main, _fit_cli(tmp_path, run_dir, "--epochs", "2"))  # no flag: nothing replaced
+    assert r.exit_code == 1 and "already exists" in r.output and "--overwrite" in r.output and "--resume" in r.output
+    r = CliRunner().invoke(main, _fit_cli(tmp_path, run_dir, "--epochs", "2", "--resume"))  # nothing more to train
+    assert r.exit_code == 1 and "finished" in r.output and "more epochs than 2" in r.output, r.output
+    r = CliRunner().invoke(main, _fit_cli(tmp_path, run_dir, "--epochs", "4", "--resume"))
+    assert r.exit_code == 0, r.output
+    assert "epoch 2/4" not in r.output and "epoch 3/4" in r.output and "epoch 4/4" in r.output
+    whole = json.loads((tmp_path / "whole.run" / "checkpoint.json").read_text())["info"]["training"]
+    went_on = json.loads((run_dir / "checkpoint.json").read_text())["info"]["training"]
+    assert went_on["resumed_after_epoch"] == 2 and went_on["epochs_run"] == 4
+    assert [h["train_loss"] for h in went_on["history"]] == [h["train_loss"] for h in whole["history"]]
+    assert went_on["best_epoch"] == whole["best_epoch"]
+
+
+def test_a_fit_stopped_by_its_time_limit_trains_on_with_more_time(tmp_path) -> None:
+    from edgeanomaly.cli import main
+
+    run_dir = tmp_path / "ff.run"
+    r = CliRunner().invoke(main, _fit_cli(tmp_path, run_dir, "--epochs", "3", "--max-minutes", "0.0001"))
+    assert r.exit_code == 0, r.output
+    first = json.loads((run_dir / "checkpoint.json").read_text())["info"]["training"]
+    assert (first["stopped_by"], first["epochs_run"]) == ("max_minutes", 1)
+    r = CliRunner().invoke(main, _fit_cli(tmp_path, run_dir, "--epochs", "3", "--max-minutes", "0.0001", "--resume"))
+    assert r.exit_code == 1 and "finished (stopped by max_minutes after epoch 1)" in r.output, r.output
+    assert "set max_minutes above" in r.output
+    r = CliRunner().invoke(main, _fit_cli(tmp_path, run_dir, "--epochs", "3", "--max-minutes", "30", "--resume"))
+    assert r.exit_code == 0, r.output
+    went_on = json.loads((run_dir / "checkpoint.json").read_text())["info"]["training"]
+    assert (went_on["stopped_by"], went_on["epochs_run"], went_on["resumed_after_epoch"]) == ("epochs", 3, 1)
+
+
+def test_a_fit_stopped_early_trains_on_only_with_more_patience(tmp_path) -> None:
+    from edgeanomaly.models._trained import mark_finished
+
+    train = [_images(4, 1), _images(4, 2)]
+    whole = _model(epochs=5, patience=10).fit(train)
+    state = tmp_path / "training-state.pt"
+    first = _model(epochs=3, patience=10)
+    first.training_state_path = state
+    first.fit(train)
+    # as if early stopping had ended it after epoch 3, its best epoch 1 (the losses of these tiny
+    # fits fall for many epochs on every CPU: the rule is what is tested here)
+    saved = torch.load(state, weights_only=True)
+    saved["best_epoch"] = 1
+    torch.save(saved, state)
+    mark_finished(state, "early stopping")
+    same = _model(epochs=5, patience=2)
+    same.training_state_path, same.resume_training = state, True
+    with pytest.raises(ConfigError, match=r"finished \(stopped by early stopping after epoch 3\).*set a patience above 2"):
+        same.fit(train)
+    more = _model(epochs=5, patience=10)
+    more.training_state_path, more.resume_training = state, True
+    more.fit(train)
+    assert [r["train_loss"] for r in more.training_history_] == [r["train_loss"] for r in whole.training_history_]
+
+
+def test_a_one_pass_model_fitted_over_a_trained_run_leaves_no_training_state(tmp_path) -> None:
+    from edgeanomaly.cli import main
+
+    run_dir = tmp_path / "ff.run"
+    assert CliRunner().invoke(main, _fit_cli(tmp_path, run_dir, "--epochs", "1")).exit_code == 0
+    r = CliRunner().invoke(main, ["fit", "--model", "padim", "--data", str(tmp_path / "data"), "--category", "metal",
+                                  "--out", str(run_dir), "--image-size", str(SIZE), "--backbone", "resnet18",
+                                  "--no-pretrained", "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert not (run_dir / "training-state.pt").exists()
+    r = CliRunner().invoke(main, _fit_cli(tmp_path, run_dir, "--epochs", "2", "--resume"))
+    assert r.exit_code == 1 and "Nothing to resume" in r.output
+
