@@ -146,6 +146,8 @@ def _training_hooks(model: Any, model_name: str, out: Any, resume: bool, progres
     if trained and out is not None:
         model.training_state_path = Path(out) / TRAINING_STATE
         model.resume_training = resume
+        if not resume:  # a fit that starts again (overwrite): an earlier fit's state is not this one's
+            model.training_state_path.unlink(missing_ok=True)
         model.training_data_digest = hashlib.sha256("\n".join(train_sha256).encode()).hexdigest()
     if hasattr(model, "epoch_callback"):  # a model trained for epochs reports each
 
@@ -187,7 +189,7 @@ def fit_run(
         resume: a model trained for epochs saves its state in ``out`` after each epoch
             (``training-state.pt``, kept beside the checkpoint, marked finished); ``resume=True``
             continues an interrupted fit from there, or trains a finished one on where its
-            stopping rules now let it.
+            stopping rules now let it. Without ``resume`` a state already there is removed first.
         device: where the features and the estimators are computed: ``"cpu"``, ``"cuda"``,
             ``"cuda:N"`` or ``"auto"`` (CUDA when torch sees one); see ``resolve_device``.
             The checkpoint is the same whatever the device (its tensors are saved on the CPU;

@@ -570,3 +570,23 @@ def test_a_one_pass_model_fitted_over_a_trained_run_leaves_no_training_state(tmp
     r = CliRunner().invoke(main, _fit_cli(tmp_path, run_dir, "--epochs", "2", "--resume"))
     assert r.exit_code == 1 and "Nothing to resume" in r.output
 
+
+def test_a_fit_over_a_kept_state_interrupted_before_its_first_epoch_offers_no_resume_of_the_old_fit(tmp_path,
+                                                                                                    monkeypatch) -> None:
+    # fit --overwrite over a run holding a training state (a finished fit's, kept, or an
+    # interrupted one's), stopped before its first epoch ended: the old fit's state stayed, and
+    # Ctrl-C printed a --resume command that went on with the old fit (or was refused for the
+    # settings the user had just changed)
+    import edgeanomaly.models._fastflow as fastflow
+    from edgeanomaly.cli import main
+
+    run_dir = tmp_path / "ff.run"
+    assert CliRunner().invoke(main, _fit_cli(tmp_path, run_dir, "--epochs", "2")).exit_code == 0
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fastflow, "train_epoch", ctrl_c)
+    r = CliRunner().invoke(main, _fit_cli(tmp_path, run_dir, "--epochs", "3", "--param", "hidden_ratio=0.5", "--overwrite"))
+    assert r.exit_code != 0 and "Continue with" not in r.output, r.output
+    assert not (run_dir / "training-state.pt").exists()
