@@ -6,8 +6,13 @@
 Each count fits in a fresh child process on that many random images (memory does not depend
 on what the images show) at the packaged recipe's settings and size, cut to one epoch of each
 stage so that the time stays short (``KEY=VALUE`` pairs change settings, JSON values). Prints
-one JSON line per count: the fit's seconds and the child's peak RSS (``VmHWM``), or how it
-ended when it did not finish (a child killed by the kernel's OOM killer exits -9).
+one JSON line per count: the fit's seconds, the child's peak RSS (``VmHWM``), the epochs each
+stage ran and what stopped it, or how it ended when it did not finish (a child killed by the
+kernel's OOM killer exits -9). With the recipe's epochs and ``max_minutes``, e.g.
+
+    PYTHONPATH=. python benchmarks/bench_trained_scale.py efficientad 1000 teacher_epochs=80 epochs=100 max_minutes=4
+
+it shows how a time limit is shared between the stages at that scale.
 """
 
 from __future__ import annotations
@@ -37,8 +42,11 @@ def child(model_name: str, n: int, settings: dict) -> None:
     model.fit(batches)
     seconds = time.perf_counter() - t0
     peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    summary = model.training_summary_
+    stages = {k: summary.get(k) for k in ("teacher_epochs_run", "teacher_stopped_by", "epochs_run", "stopped_by")}
     print(json.dumps({"model": model_name, "images": n, "settings": settings, "fit_s": round(seconds, 1),
-                      "input_mib": round(n * 3 * size * size * 4 / 2**20), "peak_rss_mib": round(peak / 1024)}), flush=True)
+                      "input_mib": round(n * 3 * size * size * 4 / 2**20), "peak_rss_mib": round(peak / 1024),
+                      **{k: v for k, v in stages.items() if v is not None}}), flush=True)
 
 
 def main() -> None:

@@ -205,6 +205,9 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     training = ckpt.info.get("training")
     if training:
         held, loss = (f"{training['n_validation']} held out", "validation") if training["n_validation"] else ("none held out", "training")
+        if "teacher_epochs_run" in training:  # EfficientAD distils its teacher first
+            cut = " (ended by its share of the time limit, teacher_time_share)" if training.get("teacher_stopped_by") == "max_minutes" else ""
+            click.echo(f"Distilled the teacher for {training['teacher_epochs_run']} epochs{cut}")
         click.echo(f"Trained {training['epochs_run']} epochs on {training['n_train']} images, {held}: "
                    f"best epoch {training['best_epoch']} ({loss} loss {training['best_val_loss']:.4g}), "
                    f"stopped by {training['stopped_by']}")
@@ -241,7 +244,8 @@ def without_stage(bar: StageBar, stage: str) -> Any:
 class EpochLines:
     """One line per epoch on stderr: losses, the best epoch so far, time and ETA (the remaining
     epochs of the stage at the mean epoch time of that stage so far: EfficientAD's teacher and
-    student epochs take different times; early stopping or --max-minutes may end it sooner)."""
+    student epochs take different times; at most the time the stage has left of --max-minutes,
+    ``seconds_left``; early stopping may end it sooner)."""
 
     def __init__(self) -> None:
         self.seconds: dict[Any, list[float]] = {}
@@ -253,6 +257,8 @@ class EpochLines:
         seconds = self.seconds.setdefault(stage, [])
         seconds.append(record["seconds"])
         eta = (record["epochs"] - record["epoch"]) * sum(seconds) / len(seconds)
+        if record.get("seconds_left") is not None:
+            eta = min(eta, max(record["seconds_left"], 0.0))
         left = f"about {eta / 60:.1f} min left" + (f" for the {stage}" if stage else "")
         held_out = f", held-out {record['val_loss']:.4g}" if record.get("held_out", True) else ""
         click.echo(f"  {stage + ' ' if stage else ''}epoch {record['epoch']}/{record['epochs']}: loss {record['train_loss']:.4g}"

@@ -30,7 +30,9 @@ Student and autoencoder: ``loss = L_hard + L_AE + L_STAE``:
 Adam (lr 1e-4, weight decay 1e-5, the paper's) for ``epochs``, the learning rate a tenth after
 ``lr_drop_at`` (0.95) of them, as the paper's after 95 % of its steps; a seeded ``validation_fraction``
 of the normal images is held out: its loss picks the best epoch and stops training after
-``patience`` epochs without improvement, or after ``max_minutes`` (the teacher's time counted).
+``patience`` epochs without improvement, or after ``max_minutes`` (the teacher's time counted:
+the distillation ends once it has used ``teacher_time_share`` (half) of them, so the student
+always trains, at least one epoch).
 
 Anomaly map: ``M_ST = mean_c (T_hat - S[:C])^2`` and ``M_AE = mean_c (AE - S[C:])^2``; each is
 normalised with the quantiles ``q_a`` (0.9) and ``q_b`` (0.995) of its values on the held-out
@@ -183,6 +185,10 @@ class EfficientAD(TrainedModel):
             are held in memory, so the distillation's memory and time stop growing there (the
             student trains on every image).
         teacher_learning_rate: Adam's, for the teacher.
+        teacher_time_share: with ``max_minutes``, the distillation ends (the teacher as it is
+            then) once it has used this share of them, and the student trains in the rest, at
+            least one epoch: on many images the teacher's epochs would otherwise use up the time
+            and leave an untrained student.
         hard_quantile: the hard-feature loss's quantile (paper: 0.999).
         q_a, q_b: the map normalisation's quantiles (paper: 0.9 and 0.995).
         lr_drop_at: the fraction of ``epochs`` after which the student and autoencoder train at
@@ -194,7 +200,7 @@ class EfficientAD(TrainedModel):
             autoencoder: ``epochs`` (at most this many passes), ``learning_rate`` and
             ``weight_decay`` (Adam's; default the paper's 1e-4, 1e-5), ``train_batch_size``
             (default 4; the paper's is 1), ``validation_fraction``, ``patience``,
-            ``max_minutes`` (the teacher's time counted).
+            ``max_minutes`` (the teacher's time counted; see ``teacher_time_share``).
     """
 
     name = "efficientad"
@@ -213,6 +219,7 @@ class EfficientAD(TrainedModel):
         teacher_epochs: int = 20,
         teacher_images: int = 256,
         teacher_learning_rate: float = 1e-3,
+        teacher_time_share: float = 0.5,
         hard_quantile: float = 0.999,
         q_a: float = 0.9,
         q_b: float = 0.995,
@@ -222,10 +229,12 @@ class EfficientAD(TrainedModel):
         _check_settings(width, teacher_channels, teacher_epochs, teacher_learning_rate, hard_quantile, q_a, q_b)
         check_positive_int("teacher_images", teacher_images)
         check_number("lr_drop_at", lr_drop_at, lambda v: 0 < v <= 1, "in (0, 1]")
+        check_number("teacher_time_share", teacher_time_share, lambda v: 0 < v < 1, "in (0, 1)")
         settings = {
             "width": float(width), "teacher_channels": None if teacher_channels is None else int(teacher_channels),
             "strided": bool(strided), "light_decoder": bool(light_decoder), "teacher_epochs": int(teacher_epochs),
-            "teacher_images": int(teacher_images), "teacher_learning_rate": float(teacher_learning_rate), "hard_quantile": float(hard_quantile),
+            "teacher_images": int(teacher_images), "teacher_learning_rate": float(teacher_learning_rate),
+            "teacher_time_share": float(teacher_time_share), "hard_quantile": float(hard_quantile),
             "q_a": float(q_a), "q_b": float(q_b), "lr_drop_at": float(lr_drop_at),
         }
         super().__init__(backbone, layers, settings, **options)
@@ -300,9 +309,8 @@ class EfficientAD(TrainedModel):
             run = _Training(self, n)
             if self.resume_training:
                 run.restore()
-            stopped = self._distil(images, run)
-            if stopped is None:
-                stopped = self._train(images, train_idx, val_idx, run)
+            self._distil(images, run)
+            stopped = self._train(images, train_idx, val_idx, run)
         finally:
             torch.random.set_rng_state(global_rng)
         self.student.load_state_dict(run.best["student"])
@@ -321,7 +329,10 @@ class EfficientAD(TrainedModel):
         for r in run.history:
             r["best"] = r["stage"] == "student" and r["epoch"] == best
         self.training_history_ = run.history
-        self.training_summary_ = {"teacher_epochs_run": sum(r["stage"] == "teacher" for r in run.history),
+        teacher_run = sum(r["stage"] == "teacher" for r in run.history)
+        self.training_summary_ = {"teacher_epochs_run": teacher_run,
+                                  # its share of max_minutes ends the distillation sooner
+                                  "teacher_stopped_by": "teacher_epochs" if teacher_run >= s["teacher_epochs"] else "max_minutes",
                                   "epochs_run": len(student), "best_epoch": best, "best_val_loss": run.best_loss,
                                   "stopped_by": stopped, "n_train": len(train_idx), "n_validation": len(val_idx),
                                   "seconds": round(run.seconds(), 3), "resumed_after_epoch": run.resumed_after,
@@ -380,12 +391,16 @@ class EfficientAD(TrainedModel):
         chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(self._seed() + 3))[:cap]
         return images[chosen.sort().values]
 
-    def _distil(self, images: torch.Tensor, run: "_Training") -> str | None:
+    def _teacher_seconds_left(self, run: "_Training") -> float | None:
+        """Seconds of its share of ``max_minutes`` the distillation has left (None: no limit)."""
+        limit = self._settings["max_minutes"]
+        return None if limit is None else 60 * limit * self._settings["teacher_time_share"] - run.seconds()
+
+    def _distil(self, images: torch.Tensor, run: "_Training") -> None:
         """Train the teacher on (at most ``teacher_images`` of) the images and their flips, each
-        flip made when its step needs it; then set its output statistics on all the images.
-        Returns "max_minutes" when the time ran out here (the student is then not trained)."""
+        flip made when its step needs it, for ``teacher_epochs`` or until its share of
+        ``max_minutes`` is used; then set its output statistics on all the images."""
         s = self._settings
-        stopped = None
         if run.stage == "teacher":
             distil = self._distillation_images(images)
             targets = self._targets(distil)
@@ -402,9 +417,10 @@ class EfficientAD(TrainedModel):
                           "seconds": round(time.perf_counter() - t0, 3)}
                 run.finished(record)
                 # the teacher is distilled on all the images: nothing held out, its training loss decides
-                self._report({**record, "val_loss": record["train_loss"], "held_out": False, "best_epoch": epoch}, s["teacher_epochs"])
-                if self._out_of_time(run):
-                    stopped = "max_minutes"
+                left = self._teacher_seconds_left(run)
+                self._report({**record, "val_loss": record["train_loss"], "held_out": False, "best_epoch": epoch,
+                              "seconds_left": left}, s["teacher_epochs"])
+                if left is not None and left <= 0:
                     break
             run.begin_student()
         self.teacher.eval()
@@ -413,7 +429,6 @@ class EfficientAD(TrainedModel):
             t = torch.cat([self.teacher(self._normalised(images[i : i + 8])) for i in range(0, len(images), 8)])
             self.teacher_mean = t.mean(dim=(0, 2, 3), keepdim=True)
             self.teacher_std = t.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-        return stopped
 
     def _losses(self, images: torch.Tensor, augmented: torch.Tensor) -> torch.Tensor:
         c = self.channels
@@ -456,7 +471,8 @@ class EfficientAD(TrainedModel):
             record = {"stage": "student", "epoch": epoch, "learning_rate": lr, "train_loss": train_loss,
                       "val_loss": val_loss, "seconds": round(time.perf_counter() - t0, 3)}
             run.finished(record)
-            self._report({**record, "best_epoch": run.best_epoch, "held_out": bool(len(val_idx))}, s["epochs"])
+            self._report({**record, "best_epoch": run.best_epoch, "held_out": bool(len(val_idx)),
+                          "seconds_left": self._seconds_left(run)}, s["epochs"])
             if epoch - run.best_epoch >= s["patience"]:
                 return "early stopping"
             if self._out_of_time(run):
@@ -513,8 +529,8 @@ class _Training(TrainingRun):
         return int(s["teacher_epochs"] if self.stage == "teacher" else s["epochs"])
 
     def stops_at_once(self) -> str | None:
-        if self.stage == "teacher":  # only the time limit ends the distillation early
-            return "max_minutes" if self.model._out_of_time(self) else None
+        if self.stage == "teacher":  # the student trains at least one epoch after the teacher
+            return None
         return super().stops_at_once()
 
     def begin_student(self) -> None:

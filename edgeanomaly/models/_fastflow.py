@@ -147,7 +147,8 @@ class FastFlow(TrainedModel):
             record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                       "seconds": round(time.perf_counter() - t0, 3)}
             run.finished(record)
-            self._report({**record, "best_epoch": run.best_epoch, "held_out": bool(len(val_idx))}, self._settings["epochs"])
+            self._report({**record, "best_epoch": run.best_epoch, "held_out": bool(len(val_idx)),
+                          "seconds_left": self._seconds_left(run)}, self._settings["epochs"])
             if epoch - run.best_epoch >= self._settings["patience"]:
                 stopped = "early stopping"
                 break

@@ -184,8 +184,9 @@ def fit_run(
         calibration_split: ``"from_test"`` or ``"same_as_test"``; see :func:`calibrate_and_evaluate`.
         on_epoch: for a model trained for epochs (FastFlow), called after each epoch with its
             record (``epoch``, ``epochs``, ``train_loss``, ``val_loss``, ``held_out``: False where no
-            image was held out and ``val_loss`` is the training loss, ``best_epoch``, ``seconds``;
-            EfficientAD's also ``stage``).
+            image was held out and ``val_loss`` is the training loss, ``best_epoch``, ``seconds``,
+            ``seconds_left`` (of ``max_minutes``, None without one); EfficientAD's also
+            ``stage``, and its teacher's ``seconds_left`` is of its ``teacher_time_share``).
         resume: a model trained for epochs saves its state in ``out`` after each epoch
             (``training-state.pt``, kept beside the checkpoint, marked finished); ``resume=True``
             continues an interrupted fit from there, or trains a finished one on where its

@@ -155,9 +155,14 @@ class TrainedModel(AnomalyModel):
         if self.epoch_callback is not None:
             self.epoch_callback({**record, "epochs": epochs})
 
-    def _out_of_time(self, run: "TrainingRun") -> bool:
+    def _seconds_left(self, run: "TrainingRun") -> float | None:
+        """Seconds of ``max_minutes`` the run has left (None: no limit; <= 0: out of time)."""
         limit = self._settings["max_minutes"]
-        return limit is not None and run.seconds() >= 60 * limit
+        return None if limit is None else 60 * limit - run.seconds()
+
+    def _out_of_time(self, run: "TrainingRun") -> bool:
+        left = self._seconds_left(run)
+        return left is not None and left <= 0
 
     # The one-pass hooks of the base class: a trained model trains in fit() instead.
     def _finish(self) -> None:  # pragma: no cover - fit() is overridden

@@ -45,6 +45,24 @@ def test_epoch_eta_counts_only_the_epochs_of_the_stage_it_is_in(capsys) -> None:
     assert "student epoch 1/100: " in err and "about 5.0 min left for the student" in err, err  # 99 epochs at 3 s
 
 
+def test_epoch_eta_is_at_most_the_time_the_stage_has_left(capsys) -> None:
+    # --max-minutes 12 on many images: "about 11.6 min left for the teacher" for 80 epochs of
+    # 8.7 s, though the teacher stops at its share (6 min) and the student at 12
+    from edgeanomaly.cli._fit import EpochLines
+
+    lines = EpochLines()
+    lines({"stage": "teacher", "epoch": 1, "epochs": 80, "train_loss": 1.0, "val_loss": 1.0, "held_out": False,
+           "best_epoch": 1, "seconds": 8.7, "seconds_left": 351.3})
+    lines({"stage": "student", "epoch": 1, "epochs": 100, "train_loss": 2.0, "val_loss": 3.0, "best_epoch": 1,
+           "seconds": 56.0, "seconds_left": -4.0})
+    lines({"epoch": 2, "epochs": 100, "train_loss": 2.0, "val_loss": 3.0, "best_epoch": 1, "seconds": 6.0,
+           "seconds_left": None})
+    err = capsys.readouterr().err.splitlines()
+    assert "about 5.9 min left for the teacher" in err[0], err
+    assert "about 0.0 min left for the student" in err[1], err
+    assert "about 9.8 min left" in err[2], err  # no time limit: the epochs decide
+
+
 def test_an_epoch_with_nothing_held_out_prints_no_held_out_loss(capsys) -> None:
     # EfficientAD's teacher and a fit with validation_fraction=0 have no held-out images: their
     # lines said "held-out 1.0" (the training loss again)

@@ -4,6 +4,8 @@ is registered)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -214,6 +216,45 @@ def test_a_finished_fit_trains_its_student_on_and_ends_as_a_fit_asked_for_more_e
     x = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         torch.testing.assert_close(more(x)[1], whole(x)[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("max_minutes, teacher, student", [(4, 2, 2), (1, 1, 1), (30, 10, 5)])
+def test_the_teacher_takes_at_most_its_share_of_max_minutes_and_the_student_always_trains(
+        monkeypatch, max_minutes: float, teacher: int, student: int) -> None:
+    # At factory scale the distillation (256 images, four flips, 80 epochs on a 2-core CPU)
+    # used up --max-minutes before the student started: the fit ended "stopped by max_minutes"
+    # with an untrained student and autoencoder, and scored with them.
+    from edgeanomaly.models._trained import TrainingRun
+
+    monkeypatch.setattr(TrainingRun, "seconds", lambda run: 60.0 * len(run.history))  # each epoch "takes" a minute
+    m = tiny(teacher_epochs=10, epochs=5, patience=10, max_minutes=max_minutes)
+    m.fit(batches())
+    stages = [r["stage"] for r in m.training_history_]
+    assert (stages.count("teacher"), stages.count("student")) == (teacher, student)
+    summary = m.training_summary_
+    assert summary["teacher_epochs_run"] == teacher and summary["epochs_run"] == student
+    assert summary["teacher_stopped_by"] == ("teacher_epochs" if teacher == 10 else "max_minutes")
+    assert summary["stopped_by"] == ("epochs" if student == 5 else "max_minutes")
+
+
+def test_fit_says_when_the_teachers_share_of_the_time_ended_its_distillation(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from edgeanomaly.cli import main
+    from edgeanomaly.data import generate_synthetic_dataset
+    from edgeanomaly.models._trained import TrainingRun
+
+    monkeypatch.setattr(TrainingRun, "seconds", lambda run: 60.0 * len(run.history))  # each epoch "takes" a minute
+    generate_synthetic_dataset(tmp_path / "data", ["metal"], n_train=8, n_test=2, seed=0, size=SIZE)
+    r = CliRunner().invoke(main, ["fit", "--model", "efficientad", "--data", str(tmp_path / "data"), "--category", "metal",
+                                  "--out", str(tmp_path / "ead.run"), "--image-size", str(SIZE), "--backbone", "resnet18",
+                                  "--no-pretrained", "--param", "width=0.125", "--param", "teacher_epochs=10",
+                                  "--epochs", "5", "--max-minutes", "2"])
+    assert r.exit_code == 0, r.output
+    assert "teacher epoch 1/10:" in r.output and "about 0.0 min left for the teacher" in r.output, r.output
+    assert "teacher epoch 2/" not in r.output and "student epoch 1/5:" in r.output and "student epoch 2/" not in r.output
+    assert "Distilled the teacher for 1 epochs (ended by its share of the time limit" in r.output, r.output
+    assert re.search(r"Trained 1 epochs on \d+ images, .*stopped by max_minutes", r.output), r.output
 
 
 def test_resume_without_state_or_of_another_fit_is_a_clear_error(tmp_path) -> None:
