@@ -21,9 +21,9 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import shutil
 import sys
-import tempfile
+
+from edgeanomaly._tempdirs import make_temp_dir, remove_temp_dir
 
 __all__ = ["OPT_IN_VARIABLE", "disable", "keep_matplotlib_out_of_home", "keep_torch_cache_out_of_temp"]
 
@@ -56,7 +56,7 @@ def keep_matplotlib_out_of_home() -> None:
     removed at exit, unless the user set ``MPLCONFIGDIR`` or matplotlib is already imported."""
     if "MPLCONFIGDIR" in os.environ or "matplotlib" in sys.modules:
         return
-    _private_folder("MPLCONFIGDIR", "edgeanomaly-matplotlib-")
+    _private_folder("MPLCONFIGDIR", "matplotlib")
 
 
 def keep_torch_cache_out_of_temp() -> None:
@@ -65,12 +65,13 @@ def keep_torch_cache_out_of_temp() -> None:
     left behind, unless the user set ``TORCHINDUCTOR_CACHE_DIR`` or it is already imported."""
     if "TORCHINDUCTOR_CACHE_DIR" in os.environ or "torch._dynamo" in sys.modules:
         return
-    _private_folder("TORCHINDUCTOR_CACHE_DIR", "edgeanomaly-torchinductor-")
+    _private_folder("TORCHINDUCTOR_CACHE_DIR", "torchinductor")
 
 
-def _private_folder(variable: str, prefix: str) -> None:
+def _private_folder(variable: str, kind: str) -> None:
     """``$variable`` names a new private temporary directory, removed at exit (and on Ctrl-C or
-    SIGTERM, which end the CLI through Python's exit)."""
-    folder = tempfile.mkdtemp(prefix=prefix)
-    os.environ[variable] = folder
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    SIGTERM, which end the CLI through Python's exit; after a SIGKILL, by the next command's
+    :func:`~edgeanomaly._tempdirs.sweep`)."""
+    folder = make_temp_dir(kind)
+    os.environ[variable] = str(folder)
+    atexit.register(remove_temp_dir, folder)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import weakref
 from pathlib import Path
 from types import TracebackType
@@ -10,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeanomaly._tempdirs import remove_temp_dir
 from edgeanomaly.bundle._calibration import Calibration
 from edgeanomaly.bundle._manifest import Artifact, Manifest
 from edgeanomaly.bundle._paths import resolve_inside
@@ -58,7 +58,7 @@ class Bundle:
         self.signature_problem: str | None = None
         self._closed = False
         self._cleanup = (
-            weakref.finalize(self, shutil.rmtree, str(tempdir), True) if tempdir is not None else None
+            weakref.finalize(self, remove_temp_dir, str(tempdir)) if tempdir is not None else None
         )
 
     # -- convenience views -------------------------------------------------------------

@@ -9,12 +9,12 @@ import math
 import os
 import posixpath
 import shutil
-import tempfile
 import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Union
 
+from edgeanomaly._tempdirs import make_temp_dir, remove_temp_dir
 from edgeanomaly.bundle._atomic import fsync_dir, replace_dir, temp_dir_beside, write_bytes_atomic
 from edgeanomaly.bundle._bundle import Bundle
 from edgeanomaly.bundle._calibration import Calibration, utc_now
@@ -149,7 +149,7 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[tuple[Path, str, Path | No
         raise BundleError(
             f"{label} is not an edgeanomaly bundle: expected a bundle directory or a .zip file"
         )
-    tempdir = Path(tempfile.mkdtemp(prefix="edgeanomaly-bundle-"))
+    tempdir = make_temp_dir("bundle")
 
     def listed(root: Path) -> dict[str, int]:
         return {f.path: f.bytes for f in load_manifest(root, label, verify=False).files()}
@@ -158,7 +158,7 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[tuple[Path, str, Path | No
         root = extract_zip(source, tempdir, label, listed)
         yield root, label, tempdir
     except BaseException:
-        shutil.rmtree(tempdir, ignore_errors=True)
+        remove_temp_dir(tempdir)
         raise
 
 
@@ -269,7 +269,7 @@ def verify_bundle(path: str | os.PathLike[str], *, trust: TrustLike = None, grap
                             problems.append(str(exc))
             finally:
                 if tempdir is not None:
-                    shutil.rmtree(tempdir, ignore_errors=True)
+                    remove_temp_dir(tempdir)
     except BundleError as exc:
         problems.append(str(exc))
     return problems

@@ -13,6 +13,7 @@ import importlib.util
 import click
 
 from edgeanomaly import __version__
+from edgeanomaly._tempdirs import sweep
 
 # name -> (module, attribute, one-line help shown by --help without importing the module)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -139,6 +140,7 @@ def main(verbose: int) -> None:
       edgeanomaly COMMAND --help
     """
     _notes_for_metric_warnings()
+    sweep()  # what killed edgeanomaly processes (SIGKILL, the OOM killer) left in the temp folder
     if verbose:
         import logging
 

@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeanomaly import __version__
+from edgeanomaly._tempdirs import make_temp_dir, remove_temp_dir
 from edgeanomaly._diskspace import check_free_space, format_size, free_bytes, is_out_of_space, nearly_full
 from edgeanomaly.bundle import (
     Artifact,
@@ -514,7 +515,7 @@ def export_checkpoint(
     judge = _Judge(ref, labels, masks, cal, int8_tolerance)
 
     info = model_info(model, pp, static_batch)
-    stage = Path(tempfile.mkdtemp(prefix="edgeanomaly-export-"))
+    stage = make_temp_dir("export")
     try:
         files: dict[str, Path] = {}
         artifacts: list[Artifact] = []
@@ -547,7 +548,7 @@ def export_checkpoint(
             raise _out_of_space(out, stage, space) from exc
         raise
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        remove_temp_dir(stage)
 
     with read_bundle(out, verify=False) as written:  # a directory or a .zip
         report.manifest = written.manifest

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgeanomaly._tempdirs import temp_dir
 from edgeanomaly.bundle import read_bundle, resolve_trust
 from edgeanomaly.data import PreprocessConfig, load_dataset, sample_labels, sample_masks
 from edgeanomaly.errors import EdgeAnomalyError
@@ -139,7 +139,7 @@ def benchmark_bundle(
         ds = load_dataset(data, category=category).check()
         samples = ds.test if ds.test else ds.train
     rows: list[BenchmarkRow] = []
-    with read_bundle(bundle, trust=resolve_trust(trust)) as b, tempfile.TemporaryDirectory(prefix="edgeanomaly-bench-") as tmp:
+    with read_bundle(bundle, trust=resolve_trust(trust)) as b, temp_dir("bench") as tmp:
         manifest = b.manifest
         ref = b.reference()
         pp = PreprocessConfig.from_dict(manifest.preprocessing)

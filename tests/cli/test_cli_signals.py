@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,22 @@ def test_a_stopped_export_cleans_up_says_so_and_exits_with_the_shells_code(padim
     assert said in r.stderr and "Aborted!" not in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert list(temp.iterdir()) == []  # the staging folder is removed
     assert list(out.iterdir()) == []  # no bundle, whole or half-written, and nothing hidden beside it
+
+
+def test_what_a_killed_export_left_in_the_temp_folder_goes_with_the_next_command(padim_run: Path, tmp_path: Path) -> None:
+    # SIGKILL (the kernel's OOM killer, `kill -9`, a power cut) runs no cleanup: the export's
+    # staging folder stayed in the temp directory for good, one more with every killed export
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    r = cli_stopped_when(["export", str(padim_run), "--out", str(tmp_path / "pd.bundle"), "--format", "onnx",
+                          "--precision", "fp32"], lambda line: "writing" in line, signal.SIGKILL, env)
+    assert r.returncode == -signal.SIGKILL
+    left = sorted(p.name for p in temp.iterdir())
+    assert any(name.startswith("edgeanomaly-export-") for name in left), left
+    for p in temp.iterdir():  # as if killed a while ago: a fresh one may be a live process's, not yet locked
+        os.utime(p, (p.stat().st_atime - 120, p.stat().st_mtime - 120), follow_symlinks=False)
+    subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "keygen", "--out", str(tmp_path / "keys")], env=env, check=True,
+                   capture_output=True, timeout=120)
+    assert list(temp.iterdir()) == []
+

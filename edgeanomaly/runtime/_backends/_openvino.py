@@ -16,7 +16,6 @@ import logging
 import os
 import queue
 import re
-import tempfile
 import threading
 import time
 from collections import deque
@@ -26,6 +25,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from edgeanomaly._tempdirs import temp_dir
 from edgeanomaly._threads import FinishingThread
 from edgeanomaly.errors import BackendUnavailableError, ConfigError, DeviceUnavailableError, InferenceError
 from edgeanomaly.registry import EXECUTION_CAPABILITIES, get_backend
@@ -228,7 +228,7 @@ def _head_kept_f32(ov_core: Any, model_path: str) -> tuple[Any, int]:
 
     import openvino as ov
 
-    with tempfile.TemporaryDirectory(prefix="edgeanomaly-ov-", ignore_cleanup_errors=True) as tmp:
+    with temp_dir("ov") as tmp:
         path = Path(model_path)
         if path.suffix.lower() == ".xml":
             xml_path, bin_path = path, path.with_suffix(".bin")
