@@ -280,7 +280,7 @@ class TrainingRun:
             return f"ask for more epochs than {self.epoch}"
         if rule == "early stopping":
             return (f"set a patience above {self.epoch - self.best_epoch} (the best epoch, {self.best_epoch}, is that many "
-                    "epochs back), and more epochs")
+                    "epochs back)")
         return f"set max_minutes above {self.seconds() / 60:.2f} (the minutes trained so far)"
 
 
