@@ -61,5 +61,6 @@ def test_what_a_killed_export_left_in_the_temp_folder_goes_with_the_next_command
         os.utime(p, (p.stat().st_atime - 120, p.stat().st_mtime - 120), follow_symlinks=False)
     subprocess.run([sys.executable, "-m", "edgeanomaly.cli", "keygen", "--out", str(tmp_path / "keys")], env=env, check=True,
                    capture_output=True, timeout=120)
-    assert list(temp.iterdir()) == []
+    # (a library's own temp file, had the kill caught one, is not edgeanomaly's to remove)
+    assert [p.name for p in temp.iterdir() if p.name.startswith("edgeanomaly-")] == []
 
