@@ -10,6 +10,9 @@ artifacts, hundreds of MiB. The next edgeanomaly command removes them (:func:`sw
 that nobody holds is a dead process's, whatever its PID namespace or host (the lock lives in
 the file system, not a PID that another process may have taken). Only this user's entries are
 looked at; folders without a lock file (another program's, or an older version's) are left.
+The hidden staging folder beside a destination (``.NAME.tmp-xxxx``, the bundle being written,
+:func:`edgeanomaly.bundle.staging_beside`) is held the same way, and the next write to that
+destination removes what a killed writer left there (:func:`sweep_beside`).
 Where ``flock`` does not exist (Windows) folders are made and removed as before, unswept.
 """
 
@@ -29,7 +32,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["PREFIX", "make_temp_dir", "remove_temp_dir", "temp_dir", "sweep"]
+__all__ = ["PREFIX", "make_temp_dir", "remove_temp_dir", "temp_dir", "sweep", "hold", "release", "sweep_beside"]
 
 PREFIX = "edgeanomaly-"
 _LOCK = ".lock"
@@ -43,25 +46,37 @@ def make_temp_dir(kind: str) -> Path:
     """A new private folder ``edgeanomaly-KIND-xxxx`` in the temporary directory, its lock held
     until :func:`remove_temp_dir` (or the process's end)."""
     folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{kind}-"))
-    if fcntl is not None:
-        fd = -1
-        try:
-            fd = os.open(f"{folder}{_LOCK}", os.O_CREAT | os.O_EXCL | os.O_RDWR | getattr(os, "O_NOFOLLOW", 0), 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            _held[str(folder)] = fd
-        except OSError:  # no lock (a file system without flock): removed as before, only not swept
-            if fd >= 0:
-                os.close(fd)
-                Path(f"{folder}{_LOCK}").unlink(missing_ok=True)
+    hold(folder)
     return folder
 
 
 def remove_temp_dir(folder: str | os.PathLike[str]) -> None:
     """Remove ``folder`` (made by :func:`make_temp_dir`) and then its lock file."""
     shutil.rmtree(folder, ignore_errors=True)
-    fd = _held.pop(str(folder), None)
+    release(folder)
+
+
+def hold(path: str | os.PathLike[str]) -> None:
+    """Make ``PATH.lock`` and hold it locked until :func:`release` (or the process's end): while
+    it is held, no sweep takes ``path``."""
+    if fcntl is None:  # pragma: no cover - Windows
+        return
+    fd = -1
+    try:
+        fd = os.open(f"{path}{_LOCK}", os.O_CREAT | os.O_EXCL | os.O_RDWR | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _held[str(path)] = fd
+    except OSError:  # no lock (a file system without flock): removed as before, only not swept
+        if fd >= 0:
+            os.close(fd)
+            Path(f"{path}{_LOCK}").unlink(missing_ok=True)
+
+
+def release(path: str | os.PathLike[str]) -> None:
+    """Remove ``PATH.lock`` (made by :func:`hold`) and let it go."""
+    fd = _held.pop(str(path), None)
     if fd is not None:
-        Path(f"{folder}{_LOCK}").unlink(missing_ok=True)
+        Path(f"{path}{_LOCK}").unlink(missing_ok=True)
         os.close(fd)
 
 
@@ -82,9 +97,22 @@ def sweep(root: str | os.PathLike[str] | None = None, min_age_s: float = MIN_AGE
     never raises (what cannot be read or locked is left)."""
     if fcntl is None:  # pragma: no cover - Windows
         return []
-    base = Path(root if root is not None else tempfile.gettempdir())
+    return _sweep_locks(Path(root if root is not None else tempfile.gettempdir()), PREFIX, min_age_s)
+
+
+def sweep_beside(dest: str | os.PathLike[str], min_age_s: float = MIN_AGE_S) -> list[Path]:
+    """:func:`sweep` for the hidden staging entries beside ``dest`` (``.NAME.TAG-xxxx``, each held
+    by :func:`hold` while its writer lives) that writers of ``dest`` killed outright left."""
+    if fcntl is None:  # pragma: no cover - Windows
+        return []
+    dest = Path(dest)
+    return _sweep_locks(dest.parent, f".{dest.name}.", min_age_s)
+
+
+def _sweep_locks(base: Path, prefix: str, min_age_s: float) -> list[Path]:
+    """Remove each ``PREFIX*`` entry of ``base`` with a lock file nobody holds (see :func:`sweep`)."""
     try:
-        locks = [p for p in base.iterdir() if p.name.startswith(PREFIX) and p.name.endswith(_LOCK)]
+        locks = [p for p in base.iterdir() if p.name.startswith(prefix) and p.name.endswith(_LOCK)]
     except OSError:
         return []
     removed = []

@@ -86,3 +86,4 @@ def test_a_folders_own_process_never_sweeps_it(tmp_path: Path, monkeypatch) -> N
         assert sweep(tmp_path, min_age_s=0) == [] and folder.is_dir()
     finally:
         remove_temp_dir(folder)
+

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from edgeanomaly.bundle._bundle import Bundle
 from edgeanomaly.bundle._calibration import Calibration, normalize, utc_now
-from edgeanomaly.bundle._atomic import temp_dir_beside, write_bytes_atomic
+from edgeanomaly.bundle._atomic import staging_beside, temp_dir_beside, write_bytes_atomic
 from edgeanomaly.bundle._describe import describe_bundle, format_bytes
 from edgeanomaly.bundle._io import (
     check_destination,
@@ -72,6 +72,7 @@ __all__ = [
     "update_calibration",
     "describe_bundle",
     "format_bytes",
+    "staging_beside",
     "temp_dir_beside",
     "write_bytes_atomic",
     "verify_bundle",

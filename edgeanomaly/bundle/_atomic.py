@@ -1,7 +1,9 @@
 """Atomic replacement of files and directories: a crash leaves the old version or the new one.
 
 Everything is written under a hidden temporary name next to the destination (same
-filesystem, so the final rename is atomic), flushed to disk, then renamed into place.
+filesystem, so the final rename is atomic), flushed to disk, then renamed into place. A
+staging folder (:func:`staging_beside`) is held by a lock file beside it while its writer lives;
+what a writer killed outright left is removed by the next write to the same destination.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-__all__ = ["current_umask", "fsync_dir", "temp_dir_beside", "temp_file_beside", "replace_dir", "replace_file", "write_bytes_atomic"]
+from edgeanomaly._tempdirs import hold, release, sweep_beside
+
+__all__ = ["current_umask", "fsync_dir", "temp_dir_beside", "staging_beside", "temp_file_beside", "replace_dir", "replace_file",
+           "write_bytes_atomic"]
 
 
 def current_umask() -> int:
@@ -57,6 +62,23 @@ def temp_dir_beside(dest: Path, tag: str = "tmp") -> Path:
     path = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{tag}-", dir=dest.parent))
     _as_if_created(path, directory=True)
     return path
+
+
+@contextlib.contextmanager
+def staging_beside(dest: Path, tag: str = "tmp") -> Iterator[Path]:
+    """:func:`temp_dir_beside` for a ``with`` block that writes ``dest`` and renames the folder
+    onto it: held (``.NAME.TAG-xxxx.lock``) while the block runs, removed at its end unless it
+    was renamed away. What writers of ``dest`` killed outright (SIGKILL, the OOM killer) left
+    beside it, folders whose lock nobody holds and a minute old, is removed first."""
+    sweep_beside(dest)
+    path = temp_dir_beside(dest, tag)
+    hold(path)
+    try:
+        yield path
+    finally:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        release(path)
 
 
 def temp_file_beside(dest: Path, tag: str = "tmp") -> Path:

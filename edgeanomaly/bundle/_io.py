@@ -8,14 +8,13 @@ import json
 import math
 import os
 import posixpath
-import shutil
 import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Union
 
 from edgeanomaly._tempdirs import make_temp_dir, remove_temp_dir
-from edgeanomaly.bundle._atomic import fsync_dir, replace_dir, temp_dir_beside, write_bytes_atomic
+from edgeanomaly.bundle._atomic import fsync_dir, replace_dir, staging_beside, write_bytes_atomic
 from edgeanomaly.bundle._bundle import Bundle
 from edgeanomaly.bundle._calibration import Calibration, utc_now
 from edgeanomaly.bundle._fields import ManifestFieldError
@@ -439,8 +438,7 @@ def write_bundle(
     key = _signing_key(sign_key)  # a bad key fails before anything is written
     check_destination(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = temp_dir_beside(out)
-    try:
+    with staging_beside(out) as stage:  # removed however it ends, unless renamed onto out
         written = {rel: _write_file(stage, rel, source) for rel, source in sources.items()}
         final = _fill_manifest(manifest, written)
         _write_manifest(stage, final)  # last: a directory without it is not a bundle
@@ -453,9 +451,6 @@ def write_bundle(
         else:
             check_destination(out, overwrite)  # it may have appeared while writing
             replace_dir(stage, out)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
     return out
 
 

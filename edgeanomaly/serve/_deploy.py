@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeanomaly.bundle import SIGNATURE_NAME, read_bundle, resolve_trust, temp_dir_beside
+from edgeanomaly.bundle import SIGNATURE_NAME, read_bundle, resolve_trust, staging_beside
 from edgeanomaly.errors import BundleError, ConfigError
 from edgeanomaly.registry import get_deploy_target, resolve
 from edgeanomaly.runtime import served_model_name
@@ -233,16 +233,13 @@ def deploy(bundle: str | os.PathLike[str], target: str, out: str | os.PathLike[s
         chosen = _served_artifact(b, spec, artifact)
         out.parent.mkdir(parents=True, exist_ok=True)
 
-        tmp = temp_dir_beside(out, "deploy")  # 0777 less the umask: OVMS runs as a non-root user
-        try:
+        # 0777 less the umask (OVMS runs as a non-root user); removed however it ends, unless renamed onto out
+        with staging_beside(out, "deploy") as tmp:
             result = DeployResult(spec.name, name, chosen.name, out)
             resolve(spec.writer)(b, chosen, name, tmp, result, settings)
             if out.exists():
                 out.rmdir()
             os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     result.files = [out / p.relative_to(tmp) for p in result.files]
     return result
 
