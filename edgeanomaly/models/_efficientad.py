@@ -391,11 +391,6 @@ class EfficientAD(TrainedModel):
         chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(self._seed() + 3))[:cap]
         return images[chosen.sort().values]
 
-    def _teacher_seconds_left(self, run: "_Training") -> float | None:
-        """Seconds of its share of ``max_minutes`` the distillation has left (None: no limit)."""
-        limit = self._settings["max_minutes"]
-        return None if limit is None else 60 * limit * self._settings["teacher_time_share"] - run.seconds()
-
     def _distil(self, images: torch.Tensor, run: "_Training") -> None:
         """Train the teacher on (at most ``teacher_images`` of) the images and their flips, each
         flip made when its step needs it, for ``teacher_epochs`` or until its share of
@@ -417,7 +412,7 @@ class EfficientAD(TrainedModel):
                           "seconds": round(time.perf_counter() - t0, 3)}
                 run.finished(record)
                 # the teacher is distilled on all the images: nothing held out, its training loss decides
-                left = self._teacher_seconds_left(run)
+                left = self._seconds_left(run, s["teacher_time_share"])  # the distillation's share
                 self._report({**record, "val_loss": record["train_loss"], "held_out": False, "best_epoch": epoch,
                               "seconds_left": left}, s["teacher_epochs"])
                 if left is not None and left <= 0:

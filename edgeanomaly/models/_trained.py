@@ -155,10 +155,11 @@ class TrainedModel(AnomalyModel):
         if self.epoch_callback is not None:
             self.epoch_callback({**record, "epochs": epochs})
 
-    def _seconds_left(self, run: "TrainingRun") -> float | None:
-        """Seconds of ``max_minutes`` the run has left (None: no limit; <= 0: out of time)."""
+    def _seconds_left(self, run: "TrainingRun", share: float = 1.0) -> float | None:
+        """Seconds of ``max_minutes`` (or of that ``share`` of them) the run has left (None: no
+        limit; <= 0: out of time)."""
         limit = self._settings["max_minutes"]
-        return None if limit is None else 60 * limit - run.seconds()
+        return None if limit is None else 60 * limit * share - run.seconds()
 
     def _out_of_time(self, run: "TrainingRun") -> bool:
         left = self._seconds_left(run)
