@@ -11,8 +11,9 @@ that nobody holds is a dead process's, whatever its PID namespace or host (the l
 the file system, not a PID that another process may have taken). Only this user's entries are
 looked at; folders without a lock file (another program's, or an older version's) are left.
 The hidden staging folder beside a destination (``.NAME.tmp-xxxx``, the bundle being written,
-:func:`edgeanomaly.bundle.staging_beside`) is held the same way, and the next write to that
-destination removes what a killed writer left there (:func:`sweep_beside`).
+:func:`edgeanomaly.bundle.staging_beside`) and the hidden file a zip is packed in are held the
+same way, and the next write to that destination removes what a killed writer left there
+(:func:`sweep_beside`).
 Where ``flock`` does not exist (Windows) folders are made and removed as before, unswept.
 """
 
@@ -130,8 +131,11 @@ def _sweep_locks(base: Path, prefix: str, min_age_s: float) -> list[Path]:
             os.close(fd)
             continue
         try:
-            if _own_folder(folder):
+            kind = _own_entry(folder)
+            if kind == "dir":
                 shutil.rmtree(folder, ignore_errors=True)
+            elif kind == "file":
+                folder.unlink(missing_ok=True)
             if not folder.exists():
                 lock.unlink(missing_ok=True)
                 removed.append(folder)
@@ -149,10 +153,13 @@ def _stale(lock: Path, min_age_s: float) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and time.time() - st.st_mtime >= min_age_s
 
 
-def _own_folder(folder: Path) -> bool:
-    """Whether ``folder`` is a real directory (not a link) of this user."""
+def _own_entry(path: Path) -> str | None:
+    """``"dir"`` or ``"file"`` where ``path`` is a real directory or regular file (not a link)
+    of this user, else ``None``."""
     try:
-        st = folder.lstat()
+        st = path.lstat()
     except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+        return None
+    if st.st_uid != os.getuid():
+        return None
+    return "dir" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else None

@@ -2,8 +2,9 @@
 
 Everything is written under a hidden temporary name next to the destination (same
 filesystem, so the final rename is atomic), flushed to disk, then renamed into place. A
-staging folder (:func:`staging_beside`) is held by a lock file beside it while its writer lives;
-what a writer killed outright left is removed by the next write to the same destination.
+staging folder (:func:`staging_beside`) or file (:func:`atomic_file`) is held by a lock file beside
+it while its writer lives; what a writer killed outright left is removed by the next write to the
+same destination.
 """
 
 from __future__ import annotations
@@ -124,8 +125,12 @@ def replace_file(new: Path, dest: Path) -> None:
 @contextlib.contextmanager
 def atomic_file(dest: Path) -> Iterator[BinaryIO]:
     """A file open for writing in place of ``dest``: a temporary sibling, fsynced and moved onto
-    ``dest`` when the block ends, removed (``dest`` untouched) when it raises."""
+    ``dest`` when the block ends, removed (``dest`` untouched) when it raises. Like
+    :func:`staging_beside`, the sibling is held by a lock file while the block runs, and what
+    writers of ``dest`` killed outright left beside it (a half-written zip) is removed first."""
+    sweep_beside(dest)
     tmp = temp_file_beside(dest)
+    hold(tmp)
     try:
         with open(tmp, "wb") as f:
             yield f
@@ -135,6 +140,8 @@ def atomic_file(dest: Path) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        release(tmp)
 
 
 def write_bytes_atomic(dest: Path, data: bytes) -> None:

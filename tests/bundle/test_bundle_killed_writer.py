@@ -60,3 +60,58 @@ def test_a_bundle_half_written_by_a_killed_writer_goes_with_the_next_write_to_th
             w.kill()
     assert live.returncode == 0
     assert sorted(p.name for p in out.parent.iterdir()) == ["pd.bundle"]
+
+
+_ZIP_WRITER = textwrap.dedent("""
+    import shutil, sys
+    sys.path.insert(0, sys.argv[2])
+    from bundle_fakes import files, manifest
+    from edgeanomaly.bundle import write_bundle
+
+    real = shutil.copyfileobj
+
+    def stalled(src, dst, *args):  # stops while the zip is being packed, until told to go on
+        print("packing", flush=True)
+        sys.stdin.readline()
+        real(src, dst, *args)
+
+    shutil.copyfileobj = stalled
+    write_bundle(sys.argv[1], manifest(), files(), overwrite=True)
+""")
+
+
+def test_a_zip_half_written_by_a_killed_writer_goes_with_the_next_write_to_that_path(tmp_path: Path) -> None:
+    # SIGKILL while write_bundle packed a .zip: the hidden '.NAME.zip.tmp-xxxx' file (the zip so
+    # far) stayed beside it for good, as the staging folder did before it was held by a lock
+    out = tmp_path / "out" / "pd.zip"
+
+    def writer() -> subprocess.Popen:
+        w = subprocess.Popen([sys.executable, "-c", _ZIP_WRITER, str(out), str(Path(__file__).parent)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        writers.append(w)
+        assert w.stdout.readline().strip() == "packing"
+        return w
+
+    def zips() -> set[Path]:
+        return {p for p in out.parent.iterdir() if p.is_file() and not p.name.endswith(".lock")}
+
+    writers: list[subprocess.Popen] = []
+    try:
+        dead = writer()
+        dead_zips = zips()
+        assert len(dead_zips) == 1 and next(iter(dead_zips)).name.startswith(".pd.zip.tmp-")
+        live = writer()
+        live_zips = zips() - dead_zips
+        dead.send_signal(signal.SIGKILL)
+        dead.wait(timeout=30)
+        for p in out.parent.iterdir():  # as if killed a while ago
+            os.utime(p, (p.stat().st_atime - 120, p.stat().st_mtime - 120), follow_symlinks=False)
+        write_bundle(out, manifest(), files())
+        assert not any(p.exists() for p in dead_zips)
+        assert len(live_zips) == 1 and all(p.is_file() for p in live_zips)  # a live writer's zip is left to it
+        live.communicate("\n", timeout=60)
+    finally:
+        for w in writers:
+            w.kill()
+    assert live.returncode == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["pd.zip"]
