@@ -37,6 +37,14 @@ _WRITER = textwrap.dedent("""
 """)
 
 
+def _kill_a_while_ago(writer: subprocess.Popen, folder: Path) -> None:
+    """SIGKILL ``writer``, then age what is in ``folder`` by two minutes, past the sweep's minimum age."""
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    for p in folder.iterdir():
+        os.utime(p, (p.stat().st_atime - 120, p.stat().st_mtime - 120), follow_symlinks=False)
+
+
 def test_a_bundle_half_written_by_a_killed_writer_goes_with_the_next_write_to_that_path(tmp_path: Path) -> None:
     # SIGKILL while write_bundle wrote: the hidden '.NAME.tmp-xxxx' folder (the artifacts so
     # far, hundreds of MiB for a large bundle) stayed beside the bundle for good
@@ -47,10 +55,7 @@ def test_a_bundle_half_written_by_a_killed_writer_goes_with_the_next_write_to_th
     try:
         dead_stage, live_stage = (Path(w.stdout.readline().strip()) for w in writers)
         assert dead_stage.parent == out.parent and dead_stage.name.startswith(".pd.bundle.tmp-")
-        dead.send_signal(signal.SIGKILL)
-        dead.wait(timeout=30)
-        for p in out.parent.iterdir():  # as if killed a while ago
-            os.utime(p, (p.stat().st_atime - 120, p.stat().st_mtime - 120), follow_symlinks=False)
+        _kill_a_while_ago(dead, out.parent)
         write_bundle(out, manifest(), files())
         assert not dead_stage.exists()
         assert live_stage.is_dir()  # a live writer's staging folder is left to it
@@ -102,10 +107,7 @@ def test_a_zip_half_written_by_a_killed_writer_goes_with_the_next_write_to_that_
         assert len(dead_zips) == 1 and next(iter(dead_zips)).name.startswith(".pd.zip.tmp-")
         live = writer()
         live_zips = zips() - dead_zips
-        dead.send_signal(signal.SIGKILL)
-        dead.wait(timeout=30)
-        for p in out.parent.iterdir():  # as if killed a while ago
-            os.utime(p, (p.stat().st_atime - 120, p.stat().st_mtime - 120), follow_symlinks=False)
+        _kill_a_while_ago(dead, out.parent)
         write_bundle(out, manifest(), files())
         assert not any(p.exists() for p in dead_zips)
         assert len(live_zips) == 1 and all(p.is_file() for p in live_zips)  # a live writer's zip is left to it
