@@ -116,7 +116,7 @@ def _fit_recipe(r: Any, data: Path, category: str | None, run_dir: Path, seed: i
     resolve_device(device or r.device)  # a missing GPU is said now, not after the data is read
     click.echo(f"Fitting {r.model} from recipe {r.path} on {data}; the checkpoint goes to {run_dir} "
                f"(kept: 'edgeanomaly export {run_dir} --out ...' exports it again without fitting)")
-    bar, epoch_lines = StageBar(), EpochLines()
+    bar, epoch_lines = StageBar(), EpochLines(advice="or fit where an epoch is faster (--device cuda)")
     try:
         with resume_hint(run_dir, epoch_lines, "export"):
             result = fit_run(r.model, data, run_dir, category=category,

@@ -150,6 +150,11 @@ def print_metrics(metrics: dict[str, float], calibration: dict[str, Any] | None)
                        f"images define it, and --calibration-split same_as_test measures on all of them)")
 
 
+#: What to do when the time limit cuts a training stage short (EpochLines)
+FIT_ADVICE = ("or fit where an epoch is faster (--device cuda), or fit a smaller model: the packaged recipes are sized "
+              "for a 2-core CPU (edgeanomaly export --list-recipes)")
+
+
 @click.command(epilog="""\b
 Examples:
   edgeanomaly fit --model patchcore --data data --category metal --out pc.run
@@ -184,13 +189,15 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
 
     One-pass models (patchcore, padim, dfkde, dfm) fit in one pass over the images; fastflow
     and efficientad train for epochs (one line per epoch: losses, best epoch, ETA) with early
-    stopping on held-out normal images."""
+    stopping on held-out normal images. Their defaults are the papers' networks, sized for a
+    GPU (efficientad's take hours on a CPU); their packaged recipes fit in under 15 minutes on
+    a 2-core CPU: edgeanomaly export --recipe efficientad --data DIR --out ead.bundle."""
     check_run_dir(out, overwrite, resume)
     require("torch", "fitting models")
     model_name = model_name.lower()
     kwargs = build_model_kwargs(backbone, layers, seed, weights, weights_cache, pretrained, params)
     kwargs.update(training_options(model_name, epochs=epochs, max_minutes=max_minutes))
-    bar, epoch_lines = StageBar(), EpochLines()
+    bar, epoch_lines = StageBar(), EpochLines(advice=FIT_ADVICE)
     try:
         with resume_hint(out, epoch_lines, "fit"):
             run = frontdoor.fit(model_name, data, category=category, out=out, overwrite=overwrite, image_size=image_size,
@@ -207,8 +214,8 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
         held, loss = (f"{training['n_validation']} held out", "validation") if training["n_validation"] else ("none held out", "training")
         if "teacher_epochs_run" in training:  # EfficientAD distils its teacher first
             cut = " (ended by its share of the time limit, teacher_time_share)" if training.get("teacher_stopped_by") == "max_minutes" else ""
-            click.echo(f"Distilled the teacher for {training['teacher_epochs_run']} epochs{cut}")
-        click.echo(f"Trained {training['epochs_run']} epochs on {training['n_train']} images, {held}: "
+            click.echo(f"Distilled the teacher for {training['teacher_epochs_run']}{of_epochs(m.get_config()['params'], 'teacher_epochs')}{cut}")
+        click.echo(f"Trained {training['epochs_run']}{of_epochs(m.get_config()['params'], 'epochs')} on {training['n_train']} images, {held}: "
                    f"best epoch {training['best_epoch']} ({loss} loss {training['best_val_loss']:.4g}), "
                    f"stopped by {training['stopped_by']}")
         if run.out is not None:
@@ -217,6 +224,11 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     warn_thresholds(ckpt.calibration)
     click.echo(f"Checkpoint: {run.out}")
     print_next_steps("Next:", [shlex.join(["edgeanomaly", "export", str(run.out), "--out", str(bundle_beside(run.out))])])
+
+
+def of_epochs(params: dict[str, Any], key: str) -> str:
+    """" of 20 epochs" (the setting ``key``), or " epochs" where the checkpoint does not say."""
+    return f" of {params[key]} epochs" if isinstance(params.get(key), int) else " epochs"
 
 
 def bundle_beside(run_dir: Path) -> Path:
@@ -245,11 +257,14 @@ class EpochLines:
     """One line per epoch on stderr: losses, the best epoch so far, time and ETA (the remaining
     epochs of the stage at the mean epoch time of that stage so far: EfficientAD's teacher and
     student epochs take different times; at most the time the stage has left of --max-minutes,
-    ``seconds_left``; early stopping may end it sooner)."""
+    ``seconds_left``; early stopping may end it sooner). After a stage's first epoch, a warning
+    when the time limit leaves it fewer than half its epochs, ending with ``advice`` (what to do
+    instead)."""
 
-    def __init__(self) -> None:
+    def __init__(self, advice: str = "") -> None:
         self.seconds: dict[Any, list[float]] = {}
         self.last: dict[str, Any] | None = None  # the last whole epoch (its state is saved before it is reported)
+        self.advice = advice
 
     def __call__(self, record: dict[str, Any]) -> None:
         self.last = record
@@ -263,6 +278,21 @@ class EpochLines:
         held_out = f", held-out {record['val_loss']:.4g}" if record.get("held_out", True) else ""
         click.echo(f"  {stage + ' ' if stage else ''}epoch {record['epoch']}/{record['epochs']}: loss {record['train_loss']:.4g}"
                    f"{held_out} (best epoch {record['best_epoch']}), {record['seconds']:.1f} s, {left}", err=True)
+        if len(seconds) == 1 and record.get("seconds_left") is not None:
+            self._warn_if_cut_short(record, stage)
+
+    def _warn_if_cut_short(self, record: dict[str, Any], stage: str | None) -> None:
+        """Say when the time limit stops this stage after fewer than half its epochs (a model
+        stopped that early scores poorly, and the epoch lines alone do not say so)."""
+        per_epoch, epochs = record["seconds"], record["epochs"]
+        reachable = min(epochs, record["epoch"] + int(max(record["seconds_left"], 0.0) // max(per_epoch, 1e-9)))
+        if 2 * reachable >= epochs:
+            return
+        whose = f"the {stage}'s {epochs} epochs" if stage else f"the {epochs} epochs"
+        advice = f"; {self.advice}" if self.advice else ""
+        click.echo(f"  warning: at {per_epoch:.1f} s an epoch {whose} need about {epochs * per_epoch / 60:.1f} min, and "
+                   f"the time limit stops it after about {reachable} of them: a model stopped that early scores poorly. "
+                   f"Give it more --max-minutes{advice}", err=True)
 
 
 def say_state_kept(run_dir: Path, patience: str) -> None:

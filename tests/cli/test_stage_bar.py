@@ -60,7 +60,34 @@ def test_epoch_eta_is_at_most_the_time_the_stage_has_left(capsys) -> None:
     err = capsys.readouterr().err.splitlines()
     assert "about 5.9 min left for the teacher" in err[0], err
     assert "about 0.0 min left for the student" in err[1], err
-    assert "about 9.8 min left" in err[2], err  # no time limit: the epochs decide
+    assert "warning: " in err[2] and "after about 1 of them" in err[2], err  # the student's 100 epochs
+    assert "about 9.8 min left" in err[3], err  # no time limit: the epochs decide
+
+
+def test_a_time_limit_that_cuts_a_stage_short_is_said_after_its_first_epoch(capsys) -> None:
+    # fit --model efficientad --max-minutes 3 on a CPU (the paper's network sizes): the teacher's
+    # first epoch took 171 s of its 90 s share, the student's 134 s, so each trained 1 epoch (of
+    # 20 and 100) and pixel AUROC came out 0.55; the lines said only "about 0.0 min left"
+    from edgeanomaly.cli._fit import EpochLines
+
+    lines = EpochLines(advice="a smaller model: see the recipes")
+    lines({"stage": "teacher", "epoch": 1, "epochs": 20, "train_loss": 1.0, "val_loss": 1.0, "held_out": False,
+           "best_epoch": 1, "seconds": 170.6, "seconds_left": -80.6})
+    lines({"stage": "teacher", "epoch": 2, "epochs": 20, "train_loss": 1.0, "val_loss": 1.0, "held_out": False,
+           "best_epoch": 2, "seconds": 170.6, "seconds_left": -251.2})
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3, err  # said once a stage, after its first epoch
+    assert err[1].startswith("  warning: ") and "the teacher's 20 epochs need about 56.9 min" in err[1], err
+    assert "the time limit stops it after about 1 of them" in err[1] and "a smaller model: see the recipes" in err[1], err
+    lines({"stage": "student", "epoch": 1, "epochs": 100, "train_loss": 2.0, "val_loss": 3.0, "best_epoch": 1,
+           "seconds": 6.0, "seconds_left": 300.0})  # 51 of 100 epochs fit: more than half, no warning
+    lines({"epoch": 1, "epochs": 100, "train_loss": 2.0, "val_loss": 3.0, "best_epoch": 1, "seconds": 6.0,
+           "seconds_left": 200.0})  # 34 of 100
+    lines({"epoch": 1, "epochs": 100, "train_loss": 2.0, "val_loss": 3.0, "best_epoch": 1, "seconds": 6.0,
+           "seconds_left": None})  # no time limit: the epochs decide
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4 and "warning" not in err[0] and "warning" not in err[3], err
+    assert "the 100 epochs need about 10.0 min" in err[2] and "after about 34 of them" in err[2], err
 
 
 def test_an_epoch_with_nothing_held_out_prints_no_held_out_loss(capsys) -> None:

@@ -128,7 +128,7 @@ def test_fit_cli_with_nothing_held_out_says_so(tmp_path) -> None:
                                   "--param", "flow_steps=2", "--param", "validation_fraction=0", "--out", str(tmp_path / "ff.run")])
     assert r.exit_code == 0, r.output
     assert "epoch 2/2: loss " in r.output and "held-out" not in r.output, r.output
-    assert re.search(r"Trained 2 epochs on 8 images, none held out: best epoch [12] \(training loss ", r.output), r.output
+    assert re.search(r"Trained 2 of 2 epochs on 8 images, none held out: best epoch [12] \(training loss ", r.output), r.output
 
 
 def test_fit_cli_records_the_training_in_the_checkpoint(tmp_path) -> None:
@@ -141,7 +141,7 @@ def test_fit_cli_records_the_training_in_the_checkpoint(tmp_path) -> None:
                                   "--epochs", "2", "--max-minutes", "30", "--param", "flow_steps=2", "--out", str(tmp_path / "ff.run")])
     assert r.exit_code == 0, r.output
     assert "epoch 1/2: loss " in r.output and "epoch 2/2: loss " in r.output and "min left" in r.output
-    assert "Trained 2 epochs on 7 images, 1 held out: best epoch" in r.output  # 8 normal images
+    assert "Trained 2 of 2 epochs on 7 images, 1 held out: best epoch" in r.output  # 8 normal images
     info = json.loads((tmp_path / "ff.run" / "checkpoint.json").read_text())["info"]
     assert info["training"]["epochs_run"] == 2 and len(info["training"]["history"]) == 2
     assert {"epoch", "train_loss", "val_loss", "seconds", "best"} <= set(info["training"]["history"][0])
