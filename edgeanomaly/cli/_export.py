@@ -157,7 +157,7 @@ Examples:
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="With --recipe of a model trained for epochs: at most this many (instead of the recipe's).")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="With --recipe of a model trained for epochs: stop training after this many minutes (instead of the recipe's).")
+              help="With --recipe of a model trained for epochs: stop training after this many minutes (instead of the recipe's; checked after each epoch).")
 @friendly_errors
 def export(checkpoint: Path | None, out: Path | None, recipe: str | None, list_recipes: bool, data: Path | None, category: str | None,
            formats: str | None, precisions: str | None, static: int | None, calibration_data: Path | None, overwrite: bool,

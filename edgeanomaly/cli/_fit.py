@@ -176,7 +176,7 @@ Examples:
                    "same_as_test: both from every test image (optimistic).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"Models trained for epochs ({_TRAINED}): at most this many.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
-              help=f"Models trained for epochs ({_TRAINED}): stop training after this many minutes (the best epoch so far is kept).")
+              help=f"Models trained for epochs ({_TRAINED}): stop training after this many minutes (the best epoch so far is kept); checked after each epoch, so a stage may pass it by up to one epoch.")
 @click.option("--resume", is_flag=True, help=f"Models trained for epochs ({_TRAINED}): continue the fit in --out, interrupted or finished "
               "(it saves its state there after each epoch); the same options as before, but --epochs, "
               "--max-minutes and --param patience may change (e.g. more epochs).")
