@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import math
 import os
 import threading
@@ -252,7 +253,12 @@ class TrainingRun:
         if state.get("format") != self.format:
             raise ConfigError(f"The training state at {path} is not a {name} fit's ({state.get('format')!r}); "
                               "start again with --overwrite")
-        differences = _differences(_comparable(state.get("identity", {})), self._identity())
+        saved = _comparable(state.get("identity", {}))
+        now = self._identity()
+        # a setting added after the state was saved: the value that version trained with
+        implied = settings_before_recorded(type(self.model))
+        saved["params"] = {**{k: implied[k] for k in now["params"] if k in implied}, **saved["params"]}
+        differences = _differences(saved, now)
         if differences:
             raise ConfigError(f"The training state at {path} is of another fit: {', '.join(differences)}. Resume with "
                               f"its settings (only {', '.join(STOPPING_RULES[:-1])} and {STOPPING_RULES[-1]} may change) "
@@ -304,6 +310,15 @@ def _save(state: dict[str, Any], path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def settings_before_recorded(cls: type) -> dict[str, Any]:
+    """What each of ``cls``'s settings was before it existed: its ``unrecorded_settings`` value
+    where it has one (as ``load_checkpoint`` applies them), else its constructor default (a
+    setting is added with the old behaviour as its default)."""
+    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return {**defaults, **cls.unrecorded_settings}
 
 
 def _comparable(identity: Mapping[str, Any]) -> dict[str, Any]:

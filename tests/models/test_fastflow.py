@@ -259,6 +259,29 @@ def test_resuming_another_fit_names_the_settings_that_differ(tmp_path) -> None:
     assert same.fit(train).training_summary_["epochs_run"] == 2
 
 
+def test_a_state_saved_before_a_setting_existed_resumes_when_the_setting_is_at_its_default(tmp_path) -> None:
+    # a fit interrupted under an older edgeanomaly (before conv3x3_only and augment were added)
+    # could not go on after the upgrade: "of another fit: augment unset (now 'none'),
+    # conv3x3_only unset (now False)", though their defaults are what that version trained
+    train = [_images(4, 1), _images(4, 2)]
+    whole = _model(epochs=4, patience=10).fit(train)
+    state = tmp_path / "training-state.pt"
+    _interrupted_at_epoch_2(state, train, epochs=4, patience=10)
+    saved = torch.load(state, weights_only=True)
+    for key in ("conv3x3_only", "augment"):  # as the older version saved it
+        del saved["identity"]["params"][key]
+    torch.save(saved, state)
+    again = _model(epochs=4, patience=10)
+    again.training_state_path, again.resume_training = state, True
+    again.fit(train)
+    assert again.training_summary_["resumed_after_epoch"] == 2
+    assert [r["train_loss"] for r in again.training_history_] == [r["train_loss"] for r in whole.training_history_]
+    other = _model(epochs=4, patience=10, conv3x3_only=True)  # not what the older version trained
+    other.training_state_path, other.resume_training = state, True
+    with pytest.raises(ConfigError, match=r"conv3x3_only False \(now True\)"):
+        other.fit(train)
+
+
 def test_ctrl_c_while_the_state_is_saved_leaves_the_last_whole_state_and_no_partial_file(tmp_path, monkeypatch) -> None:
     # an interrupted save left training-state.pt.tmp (7 MB at the recipe's settings) in the run directory
     state = tmp_path / "training-state.pt"
