@@ -151,8 +151,8 @@ def print_metrics(metrics: dict[str, float], calibration: dict[str, Any] | None)
 
 
 #: What to do when the time limit cuts a training stage short (EpochLines)
-FIT_ADVICE = ("or fit where an epoch is faster (--device cuda), or fit a smaller model: the packaged recipes are sized "
-              "for a 2-core CPU (edgeanomaly export --list-recipes)")
+FIT_ADVICE = ("or fit where an epoch is faster (--device cuda) or a smaller model (the packaged recipes are sized "
+              "for a 2-core CPU: edgeanomaly export --list-recipes)")
 
 
 @click.command(epilog="""\b
@@ -289,7 +289,7 @@ class EpochLines:
         if 2 * reachable >= epochs:
             return
         whose = f"the {stage}'s {epochs} epochs" if stage else f"the {epochs} epochs"
-        advice = f"; {self.advice}" if self.advice else ""
+        advice = f", {self.advice}" if self.advice else ""
         click.echo(f"  warning: at {per_epoch:.1f} s an epoch {whose} need about {epochs * per_epoch / 60:.1f} min, and "
                    f"the time limit stops it after about {reachable} of them: a model stopped that early scores poorly. "
                    f"Give it more --max-minutes{advice}", err=True)
