@@ -283,7 +283,7 @@ class EpochLines:
 
     def _warn_if_cut_short(self, record: dict[str, Any], stage: str | None) -> None:
         """Say when the time limit stops this stage after fewer than half its epochs (a model
-        stopped that early scores poorly, and the epoch lines alone do not say so)."""
+        stopped that early may be undertrained, and the epoch lines alone do not say so)."""
         per_epoch, epochs = record["seconds"], record["epochs"]
         reachable = min(epochs, record["epoch"] + int(max(record["seconds_left"], 0.0) // max(per_epoch, 1e-9)))
         if 2 * reachable >= epochs:
@@ -291,7 +291,7 @@ class EpochLines:
         whose = f"the {stage}'s {epochs} epochs" if stage else f"the {epochs} epochs"
         advice = f", {self.advice}" if self.advice else ""
         click.echo(f"  warning: at {per_epoch:.1f} s an epoch {whose} need about {epochs * per_epoch / 60:.1f} min, and "
-                   f"the time limit stops it after about {reachable} of them: a model stopped that early scores poorly. "
+                   f"the time limit stops it after about {reachable} of them: a model stopped that early may be undertrained. "
                    f"Give it more --max-minutes{advice}", err=True)
 
 
