@@ -6,7 +6,8 @@ and temp folders) has a lock file beside it, ``edgeanomaly-KIND-xxxx.lock``, whi
 holds locked (``flock``) while the folder lives. Errors, Ctrl-C and SIGTERM remove both, as they
 removed the folder before; SIGKILL (``kill -9``, the kernel's OOM killer) or a power cut runs
 no cleanup, and left the folder for good: an export's staging folder holds the bundle's
-artifacts, hundreds of MiB. The next edgeanomaly command removes them (:func:`sweep`): a lock
+artifacts, hundreds of MiB. The next edgeanomaly command, or the next process that makes such
+a folder (a notebook's export), removes them (:func:`sweep`): a lock
 that nobody holds is a dead process's, whatever its PID namespace or host (the lock lives in
 the file system, not a PID that another process may have taken). Only this user's entries are
 looked at; folders without a lock file (another program's, or an older version's) are left.
@@ -41,11 +42,15 @@ _LOCK = ".lock"
 #: making it and locking it.
 MIN_AGE_S = 60.0
 _held: dict[str, int] = {}  # folder -> the descriptor holding its lock
+_swept: set[str] = set()  # the temporary directories this process has swept
 
 
 def make_temp_dir(kind: str) -> Path:
     """A new private folder ``edgeanomaly-KIND-xxxx`` in the temporary directory, its lock held
-    until :func:`remove_temp_dir` (or the process's end)."""
+    until :func:`remove_temp_dir` (or the process's end). A process's first folder there sweeps
+    what killed processes left first (:func:`sweep`), so the library swept as the CLI does."""
+    if tempfile.gettempdir() not in _swept:
+        sweep()
     folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{kind}-"))
     hold(folder)
     return folder
@@ -96,9 +101,11 @@ def sweep(root: str | os.PathLike[str] | None = None, min_age_s: float = MIN_AGE
     directory): each ``edgeanomaly-*`` folder of this user whose lock file is at least
     ``min_age_s`` old and locked by nobody, then the lock file. Returns the folders removed;
     never raises (what cannot be read or locked is left)."""
+    base = str(root if root is not None else tempfile.gettempdir())
+    _swept.add(base)
     if fcntl is None:  # pragma: no cover - Windows
         return []
-    return _sweep_locks(Path(root if root is not None else tempfile.gettempdir()), PREFIX, min_age_s)
+    return _sweep_locks(Path(base), PREFIX, min_age_s)
 
 
 def sweep_beside(dest: str | os.PathLike[str], min_age_s: float = MIN_AGE_S) -> list[Path]:

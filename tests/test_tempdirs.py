@@ -87,3 +87,19 @@ def test_a_folders_own_process_never_sweeps_it(tmp_path: Path, monkeypatch) -> N
     finally:
         remove_temp_dir(folder)
 
+
+
+def test_a_library_process_sweeps_what_killed_processes_left_when_it_makes_its_first_folder(tmp_path: Path) -> None:
+    # Only the CLI swept: a notebook whose kernel the OOM killer stopped mid-export left its
+    # staging folder, and exports from Python (no edgeanomaly command run) never removed it.
+    dead, left = _holder(tmp_path)
+    dead.send_signal(signal.SIGKILL)
+    dead.wait(timeout=30)
+    old = os.stat(left).st_mtime - 2 * _tempdirs.MIN_AGE_S
+    os.utime(f"{left}.lock", (old, old))  # killed a while ago
+    live, kept = _holder(tmp_path)  # a library process: makes a folder, runs no CLI
+    try:
+        assert not left.exists() and not Path(f"{left}.lock").exists()
+        assert kept.is_dir()
+    finally:
+        live.communicate("\n", timeout=30)
