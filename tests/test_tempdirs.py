@@ -88,7 +88,6 @@ def test_a_folders_own_process_never_sweeps_it(tmp_path: Path, monkeypatch) -> N
         remove_temp_dir(folder)
 
 
-
 def test_a_library_process_sweeps_what_killed_processes_left_when_it_makes_its_first_folder(tmp_path: Path) -> None:
     # Only the CLI swept: a notebook whose kernel the OOM killer stopped mid-export left its
     # staging folder, and exports from Python (no edgeanomaly command run) never removed it.
