@@ -3,7 +3,13 @@ Run by hand (not collected by pytest), in anomalib's venv with this repository i
 
     PYTHONPATH=. /tmp/peer/anomalib-venv/bin/python benchmarks/bench_fastflow_vs_anomalib.py \
         --data ../shared/data/mvtec_ad_reduced/hazelnut --epochs 150 --report 25,50,75,100,125,150 \
-        [--layers blocks.4,blocks.10] [--batch-size 32] [--threads 2] [--seed 0]
+        [--layers blocks.4,blocks.10] [--batch-size 32] [--threads 2] [--seed 0] \
+        [--augment dihedral] [--max-minutes 12]
+
+``--augment dihedral`` trains on each training image's 8 rotations by 90 degrees and flips, the
+views our ``augment="dihedral"`` makes (recipe ``fastflow-any-orientation``); anomalib's FastFlow
+has no such setting, so this is the same data given to its model. ``--max-minutes`` stops
+training after that much training time (the recipe's budget), and reports that last epoch too.
 
 What runs is anomalib's own FastFlow (``anomalib.models.image.fastflow``): its ``FastflowModel``
 (per level ``nn.LayerNorm([C, H, W])`` with learned affine, then ``create_fast_flow_block``:
@@ -90,6 +96,8 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--augment", choices=["none", "dihedral"], default="none")
+    ap.add_argument("--max-minutes", type=float, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -111,8 +119,13 @@ def main() -> None:
     print(f"anomalib {anomalib.__version__}, torch {torch.__version__}, layers {layers}, optimiser {optimiser.defaults}",
           flush=True)
 
+    if args.augment == "dihedral":  # the 8 symmetries of the square, as our FastFlow's augment makes them
+        turned = x_train.transpose(-2, -1)
+        x_train = torch.cat([x_train, x_train.flip(-1), x_train.flip(-2), x_train.flip(-2, -1),
+                             turned, turned.flip(-1), turned.flip(-2), turned.flip(-2, -1)])
     with torch.no_grad():  # frozen backbone: once (anomalib recomputes it every step, same values)
-        f_train = [model.feature_extractor.extractor(x_train)[n] for n in layers]
+        f_train = [torch.cat([model.feature_extractor.extractor(x_train[i : i + 50])[n] for i in range(0, len(x_train), 50)])
+                   for n in layers]
         f_test = [model.feature_extractor.extractor(x_test)[n] for n in layers]
 
     def flows(feats: list[torch.Tensor]):
@@ -141,7 +154,8 @@ def main() -> None:
             optimiser.step()
             total += float(loss.detach()) * len(idx)
         seconds += time.perf_counter() - t0
-        if epoch in reports:
+        out_of_time = args.max_minutes is not None and seconds >= 60 * args.max_minutes
+        if epoch in reports or out_of_time:
             model.eval()
             with torch.no_grad():
                 hidden, _ = flows(f_test)
@@ -151,6 +165,9 @@ def main() -> None:
             print(f"epoch {epoch}: train loss {total / n:.1f}, {seconds:.0f} s training; image AUROC "
                   f"{auroc(score.numpy(), labels):.3f}, pixel AUROC {pixel_auroc(amap_np, masks):.3f}, "
                   f"AUPRO {aupro(amap_np, masks):.3f}", flush=True)
+        if out_of_time:
+            print(f"stopped by --max-minutes after epoch {epoch}", flush=True)
+            break
 
 
 if __name__ == "__main__":
