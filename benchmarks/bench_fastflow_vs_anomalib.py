@@ -108,6 +108,7 @@ def main() -> None:
 
     from _mvtec import load_category
     from edgeanomaly.metrics import aupro, auroc, pixel_auroc
+    from edgeanomaly.models._fastflow import _image_views
 
     x_train, x_test, labels, masks, _ = load_category(args.data, args.image_size)
 
@@ -119,10 +120,7 @@ def main() -> None:
     print(f"anomalib {anomalib.__version__}, torch {torch.__version__}, layers {layers}, optimiser {optimiser.defaults}",
           flush=True)
 
-    if args.augment == "dihedral":  # the 8 symmetries of the square, as our FastFlow's augment makes them
-        turned = x_train.transpose(-2, -1)
-        x_train = torch.cat([x_train, x_train.flip(-1), x_train.flip(-2), x_train.flip(-2, -1),
-                             turned, turned.flip(-1), turned.flip(-2), turned.flip(-2, -1)])
+    x_train = torch.cat(_image_views(x_train, args.augment))  # the views our FastFlow's augment trains on
     with torch.no_grad():  # frozen backbone: once (anomalib recomputes it every step, same values)
         f_train = [torch.cat([model.feature_extractor.extractor(x_train[i : i + 50])[n] for i in range(0, len(x_train), 50)])
                    for n in layers]

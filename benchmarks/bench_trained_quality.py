@@ -104,9 +104,7 @@ def main() -> None:
     def top(flat: torch.Tensor, fraction: float) -> torch.Tensor:
         return flat.topk(max(1, int(fraction * flat.shape[1])), 1).values.mean(1)
 
-    if model_name == "patchcore":
-        pass
-    elif model_name == "fastflow":
+    if model_name == "fastflow":
         flat = amap_w[:, 0].flatten(1)
         image("max", flat.amax(1))
         for fr in (0.001, 0.01, 0.05, 0.1):
@@ -124,7 +122,7 @@ def main() -> None:
             image(f"level{i}_max", level.flatten(1).amax(1))
         out["scores_top0.1"] = [round(float(v), 4) for v in top(flat[: len(xt)], 0.1)]
         out["labels"] = labels.tolist()
-    else:
+    elif isinstance(model, EfficientAD):
         with torch.no_grad():
             m_st, m_ae = model._maps(xw)
         for name, m in (("st", m_st), ("ae", m_ae)):
