@@ -212,10 +212,11 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     training = ckpt.info.get("training")
     if training:
         held, loss = (f"{training['n_validation']} held out", "validation") if training["n_validation"] else ("none held out", "training")
+        settings = m.get_config()["params"]
         if "teacher_epochs_run" in training:  # EfficientAD distils its teacher first
             cut = " (ended by its share of the time limit, teacher_time_share)" if training.get("teacher_stopped_by") == "max_minutes" else ""
-            click.echo(f"Distilled the teacher for {training['teacher_epochs_run']}{of_epochs(m.get_config()['params'], 'teacher_epochs')}{cut}")
-        click.echo(f"Trained {training['epochs_run']}{of_epochs(m.get_config()['params'], 'epochs')} on {training['n_train']} images, {held}: "
+            click.echo(f"Distilled the teacher for {training['teacher_epochs_run']}{of_epochs(settings, 'teacher_epochs')}{cut}")
+        click.echo(f"Trained {training['epochs_run']}{of_epochs(settings, 'epochs')} on {training['n_train']} images, {held}: "
                    f"best epoch {training['best_epoch']} ({loss} loss {training['best_val_loss']:.4g}), "
                    f"stopped by {training['stopped_by']}")
         if run.out is not None:
