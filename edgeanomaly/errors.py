@@ -31,6 +31,7 @@ __all__ = [
     "ExportError",
     "ParityError",
     "OutOfSpaceError",
+    "UndertrainedWarning",
 ]
 
 
@@ -116,3 +117,10 @@ class ParityError(ExportError):
 
 class OutOfSpaceError(EdgeAnomalyError, OSError):
     """Not enough free disk space for an output (the message names where, how much is needed and free)."""
+
+
+class UndertrainedWarning(UserWarning):
+    """A trained model's time limit (``max_minutes``) ended a stage of its training before half
+    of its epochs: the model may be undertrained (scikit-learn's ``ConvergenceWarning`` for
+    the models trained for epochs). ``fit`` on the command line says it after the stage's
+    first epoch instead."""

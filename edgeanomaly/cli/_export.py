@@ -18,7 +18,7 @@ from edgeanomaly.cli._common import (
 )
 from edgeanomaly._optional import check_choice, require
 from edgeanomaly.bundle import SigningKey, format_bytes
-from edgeanomaly.cli._fit import EpochLines, resume_hint, say_state_kept, training_options, warn_thresholds, without_stage
+from edgeanomaly.cli._fit import EpochLines, epoch_lines_warn_instead, resume_hint, say_state_kept, training_options, warn_thresholds, without_stage
 from edgeanomaly.data import load_dataset
 from edgeanomaly.errors import ConfigError, EdgeAnomalyError
 from edgeanomaly.recipes import list_recipes as packaged_recipes
@@ -118,7 +118,7 @@ def _fit_recipe(r: Any, data: Path, category: str | None, run_dir: Path, seed: i
                f"(kept: 'edgeanomaly export {run_dir} --out ...' exports it again without fitting)")
     bar, epoch_lines = StageBar(), EpochLines(advice="or fit where an epoch is faster (--device cuda)")
     try:
-        with resume_hint(run_dir, epoch_lines, "export"):
+        with resume_hint(run_dir, epoch_lines, "export"), epoch_lines_warn_instead():
             result = fit_run(r.model, data, run_dir, category=category,
                              image_size=r.image_size, center_crop=r.center_crop, batch_size=r.batch_size,
                              progress=without_stage(bar, "train"), on_epoch=epoch_lines, random_state=seed,

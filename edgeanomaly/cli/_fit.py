@@ -7,6 +7,7 @@ import json
 import math
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,7 +18,7 @@ from edgeanomaly._threads import Terminated, exit_status
 from edgeanomaly._optional import require
 from edgeanomaly.bundle import Calibration, format_bytes
 from edgeanomaly.cli._common import StageBar, check_run_dir, friendly_errors, print_next_steps, split_csv, this_command_with
-from edgeanomaly.errors import ConfigError
+from edgeanomaly.errors import ConfigError, UndertrainedWarning
 from edgeanomaly.judging import threshold_sample_warnings
 from edgeanomaly.metrics import DEFAULT_FPR_BOUNDS
 
@@ -199,7 +200,7 @@ def fit(model_name: str, data: Path, category: str | None, out: Path, overwrite:
     kwargs.update(training_options(model_name, epochs=epochs, max_minutes=max_minutes))
     bar, epoch_lines = StageBar(), EpochLines(advice=FIT_ADVICE)
     try:
-        with resume_hint(out, epoch_lines, "fit"):
+        with resume_hint(out, epoch_lines, "fit"), epoch_lines_warn_instead():
             run = frontdoor.fit(model_name, data, category=category, out=out, overwrite=overwrite, image_size=image_size,
                                 center_crop=center_crop, batch_size=batch_size, progress=without_stage(bar, "train"),
                                 calibration_split=calibration_split, on_epoch=epoch_lines, device=device, resume=resume,
@@ -304,6 +305,16 @@ def say_state_kept(run_dir: Path, patience: str) -> None:
         click.echo(f"Its training state is kept in {state} ({format_bytes(state.stat().st_size)}): the same command with "
                    f"--resume trains it on (more --epochs, a longer --max-minutes or a larger {patience}); "
                    "delete it when you will not")
+
+
+@contextlib.contextmanager
+def epoch_lines_warn_instead() -> Iterator[None]:
+    """No :class:`~edgeanomaly.errors.UndertrainedWarning` (Python's) from a fit on the command
+    line: :class:`EpochLines` warns after a stage's first epoch, and the fit's summary says how
+    many of its epochs each stage trained and what stopped it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndertrainedWarning)
+        yield
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ Fit a registered model on a dataset folder, keep the checkpoint, export it:
 
 from __future__ import annotations
 
+from edgeanomaly.errors import UndertrainedWarning
 from edgeanomaly.models._base import AnomalyModel
 from edgeanomaly.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edgeanomaly.models._device import resolve_device
@@ -42,6 +43,7 @@ __all__ = [
     "PatchCore",
     "TrainedModel",
     "TrainingSettings",
+    "UndertrainedWarning",
     "create_model",
     "fit_run",
     "list_models",

@@ -166,6 +166,7 @@ class FastFlow(TrainedModel):
         self.trained = torch.ones(1, device=self.trained.device)
         self.n_train_images_ = n
         self.eval()
+        self._warn_if_cut_short([("trained", len(run.history), self._settings["epochs"], stopped == "max_minutes")])
         return self
 
     @torch.no_grad()

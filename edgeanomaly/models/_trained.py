@@ -13,8 +13,10 @@ import dataclasses
 import inspect
 import math
 import os
+import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
@@ -24,7 +26,7 @@ from torch import nn
 
 from edgeanomaly._telemetry import keep_torch_cache_out_of_temp
 from edgeanomaly._threads import FinishingThread, deferring_interrupts, raise_deferred
-from edgeanomaly.errors import ConfigError, UnknownSettingError
+from edgeanomaly.errors import ConfigError, UndertrainedWarning, UnknownSettingError
 from edgeanomaly.models._base import AnomalyModel
 from edgeanomaly.models._registry import close_names, named_settings
 
@@ -48,6 +50,17 @@ def check_number(name: str, value: Any, ok: Callable[[float], bool], what: str) 
     """``value`` is a finite real number for which ``ok`` holds (``what`` says the condition)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
         raise ConfigError(f"Expected {name} {what}, got {value!r}")
+
+
+def _warn_from_the_callers_line(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` attributed to the first frame outside this package: the user's own
+    call of ``fit`` (directly, through ``ea.fit`` or ``fit_run``), wherever inside the
+    package the warning is made."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 @dataclass(frozen=True)
@@ -165,6 +178,16 @@ class TrainedModel(AnomalyModel):
     def _out_of_time(self, run: "TrainingRun") -> bool:
         left = self._seconds_left(run)
         return left is not None and left <= 0
+
+    def _warn_if_cut_short(self, stages: Sequence[tuple[str, int, int, bool]]) -> None:
+        """An :class:`UndertrainedWarning` naming each stage ``(what it did, epochs run, epochs
+        asked for, ended by the time limit)`` that the time limit ended before half its epochs."""
+        cut = [f"{did} {run} of its {asked} epochs" for did, run, asked, by_time in stages if by_time and 2 * run < asked]
+        if cut:
+            _warn_from_the_callers_line(
+                f"{type(self).__name__} {' and '.join(cut)}: the time limit (max_minutes={self._settings['max_minutes']:g}) "
+                "stopped it, and a model stopped that early may be undertrained. Give it a longer max_minutes (resume=True "
+                "trains a saved run on), or fit on a GPU (device='cuda')", UndertrainedWarning)
 
     # The one-pass hooks of the base class: a trained model trains in fit() instead.
     def _finish(self) -> None:  # pragma: no cover - fit() is overridden

@@ -237,6 +237,29 @@ def test_the_teacher_takes_at_most_its_share_of_max_minutes_and_the_student_alwa
     assert summary["stopped_by"] == ("epochs" if student == 5 else "max_minutes")
 
 
+@pytest.mark.parametrize("max_minutes, message", [
+    (8, r"EfficientAD distilled its teacher for 4 of its 10 epochs: the time limit \(max_minutes=8\)"),
+    (1, r"EfficientAD distilled its teacher for 1 of its 10 epochs and trained its student for 1 of its 5 epochs: "),
+    (30, None)])
+def test_a_fit_its_time_limit_cut_short_warns_in_python(monkeypatch, max_minutes: float, message: str | None) -> None:
+    # in Python (ea.fit, EfficientAD.fit) nothing said that the time limit had ended the teacher
+    # or the student after a few of their epochs; only the CLI's epoch lines did
+    import warnings
+
+    from edgeanomaly.models import UndertrainedWarning
+    from edgeanomaly.models._trained import TrainingRun
+
+    monkeypatch.setattr(TrainingRun, "seconds", lambda run: 60.0 * len(run.history))  # each epoch "takes" a minute
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiny(teacher_epochs=10, epochs=5, patience=10, max_minutes=max_minutes).fit(batches())
+    said = [str(w.message) for w in caught if issubclass(w.category, UndertrainedWarning)]
+    if message is None:
+        assert said == []
+    else:  # 8 minutes: the teacher's share ends it after 4 epochs, the student trains 4 of 5
+        assert len(said) == 1 and re.search(message, said[0]), said
+
+
 def test_fit_says_when_the_teachers_share_of_the_time_ended_its_distillation(tmp_path, monkeypatch) -> None:
     from click.testing import CliRunner
 

@@ -108,6 +108,58 @@ def test_time_limit_and_epoch_limit_stop_training() -> None:
     assert [(r["epoch"], r["epochs"]) for r in seen] == [(1, 2), (2, 2)]
 
 
+@pytest.mark.parametrize("max_minutes, warned", [(3, True), (6, False), (30, False)])
+def test_a_fit_its_time_limit_stopped_before_half_its_epochs_warns_in_python(monkeypatch, max_minutes: float,
+                                                                            warned: bool) -> None:
+    # ea.fit("fastflow", ..., max_minutes=...) and FastFlow.fit in Python said nothing when the
+    # time limit ended training after a few of its epochs: only the CLI's epoch lines warned
+    # (scikit-learn's ConvergenceWarning is the Python user's expectation)
+    import warnings
+
+    from edgeanomaly.models import UndertrainedWarning
+    from edgeanomaly.models._trained import TrainingRun
+
+    monkeypatch.setattr(TrainingRun, "seconds", lambda run: 60.0 * len(run.history))  # each epoch "takes" a minute
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = _model(epochs=10, patience=100, max_minutes=max_minutes).fit([_images(4, 1), _images(4, 2)])
+    said = [w for w in caught if issubclass(w.category, UndertrainedWarning)]
+    assert m.training_summary_["epochs_run"] == min(10, max_minutes)
+    if not warned:
+        assert said == []
+        return
+    assert len(said) == 1 and said[0].filename == __file__, said  # points at the caller's line
+    assert re.search(r"FastFlow trained 3 of its 10 epochs: the time limit \(max_minutes=3\) stopped it", str(said[0].message))
+    assert "may be undertrained" in str(said[0].message) and "max_minutes" in str(said[0].message)
+
+
+def test_ea_fit_warns_at_the_callers_line_and_the_cli_says_it_its_own_way(tmp_path, monkeypatch) -> None:
+    import warnings
+
+    import edgeanomaly as ea
+    from edgeanomaly.cli import main
+    from edgeanomaly.data import generate_synthetic_dataset
+    from edgeanomaly.errors import UndertrainedWarning
+    from edgeanomaly.models._trained import TrainingRun
+
+    monkeypatch.setattr(TrainingRun, "seconds", lambda run: 60.0 * len(run.history))  # each epoch "takes" a minute
+    generate_synthetic_dataset(tmp_path / "data", ["metal"], n_train=8, n_test=2, seed=0, size=SIZE)
+    common = dict(backbone="resnet18", pretrained=False, flow_steps=2, image_size=SIZE)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ea.fit("fastflow", tmp_path / "data", category="metal", epochs=10, max_minutes=2, **common)
+    said = [w for w in caught if issubclass(w.category, UndertrainedWarning)]
+    assert len(said) == 1 and said[0].filename == __file__ and "trained 2 of its 10 epochs" in str(said[0].message), said
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = CliRunner().invoke(main, ["fit", "--model", "fastflow", "--data", str(tmp_path / "data"), "--category", "metal",
+                                      "--out", str(tmp_path / "ff.run"), "--image-size", str(SIZE), "--backbone", "resnet18",
+                                      "--no-pretrained", "--param", "flow_steps=2", "--epochs", "10", "--max-minutes", "2"])
+    assert r.exit_code == 0, r.output
+    assert not [w for w in caught if issubclass(w.category, UndertrainedWarning)]  # not the Python warning too
+    assert "Trained 2 of 10 epochs" in r.output and "stopped by max_minutes" in r.output, r.output
+
+
 def test_early_stopping_after_patience_epochs_without_improvement() -> None:
     # A learning rate so large that the held-out loss gets worse after the first steps.
     m = _model(epochs=40, patience=2, learning_rate=5.0).fit([_images(4, 1), _images(4, 2)])
