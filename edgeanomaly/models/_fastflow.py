@@ -20,11 +20,13 @@ them for ``epochs`` (the decode and the backbone run once, not once per epoch). 
 ``validation_fraction`` of the normal images is held out; after each epoch its loss is
 measured, the best epoch's weights are kept, and training stops after ``patience`` epochs
 without improvement or after ``max_minutes``. ``training_history_`` records every epoch.
-With ``augment`` the flows also train on each training image's flips (``"flips"``: 4 views)
-or on all 8 rotations and flips of the square (``"dihedral"``), for parts whose orientation on
-the line is not a defect (a nut, a bottle seen from above; not a transistor's leads or a metal
-nut's flipped side). The held-out images are drawn before the views are made, so no image has
-views on both sides; inference is unchanged.
+With ``augment`` the flows also train on other views of each training image: ``"shifts"``
+(4 views) moves it by half the finest level's stride, right, down and both (a part a few
+pixels off lands between the backbone's feature positions, and its features change more than
+the part did: any line), ``"flips"`` (4 views) and ``"dihedral"`` (all 8 rotations and flips of
+the square) are for parts whose orientation on the line is not a defect (a nut, a bottle seen
+from above; not a transistor's leads or a metal nut's flipped side). The held-out images are
+drawn before the views are made, so no image has views on both sides; inference is unchanged.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from edgeanomaly.models._trained import TrainedModel, TrainingRun, adam, check_n
 __all__ = ["FastFlow"]
 
 #: Views of each training image per ``augment`` setting.
-_VIEWS = {"none": 1, "flips": 4, "dihedral": 8}
+_VIEWS = {"none": 1, "flips": 4, "dihedral": 8, "shifts": 4}
 
 
 @register_model
@@ -61,9 +63,11 @@ class FastFlow(TrainedModel):
         clamp: soft clamping of the coupling's log-scale.
         score_top_fraction: the image score is the mean of this share of the anomaly map's
             highest values (at least one value); 0: the map's maximum, as anomalib's FastFlow.
-        augment: ``"none"``, ``"flips"`` (train also on each image flipped left-right, upside
-            down and both: 4 views) or ``"dihedral"`` (all 8 rotations by 90 degrees and flips;
-            square images only), for parts whose orientation is not a defect. Training takes
+        augment: ``"none"``, ``"shifts"`` (train also on each image moved by half the finest
+            level's stride right, down and both, the edge mirrored in: 4 views), ``"flips"``
+            (flipped left-right, upside down and both: 4 views) or ``"dihedral"`` (all 8
+            rotations by 90 degrees and flips; square images only); the last two for parts
+            whose orientation is not a defect. Training takes
             about as many times longer, and the features held in memory as many times more,
             as there are views (0.28 MB a view at 256 px with ``blocks.4, blocks.10``).
         **options: keywords of every trained model (:class:`~edgeanomaly.models.TrainedModel`):
@@ -182,7 +186,7 @@ class FastFlow(TrainedModel):
             if augment == "dihedral" and batch.shape[-2] != batch.shape[-1]:
                 raise ValueError(f"augment='dihedral' turns images by 90 degrees, so they must be square; got "
                                  f"{batch.shape[-2]} x {batch.shape[-1]} (use augment='flips', or a square image size)")
-            for v, view in enumerate(_image_views(batch, augment)):
+            for v, view in enumerate(_image_views(batch, augment, shift=self._view_shift())):
                 for store, f in zip(levels, self.embed(view)):
                     store[v].append(f)
             n += int(batch.shape[0])
@@ -190,6 +194,10 @@ class FastFlow(TrainedModel):
             raise ValueError("FastFlow.fit() received no images: expected at least one batch of normal images")
         self._check_distinct(n, distinct)
         return [torch.cat([torch.cat(view) for view in store]) for store in levels]
+
+    def _view_shift(self) -> int:
+        """Pixels ``augment="shifts"`` moves an image by: half the finest level's stride."""
+        return max(1, min(self.feature_extractor.strides[layer] for layer in self.layers) // 2)
 
     def _reinitialise(self) -> None:
         fresh = [fastflow_blocks(flow.blocks[0].channels, steps=len(flow.blocks), conv3x3_only=self._settings["conv3x3_only"],
@@ -243,15 +251,25 @@ class FastFlow(TrainedModel):
         return flat.topk(k, dim=1).values.mean(dim=1)
 
 
-def _image_views(images: torch.Tensor, augment: str) -> list[torch.Tensor]:
-    """The views of (N, C, H, W) images that ``augment`` trains on, the images themselves first."""
+def _image_views(images: torch.Tensor, augment: str, shift: int = 4) -> list[torch.Tensor]:
+    """The views of (N, C, H, W) images that ``augment`` trains on, the images themselves first
+    (``shift``: the pixels ``"shifts"`` moves them by)."""
     if augment == "none":
         return [images]
+    if augment == "shifts":
+        return [images] + [_moved(images, dy, dx) for dy, dx in ((0, shift), (shift, 0), (shift, shift))]
     views = [images, images.flip(-1), images.flip(-2), images.flip(-2, -1)]
     if augment == "dihedral":
         turned = images.transpose(-2, -1)
         views += [turned, turned.flip(-1), turned.flip(-2), turned.flip(-2, -1)]
     return views
+
+
+def _moved(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """(N, C, H, W) images moved ``dy`` rows down and ``dx`` columns right, the rows and columns
+    that come in mirrored from the top and left edges (``F.pad``'s ``"reflect"``)."""
+    h, w = images.shape[-2:]
+    return F.pad(images, (dx, 0, dy, 0), mode="reflect")[..., :h, :w]
 
 
 def _view_rows(images: torch.Tensor, n: int, views: int) -> torch.Tensor:

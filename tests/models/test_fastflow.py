@@ -214,7 +214,7 @@ def test_epoch_options_are_refused_for_one_pass_models(tmp_path) -> None:
     ("patience", 1.5, "patience as an integer"),
     ("score_top_fraction", 1.5, r"score_top_fraction in \[0, 1\]"),
     ("score_top_fraction", -0.1, r"score_top_fraction in \[0, 1\]"),
-    ("augment", "rot90", "augment as one of 'none', 'flips', 'dihedral', got 'rot90'"),
+    ("augment", "rot90", "augment as one of 'none', 'flips', 'dihedral', 'shifts', got 'rot90'"),
     # these were taken as int(2.5) == 2, bool("no") == True, and "steps >= 1" named no setting
     ("flow_steps", 0, "flow_steps as an integer >= 1, got 0"),
     ("flow_steps", 2.5, "flow_steps as an integer( >= 1)?, got 2.5"),
@@ -515,12 +515,27 @@ def _dihedral(x: torch.Tensor) -> list[torch.Tensor]:
     return [torch.rot90(y, k, dims=(-2, -1)) for y in (x, x.flip(-1)) for k in range(4)]
 
 
-@pytest.mark.parametrize("augment, views", [("flips", 4), ("dihedral", 8)])
+def _shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    # x moved dy rows down and dx columns right, the rows and columns that come in mirrored
+    # from the edge (index -k reads k), by indexing (not as the model writes it)
+    rows, cols = (torch.arange(x.shape[-2]) - dy).abs(), (torch.arange(x.shape[-1]) - dx).abs()
+    return x[..., rows[:, None], cols[None, :]]
+
+
+def _views(x: torch.Tensor, augment: str) -> list[torch.Tensor]:
+    if augment == "dihedral":
+        return _dihedral(x)
+    if augment == "shifts":  # half the finest level's stride: resnet18's layer1, stride 4
+        return [_shifted(x, dy, dx) for dy in (0, 2) for dx in (0, 2)]
+    return [x, x.flip(-1), x.flip(-2), torch.rot90(x, 2, dims=(-2, -1))]
+
+
+@pytest.mark.parametrize("augment, views", [("flips", 4), ("dihedral", 8), ("shifts", 4)])
 def test_augment_trains_on_every_view_of_each_image(augment: str, views: int) -> None:
     x = _images(5, 3)
     model = _model(augment=augment)
     features = model._extract([x[:3], x[3:]])
-    symmetries = _dihedral(x) if augment == "dihedral" else [x, x.flip(-1), x.flip(-2), torch.rot90(x, 2, dims=(-2, -1))]
+    symmetries = _views(x, augment)
     with torch.no_grad():
         expected = [model.embed(v) for v in symmetries]
     for level, f in enumerate(features):
