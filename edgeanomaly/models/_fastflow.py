@@ -20,13 +20,13 @@ them for ``epochs`` (the decode and the backbone run once, not once per epoch). 
 ``validation_fraction`` of the normal images is held out; after each epoch its loss is
 measured, the best epoch's weights are kept, and training stops after ``patience`` epochs
 without improvement or after ``max_minutes``. ``training_history_`` records every epoch.
-With ``augment`` the flows also train on other views of each training image: ``"shifts"``
-(4 views) moves it by half the finest level's stride, right, down and both (a part a few
-pixels off lands between the backbone's feature positions, and its features change more than
-the part did: any line), ``"flips"`` (4 views) and ``"dihedral"`` (all 8 rotations and flips of
-the square) are for parts whose orientation on the line is not a defect (a nut, a bottle seen
-from above; not a transistor's leads or a metal nut's flipped side). The held-out images are
-drawn before the views are made, so no image has views on both sides; inference is unchanged.
+With ``augment`` the flows also train on other views of each training image. ``"shifts"``
+(4 views) moves it by half the finest level's stride, right, down and both: on any line a part
+a few pixels off lands between the backbone's feature positions, and its features change more
+than the part did. ``"flips"`` (4 views) and ``"dihedral"`` (all 8 rotations and flips of the
+square) are for parts whose orientation on the line is not a defect (a nut, a bottle seen from
+above; not a transistor's leads or a metal nut's flipped side). The held-out images are drawn
+before the views are made, so no image has views on both sides; inference is unchanged.
 """
 
 from __future__ import annotations
