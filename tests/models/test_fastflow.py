@@ -547,6 +547,15 @@ def test_augment_trains_on_every_view_of_each_image(augment: str, views: int) ->
                 assert min(float((row - target).abs().max()) for row in rows) < 1e-5, (augment, level, i, k)
 
 
+@pytest.mark.parametrize("backbone, layers, shift", [
+    ("efficientnet_lite0", ["blocks.4", "blocks.10"], 4),  # the recipe's: stride 8 and 16
+    ("efficientnet_lite0", ["blocks.2", "blocks.4", "blocks.10"], 2),
+    ("resnet18", ["layer2", "layer3"], 4)])
+def test_shifts_move_images_by_half_the_finest_stride(backbone: str, layers: list[str], shift: int) -> None:
+    model = create_model("fastflow", backbone=backbone, layers=layers, pretrained=False, augment="shifts")
+    assert model._view_shift() == shift
+
+
 def test_augment_holds_out_whole_images_and_reports_the_views() -> None:
     from edgeanomaly.models._fastflow import _view_rows
 
