@@ -339,9 +339,9 @@ class EfficientAD(TrainedModel):
                                   # None when the distillation ran before a resume
                                   "teacher_target_variance": getattr(self, "teacher_target_variance_", None)}
         self.n_train_images_ = n
-        summary = self.training_summary_
         self._warn_if_cut_short([
-            ("distilled its teacher for", teacher_run, s["teacher_epochs"], summary["teacher_stopped_by"] == "max_minutes"),
+            ("distilled its teacher for", teacher_run, s["teacher_epochs"],
+             self.training_summary_["teacher_stopped_by"] == "max_minutes"),
             ("trained its student for", len(student), s["epochs"], stopped == "max_minutes")])
         return self
 

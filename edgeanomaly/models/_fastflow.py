@@ -178,7 +178,7 @@ class FastFlow(TrainedModel):
         """Each level's features of every view of every image, view by view: row ``v * n + i``
         is view ``v`` of image ``i`` (view 0 the image itself)."""
         self.eval()
-        augment = self._settings["augment"]
+        augment, shift = self._settings["augment"], self._view_shift()
         levels: list[list[list[torch.Tensor]]] = [[[] for _ in range(_VIEWS[augment])] for _ in self.layers]
         distinct: set[bytes] = set()
         n = 0
@@ -186,7 +186,7 @@ class FastFlow(TrainedModel):
             if augment == "dihedral" and batch.shape[-2] != batch.shape[-1]:
                 raise ValueError(f"augment='dihedral' turns images by 90 degrees, so they must be square; got "
                                  f"{batch.shape[-2]} x {batch.shape[-1]} (use augment='flips', or a square image size)")
-            for v, view in enumerate(_image_views(batch, augment, shift=self._view_shift())):
+            for v, view in enumerate(_image_views(batch, augment, shift=shift)):
                 for store, f in zip(levels, self.embed(view)):
                     store[v].append(f)
             n += int(batch.shape[0])
