@@ -4,11 +4,13 @@ Run by hand (not collected by pytest), in anomalib's venv with this repository i
     PYTHONPATH=. /tmp/peer/anomalib-venv/bin/python benchmarks/bench_fastflow_vs_anomalib.py \
         --data ../shared/data/mvtec_ad_reduced/hazelnut --epochs 150 --report 25,50,75,100,125,150 \
         [--layers blocks.4,blocks.10] [--batch-size 32] [--threads 2] [--seed 0] \
-        [--augment dihedral] [--max-minutes 12]
+        [--augment dihedral | --augment shifts [--shift-grid 3]] [--max-minutes 12]
 
 ``--augment dihedral`` trains on each training image's 8 rotations by 90 degrees and flips, the
-views our ``augment="dihedral"`` makes (recipe ``fastflow-any-orientation``); anomalib's FastFlow
-has no such setting, so this is the same data given to its model. ``--max-minutes`` stops
+views our ``augment="dihedral"`` makes (recipe ``fastflow-any-orientation``); ``--augment
+shifts`` on each image moved on a ``--shift-grid`` x ``--shift-grid`` grid within the finest
+level's stride, the views our ``augment="shifts"`` makes (recipe ``fastflow``). anomalib's
+FastFlow has no such setting, so this is the same data given to its model. ``--max-minutes`` stops
 training after that much training time (the recipe's budget), and reports that last epoch too.
 
 What runs is anomalib's own FastFlow (``anomalib.models.image.fastflow``): its ``FastflowModel``
@@ -96,7 +98,8 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--augment", choices=["none", "dihedral"], default="none")
+    ap.add_argument("--augment", choices=["none", "dihedral", "shifts"], default="none")
+    ap.add_argument("--shift-grid", type=int, default=2)
     ap.add_argument("--max-minutes", type=float, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -108,7 +111,7 @@ def main() -> None:
 
     from _mvtec import load_category
     from edgeanomaly.metrics import aupro, auroc, pixel_auroc
-    from edgeanomaly.models._fastflow import _image_views
+    from edgeanomaly.models._fastflow import _image_views, shift_offsets
 
     x_train, x_test, labels, masks, _ = load_category(args.data, args.image_size)
 
@@ -120,7 +123,10 @@ def main() -> None:
     print(f"anomalib {anomalib.__version__}, torch {torch.__version__}, layers {layers}, optimiser {optimiser.defaults}",
           flush=True)
 
-    x_train = torch.cat(_image_views(x_train, args.augment))  # the views our FastFlow's augment trains on
+    with torch.no_grad():  # the finest level's stride, for the shifts
+        stride = args.image_size // max(model.feature_extractor.extractor(x_train[:1])[n].shape[-1] for n in layers)
+    # the views our FastFlow's augment trains on
+    x_train = torch.cat(_image_views(x_train, args.augment, shift_offsets(stride, args.shift_grid)))
     with torch.no_grad():  # frozen backbone: once (anomalib recomputes it every step, same values)
         f_train = [torch.cat([model.feature_extractor.extractor(x_train[i : i + 50])[n] for i in range(0, len(x_train), 50)])
                    for n in layers]

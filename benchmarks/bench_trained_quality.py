@@ -3,7 +3,7 @@ process with given settings, with the image score and map read several ways (iss
 search for what limits them). Run by hand (not collected by pytest):
 
     PYTHONPATH=. python benchmarks/bench_trained_quality.py fastflow epochs=150 patience=10 score_top_fraction=0.1 \
-        [size=256] [threads=2] [augment=none|shifts|flips|dihedral] [layers=blocks.4,blocks.10] [random_state=0] [save=maps.npz]
+        [size=256] [threads=2] [augment=none|shifts|flips|dihedral] [shift_grid=2] [layers=blocks.4,blocks.10] [random_state=0] [save=maps.npz]
     PYTHONPATH=. python benchmarks/bench_trained_quality.py efficientad epochs=100 [size=192] [threads=2]
     PYTHONPATH=. python benchmarks/bench_trained_quality.py patchcore fold=0/5
 
@@ -22,7 +22,8 @@ several image scores. FastFlow: the map's maximum, the mean of its top 0.1/1/5/1
 after a Gaussian blur (sigma 4, 8), the same on the mean negative log-likelihood map
 (``0.5 * mean_c z^2``, unsaturated) and per level. EfficientAD: the model's score and map, and
 the student-teacher and autoencoder maps each alone. ``augment`` (FastFlow only) is the model's
-setting: the training images moved by half the finest stride (4 views), their flips (4 views)
+setting: the training images moved within the finest stride (``shift_grid=2``: by half of it,
+4 views; ``shift_grid=3``: by thirds, 9 views; a model keyword), their flips (4 views)
 or all 8 rotations/flips of the square (the
 held-out images drawn before the views; runs before 6 Dec drew them over the views, so an
 image's flips could sit on both sides).

@@ -21,11 +21,13 @@ them for ``epochs`` (the decode and the backbone run once, not once per epoch). 
 measured, the best epoch's weights are kept, and training stops after ``patience`` epochs
 without improvement or after ``max_minutes``. ``training_history_`` records every epoch.
 With ``augment`` the flows also train on other views of each training image. ``"shifts"``
-(4 views) moves it by half the finest level's stride, right, down and both: on any line a part
-a few pixels off lands between the backbone's feature positions, and its features change more
-than the part did. ``"flips"`` (4 views) and ``"dihedral"`` (all 8 rotations and flips of the
-square) are for parts whose orientation on the line is not a defect (a nut, a bottle seen from
-above; not a transistor's leads or a metal nut's flipped side). The held-out images are drawn
+moves it right and down on a ``shift_grid`` x ``shift_grid`` grid of offsets within the finest
+level's stride (the default 2: by half that stride, right, down and both, 4 views; 3: by a third
+and two thirds of it, 9 views): on any line a part a few pixels off lands between the backbone's
+feature positions, and its features change more than the part did. ``"flips"`` (4 views) and
+``"dihedral"`` (all 8 rotations and flips of the square) are for parts whose orientation on the
+line is not a defect (a nut, a bottle seen from above; not a transistor's leads or a metal nut's
+flipped side). The held-out images are drawn
 before the views are made, so no image has views on both sides; inference is unchanged.
 """
 
@@ -46,8 +48,10 @@ from edgeanomaly.models._trained import TrainedModel, TrainingRun, adam, check_n
 
 __all__ = ["FastFlow"]
 
-#: Views of each training image per ``augment`` setting.
-_VIEWS = {"none": 1, "flips": 4, "dihedral": 8, "shifts": 4}
+#: The ``augment`` settings.
+_AUGMENTS = ("none", "flips", "dihedral", "shifts")
+#: Views of each training image per ``augment`` setting other than ``"shifts"`` (``shift_grid ** 2``).
+_FLIP_VIEWS = {"none": 1, "flips": 4, "dihedral": 8}
 
 
 @register_model
@@ -63,13 +67,19 @@ class FastFlow(TrainedModel):
         clamp: soft clamping of the coupling's log-scale.
         score_top_fraction: the image score is the mean of this share of the anomaly map's
             highest values (at least one value); 0: the map's maximum, as anomalib's FastFlow.
-        augment: ``"none"``, ``"shifts"`` (train also on each image moved by half the finest
-            level's stride right, down and both, the edge mirrored in: 4 views), ``"flips"``
+        augment: ``"none"``, ``"shifts"`` (train also on each image moved right and down by
+            fractions of the finest level's stride, the edge mirrored in: ``shift_grid ** 2``
+            views), ``"flips"``
             (flipped left-right, upside down and both: 4 views) or ``"dihedral"`` (all 8
             rotations by 90 degrees and flips; square images only); the last two for parts
             whose orientation is not a defect. Training takes
             about as many times longer, and the features held in memory as many times more,
             as there are views (0.28 MB a view at 256 px with ``blocks.4, blocks.10``).
+        shift_grid: with ``augment="shifts"``, the offsets per direction: each image is moved
+            by ``(i * step, j * step)`` pixels for ``i, j < shift_grid``, ``step`` the finest
+            level's stride divided by ``shift_grid`` and rounded (down where rounding up would
+            move it a whole stride). 2 (the default): 0 and 4 px at stride 8, 4 views; 3: 0, 3
+            and 6 px, 9 views. From 2 to that stride.
         **options: keywords of every trained model (:class:`~edgeanomaly.models.TrainedModel`):
             ``pretrained``, ``weights``, ``cache_dir``, ``random_state`` (seeds the flows'
             initial weights, the split and the shuffling) and the training loop's settings
@@ -93,15 +103,24 @@ class FastFlow(TrainedModel):
         clamp: float = 2.0,
         score_top_fraction: float = 0.0,
         augment: str = "none",
+        shift_grid: int = 2,
         **options: Any,
     ) -> None:
         check_positive_int("flow_steps", flow_steps)
         check_number("score_top_fraction", score_top_fraction, lambda v: 0 <= v <= 1, "in [0, 1] (0: the map's maximum)")
-        if not isinstance(augment, str) or augment not in _VIEWS:
-            raise ConfigError(f"Expected augment as one of {', '.join(map(repr, _VIEWS))}, got {augment!r}")
+        check_positive_int("shift_grid", shift_grid)
+        if not isinstance(augment, str) or augment not in _AUGMENTS:
+            raise ConfigError(f"Expected augment as one of {', '.join(map(repr, _AUGMENTS))}, got {augment!r}")
         settings = {"flow_steps": int(flow_steps), "hidden_ratio": float(hidden_ratio), "conv3x3_only": bool(conv3x3_only),
-                    "clamp": float(clamp), "score_top_fraction": float(score_top_fraction), "augment": augment}
+                    "clamp": float(clamp), "score_top_fraction": float(score_top_fraction), "augment": augment,
+                    "shift_grid": shift_grid}
         super().__init__(backbone, layers, settings, **options)
+        finest = min(self.feature_extractor.strides[layer] for layer in self.layers)
+        if not 2 <= shift_grid <= finest:
+            raise ConfigError(f"Expected shift_grid as an integer from 2 to {finest} (the finest level's stride: "
+                              f"offsets of at least one pixel within it), got {shift_grid!r}")
+        if shift_grid != 2 and augment != "shifts":
+            raise ConfigError(f"shift_grid={shift_grid} applies to augment='shifts' only; got augment={augment!r}")
         seed = self._seed()
         self.flows = nn.ModuleList(
             fastflow_blocks(self.feature_extractor.channels[layer], steps=int(flow_steps), conv3x3_only=bool(conv3x3_only),
@@ -132,7 +151,7 @@ class FastFlow(TrainedModel):
         from there and ends as an uninterrupted fit with these settings would have.
         """
         features = self._extract(batches)
-        views = _VIEWS[self._settings["augment"]]
+        views = self._views_per_image()
         n = features[0].shape[0] // views
         self._reinitialise()
         train_images, val_images = self._split(n)
@@ -178,15 +197,15 @@ class FastFlow(TrainedModel):
         """Each level's features of every view of every image, view by view: row ``v * n + i``
         is view ``v`` of image ``i`` (view 0 the image itself)."""
         self.eval()
-        augment, shift = self._settings["augment"], self._view_shift()
-        levels: list[list[list[torch.Tensor]]] = [[[] for _ in range(_VIEWS[augment])] for _ in self.layers]
+        augment, offsets = self._settings["augment"], self._view_offsets()
+        levels: list[list[list[torch.Tensor]]] = [[[] for _ in range(self._views_per_image())] for _ in self.layers]
         distinct: set[bytes] = set()
         n = 0
         for batch in self._checked_images(batches, distinct):
             if augment == "dihedral" and batch.shape[-2] != batch.shape[-1]:
                 raise ValueError(f"augment='dihedral' turns images by 90 degrees, so they must be square; got "
                                  f"{batch.shape[-2]} x {batch.shape[-1]} (use augment='flips', or a square image size)")
-            for v, view in enumerate(_image_views(batch, augment, shift=shift)):
+            for v, view in enumerate(_image_views(batch, augment, offsets)):
                 for store, f in zip(levels, self.embed(view)):
                     store[v].append(f)
             n += int(batch.shape[0])
@@ -195,9 +214,13 @@ class FastFlow(TrainedModel):
         self._check_distinct(n, distinct)
         return [torch.cat([torch.cat(view) for view in store]) for store in levels]
 
-    def _view_shift(self) -> int:
-        """Pixels ``augment="shifts"`` moves an image by: half the finest level's stride."""
-        return max(1, min(self.feature_extractor.strides[layer] for layer in self.layers) // 2)
+    def _views_per_image(self) -> int:
+        augment = self._settings["augment"]
+        return self._settings["shift_grid"] ** 2 if augment == "shifts" else _FLIP_VIEWS[augment]
+
+    def _view_offsets(self) -> list[tuple[int, int]]:
+        """What ``augment="shifts"`` moves an image by (:func:`shift_offsets`)."""
+        return shift_offsets(min(self.feature_extractor.strides[layer] for layer in self.layers), self._settings["shift_grid"])
 
     def _reinitialise(self) -> None:
         fresh = [fastflow_blocks(flow.blocks[0].channels, steps=len(flow.blocks), conv3x3_only=self._settings["conv3x3_only"],
@@ -251,13 +274,23 @@ class FastFlow(TrainedModel):
         return flat.topk(k, dim=1).values.mean(dim=1)
 
 
-def _image_views(images: torch.Tensor, augment: str, shift: int = 4) -> list[torch.Tensor]:
+def shift_offsets(stride: int, grid: int) -> list[tuple[int, int]]:
+    """The (rows down, columns right) pixels ``augment="shifts"`` moves an image by, (0, 0)
+    first, row by row: a ``grid`` x ``grid`` grid of steps of ``stride / grid`` pixels (the
+    finest level's stride; rounded, down where rounding up would reach a whole stride)."""
+    step = max(1, round(stride / grid))
+    if (grid - 1) * step >= stride:
+        step = stride // grid
+    return [(i * step, j * step) for i in range(grid) for j in range(grid)]
+
+
+def _image_views(images: torch.Tensor, augment: str, offsets: Sequence[tuple[int, int]] = ((0, 0),)) -> list[torch.Tensor]:
     """The views of (N, C, H, W) images that ``augment`` trains on, the images themselves first
-    (``shift``: the pixels ``"shifts"`` moves them by)."""
+    (``offsets``: the (rows down, columns right) ``"shifts"`` moves them by, (0, 0) first)."""
     if augment == "none":
         return [images]
     if augment == "shifts":
-        return [images] + [_moved(images, dy, dx) for dy, dx in ((0, shift), (shift, 0), (shift, shift))]
+        return [images if (dy, dx) == (0, 0) else _moved(images, dy, dx) for dy, dx in offsets]
     views = [images, images.flip(-1), images.flip(-2), images.flip(-2, -1)]
     if augment == "dihedral":
         turned = images.transpose(-2, -1)

@@ -20,7 +20,7 @@ from _interrupt import cli_stopped_when
 from click.testing import CliRunner
 
 from edgeanomaly.errors import ConfigError
-from edgeanomaly.models import create_model
+from edgeanomaly.models import UndertrainedWarning, create_model
 
 SIZE = 64
 
@@ -97,7 +97,8 @@ def test_training_lowers_the_loss_and_keeps_the_best_epoch(fitted) -> None:
 
 def test_time_limit_and_epoch_limit_stop_training() -> None:
     train = [_images(4, 1), _images(4, 2)]
-    quick = _model(epochs=50, max_minutes=1e-9).fit(train)
+    with pytest.warns(UndertrainedWarning, match="trained 1 of its 50 epochs"):
+        quick = _model(epochs=50, max_minutes=1e-9).fit(train)
     assert quick.training_summary_["stopped_by"] == "max_minutes" and quick.training_summary_["epochs_run"] == 1
     capped = _model(epochs=2, patience=5).fit(train)
     assert capped.training_summary_["stopped_by"] == "epochs" and capped.training_summary_["epochs_run"] == 2
@@ -116,7 +117,6 @@ def test_a_fit_its_time_limit_stopped_before_half_its_epochs_warns_in_python(mon
     # (scikit-learn's ConvergenceWarning is the Python user's expectation)
     import warnings
 
-    from edgeanomaly.models import UndertrainedWarning
     from edgeanomaly.models._trained import TrainingRun
 
     monkeypatch.setattr(TrainingRun, "seconds", lambda run: 60.0 * len(run.history))  # each epoch "takes" a minute
@@ -215,6 +215,9 @@ def test_epoch_options_are_refused_for_one_pass_models(tmp_path) -> None:
     ("score_top_fraction", 1.5, r"score_top_fraction in \[0, 1\]"),
     ("score_top_fraction", -0.1, r"score_top_fraction in \[0, 1\]"),
     ("augment", "rot90", "augment as one of 'none', 'flips', 'dihedral', 'shifts', got 'rot90'"),
+    ("shift_grid", 1, r"shift_grid as an integer from 2 to 4 \(the finest level's stride"),
+    ("shift_grid", 5, r"shift_grid as an integer from 2 to 4 .*got 5"),
+    ("shift_grid", 2.5, "shift_grid as an integer( >= 1)?, got 2.5"),
     # these were taken as int(2.5) == 2, bool("no") == True, and "steps >= 1" named no setting
     ("flow_steps", 0, "flow_steps as an integer >= 1, got 0"),
     ("flow_steps", 2.5, "flow_steps as an integer( >= 1)?, got 2.5"),
@@ -522,20 +525,21 @@ def _shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return x[..., rows[:, None], cols[None, :]]
 
 
-def _views(x: torch.Tensor, augment: str) -> list[torch.Tensor]:
+def _views(x: torch.Tensor, augment: str, shift_grid: int) -> list[torch.Tensor]:
     if augment == "dihedral":
         return _dihedral(x)
-    if augment == "shifts":  # half the finest level's stride: resnet18's layer1, stride 4
-        return [_shifted(x, dy, dx) for dy in (0, 2) for dx in (0, 2)]
+    if augment == "shifts":  # within the finest level's stride: resnet18's layer1, stride 4
+        steps = {2: (0, 2), 3: (0, 1, 2)}[shift_grid]  # 4 / 2; 4 / 3 rounded to 1
+        return [_shifted(x, dy, dx) for dy in steps for dx in steps]
     return [x, x.flip(-1), x.flip(-2), torch.rot90(x, 2, dims=(-2, -1))]
 
 
-@pytest.mark.parametrize("augment, views", [("flips", 4), ("dihedral", 8), ("shifts", 4)])
-def test_augment_trains_on_every_view_of_each_image(augment: str, views: int) -> None:
+@pytest.mark.parametrize("augment, shift_grid, views", [("flips", 2, 4), ("dihedral", 2, 8), ("shifts", 2, 4), ("shifts", 3, 9)])
+def test_augment_trains_on_every_view_of_each_image(augment: str, shift_grid: int, views: int) -> None:
     x = _images(5, 3)
-    model = _model(augment=augment)
+    model = _model(augment=augment, shift_grid=shift_grid)
     features = model._extract([x[:3], x[3:]])
-    symmetries = _views(x, augment)
+    symmetries = _views(x, augment, shift_grid)
     with torch.no_grad():
         expected = [model.embed(v) for v in symmetries]
     for level, f in enumerate(features):
@@ -547,13 +551,25 @@ def test_augment_trains_on_every_view_of_each_image(augment: str, views: int) ->
                 assert min(float((row - target).abs().max()) for row in rows) < 1e-5, (augment, level, i, k)
 
 
-@pytest.mark.parametrize("backbone, layers, shift", [
-    ("efficientnet_lite0", ["blocks.4", "blocks.10"], 4),  # the recipe's: stride 8 and 16
-    ("efficientnet_lite0", ["blocks.2", "blocks.4", "blocks.10"], 2),
-    ("resnet18", ["layer2", "layer3"], 4)])
-def test_shifts_move_images_by_half_the_finest_stride(backbone: str, layers: list[str], shift: int) -> None:
-    model = create_model("fastflow", backbone=backbone, layers=layers, pretrained=False, augment="shifts")
-    assert model._view_shift() == shift
+@pytest.mark.parametrize("backbone, layers, shift_grid, steps", [
+    ("efficientnet_lite0", ["blocks.4", "blocks.10"], 2, (0, 4)),  # stride 8 and 16: half of 8
+    ("efficientnet_lite0", ["blocks.4", "blocks.10"], 3, (0, 3, 6)),  # thirds of 8, rounded
+    ("efficientnet_lite0", ["blocks.4", "blocks.10"], 4, (0, 2, 4, 6)),
+    ("efficientnet_lite0", ["blocks.4", "blocks.10"], 5, (0, 1, 2, 3, 4)),  # 8 / 5 rounds to 2, and 4 x 2 is a whole stride
+    ("efficientnet_lite0", ["blocks.4", "blocks.10"], 8, tuple(range(8))),
+    ("efficientnet_lite0", ["blocks.2", "blocks.4", "blocks.10"], 2, (0, 2)),  # stride 4
+    ("resnet18", ["layer2", "layer3"], 2, (0, 4)),
+    ("resnet18", ["layer2", "layer3"], 3, (0, 3, 6))])
+def test_shifts_move_images_on_a_grid_within_the_finest_stride(backbone: str, layers: list[str], shift_grid: int,
+                                                              steps: tuple[int, ...]) -> None:
+    model = create_model("fastflow", backbone=backbone, layers=layers, pretrained=False, augment="shifts", shift_grid=shift_grid)
+    assert model._view_offsets() == [(dy, dx) for dy in steps for dx in steps]
+    assert model._views_per_image() == len(steps) ** 2
+
+
+def test_shift_grid_applies_to_shifts_only() -> None:
+    with pytest.raises(ConfigError, match="shift_grid=3 applies to augment='shifts' only; got augment='flips'"):
+        _model(augment="flips", shift_grid=3)
 
 
 def test_augment_holds_out_whole_images_and_reports_the_views() -> None:
@@ -567,6 +583,9 @@ def test_augment_holds_out_whole_images_and_reports_the_views() -> None:
     assert model.get_config()["params"]["augment"] == "flips"
     plain = _model(epochs=2, validation_fraction=0.25).fit([_images(8, 4)])
     assert plain.training_summary_["views_per_image"] == 1
+    grid = _model(augment="shifts", shift_grid=3, epochs=1, validation_fraction=0.25).fit([_images(8, 4)])
+    assert (grid.training_summary_["n_train"], grid.training_summary_["views_per_image"]) == (6, 9)
+    assert grid.get_config()["params"]["shift_grid"] == 3
     # trained on more views, scored the same way: one map and score per image
     out = model.predict(_images(2, 5))
     assert out["anomaly_map"].shape == (2, 1, SIZE, SIZE) and out["pred_score"].shape == (2,)
