@@ -77,12 +77,13 @@ def test_recipe_artifacts(tmp_path: Path) -> None:
 
 
 def test_the_any_orientation_fastflow_recipe_is_the_fastflow_recipe_trained_on_turned_views() -> None:
-    # it claims to be the fastflow recipe with augment="dihedral" (for "shifts"): nothing else may drift apart
+    # it claims to be the fastflow recipe with augment="dihedral" (for the shifts): nothing else may drift apart
     pytest.importorskip("torch")
     from edgeanomaly.export import load_recipe
 
     plain, turned = load_recipe("fastflow"), load_recipe("fastflow-any-orientation")
-    assert plain.model_kwargs["augment"] == "shifts"  # any line: a part a few pixels off
-    assert turned.model_kwargs == {**plain.model_kwargs, "augment": "dihedral"}
+    assert (plain.model_kwargs["augment"], plain.model_kwargs["shift_grid"]) == ("shifts", 3)  # any line: a part a few pixels off
+    without_grid = {k: v for k, v in plain.model_kwargs.items() if k != "shift_grid"}  # a setting of the shifts only
+    assert turned.model_kwargs == {**without_grid, "augment": "dihedral"}
     assert (turned.model, turned.image_size, turned.formats, turned.precisions, turned.static_batch) == \
         (plain.model, plain.image_size, plain.formats, plain.precisions, plain.static_batch)
