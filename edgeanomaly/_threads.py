@@ -95,15 +95,19 @@ def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
 
 
 @contextlib.contextmanager
-def deferring_interrupts(stop: Callable[[], None]) -> Iterator[list[int]]:
+def deferring_interrupts(stop: Callable[[], None] = lambda: None, repeated_raises: bool = False) -> Iterator[list[int]]:
     """Within: Ctrl-C, and SIGTERM where :func:`sigterm_as_interrupt` set it, call ``stop()`` and
     are recorded in the list yielded instead of raising anywhere in the block (an interrupted
     ``Thread.start()`` or ``join()`` leaves a thread running that the exiting interpreter then
-    aborts under); :func:`raise_deferred` raises the first once the block is done."""
+    aborts under); :func:`raise_deferred` raises the first once the block is done. With
+    ``repeated_raises`` a second one raises at once, where it lands (the block may wait on
+    what the user cannot see end: a write to a pipe nobody reads)."""
     signums: list[int] = []
 
     def record(signum: int, frame: Any) -> None:
         signums.append(signum)
+        if repeated_raises and len(signums) > 1:
+            raise_deferred(signums)
         stop()
 
     with handling(signal.SIGINT, record), handling(signal.SIGTERM, record, over=_raise_terminated):

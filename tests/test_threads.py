@@ -36,3 +36,30 @@ def test_finish_before_start_returns_and_after_the_end_joins() -> None:
     thread.start()
     thread.finish()
     assert ran == [1] and not thread.is_alive() and thread.ended.is_set()
+
+
+def test_deferred_interrupts_wait_for_the_block_and_a_second_one_raises_at_once() -> None:
+    # a result line held by a full pipe nobody reads must not make Ctrl-C powerless
+    import os
+    import signal
+
+    import pytest
+
+    from edgeanomaly._threads import deferring_interrupts, raise_deferred
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferring_interrupts(repeated_raises=True) as signums:
+            os.kill(os.getpid(), signal.SIGINT)  # recorded, the block goes on
+            reached.append("after the first")
+            os.kill(os.getpid(), signal.SIGINT)  # raises here
+            reached.append("after the second")
+    assert reached == ["after the first"] and signums == [signal.SIGINT, signal.SIGINT]
+    with pytest.raises(KeyboardInterrupt):
+        with deferring_interrupts() as signums:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # without repeated_raises: recorded too
+            reached.append("block done")
+        raise_deferred(signums)
+    assert reached[-1] == "block done" and len(signums) == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -11,7 +12,7 @@ from typing import Any, Iterator
 import click
 
 from edgeanomaly import registry
-from edgeanomaly._threads import exit_status
+from edgeanomaly._threads import deferring_interrupts, exit_status, raise_deferred
 from edgeanomaly.bundle import write_bytes_atomic
 from edgeanomaly.cli._common import (backend_choice, exact_option, friendly_errors, precision_choice, progress, this_command_with,
                                      trust_option, trusted_keys)
@@ -132,6 +133,14 @@ def _overlay_root(kind: str, value: Any) -> Path | None:
 FSYNC_EVERY_S = 1.0
 
 
+def _whole_result() -> contextlib.AbstractContextManager[list[int]]:
+    """Ctrl-C or SIGTERM while a result line is written (the file, then stdout) and counted
+    waits until it is (:func:`~edgeanomaly._threads.raise_deferred` raises it after): the
+    summary, the file and stdout then agree, and ``--resume`` neither skips nor rescores it.
+    A second one stops at once, where a full pipe nobody reads holds the line."""
+    return deferring_interrupts(repeated_raises=True)
+
+
 class _Report:
     """Writes result lines (stdout and optionally DIR/predictions.jsonl) and keeps the summary.
 
@@ -180,10 +189,6 @@ class _Report:
         record = prediction.to_dict()
         record.pop("source", None)
         record = {key: name, **record}
-        self.n_ok += 1
-        self.n_anomalous += int(prediction.label)
-        for stage, ms in prediction.timings.items():
-            self.stages.setdefault(stage, []).append(ms)
         if self.overlay_dir is not None and image is not None:
             import cv2
 
@@ -194,7 +199,13 @@ class _Report:
             record["overlay"] = str(target)
         label = "ANOMALOUS" if prediction.label else "normal"
         total = prediction.timings.get("total", float("nan"))
-        self._emit(record, f"{name}\t{label}\tscore={prediction.score:.4f}\t{total:.1f} ms")
+        with _whole_result() as signums:
+            self._emit(record, f"{name}\t{label}\tscore={prediction.score:.4f}\t{total:.1f} ms")
+            self.n_ok += 1
+            self.n_anomalous += int(prediction.label)
+            for stage, ms in prediction.timings.items():
+                self.stages.setdefault(stage, []).append(ms)
+        raise_deferred(signums)
 
     def _overlay_target(self, key: str, name: Any) -> Path:
         """One file per input: the input's path below the common folder, as .png (never reused)."""
@@ -216,11 +227,13 @@ class _Report:
 
     def failed(self, key: str, name: Any, error: Exception, count: int = 1) -> None:
         """One input (or ``count`` video frames, e.g. a truncated tail) that could not be scored."""
-        self.n_failed += count
         record: dict[str, Any] = {key: name if key == "frame" else str(name), "error": str(error)}
         if count != 1:
             record["frames"] = count
-        self._emit(record, f"{name}\tERROR\t{error}")
+        with _whole_result() as signums:
+            self._emit(record, f"{name}\tERROR\t{error}")
+            self.n_failed += count
+        raise_deferred(signums)
 
     def summary(self, info: dict[str, Any], wall_s: float, not_scored: int | None = None) -> dict[str, Any]:
         """The summary line (stdout, and the file); ``not_scored``: the inputs a Ctrl-C left."""

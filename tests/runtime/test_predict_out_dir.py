@@ -160,6 +160,51 @@ def test_ctrl_c_mid_run_keeps_the_summary_and_says_how_to_resume(seg_bundle: Pat
 
 
 
+class _InterruptedWhileWriting:
+    """A file whose ``write`` gets Ctrl-C (a real SIGINT to this process) as it starts."""
+
+    def __init__(self, file) -> None:
+        self._file = file
+
+    def write(self, text: str) -> int:
+        os.kill(os.getpid(), signal.SIGINT)
+        return self._file.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._file, name)
+
+
+@pytest.mark.parametrize("where", ["file", "stdout"])
+def test_ctrl_c_while_a_result_is_written_counts_it_with_its_line_in_the_file_and_on_stdout(
+        where: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI (stop 41): after Ctrl-C the summary said 6 scored where stdout had 5 lines: the count
+    # went up before the line was written, and a Ctrl-C in between left the line out of the file
+    # or off stdout (and --resume then skipped or rescored it)
+    import click
+
+    from edgeanomaly.cli import _predict as cli_predict
+    from edgeanomaly.runtime import Prediction
+
+    report = cli_predict._Report(True, tmp_path / "o", False)
+    if where == "file":
+        report.file = _InterruptedWhileWriting(report.file)
+    else:
+        echo = click.echo
+
+        def interrupted_echo(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)
+            return echo(*args, **kwargs)
+
+        monkeypatch.setattr(cli_predict.click, "echo", interrupted_echo)
+    with pytest.raises(KeyboardInterrupt):  # still stops the run: once the line is whole
+        report.ok("path", "a.png", Prediction(score=0.7, label=True, raw_score=3.2))
+    report.file.flush()
+    printed = capsys.readouterr().out.splitlines()
+    kept = (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()
+    assert (report.n_ok, len(printed), len(kept)) == (1, 1, 1)
+    assert json.loads(printed[0]) == json.loads(kept[0]) and json.loads(kept[0])["path"] == "a.png"
+
+
 def test_sigterm_stops_like_ctrl_c_with_the_summary(seg_bundle: Path, many_parts: Path, tmp_path: Path) -> None:
     # a supervisor (systemd, a container runtime) stops a process with SIGTERM: it ended the run
     # at once, without the summary of what was scored (a watched folder has no other end)
