@@ -315,7 +315,7 @@ def test_resuming_another_fit_names_the_settings_that_differ(tmp_path) -> None:
 
 
 def test_a_state_saved_before_a_setting_existed_resumes_when_the_setting_is_at_its_default(tmp_path) -> None:
-    # a fit interrupted under an older edgeanomaly (before conv3x3_only and augment were added)
+    # a fit interrupted under an older edgeanomaly (before conv3x3_only, augment, shift_grid were added)
     # could not go on after the upgrade: "of another fit: augment unset (now 'none'),
     # conv3x3_only unset (now False)", though their defaults are what that version trained
     train = [_images(4, 1), _images(4, 2)]
@@ -323,7 +323,7 @@ def test_a_state_saved_before_a_setting_existed_resumes_when_the_setting_is_at_i
     state = tmp_path / "training-state.pt"
     _interrupted_at_epoch_2(state, train, epochs=4, patience=10)
     saved = torch.load(state, weights_only=True)
-    for key in ("conv3x3_only", "augment"):  # as the older version saved it
+    for key in ("conv3x3_only", "augment", "shift_grid"):  # as the older versions saved it
         del saved["identity"]["params"][key]
     torch.save(saved, state)
     again = _model(epochs=4, patience=10)
