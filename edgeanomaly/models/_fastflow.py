@@ -115,12 +115,11 @@ class FastFlow(TrainedModel):
                     "clamp": float(clamp), "score_top_fraction": float(score_top_fraction), "augment": augment,
                     "shift_grid": shift_grid}
         super().__init__(backbone, layers, settings, **options)
-        finest = min(self.feature_extractor.strides[layer] for layer in self.layers)
-        if not 2 <= shift_grid <= finest:
-            raise ConfigError(f"Expected shift_grid as an integer from 2 to {finest} (the finest level's stride: "
-                              f"offsets of at least one pixel within it), got {shift_grid!r}")
-        if shift_grid != 2 and augment != "shifts":
+        if augment != "shifts" and shift_grid != 2:
             raise ConfigError(f"shift_grid={shift_grid} applies to augment='shifts' only; got augment={augment!r}")
+        if augment == "shifts" and not 2 <= shift_grid <= self._finest_stride():
+            raise ConfigError(f"Expected shift_grid as an integer from 2 to {self._finest_stride()} (the finest level's "
+                              f"stride: offsets of at least one pixel within it), got {shift_grid!r}")
         seed = self._seed()
         self.flows = nn.ModuleList(
             fastflow_blocks(self.feature_extractor.channels[layer], steps=int(flow_steps), conv3x3_only=bool(conv3x3_only),
@@ -218,9 +217,12 @@ class FastFlow(TrainedModel):
         augment = self._settings["augment"]
         return self._settings["shift_grid"] ** 2 if augment == "shifts" else _FLIP_VIEWS[augment]
 
+    def _finest_stride(self) -> int:
+        return min(self.feature_extractor.strides[layer] for layer in self.layers)
+
     def _view_offsets(self) -> list[tuple[int, int]]:
         """What ``augment="shifts"`` moves an image by (:func:`shift_offsets`)."""
-        return shift_offsets(min(self.feature_extractor.strides[layer] for layer in self.layers), self._settings["shift_grid"])
+        return shift_offsets(self._finest_stride(), self._settings["shift_grid"])
 
     def _reinitialise(self) -> None:
         fresh = [fastflow_blocks(flow.blocks[0].channels, steps=len(flow.blocks), conv3x3_only=self._settings["conv3x3_only"],

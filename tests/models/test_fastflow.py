@@ -215,8 +215,6 @@ def test_epoch_options_are_refused_for_one_pass_models(tmp_path) -> None:
     ("score_top_fraction", 1.5, r"score_top_fraction in \[0, 1\]"),
     ("score_top_fraction", -0.1, r"score_top_fraction in \[0, 1\]"),
     ("augment", "rot90", "augment as one of 'none', 'flips', 'dihedral', 'shifts', got 'rot90'"),
-    ("shift_grid", 1, r"shift_grid as an integer from 2 to 4 \(the finest level's stride"),
-    ("shift_grid", 5, r"shift_grid as an integer from 2 to 4 .*got 5"),
     ("shift_grid", 2.5, "shift_grid as an integer( >= 1)?, got 2.5"),
     # these were taken as int(2.5) == 2, bool("no") == True, and "steps >= 1" named no setting
     ("flow_steps", 0, "flow_steps as an integer >= 1, got 0"),
@@ -567,7 +565,10 @@ def test_shifts_move_images_on_a_grid_within_the_finest_stride(backbone: str, la
     assert model._views_per_image() == len(steps) ** 2
 
 
-def test_shift_grid_applies_to_shifts_only() -> None:
+def test_shift_grid_is_a_grid_within_the_finest_stride_and_applies_to_shifts_only() -> None:
+    for grid in (1, 5):  # resnet18's layer1: stride 4
+        with pytest.raises(ConfigError, match=rf"shift_grid as an integer from 2 to 4 \(the finest level's stride.*got {grid}"):
+            _model(augment="shifts", shift_grid=grid)
     with pytest.raises(ConfigError, match="shift_grid=3 applies to augment='shifts' only; got augment='flips'"):
         _model(augment="flips", shift_grid=3)
 
