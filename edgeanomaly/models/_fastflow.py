@@ -197,7 +197,7 @@ class FastFlow(TrainedModel):
         is view ``v`` of image ``i`` (view 0 the image itself)."""
         self.eval()
         augment, offsets = self._settings["augment"], self._view_offsets()
-        levels: list[list[list[torch.Tensor]]] = [[[] for _ in range(self._views_per_image())] for _ in self.layers]
+        levels = [[_Rows() for _ in range(self._views_per_image())] for _ in self.layers]
         distinct: set[bytes] = set()
         n = 0
         for batch in self._checked_images(batches, distinct):
@@ -211,7 +211,7 @@ class FastFlow(TrainedModel):
         if n == 0:
             raise ValueError("FastFlow.fit() received no images: expected at least one batch of normal images")
         self._check_distinct(n, distinct)
-        return [torch.cat([torch.cat(view) for view in store]) for store in levels]
+        return [_concatenated(store) for store in levels]
 
     def _views_per_image(self) -> int:
         augment = self._settings["augment"]
@@ -305,6 +305,53 @@ def _moved(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     that come in mirrored from the top and left edges (``F.pad``'s ``"reflect"``)."""
     h, w = images.shape[-2:]
     return F.pad(images, (dx, 0, dy, 0), mode="reflect")[..., :h, :w]
+
+
+#: Bytes of each block that :class:`_Rows` keeps features in: above glibc's largest automatic
+#: mmap threshold (32 MiB), so the blocks are mapped apart from the heap.
+_BLOCK_BYTES = 64 << 20
+
+
+class _Rows:
+    """Rows of one level's features of one view, appended a batch at a time into blocks of
+    :data:`_BLOCK_BYTES`. Kept per batch (a few MB each, between the backbone's temporaries on
+    the heap), 9 views of 1,000 images held 7.4 GB where their features are 2.4 GB: freed
+    temporaries could not be reused around the kept rows, and the heap grew with every batch."""
+
+    def __init__(self) -> None:
+        self.blocks: list[torch.Tensor] = []
+        self.used = 0  # rows filled in the last block
+        self.rows = 0
+
+    def append(self, f: torch.Tensor) -> None:
+        at = 0
+        while at < f.shape[0]:
+            if not self.blocks or self.used == self.blocks[-1].shape[0]:
+                capacity = max(1, _BLOCK_BYTES // max(1, f[0].numel() * f.element_size()))
+                self.blocks.append(f.new_empty((capacity, *f.shape[1:])))
+                self.used = 0
+            take = min(f.shape[0] - at, self.blocks[-1].shape[0] - self.used)
+            self.blocks[-1][self.used : self.used + take] = f[at : at + take]
+            self.used, at, self.rows = self.used + take, at + take, self.rows + take
+
+    def drain_into(self, out: torch.Tensor, at: int) -> int:
+        """Copy the rows into ``out`` from row ``at``, letting each block go once copied; the next row."""
+        while self.blocks:
+            block = self.blocks.pop(0)
+            n = self.used if not self.blocks else block.shape[0]
+            out[at : at + n] = block[:n]
+            at += n
+        return at
+
+
+def _concatenated(views: list[_Rows]) -> torch.Tensor:
+    """One level's rows, view by view, as one tensor (the blocks let go as they are copied)."""
+    first = next(v.blocks[0] for v in views if v.blocks)
+    out = first.new_empty((sum(v.rows for v in views), *first.shape[1:]))
+    at = 0
+    for view in views:
+        at = view.drain_into(out, at)
+    return out
 
 
 def _view_rows(images: torch.Tensor, n: int, views: int) -> torch.Tensor:
