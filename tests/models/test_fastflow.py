@@ -723,7 +723,7 @@ def test_features_kept_in_blocks_are_the_batches_view_by_view(monkeypatch: pytes
     for rows, view in zip(views, batches):
         for f in view:
             rows.append(f)
-    assert [len(r.blocks) for r in views] == [3, 1, 3]
+    assert [len(r.blocks) for r in views] == [3, 1, 3] and all(len(b) == 6 for r in views for b in r.blocks)
     out = _fastflow._concatenated(views)
     assert torch.equal(out, torch.cat([f for view in batches for f in view]))
     assert all(not r.blocks for r in views)  # let go once copied
