@@ -48,10 +48,10 @@ from edgeanomaly.models._trained import TrainedModel, TrainingRun, adam, check_n
 
 __all__ = ["FastFlow"]
 
-#: The ``augment`` settings.
-_AUGMENTS = ("none", "flips", "dihedral", "shifts")
 #: Views of each training image per ``augment`` setting other than ``"shifts"`` (``shift_grid ** 2``).
 _FLIP_VIEWS = {"none": 1, "flips": 4, "dihedral": 8}
+#: The ``augment`` settings.
+_AUGMENTS = (*_FLIP_VIEWS, "shifts")
 
 
 @register_model
@@ -286,7 +286,7 @@ def shift_offsets(stride: int, grid: int) -> list[tuple[int, int]]:
     return [(i * step, j * step) for i in range(grid) for j in range(grid)]
 
 
-def _image_views(images: torch.Tensor, augment: str, offsets: Sequence[tuple[int, int]] = ((0, 0),)) -> list[torch.Tensor]:
+def _image_views(images: torch.Tensor, augment: str, offsets: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
     """The views of (N, C, H, W) images that ``augment`` trains on, the images themselves first
     (``offsets``: the (rows down, columns right) ``"shifts"`` moves them by, (0, 0) first)."""
     if augment == "none":
